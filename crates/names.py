@@ -1,0 +1,72 @@
+"""crates.io naming rules and version strings."""
+
+from __future__ import annotations
+
+import re
+
+from crates.errors import InvalidCrateName, InvalidVersion
+
+MAX_CRATE_NAME_LENGTH = 64
+_CRATE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+# SemVer 2.0.0 (https://semver.org), as cargo accepts it.
+_SEMVER_RE = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
+    r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
+)
+LATEST = "latest"
+
+
+def normalize_crate_name(name: str) -> str:
+    """The lookup key: crates.io treats case and ``-``/``_`` as the same crate."""
+    return name.strip().lower().replace("-", "_")
+
+
+def validate_crate_name(name: object) -> str:
+    """Return the stripped name or raise InvalidCrateName saying what is wrong."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidCrateName("A crate name is required.")
+    name = name.strip()
+    if len(name) > MAX_CRATE_NAME_LENGTH:
+        raise InvalidCrateName(
+            f"Crate names are at most {MAX_CRATE_NAME_LENGTH} characters; this one has {len(name)}."
+        )
+    if not name[0].isascii() or not name[0].isalpha():
+        raise InvalidCrateName(f"Invalid crate name {name[:80]!r}: it must start with an ASCII letter.")
+    if not _CRATE_NAME_RE.match(name):
+        raise InvalidCrateName(
+            f"Invalid crate name {name[:80]!r}: only ASCII letters, digits, '-' and '_' are allowed."
+        )
+    return name
+
+
+def validate_version(version: object) -> str:
+    """Return ``"latest"`` or a SemVer string; raise InvalidVersion otherwise."""
+    if version is None or (isinstance(version, str) and version.strip() in {"", LATEST}):
+        return LATEST
+    if not isinstance(version, str):
+        raise InvalidVersion("The version must be a string such as '1.0.3' or 'latest'.")
+    version = version.strip()
+    if len(version) > 128 or not _SEMVER_RE.match(version):
+        raise InvalidVersion(
+            f"Invalid version {version[:80]!r}: use an exact SemVer version such as '1.0.3', or 'latest'."
+        )
+    return version
+
+
+def semver_key(version: str) -> tuple:
+    """Sort key following SemVer precedence (build metadata ignored)."""
+    match = _SEMVER_RE.match(version)
+    if not match:
+        return ((-1, -1, -1), 0, ())
+    major, minor, patch, pre, _build = match.groups()
+    core = (int(major), int(minor), int(patch))
+    if not pre:
+        return (core, 1, ())
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
+    return (core, 0, parts)
+
+
+def is_prerelease(version: str) -> bool:
+    match = _SEMVER_RE.match(version)
+    return bool(match and match.group(4))

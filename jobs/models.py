@@ -1,0 +1,114 @@
+"""Ingest and removal jobs, and their audit log."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class CrateJob(models.Model):
+    class Operation(models.TextChoices):
+        INGEST = "ingest", "Ingest"
+        REMOVE = "remove", "Remove"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETE = "complete", "Complete"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class RequestedBy(models.TextChoices):
+        API = "api", "API"
+        MCP = "mcp", "MCP"
+        ADMIN = "admin", "Admin"
+        CLI = "cli", "CLI"
+
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    FINISHED_STATUSES = (Status.COMPLETE, Status.FAILED, Status.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    crate_name = models.CharField(max_length=64, db_index=True)
+    normalized_name = models.CharField(max_length=64, db_index=True)
+    requested_version = models.CharField(max_length=128, default="latest")
+    resolved_version = models.CharField(max_length=128, blank=True, default="")
+    operation = models.CharField(max_length=16, choices=Operation.choices, default=Operation.INGEST)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    stage = models.CharField(max_length=32, blank=True, default="")
+    stage_message = models.CharField(max_length=500, blank=True, default="")
+    items_found = models.PositiveIntegerField(default=0)
+    items_processed = models.PositiveIntegerField(default=0)
+    documents = models.PositiveIntegerField(default=0)
+    chunks = models.PositiveIntegerField(default=0)
+    embeddings = models.PositiveIntegerField(default=0)
+    http_requests = models.PositiveIntegerField(default=0)
+    options = models.JSONField(default=dict, blank=True)
+    requested_by = models.CharField(max_length=8, choices=RequestedBy.choices, default=RequestedBy.CLI)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    checkpoint = models.JSONField(default=dict, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker_id = models.CharField(max_length=200, blank=True, default="")
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error_message = models.TextField(blank=True, default="")
+    error_type = models.CharField(max_length=100, blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+
+    class Meta:
+        db_table = "crate_jobs"
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(progress__gte=0) & Q(progress__lte=100), name="crate_job_progress_0_100"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "complete", "failed", "cancelled"]),
+                name="crate_job_status_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="job_status_created_idx"),
+            models.Index(fields=["normalized_name", "status"], name="job_crate_status_idx"),
+            models.Index(
+                fields=["heartbeat_at"], name="job_running_heartbeat_idx", condition=Q(status="running")
+            ),
+            models.Index(fields=["finished_at"], name="job_finished_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.operation} {self.crate_name} {self.requested_version} [{self.status}]"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED_STATUSES
+
+
+class JobEvent(models.Model):
+    class Type(models.TextChoices):
+        CREATED = "created"
+        STARTED = "started"
+        PROGRESS = "progress"
+        RETRIED = "retried"
+        CANCEL_REQUESTED = "cancel_requested"
+        CANCELLED = "cancelled"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        RECOVERED = "recovered"
+
+    job = models.ForeignKey(CrateJob, on_delete=models.CASCADE, related_name="events")
+    event_type = models.CharField(max_length=20, choices=Type.choices)
+    message = models.TextField(blank=True, default="")
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["job", "created_at"], name="jobevent_job_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.event_type}: {self.message[:60]}"

@@ -1,0 +1,113 @@
+"""Foundation: migrations, constraints, crate-name lookup, vector and full-text queries."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from django.contrib.postgres.search import SearchQuery
+from django.core.management import call_command
+from django.db import IntegrityError, connection, transaction
+from pgvector.django import CosineDistance
+
+from crates.models import Chunk, Crate, CrateRelease, Document
+from crates.textsearch import search_text_for
+from jobs.models import CrateJob, JobEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def _release(name: str = "serde_json", version: str = "1.0.0") -> CrateRelease:
+    crate = Crate.objects.create(name=name)
+    return CrateRelease.objects.create(crate=crate, version=version, docs_source="rustdoc-json")
+
+
+def _unit(i: int) -> list[float]:
+    vec = [0.0] * settings.EMBEDDING_DIMENSION
+    vec[i] = 1.0
+    return vec
+
+
+def test_database_is_postgres_with_vector_extension():
+    assert connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        (version,) = cursor.fetchone()
+    assert tuple(int(p) for p in version.split(".")[:2]) >= (0, 8)
+
+
+def test_no_missing_migrations():
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+def test_progress_outside_0_100_is_rejected():
+    job = CrateJob.objects.create(crate_name="serde", normalized_name="serde")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CrateJob.objects.filter(pk=job.pk).update(progress=101)
+    CrateJob.objects.filter(pk=job.pk).update(progress=100)
+    job.refresh_from_db()
+    assert job.progress == 100
+
+
+def test_duplicate_document_path_and_kind_is_rejected():
+    release = _release()
+    Document.objects.create(release=release, path="serde_json::Value", name="Value", kind="enum", content_hash="a")
+    Document.objects.create(release=release, path="serde_json::Value", name="Value", kind="macro", content_hash="b")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Document.objects.create(
+            release=release, path="serde_json::Value", name="Value", kind="enum", content_hash="c"
+        )
+
+
+def test_crate_lookup_ignores_case_and_dash_underscore():
+    Crate.objects.create(name="serde_json")
+    for spelling in ("serde-json", "serde_json", "Serde_Json", "SERDE-JSON"):
+        assert Crate.objects.by_name(spelling).get().name == "serde_json"
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Crate.objects.create(name="Serde-Json")
+
+
+def test_only_one_active_release_per_version():
+    release = _release()
+    release.state = "active"
+    release.save()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CrateRelease.objects.create(crate=release.crate, version="1.0.0", docs_source="html", state="active")
+    CrateRelease.objects.create(crate=release.crate, version="1.0.0", docs_source="html", state="building")
+
+
+def test_vector_nearest_neighbour_and_full_text_on_chunks():
+    release = _release()
+    texts = {
+        0: "serde_json::Value enum: any valid JSON value",
+        1: "HashMap::with_capacity creates an empty map with room for items",
+        2: "serde_json::from_str deserializes an instance of T from a string of JSON text",
+    }
+    for i, text in texts.items():
+        doc = Document.objects.create(
+            release=release, path=f"serde_json::item{i}", name=f"item{i}", kind="function", content_hash=str(i)
+        )
+        Chunk.objects.create(
+            document=doc,
+            release=release,
+            ordinal=0,
+            text=text,
+            search_text=search_text_for(text),
+            content_hash=str(i),
+            embedding=_unit(i),
+        )
+    query = [0.0] * settings.EMBEDDING_DIMENSION
+    query[2], query[1] = 0.9, 0.1
+    nearest = list(Chunk.objects.order_by(CosineDistance("embedding", query)).values_list("text", flat=True))
+    assert nearest[0] == texts[2]
+    assert nearest[1] == texts[1]
+
+    for words in ("with capacity", "with_capacity", "HashMap", "hashmap"):
+        hits = Chunk.objects.filter(search_vector=SearchQuery(words, config="english", search_type="plain"))
+        assert [c.text for c in hits] == [texts[1]], words
+
+
+def test_job_events_are_deleted_with_their_job():
+    job = CrateJob.objects.create(crate_name="serde", normalized_name="serde")
+    JobEvent.objects.create(job=job, event_type="created")
+    job.delete()
+    assert JobEvent.objects.count() == 0
