@@ -1,0 +1,164 @@
+"""Ingest benchmark: every crate of ../shared/docsrs-replica through the real pipeline.
+
+For each crate and embedder (the local MiniLM model, and the deterministic
+`hash` embedder that measures everything but the model): HTTP requests, seconds
+per stage, items/s, chunks/s, peak RSS (each ingest runs in its own process).
+With the model, it also times the model alone on the same chunk texts, so the
+pipeline's overhead over the model can be read off.
+
+    .venv/bin/python bench/ingest.py [--providers hash,local] [--crates tokio,serde]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    ROOT,
+    bench_database_url,
+    print_table,
+    replica_crates,
+    replica_env,
+    replica_server,
+    write_results,
+)
+
+
+class TimingProgress:
+    def __init__(self) -> None:
+        self.marks: list[tuple[str, float]] = []
+        self.counters: dict[str, int] = {}
+
+    def stage(self, name, message, percent):
+        self.marks.append((name, time.perf_counter()))
+
+    def update(self, *, percent=None, message=None, **counters):
+        self.counters.update(counters)
+
+    def check_cancelled(self):
+        pass
+
+    def durations(self, end: float) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for (name, start), (_n, stop) in zip(self.marks, [*self.marks[1:], ("end", end)], strict=True):
+            out[name] = out.get(name, 0.0) + (stop - start)
+        return out
+
+
+def child(crate: str, version: str, provider: str) -> dict:
+    os.environ["EMBEDDING_PROVIDER"] = provider
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from crates.pipeline.embed import get_embedder
+
+    from crates.errors import CrateNotFound
+    from crates.models import EmbeddingCache
+    from crates.pipeline.ingest import run_ingest
+    from crates.services import remove_crate
+
+    embedder = get_embedder()
+    EmbeddingCache.objects.filter(model=embedder.model_name).delete()
+    with contextlib.suppress(CrateNotFound):
+        remove_crate(name=crate)
+    if provider == "local":
+        embedder.embed(["warm-up"])  # model load is not part of the pipeline's time
+    progress = TimingProgress()
+    start = time.perf_counter()
+    result = run_ingest(name=crate, version=version, force=True, progress=progress)
+    total = time.perf_counter() - start
+    row = {
+        "crate": crate, "provider": provider, "items": progress.counters.get("items_found", 0),
+        "documents": result.documents, "chunks": result.chunks, "requests": result.http_requests,
+        "seconds": total, "stages": progress.durations(start + total),
+    }
+    if provider == "local":
+        row["model_only_seconds"] = _model_alone(embedder=embedder, release_id=result.release_id)
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return row
+
+
+def _model_alone(*, embedder, release_id: int) -> float:
+    from django.conf import settings
+
+    from crates.models import Chunk
+
+    texts = list(Chunk.objects.filter(release_id=release_id).order_by("id").values_list("text", flat=True))
+    start = time.perf_counter()
+    size = settings.EMBEDDING_BATCH_SIZE
+    for i in range(0, len(texts), size):
+        embedder.embed(texts[i:i + size])
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--providers", default="hash,local")
+    parser.add_argument("--crates", default="")
+    parser.add_argument("--child", nargs=3, metavar=("CRATE", "VERSION", "PROVIDER"))
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(*args.child)))
+        return
+
+    crates = [c for c in replica_crates() if not args.crates or c["name"] in args.crates.split(",")]
+    db = bench_database_url()
+    env = {**os.environ, "DATABASE_URL": db, "HF_HUB_OFFLINE": "1", "LOG_LEVEL": "WARNING"}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    rows = []
+    with replica_server() as base:
+        env.update(replica_env(base))
+        for provider in args.providers.split(","):
+            for crate in crates:
+                out = subprocess.run(
+                    [sys.executable, "bench/ingest.py", "--child", crate["name"], crate["version"], provider],
+                    cwd=ROOT, env=env, capture_output=True, text=True,
+                )
+                if out.returncode != 0:
+                    print(out.stderr[-3000:], file=sys.stderr)
+                    raise SystemExit(f"ingest of {crate['name']} with {provider} failed")
+                row = json.loads(out.stdout.strip().splitlines()[-1])
+                row["source"] = "json" if crate["json_available"] else "html"
+                _derive(row)
+                rows.append(row)
+                print(f"  {provider:5} {crate['name']:10} {row['seconds']:.2f}s", file=sys.stderr)
+    print_table(rows, ["crate", "source", "provider", "items", "chunks", "requests", "seconds", "items_per_s",
+                       "chunks_per_s", "model_only_s", "overhead", "peak_rss_mb", "stage_s"])
+    write_results("ingest", {"rows": rows, "targets": _targets(rows)})
+
+
+def _derive(row: dict) -> None:
+    row["items_per_s"] = row["items"] / row["seconds"] if row["seconds"] else 0.0
+    row["chunks_per_s"] = row["chunks"] / row["seconds"] if row["seconds"] else 0.0
+    row["model_only_s"] = row.get("model_only_seconds")
+    if row.get("model_only_seconds"):
+        row["overhead"] = row["seconds"] / row["model_only_seconds"]
+    row["stage_s"] = " ".join(f"{k}={v:.2f}" for k, v in row["stages"].items())
+
+
+def _targets(rows: list[dict]) -> dict:
+    hashed = [r for r in rows if r["provider"] == "hash"]
+    local = [r for r in rows if r["provider"] == "local"]
+    largest = max(hashed, key=lambda r: r["items"], default=None)
+    return {
+        "largest_crate_items_per_s_no_model": largest and largest["items_per_s"],
+        "max_overhead_over_model": max((r["overhead"] for r in local if r.get("overhead")), default=None),
+        "max_requests_json": max((r["requests"] for r in rows if r["source"] == "json"), default=None),
+        "max_requests_html": max((r["requests"] for r in rows if r["source"] == "html"), default=None),
+        "max_peak_rss_mb": max((r["peak_rss_mb"] for r in rows), default=None),
+    }
+
+
+if __name__ == "__main__":
+    main()

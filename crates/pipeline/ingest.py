@@ -1,0 +1,371 @@
+"""The ingest pipeline: resolve -> fetch -> parse -> chunk -> embed -> store.
+
+Plain functions with a progress/cancel callback, shared by the job runner and
+``manage.py ingest_crate``. Embedding (the slow part) runs in this thread
+while a writer thread stores the previous group, so the pipeline hides behind
+the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+from django.db import close_old_connections, connection
+
+from crates.errors import Cancelled, FerrodexError
+from crates.models import CrateRelease
+from crates.names import normalize_crate_name, validate_crate_name, validate_version
+from crates.pipeline import store
+from crates.pipeline.types import Artifact, ParsedCrate, ParsedItem, Progress, ResolvedRelease
+
+logger = logging.getLogger(__name__)
+
+# Items per committed batch: small enough that a crash redoes < 1% of a big
+# crate, large enough that a transaction is not per item.
+MIN_BATCH, MAX_BATCH, BATCHES_PER_CRATE = 1, 64, 200
+# Chunks embedded per model call group: keeps the model busy with full batches.
+EMBED_GROUP_CHUNKS = 256
+
+
+@dataclass(slots=True)
+class IngestResult:
+    crate_name: str
+    version: str
+    release_id: int | None
+    documents: int = 0
+    chunks: int = 0
+    embeddings: int = 0
+    embedded_new: int = 0
+    http_requests: int = 0
+    items_processed: int = 0
+    items_skipped_by_checkpoint: int = 0
+    up_to_date: bool = False
+
+
+def batch_size_for(total_items: int) -> int:
+    return max(MIN_BATCH, min(MAX_BATCH, total_items // BATCHES_PER_CRATE or 1))
+
+
+def run_ingest(
+    *,
+    name: str,
+    version: str = "latest",
+    force: bool = False,
+    progress: Progress,
+    checkpoint: dict | None = None,
+    save_checkpoint: Callable[[dict], None] | None = None,
+    job_id: UUID | None = None,
+    json_file: Path | None = None,
+    doc_dir: Path | None = None,
+) -> IngestResult:
+    from crates.pipeline.embed import check_embedder_dimension, get_embedder
+
+    embedder = get_embedder()
+    check_embedder_dimension(embedder=embedder)
+    checkpoint = dict(checkpoint or {})
+    save = save_checkpoint or (lambda _cp: None)
+
+    if json_file is not None or doc_dir is not None:
+        source = _local_source(name=name, version=version, json_file=json_file, doc_dir=doc_dir, progress=progress)
+    else:
+        source = _remote_source(name=name, version=version, force=force, progress=progress, checkpoint=checkpoint)
+    if source.up_to_date:
+        progress.stage("done", f"{source.resolved.name} {source.resolved.version} is already up to date", 100)
+        return IngestResult(
+            crate_name=source.resolved.name, version=source.resolved.version, release_id=source.active_release_id,
+            http_requests=source.http_requests, up_to_date=True,
+        )
+    return _build_release(
+        source=source, embedder=embedder, progress=progress, checkpoint=checkpoint, save=save, job_id=job_id
+    )
+
+
+@dataclass(slots=True)
+class _Source:
+    resolved: ResolvedRelease
+    parsed: ParsedCrate | None
+    artifact: Artifact | None
+    local: bool
+    http_requests: int = 0
+    up_to_date: bool = False
+    active_release_id: int | None = None
+
+
+def _local_source(
+    *, name: str, version: str, json_file: Path | None, doc_dir: Path | None, progress: Progress
+) -> _Source:
+    from crates.pipeline.fetch import decompress_json_bytes
+    from crates.pipeline.parse_html import parse_html_pages, read_doc_dir
+    from crates.pipeline.parse_json import parse_rustdoc_json
+
+    progress.stage("parse", "parsing local documentation", 15)
+    requested = None if version in ("", "latest") else validate_version(version)
+    if json_file is not None:
+        parsed = parse_rustdoc_json(decompress_json_bytes(Path(json_file).read_bytes()), version=requested or "")
+    else:
+        pages = read_doc_dir(Path(doc_dir))
+        parsed = parse_html_pages(pages, version=requested or "")
+    crate_name = validate_crate_name(name or parsed.crate_name)
+    final_version = requested or parsed.version or "0.0.0"
+    parsed.version = final_version
+    resolved = ResolvedRelease(name=crate_name, version=final_version)
+    return _Source(resolved=resolved, parsed=parsed, artifact=None, local=True)
+
+
+def _remote_source(*, name: str, version: str, force: bool, progress: Progress, checkpoint: dict) -> _Source:
+    from crates.pipeline.fetch import fetch_docs, load_cached_artifact, save_artifact
+    from crates.pipeline.http import HttpClient
+    from crates.pipeline.resolve import resolve_release
+
+    name = validate_crate_name(name)
+    version = validate_version(version)
+    client = HttpClient(on_request=lambda: progress.update(http_requests=client.request_count))
+    if checkpoint.get("version"):
+        version = checkpoint["version"]  # a resumed job finishes the version it started
+    progress.stage("resolve", f"resolving {name} {version}", 0)
+    resolved = resolve_release(name=name, version=version, client=client)
+    progress.check_cancelled()
+
+    active = _active_release(name=resolved.name, version=resolved.version)
+    artifact = None
+    if checkpoint.get("release_id"):
+        artifact = load_cached_artifact(name=resolved.name, version=resolved.version)
+    if artifact is None:
+        progress.stage("fetch", f"downloading docs of {resolved.name} {resolved.version} from docs.rs", 5)
+        etag = active.etag if (active is not None and not force) else ""
+        artifact = fetch_docs(name=resolved.name, version=resolved.version, client=client, etag=etag,
+                              progress=progress)
+        unchanged = active is not None and not force and artifact.sha256 == active.artifact_sha256
+        if artifact.not_modified or unchanged:
+            return _Source(resolved=resolved, parsed=None, artifact=None, local=False,
+                           http_requests=client.request_count, up_to_date=True, active_release_id=active.pk)
+        save_artifact(name=resolved.name, version=resolved.version, artifact=artifact)
+    progress.update(http_requests=client.request_count)
+    progress.check_cancelled()
+    parsed = _parse_artifact(artifact=artifact, version=resolved.version, progress=progress)
+    return _Source(resolved=resolved, parsed=parsed, artifact=artifact, local=False,
+                   http_requests=client.request_count)
+
+
+def _active_release(*, name: str, version: str) -> CrateRelease | None:
+    return (
+        CrateRelease.objects.filter(
+            crate__normalized_name=normalize_crate_name(name), version=version, state=CrateRelease.State.ACTIVE
+        )
+        .order_by("-ingested_at")
+        .first()
+    )
+
+
+def _parse_artifact(*, artifact: Artifact, version: str, progress: Progress) -> ParsedCrate:
+    from django.conf import settings
+
+    from crates.pipeline.archive import read_zip_pages
+    from crates.pipeline.parse_html import parse_html_pages
+    from crates.pipeline.parse_json import parse_rustdoc_json
+
+    progress.stage("parse", "parsing documentation", 15)
+    if artifact.kind == "json":
+        return parse_rustdoc_json(artifact.body, version=version)
+    pages = artifact.pages
+    if artifact.kind == "zip":
+        pages = read_zip_pages(artifact.body, max_total_bytes=settings.MAX_DECOMPRESSED_BYTES)
+    return parse_html_pages(pages, version=version)
+
+
+def _unique_items(items: list[ParsedItem]) -> list[ParsedItem]:
+    """(path, kind) is unique per release; keep the first of any duplicates."""
+    seen: set[tuple[str, str]] = set()
+    out: list[ParsedItem] = []
+    for item in items:
+        key = (item.path, item.kind)
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    if len(out) != len(items):
+        logger.info("dropped %d duplicate (path, kind) items", len(items) - len(out))
+    return out
+
+
+def _build_release(
+    *, source: _Source, embedder, progress: Progress, checkpoint: dict, save: Callable[[dict], None], job_id
+) -> IngestResult:
+    parsed = source.parsed
+    items = _unique_items(parsed.items)
+    resolved = source.resolved
+    release = _resume_or_create_release(source=source, items=items, embedder=embedder, checkpoint=checkpoint,
+                                        job_id=job_id)
+    batch = checkpoint.get("batch_size") or batch_size_for(len(items))
+    done_batches = checkpoint.get("batches_done", 0) if checkpoint.get("release_id") == release.pk else 0
+    checkpoint.update(release_id=release.pk, version=resolved.version, batch_size=batch,
+                      batches_done=done_batches, items_total=len(items))
+    if source.artifact is not None:
+        checkpoint["artifact_sha256"] = source.artifact.sha256
+    save(dict(checkpoint))
+    skipped = min(len(items), done_batches * batch)
+    result = IngestResult(crate_name=resolved.name, version=resolved.version, release_id=release.pk,
+                          http_requests=source.http_requests, items_skipped_by_checkpoint=skipped)
+    progress.stage("embed", f"chunking and embedding {len(items)} items", 20)
+    progress.update(items_found=len(items), items_processed=skipped)
+    try:
+        _write_batches(release=release, items=items, start=skipped, batch=batch, embedder=embedder,
+                       source=source, progress=progress, checkpoint=checkpoint, save=save, result=result)
+        progress.check_cancelled()
+        progress.stage("activate", "swapping in the new release", 98)
+        store.activate_release(release=release)
+    except Exception as exc:
+        if not (isinstance(exc, FerrodexError) and exc.transient) or isinstance(exc, Cancelled):
+            store.discard_release(release_id=release.pk)
+        raise
+    release.refresh_from_db()
+    result.documents, result.chunks = release.document_count, release.chunk_count
+    result.embeddings = release.embedding_count
+    progress.update(documents=result.documents, chunks=result.chunks, embeddings=result.embeddings)
+    progress.stage("done", f"{resolved.name} {resolved.version}: {result.documents} documents", 100)
+    return result
+
+
+def _resume_or_create_release(*, source: _Source, items, embedder, checkpoint: dict, job_id) -> CrateRelease:
+    release_id = checkpoint.get("release_id")
+    if release_id and checkpoint.get("version") == source.resolved.version:
+        release = CrateRelease.objects.filter(pk=release_id, state=CrateRelease.State.BUILDING).first()
+        if release is not None:
+            logger.info("resuming release %s of %s at batch %s", release_id, source.resolved.name,
+                        checkpoint.get("batches_done"))
+            return release
+    checkpoint.pop("batches_done", None)
+    checkpoint.pop("batch_size", None)
+    crate = store.upsert_crate(resolved=source.resolved)
+    artifact = source.artifact
+    return store.create_building_release(
+        crate=crate, parsed=source.parsed, version=source.resolved.version, embedding_model=embedder.model_name,
+        embedding_dimension=embedder.dimension, etag=artifact.etag if artifact else "",
+        artifact_sha256=artifact.sha256 if artifact else "", job_id=job_id,
+    )
+
+
+def _groups(items: list[ParsedItem], start: int, batch: int, embedder) -> Iterator[list[tuple[ParsedItem, list]]]:
+    """Yield groups of whole batches, chunked, sized for full model batches."""
+    from crates.pipeline.chunk import chunk_item
+
+    group: list[tuple[ParsedItem, list]] = []
+    chunk_total = 0
+    for index in range(start, len(items), batch):
+        for item in items[index:index + batch]:
+            chunks = chunk_item(item, max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens)
+            group.append((item, chunks))
+            chunk_total += len(chunks)
+        if chunk_total >= EMBED_GROUP_CHUNKS:
+            yield group
+            group, chunk_total = [], 0
+    if group:
+        yield group
+
+
+def _write_batches(
+    *, release, items, start, batch, embedder, source: _Source, progress: Progress, checkpoint: dict,
+    save: Callable[[dict], None], result: IngestResult,
+) -> None:
+    from crates.pipeline.embed import embed_cached
+
+    writer = _BatchWriter(release=release, package=source.resolved.name, local=source.local, batch=batch,
+                          checkpoint=checkpoint, save=save, result=result, progress=progress,
+                          total=len(items))
+    writer.start()
+    try:
+        for group in _groups(items, start, batch, embedder):
+            progress.check_cancelled()
+            writer.raise_if_failed()
+            texts = {c.content_hash: c.text for _item, chunks in group for c in chunks}
+            vectors, sent = embed_cached(embedder=embedder, texts=texts)
+            result.embedded_new += sent
+            stored = [store.StoredItem(item=i, chunks=cs, vectors=[vectors.get(c.content_hash) for c in cs])
+                      for i, cs in group]
+            for offset in range(0, len(stored), batch):
+                writer.put(stored[offset:offset + batch])
+        writer.finish()
+    finally:
+        writer.stop()
+
+
+class _BatchWriter:
+    """Stores batches in a thread of its own so the model never waits for the database."""
+
+    def __init__(self, *, release, package, local, batch, checkpoint, save, result, progress, total) -> None:
+        self.release, self.package, self.local, self.batch = release, package, local, batch
+        self.checkpoint, self.save, self.result, self.progress, self.total = checkpoint, save, result, progress, total
+        self.queue: queue.Queue = queue.Queue(maxsize=8)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="ferrodex-store", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def put(self, batch) -> None:
+        while True:
+            self.raise_if_failed()
+            try:
+                self.queue.put(batch, timeout=0.2)
+                return
+            except queue.Full:
+                self.progress.check_cancelled()
+
+    def finish(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        self.raise_if_failed()
+
+    def stop(self) -> None:
+        if not self.thread.is_alive():
+            return
+        self.error = self.error or Cancelled("stopped")
+        while True:  # drop queued batches: the release is being discarded or resumed later
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                break
+        self.queue.put(None)
+        self.thread.join(timeout=60)
+
+    def raise_if_failed(self) -> None:
+        if self.error is not None and not isinstance(self.error, Cancelled):
+            raise self.error
+
+    def _run(self) -> None:
+        try:
+            while (batch := self.queue.get()) is not None:
+                if self.error is not None:
+                    return
+                self._store(batch)
+        except BaseException as exc:  # handed to the main thread
+            self.error = exc
+        finally:
+            close_old_connections()
+            connection.close()
+
+    def _store(self, batch) -> None:
+        cp = self.checkpoint
+
+        def committed() -> None:
+            cp["batches_done"] = cp.get("batches_done", 0) + 1
+            self.save(dict(cp))
+
+        docs, chunks = store.store_batch(release=self.release, package=self.package, local=self.local,
+                                         batch=batch, on_committed=committed)
+        r = self.result
+        r.items_processed += len(batch)
+        r.documents += docs
+        r.chunks += chunks
+        r.embeddings += sum(1 for s in batch for v in s.vectors if v is not None)
+        processed = min(self.total, r.items_skipped_by_checkpoint + r.items_processed)
+        self.progress.update(
+            percent=20 + 78 * processed / max(1, self.total),
+            message=f"stored {processed}/{self.total} items",
+            items_processed=processed, documents=r.documents, chunks=r.chunks, embeddings=r.embeddings,
+        )

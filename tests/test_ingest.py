@@ -1,0 +1,157 @@
+"""Store stage and the ingest orchestrator on real rustdoc fixtures (local files, no network)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from crates.errors import UpstreamUnavailable
+from crates.models import Chunk, Crate, CrateRelease, Document
+from crates.pipeline import ingest, store
+from crates.pipeline.ingest import run_ingest
+from crates.pipeline.types import NullProgress, ParsedItem
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FIXTURE_JSON = Path(__file__).parent / "fixtures" / "rustdoc" / "ferro_fixture.json.zst"
+FIXTURE_DOCS = Path(__file__).parent / "fixtures" / "html" / "ferro_fixture"
+
+
+@pytest.fixture(autouse=True)
+def _hash_embedder(settings):
+    settings.EMBEDDING_PROVIDER = "hash"
+
+
+def _ingest(**kwargs):
+    return run_ingest(name="ferro-fixture", progress=NullProgress(), json_file=FIXTURE_JSON, **kwargs)
+
+
+class Recorder(NullProgress):
+    def __init__(self) -> None:
+        self.percents: list[float] = []
+        self.stages: list[str] = []
+
+    def stage(self, name, message, percent):
+        self.stages.append(name)
+        self.percents.append(percent)
+
+    def update(self, *, percent=None, message=None, **counters):
+        if percent is not None:
+            self.percents.append(percent)
+
+
+def test_local_json_ingest_stores_an_active_release_with_embedded_chunks():
+    progress = Recorder()
+    result = run_ingest(name="ferro-fixture", progress=progress, json_file=FIXTURE_JSON)
+    release = CrateRelease.objects.get(pk=result.release_id)
+    assert release.state == "active"
+    assert release.docs_source == "rustdoc-json"
+    assert release.version == "0.3.1"
+    assert release.document_count == Document.objects.filter(release=release).count() > 30
+    assert release.chunk_count == Chunk.objects.filter(release=release).count() >= release.document_count
+    assert release.embedding_count == release.chunk_count
+    assert Document.objects.filter(release=release, path="ferro_fixture::Counter::with_capacity").exists()
+    assert Crate.objects.by_name("ferro_fixture").get().latest_version == "0.3.1"
+    assert progress.percents == sorted(progress.percents)
+    assert progress.percents[-1] == 100
+    assert progress.stages[0] == "parse" and progress.stages[-1] == "done"
+
+
+def test_reingest_same_version_swaps_atomically_and_leaves_one_active_release():
+    first = _ingest()
+    second = _ingest(force=True)
+    assert first.release_id != second.release_id
+    active = CrateRelease.objects.filter(crate__normalized_name="ferro_fixture", version="0.3.1", state="active")
+    assert list(active.values_list("pk", flat=True)) == [second.release_id]
+    assert not CrateRelease.objects.filter(pk=first.release_id).exists()
+    assert second.embedded_new == 0  # every chunk's embedding came from the cache
+
+
+def test_failed_ingest_leaves_previous_release_active_and_untouched(monkeypatch):
+    first = _ingest()
+    docs_before = Document.objects.filter(release_id=first.release_id).count()
+    calls = {"n": 0}
+    real_store_batch = store.store_batch
+
+    def failing_store_batch(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("disk on fire")
+        return real_store_batch(**kwargs)
+
+    monkeypatch.setattr(store, "store_batch", failing_store_batch)
+    monkeypatch.setattr(ingest, "batch_size_for", lambda total: 4)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        _ingest(force=True)
+    assert CrateRelease.objects.filter(crate__normalized_name="ferro_fixture").count() == 1
+    release = CrateRelease.objects.get(pk=first.release_id)
+    assert release.state == "active"
+    assert Document.objects.filter(release=release).count() == docs_before
+
+
+def test_transient_failure_keeps_building_release_and_resume_skips_committed_batches(monkeypatch):
+    saved: list[dict] = []
+    real_store_batch = store.store_batch
+    calls = {"n": 0}
+
+    def flaky(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise UpstreamUnavailable("database went away")
+        return real_store_batch(**kwargs)
+
+    monkeypatch.setattr(store, "store_batch", flaky)
+    monkeypatch.setattr(ingest, "batch_size_for", lambda total: 5)
+    with pytest.raises(UpstreamUnavailable):
+        _ingest(save_checkpoint=saved.append)
+    checkpoint = saved[-1]
+    assert checkpoint["batches_done"] == 3
+    building = CrateRelease.objects.get(pk=checkpoint["release_id"])
+    assert building.state == "building"
+    assert Document.objects.filter(release=building).count() == 15
+
+    monkeypatch.setattr(store, "store_batch", real_store_batch)
+    result = _ingest(checkpoint=checkpoint, save_checkpoint=saved.append)
+    assert result.release_id == building.pk
+    assert result.items_skipped_by_checkpoint == 15
+    assert result.items_processed + 15 == checkpoint["items_total"]
+    building.refresh_from_db()
+    assert building.state == "active"
+
+
+def test_store_batch_is_idempotent_when_a_batch_is_retried():
+    crate = Crate.objects.create(name="dup")
+    release = CrateRelease.objects.create(crate=crate, version="1.0.0", docs_source="rustdoc-json")
+    item = ParsedItem(path="dup::f", name="f", kind="function", signature="pub fn f()", docs="Does f.")
+    from crates.pipeline.types import ChunkData
+
+    chunk = ChunkData(ordinal=0, text="dup::f (function)\npub fn f()\n\nDoes f.", token_count=9, content_hash="h")
+    batch = [store.StoredItem(item=item, chunks=[chunk], vectors=[None])]
+    for _ in range(2):
+        store.store_batch(release=release, package="dup", local=False, batch=batch)
+    assert Document.objects.filter(release=release).count() == 1
+    assert Chunk.objects.filter(release=release).count() == 1
+
+
+def test_ingest_crate_command_reports_and_fails_cleanly(tmp_path):
+    out = io.StringIO()
+    call_command("ingest_crate", "ferro-fixture", "--json-file", str(FIXTURE_JSON), stdout=out, stderr=io.StringIO())
+    assert "documents" in out.getvalue()
+    with pytest.raises(CommandError, match="does not exist"):
+        call_command("ingest_crate", "x", "--json-file", str(tmp_path / "missing.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(CommandError, match="CorruptArtifact"):
+        call_command("ingest_crate", "x", "--json-file", str(bad), stderr=io.StringIO())
+    with pytest.raises(CommandError, match="InvalidCrateName"):
+        call_command("ingest_crate", "9lives", stderr=io.StringIO())
+
+
+def test_doc_dir_ingest_uses_the_html_parser():
+    result = run_ingest(name="ferro-fixture", version="0.3.1", progress=NullProgress(), doc_dir=FIXTURE_DOCS)
+    release = CrateRelease.objects.get(pk=result.release_id)
+    assert release.docs_source == "html"
+    assert Document.objects.filter(release=release, path="ferro_fixture::Counter").exists()
