@@ -40,6 +40,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "django_q",
+    # Listed so its Swagger UI assets are served from our static files, not a CDN.
+    "ninja",
     "crates",
     "jobs",
     "mcp_bridge",
@@ -128,6 +130,12 @@ EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 64)
 EMBEDDING_MAX_TOKENS = env_int("EMBEDDING_MAX_TOKENS", 256)
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "")
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
+# Send `dimensions` with each request: only models that can shorten vectors accept it (text-embedding-3-*).
+OPENAI_SEND_DIMENSIONS = env_bool("OPENAI_SEND_DIMENSIONS", False)
+OPENAI_MAX_RETRIES = env_int("OPENAI_MAX_RETRIES", 5)
+OPENAI_TIMEOUT = env_float("OPENAI_TIMEOUT", 60.0)
+# CPU threads for the local model (torch); 0 = one per core.
+EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0)
 
 # --- Jobs -----------------------------------------------------------------------
 MAX_CONCURRENT_JOBS = env_int("MAX_CONCURRENT_JOBS", 3)
@@ -136,6 +144,10 @@ JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
 JOB_TIMEOUT = env_int("JOB_TIMEOUT", 3600)
 JOB_HEARTBEAT_STALE_SECONDS = env_int("JOB_HEARTBEAT_STALE_SECONDS", 60)
 JOB_WAIT_SLOT_SECONDS = env_float("JOB_WAIT_SLOT_SECONDS", 1.0)
+# First delay before a transient failure is retried; doubles per attempt.
+JOB_RETRY_BACKOFF_SECONDS = env_float("JOB_RETRY_BACKOFF_SECONDS", 30.0)
+# Dotted path of the pipeline a job runs (tests point it at a fake pipeline in worker processes).
+FERRODEX_INGEST_FUNCTION = env_str("FERRODEX_INGEST_FUNCTION", "crates.pipeline.ingest.run_ingest")
 
 Q_CLUSTER = {
     "name": "ferrodex",

@@ -111,3 +111,20 @@ class Cancelled(FerrodexError):
     """Raised inside the pipeline when the job was asked to stop."""
 
     code = "cancelled"
+
+
+class UpstreamRejected(UpstreamError):
+    """docs.rs or crates.io refused the request itself (4xx other than 404/429): trying again will not help."""
+
+    code = "upstream_rejected"
+    transient = False
+
+
+class JobNotFound(NotFound):
+    code = "job_not_found"
+
+
+class JobStateError(FerrodexError):
+    """The job is not in a state that allows the request (e.g. cancelling a finished job)."""
+
+    code = "job_state"

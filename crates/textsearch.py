@@ -1,17 +1,41 @@
 """Identifier-aware text for PostgreSQL full-text search.
 
 rustdoc text is full of identifiers (``HashMap::with_capacity``). The
-``english`` parser would keep some whole and split others, so we add the
-split and the joined forms ourselves: a query for ``with capacity``,
-``with_capacity``, ``HashMap`` or ``hashmap`` then meets the same lexemes.
+``english`` parser splits ``with_capacity`` at the underscore but keeps
+``HashMap`` whole, so a query for ``hash map`` or ``withcapacity`` would miss.
+We add the missing forms ourselves, on both sides:
+
+* the stored side (:func:`search_text_for`, filled into ``Chunk.search_text``)
+  appends CamelCase parts (``hash``, ``map``) and the joined form of
+  snake_case (``withcapacity``), once per chunk;
+* the query side (:func:`tsquery_for`) expands the query the same way and
+  also joins adjacent words (``hash map`` -> ``hashmap``), then builds a
+  tsquery string out of plain ``[a-z0-9]`` words only, so raw user text never
+  reaches ``to_tsquery`` syntax.
+
+A query for ``with capacity``, ``with_capacity``, ``HashMap`` or ``hashmap``
+thus meets the lexemes of a chunk that mentions ``HashMap::with_capacity``.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*")
 _CAMEL_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_WORD_RE = re.compile(r"[A-Za-z0-9_]+(?:::[A-Za-z0-9_]+)*")
+# Longest query text we look at; the rest cannot change the ranking much and costs time.
+MAX_QUERY_CHARS = 1000
+MAX_QUERY_WORDS = 48
+# Joining two stop words ("howdo") only adds noise lexemes.
+_STOP_WORDS = frozenset(
+    ["a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "get", "how", "i", "if", "in", "into", "is", "it", "its", "of", "on", "or", "the", "this", "to", "use", "using", "what", "when", "where", "which", "with", "without", "you"]
+)
+
+
+def _words(segment: str) -> list[str]:
+    return [w.lower() for part in segment.split("_") for w in _CAMEL_RE.findall(part)]
 
 
 def identifier_parts(identifier: str) -> list[str]:
@@ -22,18 +46,85 @@ def identifier_parts(identifier: str) -> list[str]:
             continue
         lowered = segment.lower()
         out.append(lowered)
-        words = [w.lower() for part in segment.split("_") for w in _CAMEL_RE.findall(part)]
+        words = _words(segment)
         if len(words) > 1:
             out.append("".join(words))
             out.extend(words)
     return out
 
 
+def _is_compound(token: str) -> bool:
+    return "_" in token or "::" in token or any(c.isupper() for c in token[1:])
+
+
+def _extra_forms(identifier: str) -> list[str]:
+    """The forms the english parser does not produce by itself for ``identifier``."""
+    out: list[str] = []
+    for segment in identifier.split("::"):
+        words = _words(segment)
+        if len(words) <= 1:
+            continue
+        out.append("".join(words))  # with_capacity -> withcapacity, HashMap -> hashmap
+        if any(c.isupper() for c in segment[1:]):
+            out.extend(words)  # the parser keeps HashMap whole: add hash, map
+    return out
+
+
 def search_text_for(text: str) -> str:
-    """The text stored in ``Chunk.search_text``: the original plus identifier expansions."""
-    extra: list[str] = []
+    """The text stored in ``Chunk.search_text``: the original plus identifier expansions.
+
+    Expansions are added once per chunk, so they make an item findable without
+    inflating its term frequencies.
+    """
+    seen: dict[str, None] = {}
     for match in _IDENT_RE.finditer(text):
         token = match.group(0)
-        if "_" in token or "::" in token or any(c.isupper() for c in token[1:]):
-            extra.extend(identifier_parts(token))
-    return text if not extra else f"{text}\n{' '.join(extra)}"
+        if _is_compound(token):
+            for form in _extra_forms(token):
+                seen.setdefault(form, None)
+    return text if not seen else f"{text}\n{' '.join(seen)}"
+
+
+def clean_query(query: object) -> str:
+    """User text made safe to handle: a string, no NULs or control characters, bounded length."""
+    if not isinstance(query, str):
+        query = "" if query is None else str(query)
+    query = query.replace("\x00", " ")
+    query = "".join(ch if ch.isprintable() or ch in "\t\n" else " " for ch in query[: MAX_QUERY_CHARS * 4])
+    return " ".join(query.split())[:MAX_QUERY_CHARS]
+
+
+def query_word_groups(query: str) -> list[list[str]]:
+    """One group of alternative ``[a-z0-9]`` words per query token (an identifier or a word).
+
+    ``HashMap::with_capacity`` -> [[hashmap, hash, map], [withcapacity, with, capacity]];
+    two adjacent plain words also get their joined form (``hash map`` -> ``hashmap``).
+    """
+    groups: list[list[str]] = []
+    tokens = _WORD_RE.findall(clean_query(query))[:MAX_QUERY_WORDS]
+    for token in tokens:
+        for segment in token.split("::"):
+            words = [w for w in _words(segment) if w]
+            if not words:
+                continue
+            alternatives = ["".join(words), *words] if len(words) > 1 else words
+            groups.append(list(dict.fromkeys(alternatives)))
+    joined: list[list[str]] = []
+    for first, second in itertools.pairwise(groups):
+        if len(first) == 1 and len(second) == 1 and not ({first[0], second[0]} & _STOP_WORDS):
+            joined.append([first[0] + second[0]])
+    return groups + joined
+
+
+def tsquery_for(query: str) -> str:
+    """A ``to_tsquery('english', ...)`` string that ORs every query word and expansion.
+
+    Only ``[a-z0-9]`` words, ``|`` and spaces are in it, so it can never be a
+    tsquery syntax error whatever the user typed. Empty when the query has no words.
+    """
+    words: dict[str, None] = {}
+    for group in query_word_groups(query):
+        for word in group:
+            if word.isascii() and word.isalnum() and len(word) <= 64:
+                words.setdefault(word, None)
+    return " | ".join(words)

@@ -58,6 +58,12 @@ class CrateJob(models.Model):
     error_message = models.TextField(blank=True, default="")
     error_type = models.CharField(max_length=100, blank=True, default="")
     traceback = models.TextField(blank=True, default="")
+    # A transient failure puts the job back in the queue, not to be claimed before this time.
+    run_after = models.DateTimeField(null=True, blank=True)
+    # IngestResult (or the removal summary) of a complete job.
+    result = models.JSONField(default=dict, blank=True)
+    # An operator retry is a new job that resumes from the checkpoint of this one.
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
 
     class Meta:
         db_table = "crate_jobs"
@@ -70,6 +76,12 @@ class CrateJob(models.Model):
                 condition=Q(status__in=["queued", "running", "complete", "failed", "cancelled"]),
                 name="crate_job_status_valid",
             ),
+            # Dedupe that holds under concurrent enqueues: one active job per operation and target.
+            models.UniqueConstraint(
+                fields=["operation", "normalized_name", "requested_version"],
+                condition=Q(status__in=["queued", "running"]),
+                name="job_one_active_per_target",
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "created_at"], name="job_status_created_idx"),
@@ -78,6 +90,8 @@ class CrateJob(models.Model):
                 fields=["heartbeat_at"], name="job_running_heartbeat_idx", condition=Q(status="running")
             ),
             models.Index(fields=["finished_at"], name="job_finished_idx"),
+            # The claim query: oldest queued job first, without touching the finished ones.
+            models.Index(fields=["created_at"], name="job_queued_created_idx", condition=Q(status="queued")),
         ]
 
     def __str__(self) -> str:
@@ -112,3 +126,23 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type}: {self.message[:60]}"
+
+
+class WorkerHeartbeat(models.Model):
+    """One row per qcluster worker process, so every process and machine can see who is alive.
+
+    django-q2's own Stat lives in the Django cache, which is per process by default.
+    """
+
+    worker_id = models.CharField(max_length=200, primary_key=True, help_text="hostname:pid")
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+    current_job_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen"]
+
+    def __str__(self) -> str:
+        return self.worker_id

@@ -12,3 +12,13 @@ FIXTURES = Path(__file__).parent / "fixtures"
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+@pytest.fixture
+def fake_docsrs(httpserver, settings):
+    """A fake docs.rs + crates.io (tests/fakes.py) with settings pointing at it: no rate limit, fast retries."""
+    from tests.fakes import FakeDocsRs
+
+    fake = FakeDocsRs(httpserver)
+    fake.configure(settings)
+    return fake

@@ -100,14 +100,19 @@ class _Source:
 def _local_source(
     *, name: str, version: str, json_file: Path | None, doc_dir: Path | None, progress: Progress
 ) -> _Source:
-    from crates.pipeline.fetch import decompress_json_bytes
+    from django.conf import settings
+
+    from crates.pipeline.fetch import decode_json_body
     from crates.pipeline.parse_html import parse_html_pages, read_doc_dir
     from crates.pipeline.parse_json import parse_rustdoc_json
 
     progress.stage("parse", "parsing local documentation", 15)
     requested = None if version in ("", "latest") else validate_version(version)
     if json_file is not None:
-        parsed = parse_rustdoc_json(decompress_json_bytes(Path(json_file).read_bytes()), version=requested or "")
+        parsed = parse_rustdoc_json(
+            decode_json_body(Path(json_file).read_bytes(), max_bytes=settings.MAX_DECOMPRESSED_BYTES, url=str(json_file)),
+            version=requested or "",
+        )
     else:
         pages = read_doc_dir(Path(doc_dir))
         parsed = parse_html_pages(pages, version=requested or "")

@@ -15,6 +15,11 @@ from crates.pipeline.ingest import run_ingest
 class Command(BaseCommand):
     help = "Ingest a crate's documentation now (docs.rs, --json-file or --doc-dir), with a progress bar."
 
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # Our --version is the crate's version, not Django's.
+        kwargs.setdefault("conflict_handler", "resolve")
+        return super().create_parser(prog_name, subcommand, **kwargs)
+
     def add_arguments(self, parser) -> None:
         parser.add_argument("name", help="crate name, e.g. serde_json")
         parser.add_argument("--version", dest="crate_version", default="latest", help="exact version or 'latest'")

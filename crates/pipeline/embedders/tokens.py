@@ -1,0 +1,82 @@
+"""Token counters for the chunker's budget.
+
+``WordPieceCounter`` gives exactly the number of word pieces the MiniLM (BERT uncased) tokenizer makes,
+WITHOUT the two special tokens [CLS] and [SEP]: the embedders subtract those from the model's limit, so
+chunk budgets are for text only. Loading it reads ``tokenizer.json`` only, never the model weights.
+
+``approx_token_count`` is a cheap, conservative estimate for models whose tokenizer is not at hand.
+Both are additive over text joined with whitespace, which the chunker relies on for speed.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+# Printable ASCII plus tab/newline/CR: on such text BERT's normaliser only lowercases and its
+# pre-tokeniser splits on whitespace and on every ASCII punctuation character, so a regex gives
+# exactly the same words. Anything else (control characters, accents, CJK, Unicode punctuation)
+# goes through the real tokenizer.
+_PLAIN_ASCII_RE = re.compile(r"[\x20-\x7e\t\n\r]*")
+_BERT_WORD_RE = re.compile(r"[a-z0-9]+|[!-/:-@\[-`{-~]")
+_MAX_CACHED_WORDS = 500_000
+
+
+class WordPieceCounter:
+    """Counts BERT word pieces of a text (special tokens excluded). Thread-safe, memoised per word."""
+
+    def __init__(self, tokenizer_file: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        # tokenizer.json ships with truncation at 128 and padding: both would falsify counts.
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        self._model = self._tokenizer.model
+        self._words: dict[str, int] = {}
+
+    def __call__(self, text: str) -> int:
+        if not _PLAIN_ASCII_RE.fullmatch(text):
+            return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+        words = self._words
+        total = 0
+        for word in _BERT_WORD_RE.findall(text.lower()):
+            pieces = words.get(word)
+            if pieces is None:
+                if len(words) >= _MAX_CACHED_WORDS:
+                    words.clear()
+                pieces = words[word] = len(self._model.tokenize(word))
+            total += pieces
+        return total
+
+    def exact(self, text: str) -> int:
+        """The tokenizer's own answer, for tests that check the fast path."""
+        return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+@cache
+def _wordpiece_counter(tokenizer_file: str) -> WordPieceCounter:
+    return WordPieceCounter(Path(tokenizer_file))
+
+
+def wordpiece_counter(tokenizer_file: Path) -> WordPieceCounter:
+    """One shared counter per tokenizer file and process."""
+    return _wordpiece_counter(str(tokenizer_file))
+
+
+_APPROX_RE = re.compile(r"[A-Za-z]+|[0-9]+|\S")
+
+
+def approx_token_count(text: str) -> int:
+    """A word-piece-like estimate that errs high: ~1 token per 5 letters, per 3 digits, per symbol."""
+    total = 0
+    for word in _APPROX_RE.findall(text):
+        first = word[0]
+        if first.isascii() and first.isalpha():
+            total += (len(word) + 4) // 5
+        elif first.isascii() and first.isdigit():
+            total += (len(word) + 2) // 3
+        else:
+            total += 1
+    return total

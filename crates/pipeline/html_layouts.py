@@ -1,0 +1,426 @@
+"""Read one rustdoc HTML page into ParsedItems, for the page layouts rustdoc has used over the years.
+
+Layouts handled (both served by docs.rs today, for releases built at different times):
+
+* current (rustdoc 1.7x-1.95): ``<section id="main-content">``, ``<h1>`` with the kind word, ``pre.item-decl``,
+  ``details.toggle.top-doc``, members as ``details > summary > section#method.x > h4.code-header``;
+* older (rustdoc ~1.55-1.69): ``h1.fqn`` with the full path, ``div.docblock.item-decl > pre.rust``,
+  ``details.rustdoc-toggle``, trait members as ``div#tymethod.x``, variants as ``h3#variant.X > code``,
+  item-info after the ``summary`` instead of inside it.
+
+Everything is keyed on what stayed stable across layouts: the page's file name (kind and name), the anchor ids
+of members (``method.x``, ``tymethod.x``, ``structfield.x``, ``variant.X``, ``variant.X.field.y``,
+``associatedtype.X``, ``associatedconstant.X``), the ``code-header`` / ``code`` of a member, and the
+``docblock`` that follows it.
+
+Speed: only the part of ``#main-content`` before the trait-implementation sections is given to
+BeautifulSoup. Those sections (trait, auto-trait and blanket impls, implementors) are most of a big page and
+only their impl headers are needed, which a regular expression reads from the raw bytes.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+
+from bs4 import BeautifulSoup, Tag
+
+from crates.pipeline.html_markdown import code_text, docblock_markdown, inline_markdown, one_line
+from crates.pipeline.types import ParsedItem
+
+# File-name prefix of an item page -> Document.Kind. attr/derive are proc macros; rustdoc JSON calls them macros.
+PAGE_KINDS = {
+    "struct": "struct",
+    "enum": "enum",
+    "union": "union",
+    "trait": "trait",
+    "traitalias": "trait_alias",
+    "fn": "function",
+    "macro": "macro",
+    "attr": "macro",
+    "derive": "macro",
+    "constant": "constant",
+    "static": "static",
+    "type": "type_alias",
+    "typedef": "type_alias",
+    "primitive": "primitive",
+    "keyword": "keyword",
+}
+AUTO_TRAITS = frozenset({"Send", "Sync", "Unpin", "Freeze", "UnwindSafe", "RefUnwindSafe", "UnsafeUnpin"})
+_TYPES_WITH_IMPLS = frozenset({"struct", "enum", "union"})
+
+_MAIN_START = re.compile(rb"<(?:section|div)\s+id=[\"'](?:main-content|main)[\"']")
+# Sections after which nothing is a document of this page: impls of other traits, auto-trait and blanket impls,
+# the implementors of a trait, methods reached through Deref, and the aliased type of a type alias.
+_STOP_IDS = (
+    r"trait-implementations|synthetic-implementations|blanket-implementations|foreign-impls|implementors"
+    r"|dyn-compatibility|object-safety|aliased-type|deref-methods(?:-[^\"']*)?"
+)
+_STOP_SECTION = re.compile(rf"<h2\s+id=[\"'](?:{_STOP_IDS})[\"']".encode())
+_STOP_ID = re.compile(rf"^(?:{_STOP_IDS})$")
+_TRAIT_IMPLS_START = re.compile(rb"<h2\s+id=[\"']trait-implementations[\"']")
+_TRAIT_IMPLS_END = re.compile(rb"<h2\s+id=[\"'](?:synthetic-implementations|blanket-implementations)[\"']")
+_IMPL_HEADER = re.compile(rb"<h3\b[^>]*class=[\"'][^\"']*\b(?:code-header|impl)\b[^>]*>(.*?)</h3>", re.S)
+_TAGS = re.compile(r"<[^>]+>")
+
+_MEMBER_ID = re.compile(
+    r"^(?:(?P<fn>method|tymethod)\.(?P<fn_name>[^.]+)"
+    r"|associatedtype\.(?P<type_name>[^.]+)"
+    r"|associatedconstant\.(?P<const_name>[^.]+)"
+    r"|structfield\.(?P<field_name>[^.]+)"
+    r"|variant\.(?P<variant>[^.]+)(?:\.field\.(?P<variant_field>[^.]+))?)$"
+)
+_DUPLICATE_SUFFIX = re.compile(r"-\d+$")
+_LINE_COMMENT = re.compile(r"//[^\n]*")
+# What only the multi-line layout needs: the trailing comma of the last field/parameter and the line break after
+# an opening bracket. `(u8,)` on one line is a 1-tuple and stays.
+# A where clause ends with a comma before the body's `{` or at the end of a member's header.
+_MULTILINE_TRAILING_COMMA = re.compile(r",[ \t\xa0]*\n\s*(?=[)}\]{])|,\s*$")
+_MULTILINE_OPEN = re.compile(r"([(\[])[ \t\xa0]*\n\s*")
+_MULTILINE_CLOSE = re.compile(r"\n\s*(?=[)\]])")
+_DEPRECATED_PREFIX = re.compile(r"^\s*Deprecated\s*", re.I)
+
+# rustdoc demotes headings in doc blocks: top docs by one level, member docs by four.
+_TOP_DOC_SHIFT = 1
+_MEMBER_DOC_SHIFT = 4
+
+
+@dataclass(frozen=True, slots=True)
+class PageRef:
+    """Where a page sits in the tree, from its relative path: ``tokio/sync/struct.Mutex.html``."""
+
+    url: str  # relative to the docs root
+    module: tuple[str, ...]  # ("tokio", "sync")
+    kind: str  # Document.Kind
+    name: str  # "Mutex"; the module's own name for index.html
+
+    @property
+    def path(self) -> str:
+        if self.kind == "module":
+            return "::".join(self.module)
+        return "::".join((*self.module, self.name))
+
+    @property
+    def parent_path(self) -> str:
+        return "::".join(self.module[:-1]) if self.kind == "module" else "::".join(self.module)
+
+
+def parse_page(data: bytes, page: PageRef) -> list[ParsedItem]:
+    """All documents of one item or module page; [] when the page has no rustdoc main content."""
+    start_match = _MAIN_START.search(data)
+    if start_match is None:
+        return []
+    start = start_match.start()
+    end = data.rfind(b"</main>")
+    if end < start:
+        end = data.rfind(b"</body>")
+    if end < start:
+        end = len(data)
+    stop_match = _STOP_SECTION.search(data, start, end)
+    stop = stop_match.start() if stop_match else end
+    soup = BeautifulSoup(data[start:stop].decode("utf-8", "replace"), "lxml")
+    main = soup.find(["section", "div"], id=("main-content", "main"))
+    if not isinstance(main, Tag):
+        return []
+    reader = _PageReader(main, page)
+    item = reader.item()
+    if page.kind in _TYPES_WITH_IMPLS:
+        item.metadata["trait_impls"] = trait_impl_names(data, stop, end)
+    return [item, *reader.members()]
+
+
+class _PageReader:
+    def __init__(self, main: Tag, page: PageRef) -> None:
+        self.main = main
+        self.page = page
+        self.children = [child for child in main.children if isinstance(child, Tag)]
+
+    def item(self) -> ParsedItem:
+        header = self._header_children()
+        deprecated, note, portability = _item_info(header)
+        docblock = self._top_docblock(header)
+        metadata = {"portability": portability} if portability else {}
+        return ParsedItem(
+            path=self.page.path,
+            name=self.page.name,
+            kind=self.page.kind,
+            parent_path=self.page.parent_path,
+            signature=self._declaration(header),
+            docs=docblock_markdown(docblock, heading_shift=_TOP_DOC_SHIFT) if docblock is not None else "",
+            url=self.page.url,
+            deprecated=deprecated,
+            deprecation_note=note,
+            metadata=metadata,
+        )
+
+    def _header_children(self) -> list[Tag]:
+        """Children before the first section heading: heading, declaration, item-info, top docs."""
+        header = []
+        for child in self.children:
+            if child.name == "h2":
+                break
+            header.append(child)
+        return header
+
+    def _declaration(self, header: list[Tag]) -> str:
+        if self.page.kind == "module":
+            return ""
+        for child in header:
+            classes = child.get("class") or []
+            if "item-decl" in classes:
+                code = child if child.name == "pre" else child.find("pre")
+                return declaration_text(code_text(code or child), kind=self.page.kind)
+            if child.name == "pre" and "rust" in classes:  # layouts before the item-decl class
+                return declaration_text(code_text(child), kind=self.page.kind)
+        return ""
+
+    @staticmethod
+    def _top_docblock(header: list[Tag]) -> Tag | None:
+        for child in header:
+            classes = child.get("class") or []
+            if child.name == "details" and "top-doc" in classes:
+                return child.find("div", class_="docblock", recursive=False)
+        for child in header:  # layouts without the collapsible top-doc
+            classes = child.get("class") or []
+            if "docblock" in classes and "item-decl" not in classes:
+                return child
+        return None
+
+    def members(self) -> list[ParsedItem]:
+        items: list[ParsedItem] = []
+        for element in self._member_elements():
+            item = self._member(element)
+            if item is not None:
+                items.append(item)
+        _complete_struct_variants(items)
+        return items
+
+    def _member_elements(self) -> list[Tag]:
+        found: list[Tag] = []
+        in_body = False
+        for child in self.children:
+            if child.name == "h2":
+                if _STOP_ID.match(child.get("id") or ""):
+                    break  # the byte-level cut missed a layout variant; the DOM says where to stop
+                in_body = True
+            if not in_body:
+                continue
+            if _MEMBER_ID.match(child.get("id") or ""):
+                found.append(child)
+            found.extend(child.find_all(id=_MEMBER_ID))
+        return found
+
+    def _member(self, element: Tag) -> ParsedItem | None:
+        match = _MEMBER_ID.match(element["id"])
+        if match is None:
+            return None
+        page_path = self.page.path
+        if match["fn"]:
+            kind, name, parent = "method", match["fn_name"], page_path
+        elif match["type_name"]:
+            kind, name, parent = "assoc_type", match["type_name"], page_path
+        elif match["const_name"]:
+            kind, name, parent = "assoc_const", match["const_name"], page_path
+        elif match["field_name"]:
+            kind, name, parent = "field", match["field_name"], page_path
+        elif match["variant_field"]:
+            if match["variant_field"].isdigit():
+                return None  # tuple-variant fields are positional and documented with the variant
+            variant = _DUPLICATE_SUFFIX.sub("", match["variant"])
+            kind, name, parent = "field", match["variant_field"], f"{page_path}::{variant}"
+        else:
+            kind, name, parent = "variant", match["variant"], page_path
+        name = _DUPLICATE_SUFFIX.sub("", name)
+        docblock, info = _member_docs(element)
+        deprecated, note, portability = _item_info(info)
+        return ParsedItem(
+            path=f"{parent}::{name}",
+            name=name,
+            kind=kind,
+            parent_path=parent,
+            signature=_member_signature(element, kind, in_variant=bool(match["variant_field"])),
+            docs=docblock_markdown(docblock, heading_shift=_MEMBER_DOC_SHIFT) if docblock is not None else "",
+            url=f"{self.page.url}#{element['id']}",
+            deprecated=deprecated,
+            deprecation_note=note,
+            metadata={"portability": portability} if portability else {},
+        )
+
+
+def _member_signature(element: Tag, kind: str, *, in_variant: bool) -> str:
+    header = element.find(class_="code-header")
+    if header is None:
+        header = element.find("code") or element
+    signature = code_line(code_text(header))
+    if kind == "field" and not in_variant and not signature.startswith("pub"):
+        # Only public fields are documented; rustdoc prints them without the `pub` the declaration has.
+        signature = f"pub {signature}"
+    return signature
+
+
+def _member_docs(element: Tag) -> tuple[Tag | None, list[Tag]]:
+    """The doc block of a member and the elements that may hold its item-info (deprecation, portability)."""
+    parent = element.parent
+    if isinstance(parent, Tag) and parent.name == "summary" and isinstance(parent.parent, Tag):
+        details = parent.parent
+        docblock = details.find("div", class_="docblock", recursive=False)
+        info = [child for child in parent.children if isinstance(child, Tag) and child is not element]
+        info += [child for child in details.children if isinstance(child, Tag) and "item-info" in _classes(child)]
+        return docblock, info
+    info: list[Tag] = []
+    for sibling in element.next_siblings:
+        if not isinstance(sibling, Tag):
+            continue
+        classes = _classes(sibling)
+        if "item-info" in classes or "stability" in classes:
+            info.append(sibling)
+            continue
+        if "docblock" in classes:
+            return sibling, info
+        break
+    return None, info
+
+
+def _classes(tag: Tag) -> list[str]:
+    return tag.get("class") or []
+
+
+def _item_info(elements: list[Tag]) -> tuple[bool, str, str]:
+    """(deprecated, deprecation note, portability note) from item-info blocks, never from the docs."""
+    deprecated, note, portability = False, "", ""
+    for element in elements:
+        if "docblock" in _classes(element) or "top-doc" in _classes(element):
+            continue
+        for stab in element.find_all(class_="stab"):
+            classes = _classes(stab)
+            if "deprecated" in classes and not deprecated:
+                deprecated = True
+                note = _deprecation_note(one_line(inline_markdown(stab)))
+            elif "portability" in classes and not portability:
+                portability = one_line(inline_markdown(stab))
+        if "stab" in _classes(element) and "deprecated" in _classes(element) and not deprecated:
+            deprecated, note = True, _deprecation_note(one_line(inline_markdown(element)))
+    return deprecated, note, portability
+
+
+def _deprecation_note(text: str) -> str:
+    """``Deprecated since 0.3.0: use x`` -> ``since 0.3.0: use x`` (the JSON parser's wording)."""
+    text = _DEPRECATED_PREFIX.sub("", text).strip()
+    if text.startswith(":"):
+        text = text[1:].strip()
+    return text
+
+
+def declaration_text(text: str, *, kind: str) -> str:
+    """A declaration on one line, without the ``// Required method`` style comments rustdoc adds.
+
+    Macros keep their lines: a macro_rules! body is a list of rules and reads badly on one line.
+    """
+    if kind == "macro":
+        return "\n".join(line.rstrip() for line in text.strip("\n").splitlines()).replace("\xa0", " ")
+    return code_line(_strip_line_comments(text))
+
+
+def code_line(text: str) -> str:
+    """Rust code laid out on several lines, on one line as it would be written there."""
+    text = _MULTILINE_TRAILING_COMMA.sub("\n", text)
+    text = _MULTILINE_OPEN.sub(r"\1", text)
+    text = _MULTILINE_CLOSE.sub("", text)
+    return one_line(text)
+
+
+def _strip_line_comments(text: str) -> str:
+    lines = []
+    for line in text.splitlines():
+        for match in _LINE_COMMENT.finditer(line):
+            if line.count('"', 0, match.start()) % 2 == 0:  # not inside a string literal
+                line = line[: match.start()]
+                break
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _complete_struct_variants(items: list[ParsedItem]) -> None:
+    """Struct variants show only their name in the header; add the fields listed under them."""
+    fields: dict[str, list[str]] = {}
+    for item in items:
+        if item.kind == "field":
+            fields.setdefault(item.parent_path, []).append(item.signature)
+    for item in items:
+        if item.kind == "variant" and item.path in fields and not any(c in item.signature for c in "({"):
+            item.signature = f"{item.signature} {{ {', '.join(fields[item.path])} }}"
+
+
+def trait_impl_names(data: bytes, start: int, end: int) -> list[str]:
+    """Sorted names of the traits implemented in the page's "Trait Implementations" section."""
+    section = _TRAIT_IMPLS_START.search(data, start, end)
+    if section is None:
+        return []
+    stop = _TRAIT_IMPLS_END.search(data, section.end(), end)
+    names = set()
+    for match in _IMPL_HEADER.finditer(data, section.end(), stop.start() if stop else end):
+        header = html.unescape(_TAGS.sub("", match.group(1).decode("utf-8", "replace")))
+        name = impl_trait_name(one_line(header))
+        if name and name not in AUTO_TRAITS:
+            names.add(name)
+    return sorted(names)
+
+
+def impl_trait_name(header: str) -> str:
+    """``impl<T: Into<f64>> Shape for Rect<T>`` -> ``Shape``; ``""`` for inherent and negative impls."""
+    text = header.strip()
+    for prefix in ("unsafe ", "default "):
+        text = text.removeprefix(prefix)
+    if not text.startswith("impl"):
+        return ""
+    text = text[4:]
+    if text.startswith("<"):
+        text = text[_matching_angle(text) + 1 :]
+    text = text.strip()
+    text = text.removeprefix("const ").strip()
+    if text.startswith("!"):
+        return ""
+    trait = _before_for(text)
+    if trait is None:
+        return ""
+    trait = _strip_generics(trait).strip()
+    if trait.startswith("?"):
+        return ""
+    return trait.rsplit("::", 1)[-1].strip()
+
+
+def _matching_angle(text: str) -> int:
+    depth = 0
+    for index, char in enumerate(text):
+        if char == "<":
+            depth += 1
+        elif char == ">" and index > 0 and text[index - 1] != "-":
+            depth -= 1
+            if depth == 0:
+                return index
+    return len(text) - 1
+
+
+def _before_for(text: str) -> str | None:
+    depth = 0
+    for index, char in enumerate(text):
+        if char in "<([":
+            depth += 1
+        elif char in ")]" or (char == ">" and text[index - 1] != "-"):
+            depth -= 1
+        elif depth == 0 and text.startswith(" for ", index):
+            return text[:index]
+    return None
+
+
+def _strip_generics(text: str) -> str:
+    out, depth = [], 0
+    for index, char in enumerate(text):
+        if char == "<":
+            depth += 1
+        elif char == ">" and (index == 0 or text[index - 1] != "-"):
+            depth -= 1
+        elif depth == 0:
+            out.append(char)
+    return "".join(out)

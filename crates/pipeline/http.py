@@ -1,0 +1,243 @@
+"""The one HTTP client every pipeline stage uses to talk to docs.rs and crates.io.
+
+Polite by construction: an identifying User-Agent, timeouts, a per-host rate limit shared by every worker
+(``crates.pipeline.ratelimit``), retries with exponential backoff and full jitter for 429, 5xx and connection
+failures that honour ``Retry-After``, and a size limit on every body it reads.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from django.conf import settings
+
+from crates.errors import ArtifactTooLarge, NotFound, RateLimited, UpstreamRejected, UpstreamUnavailable
+from crates.pipeline import ratelimit
+
+logger = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 5
+READ_CHUNK_BYTES = 256 * 1024
+# Bodies of error answers are read only for the message; never let them count against max_bytes.
+ERROR_BODY_BYTES = 64 * 1024
+# requests' own exceptions for "the request or the body transfer failed on the way": worth another try.
+TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
+class HttpClient:
+    """A ``requests.Session`` with retries, the shared rate limit and size guards.
+
+    ``request_count`` counts every HTTP request actually sent (retries and redirects included); ``on_request``
+    is called once per request too, so a job can count them.
+    """
+
+    def __init__(
+        self,
+        *,
+        rps: float | None = None,
+        max_retries: int | None = None,
+        on_request: Callable[[], None] | None = None,
+    ) -> None:
+        self.rps = settings.RATE_LIMIT_RPS if rps is None else rps
+        self.max_retries = settings.HTTP_MAX_RETRIES if max_retries is None else max(0, max_retries)
+        self.timeout = settings.HTTP_TIMEOUT
+        self.backoff_base = settings.HTTP_BACKOFF_BASE
+        self.backoff_max = settings.HTTP_BACKOFF_MAX
+        self.on_request = on_request
+        self.request_count = 0
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = settings.HTTP_USER_AGENT
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def get(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
+        allow_404: bool = False,
+        max_retries: int | None = None,
+    ) -> requests.Response:
+        """GET ``url`` and return the response with its body read (``.content``).
+
+        2xx and 304 are returned; 404 is returned when ``allow_404`` (the caller raises its own, more specific
+        error) and raises ``NotFound`` otherwise. Redirects are followed here, one rate-limited request each.
+        ``max_retries`` overrides the client's retry budget for this call (best-effort lookups use a small one).
+        """
+        limit = settings.MAX_DOWNLOAD_BYTES if max_bytes is None else max_bytes
+        retries = self.max_retries if max_retries is None else max(0, max_retries)
+        current = url
+        for _hop in range(MAX_REDIRECTS + 1):
+            response = self._get_with_retries(current, headers=headers, max_bytes=limit, retries=retries)
+            if not response.is_redirect:
+                return _check_status(response, url=current, allow_404=allow_404)
+            current = urljoin(current, response.headers["Location"])
+        raise UpstreamRejected(
+            f"{url} redirected more than {MAX_REDIRECTS} times; giving up.", url=url, host=_host(url)
+        )
+
+    # -- one URL, with retries ---------------------------------------------------------------------------
+    def _get_with_retries(
+        self, url: str, *, headers: Mapping[str, str] | None, max_bytes: int, retries: int
+    ) -> requests.Response:
+        host = _host(url)
+        attempts = retries + 1
+        status: int | None = None
+        error: Exception | None = None
+        for attempt in range(1, attempts + 1):
+            self._before_request(host)
+            retry_after: float | None = None
+            try:
+                response = self.session.get(
+                    url, headers=dict(headers or {}), timeout=self.timeout, stream=True, allow_redirects=False
+                )
+                status, error = response.status_code, None
+                if status != 429 and status < 500:
+                    _read_body(response, url=url, max_bytes=max_bytes)
+                    return response
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                response.close()
+            except TRANSPORT_ERRORS as exc:
+                status, error = None, exc
+            if attempt == attempts:
+                break
+            delay = self._retry_delay(attempt=attempt, retry_after=retry_after)
+            logger.warning(
+                "GET %s failed (%s), attempt %d/%d; retrying in %.2fs",
+                url,
+                f"HTTP {status}" if status else f"{type(error).__name__}: {error}",
+                attempt,
+                attempts,
+                delay,
+            )
+            if status == 429 and retry_after and self.rps > 0:
+                ratelimit.defer_host(host=host, seconds=delay)
+            time.sleep(delay)
+        raise _give_up(url=url, host=host, status=status, error=error, attempts=attempts)
+
+    def _before_request(self, host: str) -> None:
+        ratelimit.acquire_slot(host=host, rps=self.rps)
+        self.request_count += 1
+        if self.on_request is not None:
+            self.on_request()
+
+    def _retry_delay(self, *, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.backoff_max)
+        # Full jitter (AWS architecture blog): spreads the retries of many workers instead of synchronising them.
+        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling)
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent/unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc.lower()
+
+
+def _read_body(response: requests.Response, *, url: str, max_bytes: int) -> None:
+    """Read the streamed body into ``response.content``, refusing more than ``max_bytes`` for a success."""
+    status = response.status_code
+    if status == 304 or response.is_redirect:
+        response.close()
+        response._content = b""
+        return
+    strict = 200 <= status < 300
+    limit = max_bytes if strict else ERROR_BODY_BYTES
+    declared = response.headers.get("Content-Length", "")
+    if strict and declared.isdigit() and int(declared) > limit:
+        response.close()
+        raise _too_large(url=url, limit=limit, size=int(declared))
+    chunks: list[bytes] = []
+    total = 0
+    for chunk in response.iter_content(READ_CHUNK_BYTES):
+        total += len(chunk)
+        if total > limit:
+            response.close()
+            if strict:
+                raise _too_large(url=url, limit=limit, size=None)
+            break
+        chunks.append(chunk)
+    # requests exposes a streamed body through .content once _content holds it.
+    response._content = b"".join(chunks)
+
+
+def _too_large(*, url: str, limit: int, size: int | None) -> ArtifactTooLarge:
+    said = f" ({size:,} bytes announced)" if size is not None else ""
+    return ArtifactTooLarge(
+        f"Refusing to download {url}: it is larger than the limit of {limit:,} bytes{said}. "
+        "Raise MAX_DOWNLOAD_BYTES if this crate really is that big.",
+        url=url,
+        limit=limit,
+        size=size,
+    )
+
+
+def _check_status(response: requests.Response, *, url: str, allow_404: bool) -> requests.Response:
+    status = response.status_code
+    if 200 <= status < 300 or status == 304:
+        return response
+    if status == 404:
+        if allow_404:
+            return response
+        raise NotFound(f"{url} does not exist (HTTP 404).", url=url)
+    snippet = response.content[:200].decode("utf-8", "replace").strip()
+    raise UpstreamRejected(
+        f"{_host(url)} refused {url} with HTTP {status}" + (f": {snippet}" if snippet else "."),
+        url=url,
+        status=status,
+    )
+
+
+def _give_up(
+    *, url: str, host: str, status: int | None, error: Exception | None, attempts: int
+) -> RateLimited | UpstreamUnavailable:
+    context = {"url": url, "host": host, "status": status, "attempts": attempts}
+    if status == 429:
+        return RateLimited(
+            f"{host} is rate limiting us: HTTP 429 Too Many Requests on all {attempts} attempts for {url}. "
+            "Try again later, or lower RATE_LIMIT_RPS.",
+            **context,
+        )
+    if status is not None:
+        return UpstreamUnavailable(
+            f"{host} answered HTTP {status} on all {attempts} attempts for {url}: it looks down or overloaded. "
+            "Try again later.",
+            **context,
+        )
+    return UpstreamUnavailable(
+        f"Could not reach {host} after {attempts} attempts for {url} ({type(error).__name__}: {error}). "
+        "Check the network or try again later.",
+        **context,
+    )

@@ -1,0 +1,161 @@
+"""Hybrid search: run the signals, fuse them, build the hits."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from crates.errors import InvalidInput
+from crates.models import Chunk, Document
+from crates.search.embedding import embed_query
+from crates.search.query import parse_query
+from crates.search.scope import Scope, search_scope
+from crates.search.signals import Ranked, keyword_ranking, path_ranking, vector_ranking
+
+logger = logging.getLogger(__name__)
+
+SIGNALS = ("vector", "keyword", "path")
+MAX_LIMIT = 100
+# Reciprocal rank fusion constant (Cormack et al. 2009 use 60).
+RRF_K = 60
+SIGNAL_WEIGHTS = {"vector": 1.0, "keyword": 1.0, "path": 1.0}
+SNIPPET_CHARS = 320
+
+
+@dataclass(slots=True)
+class SearchHit:
+    crate: str
+    version: str
+    path: str
+    kind: str
+    signature: str
+    snippet: str
+    url: str
+    score: float
+    signals: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Fused:
+    document_id: int
+    score: float = 0.0
+    signals: list[str] = field(default_factory=list)
+    chunk_id: int | None = None
+
+
+def fuse(rankings: dict[str, list[Ranked]], *, k: int = RRF_K) -> list[_Fused]:
+    """Weighted reciprocal rank fusion over documents; keeps the best matching chunk of each."""
+    fused: dict[int, _Fused] = {}
+    # Keyword chunks contain the query words, so they make the best snippet; then vector.
+    for name in ("keyword", "vector", "path"):
+        for rank, ranked in enumerate(rankings.get(name, []), start=1):
+            entry = fused.setdefault(ranked.document_id, _Fused(document_id=ranked.document_id))
+            entry.score += SIGNAL_WEIGHTS[name] * ranked.weight / (k + rank)
+            entry.signals.append(name)
+            if entry.chunk_id is None:
+                entry.chunk_id = ranked.chunk_id
+    return sorted(fused.values(), key=lambda f: (-f.score, f.document_id))
+
+
+def _clean_limit(limit: object) -> int:
+    try:
+        value = int(limit)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}.") from exc
+    return max(1, min(value, MAX_LIMIT))
+
+
+def _clean_signals(signals: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    if not signals:
+        return SIGNALS
+    wanted = tuple(dict.fromkeys(str(s).strip().lower() for s in signals))
+    unknown = [s for s in wanted if s not in SIGNALS]
+    if unknown:
+        raise InvalidInput(f"Unknown search signal(s) {unknown}; use any of {', '.join(SIGNALS)}.")
+    return wanted
+
+
+def _vector_releases(scope: Scope, model_name: str) -> list[int]:
+    # Distances between vectors of different models mean nothing; releases built
+    # before the model was recorded ("") are trusted.
+    return [r.id for r in scope.releases if r.embedding_model in ("", model_name)]
+
+
+def rankings_for(*, query: str, scope: Scope, depth: int, signals: tuple[str, ...]) -> dict[str, list[Ranked]]:
+    parsed = parse_query(query)
+    rankings: dict[str, list[Ranked]] = {}
+    if parsed.empty or not scope.releases:
+        return rankings
+    if "path" in signals:
+        rankings["path"] = path_ranking(scope=scope, probes=parsed.probes, depth=depth)
+    if "keyword" in signals:
+        rankings["keyword"] = keyword_ranking(scope=scope, tsquery=parsed.tsquery, depth=depth * 2)
+    if "vector" in signals:
+        embedded = embed_query(parsed.embed_text)
+        if embedded is not None:
+            model_name, vector = embedded
+            rankings["vector"] = vector_ranking(
+                scope=scope, vector=vector, depth=depth * 2, release_ids=_vector_releases(scope, model_name)
+            )
+    return rankings
+
+
+def _snippet(text: str, *, path: str, signature: str) -> str:
+    """The chunk text without the header lines that repeat the path and signature."""
+    lines = text.splitlines()
+    while lines and (not lines[0].strip() or path in lines[0] or (signature and lines[0].strip() in signature)):
+        lines.pop(0)
+    body = " ".join(" ".join(lines).split()) or " ".join(text.split())
+    return body if len(body) <= SNIPPET_CHARS else body[: SNIPPET_CHARS - 1].rstrip() + "…"
+
+
+def _hits(fused: list[_Fused], scope: Scope) -> list[SearchHit]:
+    releases = scope.by_id()
+    documents = Document.objects.in_bulk([f.document_id for f in fused])
+    chunk_ids = [f.chunk_id for f in fused if f.chunk_id is not None]
+    texts = dict(Chunk.objects.filter(pk__in=chunk_ids).values_list("pk", "text"))
+    missing = [f.document_id for f in fused if f.chunk_id is None]
+    first_chunks: dict[int, str] = {}
+    if missing:
+        rows = Chunk.objects.filter(document_id__in=missing).order_by("document_id", "ordinal")
+        for document_id, text in rows.values_list("document_id", "text"):
+            first_chunks.setdefault(document_id, text)
+    hits = []
+    for entry in fused:
+        doc = documents.get(entry.document_id)
+        if doc is None:  # removed between the ranking and now
+            continue
+        release = releases[doc.release_id]
+        text = texts.get(entry.chunk_id) if entry.chunk_id else first_chunks.get(doc.pk, doc.docs)
+        hits.append(
+            SearchHit(
+                crate=release.crate_name,
+                version=release.version,
+                path=doc.path,
+                kind=doc.kind,
+                signature=doc.signature,
+                snippet=_snippet(text or doc.docs, path=doc.path, signature=doc.signature),
+                url=doc.url,
+                score=round(entry.score, 6),
+                signals=sorted(set(entry.signals), key=SIGNALS.index),
+            )
+        )
+    return hits
+
+
+def search(
+    *,
+    query: object,
+    crate: str | None = None,
+    version: str | None = None,
+    kinds: list[str] | None = None,
+    limit: int = 10,
+    signals: tuple[str, ...] = SIGNALS,
+) -> list[SearchHit]:
+    limit = _clean_limit(limit)
+    wanted = _clean_signals(signals)
+    scope = search_scope(crate=crate, version=version, kinds=kinds)
+    depth = max(limit * 3, 30)
+    rankings = rankings_for(query=query if isinstance(query, str) else "", scope=scope, depth=depth, signals=wanted)
+    fused = fuse(rankings)[:limit]
+    return _hits(fused, scope)

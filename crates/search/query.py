@@ -1,0 +1,101 @@
+"""Turning user text into what each signal needs. Pure functions: no database."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from crates.textsearch import clean_query, tsquery_for
+
+_SEGMENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_PATH_RE = re.compile(rf"^(?:::)?{_SEGMENT}(?:(?:::|\.){_SEGMENT})*(?:::)?$")
+_IDENT_WORD_RE = re.compile(rf"^{_SEGMENT}$")
+_COMPOUND_RE = re.compile(rf"{_SEGMENT}(?:::{_SEGMENT})+|{_SEGMENT}")
+# Text sent to the embedding model: its context is 256 tokens anyway.
+MAX_EMBED_CHARS = 1000
+MAX_PATH_PROBES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class PathProbe:
+    """One path-like string to look up: ``mutex::lock`` (lower case) and how it was typed."""
+
+    lowered: str
+    typed: str
+    whole_query: bool  # the query IS this path (not a token inside a sentence)
+    root: str = ""  # set on a fallback probe: the path must start with this crate segment
+
+    def fallback(self) -> PathProbe | None:
+        """``serde_json::Value::as_str`` -> ``value::as_str`` under ``serde_json``.
+
+        Methods are documented under their type's canonical path only
+        (``serde_json::value::Value::as_str``), so a path through a re-export of
+        the type needs its middle segments dropped to be found.
+        """
+        lowered, typed = self.lowered.split("::"), self.typed.split("::")
+        if self.root or len(lowered) < 3:
+            return None
+        return PathProbe(
+            lowered="::".join(lowered[-2:]), typed="::".join(typed[-2:]), whole_query=self.whole_query, root=lowered[0]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedQuery:
+    text: str
+    tsquery: str
+    probes: tuple[PathProbe, ...]
+
+    @property
+    def embed_text(self) -> str:
+        return self.text[:MAX_EMBED_CHARS]
+
+    @property
+    def empty(self) -> bool:
+        return not self.text
+
+
+def _strip_call(token: str) -> str:
+    """``Mutex::lock()`` / ``fn from_str`` / ``serde_json::from_str::<T>`` -> the bare path."""
+    token = re.sub(r"(?:::)?<[^<>]*>", "", token)
+    token = re.sub(r"\(.*\)$", "", token)
+    token = re.sub(r"^(?:fn|struct|enum|trait|macro|mod|type|const|static|union|impl)\s+", "", token)
+    return token.strip().rstrip("!").strip(":").strip()
+
+
+def _is_compound(token: str) -> bool:
+    return "::" in token or "_" in token.strip("_") or any(c.isupper() for c in token[1:])
+
+
+def path_probes(text: str) -> tuple[PathProbe, ...]:
+    """Path-like strings in the query, whole query first.
+
+    ``Mutex::lock`` and ``Mutex.lock()`` -> ``mutex::lock``; ``Mutex lock`` (2-3 identifier
+    words) -> ``mutex::lock`` and ``lock``-less forms are left to the other signals;
+    in a sentence, identifiers with ``::``, ``_`` or inner capitals are probed too.
+    """
+    probes: dict[str, PathProbe] = {}
+    whole = _strip_call(text)
+    head, sep, rest = whole.partition("::")
+    if sep and "-" in head:
+        # crates.io names may use '-' where the library path has '_' (serde-json::Value).
+        whole = f"{head.replace('-', '_')}::{rest}"
+    if _PATH_RE.match(whole):
+        path = whole.replace(".", "::")
+        probes[path.lower()] = PathProbe(lowered=path.lower(), typed=path, whole_query=True)
+    else:
+        words = text.split()
+        if 2 <= len(words) <= 3 and all(_IDENT_WORD_RE.match(w) for w in words):
+            path = "::".join(words)
+            probes[path.lower()] = PathProbe(lowered=path.lower(), typed=path, whole_query=True)
+        if len(words) > 1:
+            for match in _COMPOUND_RE.finditer(text):
+                token = match.group(0)
+                if _is_compound(token) and len(probes) < MAX_PATH_PROBES:
+                    probes.setdefault(token.lower(), PathProbe(lowered=token.lower(), typed=token, whole_query=False))
+    return tuple(probes.values())[:MAX_PATH_PROBES]
+
+
+def parse_query(query: object) -> ParsedQuery:
+    text = clean_query(query)
+    return ParsedQuery(text=text, tsquery=tsquery_for(text), probes=path_probes(text) if text else ())

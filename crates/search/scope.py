@@ -1,0 +1,138 @@
+"""Which releases a search or a lookup may see.
+
+Only ``active`` releases of crates that are not soft-deleted are visible.
+Without a version, each crate contributes its newest active release by SemVer
+precedence (``crates.names.semver_key``), the same rule the store uses for
+``Crate.latest_version``: re-ingesting an old version later must not make it
+shadow a newer one, which ordering by ``ingested_at`` would do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from crates.errors import CrateNotFound, InvalidInput, VersionNotFound
+from crates.models import Crate, CrateRelease, Document
+from crates.names import normalize_crate_name, semver_key
+
+KINDS: frozenset[str] = frozenset(Document.Kind.values)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseInfo:
+    id: int
+    crate_id: int
+    crate_name: str
+    version: str
+    document_count: int
+    chunk_count: int
+    embedding_model: str
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    releases: tuple[ReleaseInfo, ...]
+    kinds: tuple[str, ...] | None
+
+    @property
+    def release_ids(self) -> list[int]:
+        return [r.id for r in self.releases]
+
+    @property
+    def document_count(self) -> int:
+        return sum(r.document_count for r in self.releases)
+
+    @property
+    def chunk_count(self) -> int:
+        return sum(r.chunk_count for r in self.releases)
+
+    def by_id(self) -> dict[int, ReleaseInfo]:
+        return {r.id: r for r in self.releases}
+
+
+def _active_releases(*, crate_id: int | None = None) -> list[ReleaseInfo]:
+    qs = CrateRelease.objects.filter(state=CrateRelease.State.ACTIVE, crate__deleted_at__isnull=True)
+    if crate_id is not None:
+        qs = qs.filter(crate_id=crate_id)
+    rows = qs.values_list(
+        "id", "crate_id", "crate__name", "version", "document_count", "chunk_count", "embedding_model"
+    )
+    return [ReleaseInfo(*row) for row in rows]
+
+
+def newest_per_crate(releases: list[ReleaseInfo]) -> list[ReleaseInfo]:
+    best: dict[int, ReleaseInfo] = {}
+    for release in releases:
+        current = best.get(release.crate_id)
+        if current is None or semver_key(release.version) > semver_key(current.version):
+            best[release.crate_id] = release
+    return sorted(best.values(), key=lambda r: r.crate_name.lower())
+
+
+def find_crate(*, name: str, include_deleted: bool = False) -> Crate:
+    """The crate called ``name`` (any spelling crates.io accepts) or CrateNotFound."""
+    if not isinstance(name, str) or not name.strip():
+        raise CrateNotFound("A crate name is required.")
+    crate = Crate.objects.filter(normalized_name=normalize_crate_name(name)[:64]).first()
+    if crate is None or (crate.is_deleted and not include_deleted):
+        shown = name.strip()[:80]
+        raise CrateNotFound(
+            f"Crate {shown!r} is not indexed. Ingest it first (ingest_crate), or list the indexed crates.",
+            crate=shown,
+        )
+    return crate
+
+
+def release_for(*, crate: str, version: str | None) -> ReleaseInfo:
+    """The active release of ``crate`` at ``version`` (newest active one when None/"latest")."""
+    found = find_crate(name=crate)
+    releases = _active_releases(crate_id=found.pk)
+    if not releases:
+        raise VersionNotFound(
+            f"Crate {found.name!r} has no active release yet (an ingest may still be running).", crate=found.name
+        )
+    if version is None or not str(version).strip() or str(version).strip() == "latest":
+        return newest_per_crate(releases)[0]
+    wanted = str(version).strip()
+    for release in releases:
+        if release.version == wanted:
+            return release
+    available = sorted((r.version for r in releases), key=semver_key, reverse=True)
+    raise VersionNotFound(
+        f"Version {wanted[:80]!r} of {found.name!r} is not indexed; indexed versions: {', '.join(available)}.",
+        crate=found.name,
+        version=wanted[:80],
+        available=available,
+    )
+
+
+def clean_kinds(kinds: list[str] | tuple[str, ...] | str | None) -> tuple[str, ...] | None:
+    if kinds is None:
+        return None
+    if isinstance(kinds, str):
+        kinds = [kinds]
+    wanted = tuple(dict.fromkeys(str(k).strip().lower() for k in kinds if str(k).strip()))
+    if not wanted:
+        return None
+    unknown = [k for k in wanted if k not in KINDS]
+    if unknown:
+        raise InvalidInput(
+            f"Unknown item kind(s): {', '.join(repr(k[:40]) for k in unknown)}. "
+            f"Valid kinds: {', '.join(sorted(KINDS))}.",
+            kinds=unknown,
+        )
+    return wanted
+
+
+def search_scope(*, crate: str | None, version: str | None, kinds: list[str] | None) -> Scope:
+    """Releases and kinds a search covers. Unknown crate/version raise, so a typo is not an empty page."""
+    cleaned_kinds = clean_kinds(kinds)
+    version = version.strip() if isinstance(version, str) else version
+    if crate is not None and str(crate).strip():
+        return Scope(releases=(release_for(crate=str(crate), version=version),), kinds=cleaned_kinds)
+    releases = _active_releases()
+    if version and version != "latest":
+        chosen = [r for r in releases if r.version == version]
+    else:
+        chosen = newest_per_crate(releases)
+    return Scope(releases=tuple(chosen), kinds=cleaned_kinds)

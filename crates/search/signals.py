@@ -1,0 +1,194 @@
+"""The three ranked signals. Each returns documents best first; all SQL is parameterised.
+
+Chunks are grouped into their document here (first = best chunk), so one
+long item cannot fill a signal's list with its chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+
+from crates.search.query import PathProbe
+from crates.search.scope import Scope
+
+# HNSW candidate list size: higher finds more true neighbours at some latency cost.
+EF_SEARCH = 100
+# Stop an iterative (filtered) scan after this many tuples; pgvector's default is 20000.
+MAX_SCAN_TUPLES = 40000
+# Substring matching on names scans documents; only do it on small scopes.
+SUBSTRING_MAX_DOCUMENTS = 50_000
+
+_KIND_ORDER = {
+    "module": 1, "struct": 0, "enum": 0, "trait": 0, "union": 0, "type_alias": 1, "function": 0, "macro": 1,
+    "constant": 1, "static": 1, "trait_alias": 1, "primitive": 2, "keyword": 2,
+    "method": 2, "assoc_type": 3, "assoc_const": 3, "field": 4, "variant": 3,
+}  # fmt: skip
+
+
+@dataclass(slots=True)
+class Ranked:
+    """A document in one signal's ranking."""
+
+    document_id: int
+    chunk_id: int | None  # best chunk, when the signal works on chunks
+    weight: float = 1.0  # how strongly this match counts in fusion (path tiers differ)
+    detail: str = ""
+
+
+def _group(rows: list[tuple[int, int]]) -> list[Ranked]:
+    seen: dict[int, Ranked] = {}
+    for chunk_id, document_id in rows:
+        if document_id not in seen:
+            seen[document_id] = Ranked(document_id=document_id, chunk_id=chunk_id)
+    return list(seen.values())
+
+
+def _kind_clause(scope: Scope, column: str, params: dict) -> str:
+    if not scope.kinds:
+        return ""
+    params["kinds"] = list(scope.kinds)
+    return f" AND {column} = ANY(%(kinds)s)"
+
+
+def vector_ranking(*, scope: Scope, vector: list[float], depth: int, release_ids: list[int]) -> list[Ranked]:
+    """Nearest chunks by cosine distance (HNSW). ``release_ids``: releases embedded with the query's model."""
+    if not release_ids:
+        return []
+    params: dict = {
+        "vec": "[" + ",".join(f"{x:.7g}" for x in vector) + "]",
+        "releases": release_ids,
+        "depth": depth,
+    }
+    kind_filter = ""
+    if scope.kinds:
+        kind_filter = (
+            " AND c.document_id IN (SELECT d.id FROM crates_document d"
+            " WHERE d.release_id = ANY(%(releases)s) AND d.kind = ANY(%(kinds)s))"
+        )
+        params["kinds"] = list(scope.kinds)
+    # relaxed_order lets a filtered HNSW scan keep going until it has `depth` rows;
+    # its output is only roughly ordered, hence the outer ORDER BY.
+    sql = (
+        "WITH nearest AS MATERIALIZED ("
+        " SELECT c.id, c.document_id, c.embedding <=> %(vec)s::vector AS distance"
+        " FROM crates_chunk c"
+        " WHERE c.release_id = ANY(%(releases)s) AND c.embedding IS NOT NULL"
+        + kind_filter
+        + " ORDER BY c.embedding <=> %(vec)s::vector LIMIT %(depth)s"
+        ") SELECT id, document_id FROM nearest ORDER BY distance, id"
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+            " set_config('hnsw.max_scan_tuples', %s, true)",
+            [str(max(EF_SEARCH, depth)), str(MAX_SCAN_TUPLES)],
+        )
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return _group(rows)
+
+
+def keyword_ranking(*, scope: Scope, tsquery: str, depth: int) -> list[Ranked]:
+    """Chunks matching any query word (identifier-expanded), by cover density rank."""
+    if not tsquery or not scope.releases:
+        return []
+    params: dict = {"tsq": tsquery, "releases": scope.release_ids, "depth": depth}
+    kind_filter = ""
+    if scope.kinds:
+        kind_filter = (
+            " AND c.document_id IN (SELECT d.id FROM crates_document d"
+            " WHERE d.release_id = ANY(%(releases)s) AND d.kind = ANY(%(kinds)s))"
+        )
+        params["kinds"] = list(scope.kinds)
+    sql = (
+        "SELECT c.id, c.document_id FROM crates_chunk c, to_tsquery('english', %(tsq)s) q"
+        " WHERE c.search_vector @@ q AND c.release_id = ANY(%(releases)s)"
+        + kind_filter
+        + " ORDER BY ts_rank_cd(c.search_vector, q, 1) DESC, c.id LIMIT %(depth)s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return _group(rows)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _path_rows(*, scope: Scope, probe: PathProbe, depth: int) -> list[tuple]:
+    params: dict = {"releases": scope.release_ids, "tail": probe.lowered, "depth": depth}
+    kind_filter = _kind_clause(scope, "d.kind", params)
+    if probe.root:
+        params["root"] = _like_escape(probe.root) + "::%"
+        kind_filter += " AND lower(d.path) LIKE %(root)s"
+    select = "SELECT d.id, d.path, d.name, d.kind, d.metadata -> 'aliases' FROM crates_document d"
+    where = " WHERE d.release_id = ANY(%(releases)s)" + kind_filter
+    queries = [
+        select + where + " AND ferrodex_path_tails(d.path, d.metadata) @> ARRAY[%(tail)s]::text[]"
+        " ORDER BY length(d.path), d.path LIMIT %(depth)s"
+    ]
+    if probe.whole_query and not probe.root and len(probe.lowered) >= 3:
+        params["prefix"] = _like_escape(probe.lowered) + "%"
+        queries.append(
+            select + where + " AND lower(d.path) LIKE %(prefix)s ORDER BY length(d.path), d.path LIMIT %(depth)s"
+        )
+        if "::" not in probe.lowered and scope.document_count <= SUBSTRING_MAX_DOCUMENTS:
+            params["contains"] = "%" + _like_escape(probe.lowered) + "%"
+            queries.append(
+                select + where + " AND lower(d.name) LIKE %(contains)s ORDER BY length(d.name), d.path LIMIT %(depth)s"
+            )
+    rows: list[tuple] = []
+    with connection.cursor() as cursor:
+        for sql in queries:
+            cursor.execute(sql, params)
+            rows.extend(cursor.fetchall())
+    return rows
+
+
+def _tier(*, probe: PathProbe, path: str, aliases: object) -> tuple[int, bool]:
+    """(0 exact, 1 tail on a segment boundary, 2 prefix, 3 substring of the name; typed case matches)."""
+    names = [path] + ([a for a in aliases if isinstance(a, str)] if isinstance(aliases, list) else [])
+    for candidate in names:
+        if candidate.lower() == probe.lowered and not probe.root:
+            return 0, candidate == probe.typed
+    for candidate in names:
+        if candidate.lower().endswith("::" + probe.lowered):
+            return 1, candidate.endswith(probe.typed)
+    if path.lower().startswith(probe.lowered):
+        return 2, path.startswith(probe.typed)
+    return 3, probe.typed in path
+
+
+def path_ranking(*, scope: Scope, probes: tuple[PathProbe, ...], depth: int) -> list[Ranked]:
+    """Documents whose path (or an alias) is, ends with, or starts with a path in the query."""
+    if not probes or not scope.releases:
+        return []
+    scored: dict[int, tuple[tuple, Ranked]] = {}
+    for probe_index, probe in enumerate(probes):
+        rows = _path_rows(scope=scope, probe=probe, depth=depth)
+        fallback = probe.fallback() if not rows else None
+        if fallback is not None:
+            probe, rows = fallback, _path_rows(scope=scope, probe=fallback, depth=depth)
+        for doc_id, path, _name, kind, aliases in rows:
+            tier, case_match = _tier(probe=probe, path=path, aliases=aliases)
+            key = (
+                tier, not probe.whole_query, probe_index, not case_match, _KIND_ORDER.get(kind, 5),
+                path.count("::"), len(path), path,
+            )  # fmt: skip
+            weight = path_weight(tier=tier, whole_query=probe.whole_query)
+            if doc_id not in scored or key < scored[doc_id][0]:
+                scored[doc_id] = (key, Ranked(document_id=doc_id, chunk_id=None, weight=weight, detail=f"tier{tier}"))
+    return [ranked for _key, ranked in sorted(scored.values(), key=lambda pair: pair[0])][:depth]
+
+
+# Fusion weight of a path match by how good a match it is: the query *being* a path
+# must put that item first; a tail is strong evidence; prefix/substring are hints.
+_PATH_WEIGHTS = {0: 4.0, 1: 2.0, 2: 0.6, 3: 0.3}
+
+
+def path_weight(*, tier: int, whole_query: bool) -> float:
+    weight = _PATH_WEIGHTS.get(tier, 0.3)
+    return weight if whole_query else weight * 0.35

@@ -1,0 +1,342 @@
+"""Reads on crates: hybrid search, item lookup, crate listing.
+
+Search internals (query parsing, the three signals, fusion) live in ``crates.search``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import BooleanField, OuterRef, Q, Subquery
+from django.db.models.expressions import RawSQL
+
+from crates.errors import InvalidInput, ItemNotFound
+from crates.models import Crate, CrateRelease, Document
+from crates.names import semver_key
+from crates.search.engine import SIGNALS, SearchHit, search
+from crates.search.scope import ReleaseInfo, find_crate, release_for
+from crates.textsearch import clean_query
+
+__all__ = [
+    "ItemDetail",
+    "Page",
+    "SearchHit",
+    "get_crate",
+    "get_item",
+    "list_crates",
+    "search_docs",
+]
+
+MAX_PAGE_SIZE = 100
+MAX_SUGGESTIONS = 5
+_CHILD_SUMMARY_CHARS = 200
+
+
+@dataclass(slots=True)
+class ItemDetail:
+    crate: str
+    version: str
+    path: str
+    kind: str
+    signature: str
+    docs: str
+    url: str
+    deprecated: bool
+    deprecation_note: str
+    parent_path: str
+    children: list[dict] = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Page:
+    items: list[dict]
+    page: int
+    page_size: int
+    total: int
+    pages: int
+
+
+# --- search ---------------------------------------------------------------------------------
+
+
+def search_docs(
+    *,
+    query: str,
+    crate: str | None = None,
+    version: str | None = None,
+    kinds: list[str] | None = None,
+    limit: int = 10,
+    signals: tuple[str, ...] = SIGNALS,
+) -> list[SearchHit]:
+    """Hybrid search (vector + keyword + path, fused by weighted RRF), one hit per item.
+
+    Only active releases of crates that are not soft-deleted; ``version=None`` means the
+    newest active release of each crate. Any query text gives hits or ``[]``. An unknown
+    ``crate``/``version`` raises CrateNotFound/VersionNotFound and an unknown kind
+    InvalidInput, so a typo is not mistaken for "no results".
+    """
+    return search(query=query, crate=crate, version=version, kinds=kinds, limit=limit, signals=signals)
+
+
+# --- items ----------------------------------------------------------------------------------
+
+# When one path has several kinds (serde::Serialize is a trait and a derive macro),
+# the item people mean is the type/trait/function.
+_KIND_PREFERENCE = ["struct", "enum", "trait", "union", "type_alias", "trait_alias", "function", "module",
+                    "method", "constant", "static", "assoc_type", "assoc_const", "variant", "field", "macro",
+                    "primitive", "keyword"]  # fmt: skip
+
+
+def _kind_rank(kind: str) -> int:
+    return _KIND_PREFERENCE.index(kind) if kind in _KIND_PREFERENCE else len(_KIND_PREFERENCE)
+
+
+def _clean_item_path(path: object) -> str:
+    text = clean_query(path)
+    text = re.sub(r"\(.*\)$", "", text).strip().rstrip("!").strip()
+    return text.strip(":").replace(" ", "")
+
+
+def _aliases(doc: Document) -> list[str]:
+    aliases = doc.metadata.get("aliases") if isinstance(doc.metadata, dict) else None
+    return [a for a in aliases if isinstance(a, str)] if isinstance(aliases, list) else []
+
+
+def _resolve_document(*, release: ReleaseInfo, path: str) -> Document:
+    docs = Document.objects.filter(release_id=release.id)
+    lowered = path.lower()
+    exact = list(docs.filter(path=path)) or list(docs.filter(path__iexact=path))
+    if not exact:
+        # Path written without the crate prefix ("sync::Mutex"), or through a re-export alias.
+        tail_sql = 'ferrodex_path_tails("crates_document"."path", "crates_document"."metadata") @> ARRAY[%s]::text[]'
+        tails = list(
+            docs.alias(tail_hit=RawSQL(tail_sql, [lowered], output_field=BooleanField())).filter(tail_hit=True)
+        )
+        exact = [d for d in tails if lowered in {a.lower() for a in _aliases(d)}]
+        tail_matches = [d for d in tails if d not in exact]
+        if not exact and tail_matches:
+            by_path: dict[str, list[Document]] = {}
+            for doc in tail_matches:
+                by_path.setdefault(doc.path, []).append(doc)
+            if len(by_path) == 1:
+                exact = next(iter(by_path.values()))
+            else:
+                candidates = sorted(by_path, key=lambda p: (p.count("::"), len(p), p))
+                shown = candidates[:10]
+                raise ItemNotFound(
+                    f"{path!r} matches {len(candidates)} items in {release.crate_name} {release.version}; "
+                    f"use the full path: {', '.join(shown)}" + (" …" if len(candidates) > len(shown) else ""),
+                    crate=release.crate_name,
+                    version=release.version,
+                    path=path,
+                    suggestions=shown,
+                    ambiguous=True,
+                )
+    if not exact:
+        suggestions = _close_paths(release=release, path=path)
+        hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else " Try search_docs to find it."
+        raise ItemNotFound(
+            f"No item {path[:200]!r} in {release.crate_name} {release.version}.{hint}",
+            crate=release.crate_name,
+            version=release.version,
+            path=path[:200],
+            suggestions=suggestions,
+        )
+    return min(exact, key=lambda d: (_kind_rank(d.kind), d.pk))
+
+
+def _close_paths(*, release: ReleaseInfo, path: str) -> list[str]:
+    """Paths of the release most like ``path``: by the last segment first, then the whole path."""
+    rows = list(Document.objects.filter(release_id=release.id).values_list("path", "name"))
+    if not rows:
+        return []
+    lowered = path.lower()
+    last = lowered.rsplit("::", 1)[-1]
+    by_name: dict[str, list[str]] = {}
+    for item_path, name in rows:
+        by_name.setdefault(name.lower(), []).append(item_path)
+    found: list[str] = []
+    for name in difflib.get_close_matches(last, list(by_name), n=MAX_SUGGESTIONS, cutoff=0.6):
+        found.extend(sorted(by_name[name], key=lambda p: (p.count("::"), len(p))))
+    lowered_paths = {p.lower(): p for p, _ in rows}
+    for match in difflib.get_close_matches(lowered, list(lowered_paths), n=MAX_SUGGESTIONS, cutoff=0.6):
+        found.append(lowered_paths[match])
+    # Prefer the candidates sharing most of the typed path.
+    ranked = sorted(dict.fromkeys(found), key=lambda p: -difflib.SequenceMatcher(None, lowered, p.lower()).ratio())
+    return ranked[:MAX_SUGGESTIONS]
+
+
+def _summary(docs: str) -> str:
+    for paragraph in docs.strip().split("\n\n"):
+        text = " ".join(paragraph.split())
+        if text:
+            return text if len(text) <= _CHILD_SUMMARY_CHARS else text[: _CHILD_SUMMARY_CHARS - 1].rstrip() + "…"
+    return ""
+
+
+def get_item(*, crate: str, path: str, version: str | None = None) -> ItemDetail:
+    """One item's whole document by exact path, alias or unique path suffix, with its children.
+
+    Raises CrateNotFound / VersionNotFound, or ItemNotFound whose ``context["suggestions"]``
+    lists close paths (or, for an ambiguous suffix, the candidates).
+    """
+    release = release_for(crate=crate, version=version)
+    cleaned = _clean_item_path(path)
+    if not cleaned:
+        raise ItemNotFound("An item path is required, e.g. 'tokio::sync::Mutex'.", suggestions=[])
+    doc = _resolve_document(release=release, path=cleaned)
+    children = (
+        Document.objects.filter(release_id=release.id, parent_path=doc.path)
+        .exclude(pk=doc.pk)
+        .order_by("kind", "path")
+        .values("path", "kind", "signature", "docs")
+    )
+    return ItemDetail(
+        crate=release.crate_name,
+        version=release.version,
+        path=doc.path,
+        kind=doc.kind,
+        signature=doc.signature,
+        docs=doc.docs,
+        url=doc.url,
+        deprecated=doc.deprecated,
+        deprecation_note=doc.deprecation_note,
+        parent_path=doc.parent_path,
+        children=[
+            {"path": c["path"], "kind": c["kind"], "signature": c["signature"], "summary": _summary(c["docs"])}
+            for c in children
+        ],
+        metadata=doc.metadata if isinstance(doc.metadata, dict) else {},
+    )
+
+
+# --- crates ---------------------------------------------------------------------------------
+
+
+def _latest_job_annotations() -> dict[str, Subquery]:
+    from jobs.models import CrateJob
+
+    latest = CrateJob.objects.filter(normalized_name=OuterRef("normalized_name")).order_by("-created_at")
+    return {
+        "latest_job_status": Subquery(latest.values("status")[:1]),
+        "latest_job_id": Subquery(latest.values("id")[:1]),
+    }
+
+
+def _newest_active(crate_ids: list[int]) -> dict[int, CrateRelease]:
+    best: dict[int, CrateRelease] = {}
+    for release in CrateRelease.objects.filter(crate_id__in=crate_ids, state=CrateRelease.State.ACTIVE):
+        current = best.get(release.crate_id)
+        if current is None or semver_key(release.version) > semver_key(current.version):
+            best[release.crate_id] = release
+    return best
+
+
+def _summary_dict(crate: Crate, release: CrateRelease | None) -> dict[str, Any]:
+    return {
+        "name": crate.name,
+        "description": crate.description,
+        "repository": crate.repository,
+        "latest_version": release.version if release else None,
+        "docs_source": release.docs_source if release else None,
+        "documents": release.document_count if release else 0,
+        "chunks": release.chunk_count if release else 0,
+        "embeddings": release.embedding_count if release else 0,
+        "last_updated": (release.ingested_at or release.created_at) if release else crate.updated_at,
+        "deleted": crate.is_deleted,
+        "latest_job_status": getattr(crate, "latest_job_status", None),
+        "latest_job_id": getattr(crate, "latest_job_id", None),
+    }
+
+
+def _positive(name: str, value: object, *, maximum: int | None = None) -> int:
+    try:
+        number = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{name} must be a whole number.", field=name) from exc
+    if number < 1:
+        raise InvalidInput(f"{name} must be 1 or more.", field=name)
+    return min(number, maximum) if maximum else number
+
+
+def list_crates(
+    *, search: str | None = None, include_deleted: bool = False, page: int = 1, page_size: int = 20
+) -> Page:
+    """Crates by name with their newest active release's counts and their latest job.
+
+    ``search`` matches the name (either spelling of ``-``/``_``) or the description.
+    A fixed number of queries whatever the page size (no N+1).
+    """
+    page = _positive("page", page)
+    page_size = _positive("page_size", page_size, maximum=MAX_PAGE_SIZE)
+    crates = Crate.objects.all() if include_deleted else Crate.objects.alive()
+    term = clean_query(search) if search else ""
+    if term:
+        crates = crates.filter(
+            Q(name__icontains=term)
+            | Q(normalized_name__contains=term.lower().replace("-", "_"))
+            | Q(description__icontains=term)
+        )
+    total = crates.count()
+    start = (page - 1) * page_size
+    rows = list(crates.order_by("normalized_name").annotate(**_latest_job_annotations())[start : start + page_size])
+    newest = _newest_active([c.pk for c in rows])
+    return Page(
+        items=[_summary_dict(c, newest.get(c.pk)) for c in rows],
+        page=page,
+        page_size=page_size,
+        total=total,
+        pages=math.ceil(total / page_size) if total else 0,
+    )
+
+
+def _release_dict(release: CrateRelease) -> dict[str, Any]:
+    return {
+        "id": release.pk,
+        "version": release.version,
+        "state": release.state,
+        "docs_source": release.docs_source,
+        "format_version": release.format_version,
+        "generator": release.generator,
+        "items": release.item_count,
+        "documents": release.document_count,
+        "chunks": release.chunk_count,
+        "embeddings": release.embedding_count,
+        "embedding_model": release.embedding_model,
+        "job_id": release.job_id,
+        "created_at": release.created_at,
+        "ingested_at": release.ingested_at,
+    }
+
+
+def _job_dict(job) -> dict[str, Any]:
+    try:
+        from jobs.selectors import job_as_dict
+    except ImportError:  # the jobs app's serialiser is optional here
+        return {"id": job.pk, "status": job.status, "operation": job.operation, "created_at": job.created_at}
+    return job_as_dict(job)
+
+
+def get_crate(*, name: str, include_deleted: bool = True) -> dict[str, Any]:
+    """One crate: its summary, every release (newest version first) and its latest job."""
+    from jobs.models import CrateJob
+
+    crate = find_crate(name=name, include_deleted=include_deleted)
+    annotated = Crate.objects.filter(pk=crate.pk).annotate(**_latest_job_annotations()).get()
+    releases = sorted(
+        CrateRelease.objects.filter(crate=crate),
+        key=lambda r: (semver_key(r.version), r.created_at),
+        reverse=True,
+    )
+    newest = _newest_active([crate.pk]).get(crate.pk)
+    job = CrateJob.objects.filter(normalized_name=crate.normalized_name).order_by("-created_at").first()
+    return {
+        **_summary_dict(annotated, newest),
+        "releases": [_release_dict(r) for r in releases],
+        "latest_job": _job_dict(job) if job else None,
+    }

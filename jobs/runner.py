@@ -1,0 +1,469 @@
+"""Runs jobs on a qcluster worker: slot, claim, pipeline, progress, heartbeat, cancel, outcome.
+
+A django-q2 task is only a wake-up token (``jobs.tasks.run_job``). The worker
+that gets one takes a concurrency slot, claims the OLDEST due queued job and
+runs it, so jobs start in order whatever token woke the worker; a token that
+finds nothing to do returns at once.
+
+While a job runs, a reporter thread owns every write to the job row except the
+checkpoint: it flushes progress at least every second and at once on a stage
+change, beats the heartbeat, keeps the lock connection alive and polls
+``cancel_requested_at`` every 0.2 s. The pipeline's own threads never block on
+it, so a pipeline that holds the job row in a batch transaction (the checkpoint
+is written there) cannot deadlock against progress writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from time import monotonic
+
+import requests
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest, Now
+from django.utils.module_loading import import_string
+
+from crates.errors import Cancelled, FerrodexError
+from jobs import services
+from jobs.concurrency import LockConnection, heartbeat_interval
+from jobs.models import CrateJob, JobEvent
+
+logger = logging.getLogger(__name__)
+
+COUNTERS = ("items_found", "items_processed", "documents", "chunks", "embeddings", "http_requests")
+# Reporter cadence: cancel poll / wake-up tick, and the longest gap between progress writes.
+TICK_SECONDS = 0.2
+FLUSH_SECONDS = 1.0
+# A waiting token gives up its worker after this long and leaves a fresh token behind.
+MAX_SLOT_WAIT_SECONDS = 300.0
+# How long a removal waits for a cancelled ingest of the same crate to stop.
+REMOVAL_WAIT_SECONDS = 120.0
+MAX_RETRY_DELAY_SECONDS = 900.0
+
+
+class JobLost(FerrodexError):
+    """This attempt no longer owns its job: the job was recovered elsewhere, or the lock session died.
+
+    Transient, so the pipeline keeps the building release that the new owner resumes.
+    """
+
+    code = "job_lost"
+    transient = True
+
+
+class _IngestStillRunning(FerrodexError):
+    code = "ingest_still_running"
+    transient = True
+
+
+def current_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- entry point --------------------------------------------------------------------
+
+
+def run_next_job() -> str:
+    """Wait for a free slot, claim the oldest due queued job and run it. Returns what happened."""
+    from jobs.recovery import touch_worker
+
+    worker_id = current_worker_id()
+    deadline = monotonic() + min(MAX_SLOT_WAIT_SECONDS, settings.JOB_TIMEOUT / 4)
+    locks: LockConnection | None = None
+    outcome = "idle"
+    try:
+        while True:
+            if not services.due_queued_jobs().exists():
+                return "idle: no queued job"
+            locks = locks or LockConnection()
+            if locks.try_acquire_slot() is None:
+                if monotonic() > deadline:
+                    services.wake_workers()
+                    return "no free slot; left a fresh wake-up task"
+                time.sleep(settings.JOB_WAIT_SLOT_SECONDS)
+                continue
+            job = services.claim_next_job(locks=locks, worker_id=worker_id)
+            if job is None:
+                return "idle: nothing claimable"
+            touch_worker(current_job_id=job.pk)
+            outcome = execute_job(job=job, locks=locks)
+            break
+    finally:
+        if locks is not None:
+            locks.close()
+    touch_worker(current_job_id=None)
+    if services.due_queued_jobs().exists():
+        services.wake_workers()
+    return outcome
+
+
+def execute_job(*, job: CrateJob, locks: LockConnection) -> str:
+    """Run a claimed job to its outcome: complete, failed, cancelled, or queued again for a retry."""
+    progress = JobProgress(job=job, locks=locks)
+    progress.start()
+    try:
+        result = _run_operation(job=job, progress=progress)
+    except Cancelled:
+        progress.stop()
+        services.finish_cancelled(job=job)
+        logger.info("job %s cancelled", job.pk)
+        return "cancelled"
+    except JobLost as exc:
+        progress.stop()
+        logger.warning("job %s: %s; leaving it to its new owner", job.pk, exc)
+        return "lost"
+    except SystemExit as exc:  # django-q2's TimeoutException: the worker is about to be replaced
+        progress.stop()
+        _fail(job=job, exc=exc, tb=traceback.format_exc(), transient=False)
+        raise
+    except Exception as exc:
+        tb = traceback.format_exc()
+        progress.stop()
+        return _handle_failure(job=job, exc=exc, tb=tb)
+    finally:
+        progress.stop()
+    result_data = _json_safe(result)
+    counters = _final_counters(job=job, progress=progress, result=result_data)
+    message = _complete_message(job=job, result=result_data, counters=counters)
+    if not services.finish_complete(job=job, result=result_data, counters=counters, message=message):
+        logger.warning("job %s finished but another worker owns it now; result not recorded", job.pk)
+        return "lost"
+    logger.info("job %s complete: %s", job.pk, message)
+    return "complete"
+
+
+# --- the operations -----------------------------------------------------------------
+
+
+def _run_operation(*, job: CrateJob, progress: JobProgress) -> object:
+    if job.operation == CrateJob.Operation.REMOVE:
+        return _run_removal(job=job, progress=progress)
+    return _run_ingest(job=job, progress=progress)
+
+
+def _run_ingest(*, job: CrateJob, progress: JobProgress) -> object:
+    run_ingest = import_string(settings.FERRODEX_INGEST_FUNCTION)
+    return run_ingest(
+        name=job.crate_name,
+        version=job.requested_version,
+        force=bool(job.options.get("force")),
+        progress=progress,
+        checkpoint=dict(job.checkpoint) or None,
+        save_checkpoint=checkpoint_saver(job=job),
+        job_id=job.pk,
+    )
+
+
+def checkpoint_saver(*, job: CrateJob) -> Callable[[dict], None]:
+    """Writes the checkpoint in the caller's transaction, fenced by the attempt.
+
+    A zombie attempt (its job recovered elsewhere) gets JobLost here, which rolls
+    back the batch it was about to commit.
+    """
+
+    def save_checkpoint(checkpoint: dict) -> None:
+        if not services.running_job(job=job).update(checkpoint=checkpoint):
+            raise JobLost(f"job {job.pk} attempt {job.attempts} no longer owns the job")
+
+    return save_checkpoint
+
+
+def _run_removal(*, job: CrateJob, progress: JobProgress) -> dict:
+    from crates.services import remove_crate
+
+    progress.stage("wait", "waiting for running ingests of this crate to stop", 0)
+    deadline = monotonic() + REMOVAL_WAIT_SECONDS
+    running_ingests = CrateJob.objects.filter(
+        operation=CrateJob.Operation.INGEST, normalized_name=job.normalized_name, status=CrateJob.Status.RUNNING
+    )
+    while running_ingests.exists():
+        progress.check_cancelled()
+        if monotonic() > deadline:
+            raise _IngestStillRunning(
+                f"An ingest of {job.crate_name} is still running after {REMOVAL_WAIT_SECONDS:.0f} s; "
+                "the removal will be retried."
+            )
+        time.sleep(0.2)
+    progress.check_cancelled()
+    soft = bool(job.options.get("soft"))
+    version = None if job.requested_version == services.ALL_VERSIONS else job.requested_version
+    progress.stage("remove", f"{'hiding' if soft else 'deleting'} {job.crate_name} {version or '(all versions)'}", 10)
+    summary = remove_crate(name=job.crate_name, version=version, soft=soft)
+    progress.update(percent=99, documents=summary.get("documents", 0), chunks=summary.get("chunks", 0))
+    return summary
+
+
+# --- outcomes -----------------------------------------------------------------------
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, FerrodexError):
+        return exc.transient
+    return isinstance(exc, OperationalError | InterfaceError | requests.ConnectionError | requests.Timeout)
+
+
+def retry_delay(*, attempt: int) -> float:
+    base = settings.JOB_RETRY_BACKOFF_SECONDS * 2 ** max(0, attempt - 1)
+    return min(MAX_RETRY_DELAY_SECONDS, base) * random.uniform(0.9, 1.1)
+
+
+def _handle_failure(*, job: CrateJob, exc: Exception, tb: str) -> str:
+    transient = is_transient(exc)
+    if isinstance(exc, DatabaseError):
+        connection.close()  # the outcome must not go through a broken connection
+    if transient and job.attempts < settings.JOB_MAX_ATTEMPTS:
+        delay = retry_delay(attempt=job.attempts)
+        message = _error_message(exc)
+        if services.requeue_after_failure(job=job, message=message, error_type=type(exc).__name__, delay=delay):
+            logger.warning("job %s attempt %d failed (%s); retrying in %.1f s", job.pk, job.attempts, message, delay)
+        return "retrying"
+    _fail(job=job, exc=exc, tb=tb, transient=transient)
+    return "failed"
+
+
+def _fail(*, job: CrateJob, exc: BaseException, tb: str, transient: bool) -> None:
+    message = _error_message(exc)
+    if isinstance(exc, SystemExit):
+        message = (
+            f"The job ran longer than JOB_TIMEOUT ({settings.JOB_TIMEOUT} s) and was stopped. "
+            "Raise JOB_TIMEOUT for very large crates, then retry the job."
+        )
+    elif transient:
+        message = f"{message} Gave up after {job.attempts} attempts; retry the job once the problem is fixed."
+    services.finish_failed(job=job, message=message, error_type=type(exc).__name__, traceback=tb)
+    logger.error("job %s failed: %s", job.pk, message)
+
+
+def _error_message(exc: BaseException) -> str:
+    if isinstance(exc, FerrodexError):
+        return str(exc)
+    if isinstance(exc, OperationalError | InterfaceError):
+        return f"Lost the connection to the database ({str(exc).strip()[:300]})."
+    if isinstance(exc, requests.RequestException):
+        return f"Network error talking to an upstream server ({str(exc)[:300]})."
+    return (
+        f"Unexpected error {type(exc).__name__}: {str(exc)[:500]}. This is a bug or an environment problem; "
+        "the traceback has the details. Retry the job once it is fixed."
+    )
+
+
+def _json_safe(result: object) -> dict:
+    if result is None:
+        return {}
+    if dataclasses.is_dataclass(result):
+        data = dataclasses.asdict(result)
+    elif isinstance(result, dict):
+        data = dict(result)
+    else:
+        data = dict(vars(result))
+    return json.loads(json.dumps(data, cls=DjangoJSONEncoder, default=str))
+
+
+def _final_counters(*, job: CrateJob, progress: JobProgress, result: dict) -> dict:
+    counters = progress.counters()
+    if job.operation == CrateJob.Operation.INGEST and not result.get("up_to_date"):
+        for key in ("documents", "chunks", "embeddings"):
+            if isinstance(result.get(key), int):
+                counters[key] = result[key]
+        if isinstance(result.get("items_processed"), int):
+            done = result["items_processed"] + int(result.get("items_skipped_by_checkpoint") or 0)
+            counters["items_processed"] = max(done, counters.get("items_processed", 0))
+    if isinstance(result.get("http_requests"), int):
+        counters["http_requests"] = progress.http_requests_base + result["http_requests"]
+    return {key: value for key, value in counters.items() if key in COUNTERS}
+
+
+def _complete_message(*, job: CrateJob, result: dict, counters: dict) -> str:
+    if job.operation == CrateJob.Operation.REMOVE:
+        if result.get("soft"):
+            return f"Hid {result.get('crate', job.crate_name)} from list and search (restore to undo)"
+        return (f"Removed {result.get('crate', job.crate_name)} {result.get('version') or '(all versions)'}: "
+                f"{result.get('releases', 0)} releases, {result.get('documents', 0)} documents, "
+                f"{result.get('chunks', 0)} chunks")
+    name = result.get("crate_name") or job.crate_name
+    version = result.get("version") or job.requested_version
+    if result.get("up_to_date"):
+        return f"{name} {version} is already up to date; nothing to do (force re-ingests it)"
+    return (f"Indexed {name} {version}: {counters.get('documents', 0)} documents, {counters.get('chunks', 0)} "
+            f"chunks, {counters.get('embeddings', 0)} embeddings")
+
+
+# --- progress, heartbeat and cancel --------------------------------------------------
+
+
+def _percent(value: float) -> int:
+    return max(0, min(100, int(value)))
+
+
+class JobProgress:
+    """``crates.pipeline.types.Progress`` for a job. Thread-safe; never blocks the pipeline on the database."""
+
+    def __init__(self, *, job: CrateJob, locks: LockConnection) -> None:
+        self.job = job
+        self.locks = locks
+        self.http_requests_base = job.http_requests  # requests of earlier attempts; the pipeline counts per attempt
+        self._mutex = threading.Lock()
+        self._percent = job.progress
+        self._stage = job.stage
+        self._message = job.stage_message
+        self._counters: dict[str, int] = {}
+        self._dirty = False
+        self._pending_events: list[JobEvent] = []
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._cancelled = threading.Event()
+        self._lost = threading.Event()
+        self._last_poll = monotonic()
+        self._last_direct_check = 0.0
+        self._thread = threading.Thread(target=self._run, name=f"ferrodex-job-{job.pk}", daemon=True)
+
+    # Progress protocol -------------------------------------------------------------
+
+    def stage(self, name: str, message: str, percent: float) -> None:
+        with self._mutex:
+            self._percent = max(self._percent, _percent(percent))
+            self._message = message[:500]
+            if name[:32] != self._stage:
+                self._stage = name[:32]
+                self._pending_events.append(JobEvent(
+                    job_id=self.job.pk, event_type=JobEvent.Type.PROGRESS, message=f"{name}: {message}"[:2000],
+                    data={"stage": name, "percent": self._percent},
+                ))
+            self._dirty = True
+        self._wake.set()
+
+    def update(self, *, percent: float | None = None, message: str | None = None, **counters: int) -> None:
+        with self._mutex:
+            if percent is not None:
+                self._percent = max(self._percent, _percent(percent))
+            if message is not None:
+                self._message = message[:500]
+            for key, value in counters.items():
+                if key in COUNTERS and value is not None:
+                    self._counters[key] = int(value)
+            self._dirty = True
+
+    def check_cancelled(self) -> None:
+        if self._lost.is_set():
+            raise JobLost(f"job {self.job.pk} attempt {self.job.attempts} no longer owns the job")
+        if self._cancelled.is_set():
+            raise Cancelled("The job was cancelled.", job_id=str(self.job.pk))
+        now = monotonic()
+        if now - self._last_poll > 1.0 and now - self._last_direct_check > TICK_SECONDS:
+            # The reporter is behind (a slow database); read the flag directly, a plain read never blocks.
+            self._last_direct_check = now
+            self._observe(CrateJob.objects.filter(pk=self.job.pk)
+                          .values_list("status", "attempts", "cancel_requested_at").first())
+            if self._lost.is_set() or self._cancelled.is_set():
+                self.check_cancelled()
+
+    # runner side ---------------------------------------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        with self._mutex:
+            return self._counters_snapshot()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the reporter after a last flush; idempotent."""
+        if self._thread.is_alive():
+            self._stopping.set()
+            self._wake.set()
+            self._thread.join(timeout=30)
+
+    # reporter thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        interval = heartbeat_interval()
+        last_flush = last_beat = monotonic()
+        try:
+            while True:
+                stopping = self._stopping.is_set()
+                try:
+                    self._poll()
+                    now = monotonic()
+                    beat = now - last_beat >= interval
+                    if stopping or beat or self._pending_events or (self._dirty and now - last_flush >= FLUSH_SECONDS):
+                        self._flush()
+                        last_flush = now
+                    if beat:
+                        last_beat = now
+                        self._beat()
+                except DatabaseError:
+                    logger.warning("job %s: progress write failed; will retry", self.job.pk, exc_info=True)
+                    close_old_connections()
+                if stopping:
+                    return
+                self._wake.wait(TICK_SECONDS)
+                self._wake.clear()
+        finally:
+            connection.close()
+
+    def _observe(self, row: tuple | None) -> None:
+        if row is None or row[0] != CrateJob.Status.RUNNING or row[1] != self.job.attempts:
+            self._lost.set()
+        elif row[2] is not None:
+            self._cancelled.set()
+
+    def _poll(self) -> None:
+        self._observe(
+            CrateJob.objects.filter(pk=self.job.pk).values_list("status", "attempts", "cancel_requested_at").first()
+        )
+        self._last_poll = monotonic()
+
+    def _flush(self) -> None:
+        with self._mutex:
+            fields = {
+                "progress": Greatest(F("progress"), self._percent),
+                "stage": self._stage,
+                "stage_message": self._message,
+                "heartbeat_at": Now(),
+            }
+            for key, value in self._counters_snapshot().items():
+                fields[key] = Greatest(F(key), value)
+            events, self._pending_events = self._pending_events, []
+            self._dirty = False
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    # Never queue behind a batch transaction that holds the row; try again next tick.
+                    cursor.execute("SET LOCAL lock_timeout = '500ms'")
+                updated = services.running_job(job=self.job).update(**fields)
+                if updated and events:
+                    JobEvent.objects.bulk_create(events)
+            if not updated:
+                self._lost.set()
+        except DatabaseError:
+            with self._mutex:
+                self._pending_events = events + self._pending_events
+                self._dirty = True
+            raise
+
+    def _counters_snapshot(self) -> dict[str, int]:
+        """Counters as stored on the job (call with the mutex held)."""
+        counters = dict(self._counters)
+        if "http_requests" in counters:
+            counters["http_requests"] += self.http_requests_base
+        return counters
+
+    def _beat(self) -> None:
+        from jobs.recovery import touch_worker
+
+        if not self.locks.ping():
+            logger.error("job %s: the lock session is gone; stopping this attempt", self.job.pk)
+            self._lost.set()
+        touch_worker(current_job_id=self.job.pk)

@@ -1,0 +1,359 @@
+"""Writes on jobs: enqueue, cancel, retry, and the state transitions the runner makes.
+
+The request path (enqueue, cancel, retry) only touches the database: a job row,
+its event and a django-q2 wake-up task written after the commit. The work
+happens in ``jobs.runner`` on a qcluster worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models.functions import Coalesce, Now
+from django.utils import timezone
+
+from crates.errors import CrateNotFound, InvalidInput, JobNotFound, JobStateError
+from crates.models import Crate
+from crates.names import normalize_crate_name, validate_crate_name, validate_version
+from jobs.models import CrateJob, JobEvent
+
+logger = logging.getLogger(__name__)
+
+Status = CrateJob.Status
+Operation = CrateJob.Operation
+EventType = JobEvent.Type
+
+# requested_version of a removal that covers every version of the crate.
+ALL_VERSIONS = "*"
+_DEDUPE_CONSTRAINT = "job_one_active_per_target"
+RUN_JOB_TASK = "jobs.tasks.run_job"
+
+
+@dataclass(slots=True)
+class EnqueueResult:
+    job: CrateJob
+    deduplicated: bool
+
+
+# --- request path ---------------------------------------------------------------
+
+
+def enqueue_ingest(*, name: str, version: str | None = None, force: bool = False, requested_by: str) -> EnqueueResult:
+    """Queue an ingest of ``name`` at ``version`` ("latest" when empty); an active one for the same target is reused."""
+    crate_name = validate_crate_name(name)
+    requested_version = validate_version(version)
+    return _enqueue(
+        operation=Operation.INGEST,
+        crate_name=crate_name,
+        requested_version=requested_version,
+        options={"force": bool(force)},
+        requested_by=_requested_by(requested_by),
+        message=f"Ingest of {crate_name} {requested_version} requested" + (" (force)" if force else ""),
+    )
+
+
+def enqueue_removal(
+    *, name: str, version: str | None = None, soft: bool = False, requested_by: str
+) -> EnqueueResult:
+    """Queue the removal of a crate (or one version); active ingests of the crate are cancelled first."""
+    crate_name = validate_crate_name(name)
+    requested_version = ALL_VERSIONS if version in (None, "") else validate_version(version)
+    if requested_version == "latest":
+        raise InvalidInput("Name the exact version to remove, or leave the version empty to remove the whole crate.")
+    requested_by = _requested_by(requested_by)
+    crate = Crate.objects.by_name(crate_name).only("name").first()
+    if crate is None:
+        raise CrateNotFound(f"No crate named {crate_name!r} has been added to Ferrodex.", name=crate_name)
+    cancelled = _cancel_active_ingests(normalized_name=crate.normalized_name, reason=f"removal of {crate.name}")
+    what = "every version" if requested_version == ALL_VERSIONS else requested_version
+    return _enqueue(
+        operation=Operation.REMOVE,
+        crate_name=crate.name,
+        requested_version=requested_version,
+        options={"soft": bool(soft)},
+        requested_by=requested_by,
+        message=f"{'Soft' if soft else 'Hard'} removal of {crate.name} ({what}) requested",
+        data={"cancelled_jobs": [str(pk) for pk in cancelled]},
+    )
+
+
+def cancel_job(*, job_id: uuid.UUID | str) -> CrateJob:
+    """Cancel a queued job at once, or ask a running one to stop at its next check."""
+    pk = parse_job_id(job_id)
+    with transaction.atomic():
+        job = CrateJob.objects.select_for_update().filter(pk=pk).first()
+        if job is None:
+            raise JobNotFound(f"There is no job {pk}.", job_id=str(pk))
+        if job.is_finished:
+            raise JobStateError(
+                f"Job {pk} has already finished ({job.status}); there is nothing to cancel.",
+                job_id=str(pk), status=job.status,
+            )
+        _cancel_locked(job=job, reason="cancelled by request")
+    return job
+
+
+def retry_job(*, job_id: uuid.UUID | str, requested_by: str) -> EnqueueResult:
+    """Start a failed or cancelled job again, as a new job that resumes from its checkpoint."""
+    pk = parse_job_id(job_id)
+    job = CrateJob.objects.filter(pk=pk).first()
+    if job is None:
+        raise JobNotFound(f"There is no job {pk}.", job_id=str(pk))
+    if job.status not in (Status.FAILED, Status.CANCELLED):
+        raise JobStateError(
+            f"Job {pk} is {job.status}; only failed or cancelled jobs can be retried.",
+            job_id=str(pk), status=job.status,
+        )
+    result = _enqueue(
+        operation=job.operation,
+        crate_name=job.crate_name,
+        requested_version=job.requested_version,
+        options=dict(job.options),
+        requested_by=_requested_by(requested_by),
+        message=f"Retry of job {job.pk} ({job.status}: {job.error_message or job.stage_message})"[:500],
+        checkpoint=job.checkpoint,
+        retry_of=job,
+    )
+    if not result.deduplicated:
+        record_event(job_id=job.pk, event_type=EventType.RETRIED, message=f"Retried as job {result.job.pk}",
+                     data={"new_job_id": str(result.job.pk), "requested_by": result.job.requested_by})
+    return result
+
+
+def restore_crate(*, name: str) -> Crate:
+    """Undo a soft delete (quick; not a job)."""
+    from crates.services import restore_crate as restore
+
+    return restore(name=name)
+
+
+# --- helpers shared with the runner and the sweeper ---------------------------------------------
+
+
+def parse_job_id(job_id: uuid.UUID | str) -> uuid.UUID:
+    try:
+        return job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id).strip())
+    except ValueError:
+        raise JobNotFound(f"{str(job_id)[:80]!r} is not a job id (job ids are UUIDs).", job_id=str(job_id)) from None
+
+
+def record_event(*, job_id: uuid.UUID, event_type: str, message: str = "", data: dict | None = None) -> JobEvent:
+    return JobEvent.objects.create(job_id=job_id, event_type=event_type, message=message[:2000], data=data or {})
+
+
+def wake_workers(*, job_id: uuid.UUID | None = None, count: int = 1) -> None:
+    """Put wake-up tasks on the django-q2 queue. Tasks carry no work: the database is the queue."""
+    from django_q.tasks import async_task
+
+    for _ in range(count):
+        async_task(RUN_JOB_TASK, str(job_id) if job_id else "")
+
+
+def due_queued_jobs(*, now=None) -> QuerySet[CrateJob]:
+    """Queued jobs that may start now, ingests behind an earlier removal of the same crate excepted."""
+    now = now or timezone.now()
+    earlier_removal = CrateJob.objects.filter(
+        operation=Operation.REMOVE,
+        normalized_name=OuterRef("normalized_name"),
+        status__in=CrateJob.ACTIVE_STATUSES,
+        created_at__lt=OuterRef("created_at"),
+    )
+    return (
+        CrateJob.objects.filter(status=Status.QUEUED)
+        .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
+        .exclude(Q(operation=Operation.INGEST) & Exists(earlier_removal))
+    )
+
+
+def claim_next_job(*, locks, worker_id: str) -> CrateJob | None:
+    """Take the oldest due queued job: row lock (SKIP LOCKED) plus the job's advisory lock, then mark it running."""
+    skipped: list[uuid.UUID] = []
+    for _ in range(5):
+        with transaction.atomic():
+            job = (
+                due_queued_jobs()
+                .exclude(pk__in=skipped)
+                .select_for_update(skip_locked=True)
+                .order_by("created_at")
+                .first()
+            )
+            if job is None:
+                return None
+            if not locks.try_lock_job(job.pk):
+                # Still held by a worker that is just letting go of it (a retry being requeued).
+                skipped.append(job.pk)
+                continue
+            now = timezone.now()
+            job.status = Status.RUNNING
+            job.attempts += 1
+            job.started_at = now
+            job.heartbeat_at = now
+            job.worker_id = worker_id
+            job.run_after = None
+            job.save(update_fields=["status", "attempts", "started_at", "heartbeat_at", "worker_id", "run_after"])
+            record_event(
+                job_id=job.pk, event_type=EventType.STARTED,
+                message=f"Attempt {job.attempts} started on {worker_id}",
+                data={"attempt": job.attempts, "worker_id": worker_id, "resumed": bool(job.checkpoint)},
+            )
+        logger.info("job %s (%s %s) claimed by %s, attempt %d", job.pk, job.operation, job.crate_name,
+                    worker_id, job.attempts)
+        return job
+    return None
+
+
+def running_job(*, job: CrateJob) -> QuerySet[CrateJob]:
+    """The job's row as long as this attempt still owns it: every write of the runner is fenced by it."""
+    return CrateJob.objects.filter(pk=job.pk, status=Status.RUNNING, attempts=job.attempts)
+
+
+def finish_complete(*, job: CrateJob, result: dict, counters: dict, message: str) -> bool:
+    with transaction.atomic():
+        updated = running_job(job=job).update(
+            status=Status.COMPLETE, progress=100, stage="done", stage_message=message[:500],
+            finished_at=timezone.now(), heartbeat_at=timezone.now(), result=result,
+            resolved_version=str(result.get("version") or "")[:128] or F("resolved_version"),
+            error_message="", error_type="", traceback="", **counters,
+        )
+        if updated:
+            record_event(job_id=job.pk, event_type=EventType.COMPLETED, message=message, data={"result": result})
+    return bool(updated)
+
+
+def finish_failed(*, job: CrateJob, message: str, error_type: str, traceback: str) -> bool:
+    with transaction.atomic():
+        updated = running_job(job=job).update(
+            status=Status.FAILED, finished_at=timezone.now(), heartbeat_at=timezone.now(),
+            error_message=message, error_type=error_type[:100], traceback=traceback,
+            stage_message=f"Failed: {message}"[:500],
+        )
+        if updated:
+            record_event(job_id=job.pk, event_type=EventType.FAILED, message=message,
+                         data={"error_type": error_type, "attempt": job.attempts})
+    return bool(updated)
+
+
+def finish_cancelled(*, job: CrateJob) -> bool:
+    now = timezone.now()
+    with transaction.atomic():
+        updated = running_job(job=job).update(
+            status=Status.CANCELLED, finished_at=now, heartbeat_at=now,
+            cancel_requested_at=Coalesce(F("cancel_requested_at"), Now()),
+            stage_message="Cancelled; the previous release stays active",
+        )
+        if updated:
+            record_event(job_id=job.pk, event_type=EventType.CANCELLED,
+                         message="Stopped at the next check; work of this attempt was rolled back")
+    return bool(updated)
+
+
+def requeue_after_failure(*, job: CrateJob, message: str, error_type: str, delay: float) -> bool:
+    """Put a job that hit a transient error back in the queue; it resumes from its checkpoint after ``delay``."""
+    run_after = timezone.now() + timedelta(seconds=delay)
+    with transaction.atomic():
+        updated = running_job(job=job).update(
+            status=Status.QUEUED, run_after=run_after, worker_id="", error_message=message,
+            error_type=error_type[:100], stage_message=f"Retrying in {delay:.0f} s: {message}"[:500],
+        )
+        if updated:
+            record_event(job_id=job.pk, event_type=EventType.RETRIED,
+                         message=f"Attempt {job.attempts} failed ({message}); retrying in {delay:.0f} s",
+                         data={"error_type": error_type, "attempt": job.attempts, "delay_s": round(delay, 1),
+                               "run_after": run_after.isoformat()})
+    return bool(updated)
+
+
+# --- internals --------------------------------------------------------------------
+
+
+def _requested_by(value: str) -> str:
+    value = (value or "").strip().lower()
+    if value not in CrateJob.RequestedBy.values:
+        raise InvalidInput(f"requested_by must be one of {', '.join(CrateJob.RequestedBy.values)}; got {value!r}.")
+    return value
+
+
+def _active_job(*, operation: str, normalized_name: str, requested_version: str) -> CrateJob | None:
+    return CrateJob.objects.filter(
+        operation=operation, normalized_name=normalized_name, requested_version=requested_version,
+        status__in=CrateJob.ACTIVE_STATUSES,
+    ).first()
+
+
+def _enqueue(
+    *, operation: str, crate_name: str, requested_version: str, options: dict, requested_by: str, message: str,
+    data: dict | None = None, checkpoint: dict | None = None, retry_of: CrateJob | None = None,
+) -> EnqueueResult:
+    normalized = normalize_crate_name(crate_name)
+    target = {"operation": operation, "normalized_name": normalized, "requested_version": requested_version}
+    existing = _active_job(**target)
+    if existing is not None:
+        return _deduplicated(job=existing, options=options)
+    try:
+        with transaction.atomic():
+            job = CrateJob.objects.create(
+                crate_name=crate_name, options=options, requested_by=requested_by,
+                checkpoint=checkpoint or {}, retry_of=retry_of, **target,
+            )
+            record_event(job_id=job.pk, event_type=EventType.CREATED, message=message,
+                         data={"requested_by": requested_by, **(data or {})})
+            transaction.on_commit(lambda: wake_workers(job_id=job.pk), robust=True)
+    except IntegrityError as exc:
+        # A concurrent enqueue of the same target won the race for the partial unique index.
+        if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", "") != _DEDUPE_CONSTRAINT:
+            raise
+        existing = _active_job(**target)
+        if existing is None:
+            raise
+        return _deduplicated(job=existing, options=options)
+    logger.info("job %s queued: %s %s %s by %s", job.pk, operation, crate_name, requested_version, requested_by)
+    return EnqueueResult(job=job, deduplicated=False)
+
+
+def _deduplicated(*, job: CrateJob, options: dict) -> EnqueueResult:
+    """Return the active job; a stronger request (force, hard removal) upgrades it while still queued."""
+    upgraded = dict(job.options)
+    if options.get("force"):
+        upgraded["force"] = True
+    if "soft" in options and not options["soft"]:
+        upgraded["soft"] = False
+    upgrade = upgraded != job.options and job.status == Status.QUEUED
+    if upgrade and CrateJob.objects.filter(pk=job.pk, status=Status.QUEUED).update(options=upgraded):
+        job.options = upgraded
+    return EnqueueResult(job=job, deduplicated=True)
+
+
+def _cancel_locked(*, job: CrateJob, reason: str) -> None:
+    now = timezone.now()
+    if job.status == Status.QUEUED:
+        job.status = Status.CANCELLED
+        job.cancel_requested_at = now
+        job.finished_at = now
+        job.run_after = None
+        job.stage_message = f"Cancelled before it started ({reason})"[:500]
+        job.save(update_fields=["status", "cancel_requested_at", "finished_at", "run_after", "stage_message"])
+        record_event(job_id=job.pk, event_type=EventType.CANCEL_REQUESTED, message=reason)
+        record_event(job_id=job.pk, event_type=EventType.CANCELLED, message="Cancelled while queued; it never ran")
+        logger.info("job %s cancelled while queued (%s)", job.pk, reason)
+    elif job.status == Status.RUNNING and job.cancel_requested_at is None:
+        job.cancel_requested_at = now
+        job.save(update_fields=["cancel_requested_at"])
+        record_event(job_id=job.pk, event_type=EventType.CANCEL_REQUESTED,
+                     message=f"{reason}; the worker stops at its next check")
+        logger.info("job %s asked to stop (%s)", job.pk, reason)
+
+
+def _cancel_active_ingests(*, normalized_name: str, reason: str) -> list[uuid.UUID]:
+    with transaction.atomic():
+        jobs = list(
+            CrateJob.objects.select_for_update()
+            .filter(operation=Operation.INGEST, normalized_name=normalized_name, status__in=CrateJob.ACTIVE_STATUSES)
+        )
+        for job in jobs:
+            _cancel_locked(job=job, reason=reason)
+    return [job.pk for job in jobs]

@@ -1,0 +1,446 @@
+"""The MCP server: Ferrodex tools for AI agents (official ``mcp`` SDK 2.x, ``MCPServer``).
+
+The tools are plain (sync) functions: the SDK runs them on a worker thread, where the Django ORM
+may be used directly. Each call returns structured content (a pydantic model, advertised as the
+tool's output schema) plus a short text for clients that only read text. Domain errors become
+tool errors (``isError``) with the message a user can act on; a crash is logged here and reaches
+the client only as a generic tool error, so the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from django.db import close_old_connections
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, ConfigDict, Field
+
+from config.api_common import as_dict, check_item_path, optional_version, parse_kinds
+from crates import selectors as crate_selectors
+from crates.errors import FerrodexError, InvalidInput
+from crates.names import LATEST, validate_crate_name, validate_version
+from jobs import selectors as job_selectors
+from jobs import services as job_services
+
+logger = logging.getLogger(__name__)
+
+SERVER_NAME = "ferrodex"
+MAX_QUERY_LENGTH = 500
+MAX_PATH_LENGTH = 1000
+MAX_LIMIT = 50
+MAX_PAGE_SIZE = 100
+MAX_PAGE = 100_000
+# Long enough for any real crate name / version; longer input is refused by the schema, unread.
+MAX_NAME_INPUT = 200
+ITEM_TEXT_DOCS_LIMIT = 6000
+
+INSTRUCTIONS = """\
+Ferrodex holds the documentation of Rust crates (from docs.rs) and searches it.
+Typical use: search_rust_docs to find items, then get_rust_item for the full docs of one path.
+If a crate is missing (list_rust_crates, or a "not found" error), add it with add_rust_crate: it returns
+a job id at once; poll check_rust_status(job_id) every few seconds until the status is "complete"
+(or "failed", with an error that says why), then search again."""
+
+
+# --- output models ---------------------------------------------------------------------------
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class JobCounters(_Open):
+    items_found: int = 0
+    items_processed: int = 0
+    documents: int = 0
+    chunks: int = 0
+    embeddings: int = 0
+    http_requests: int = 0
+
+
+class JobError(BaseModel):
+    type: str
+    message: str
+
+
+class JobEvent(_Open):
+    type: str
+    message: str
+    at: datetime | None = None
+
+
+class JobInfo(_Open):
+    id: UUID
+    operation: str = Field(description="ingest or remove")
+    crate: str
+    version: str | None = Field(None, description="Requested version; null means every version (removals)")
+    resolved_version: str | None = None
+    status: str = Field(description="queued, running, complete, failed or cancelled")
+    finished: bool
+    progress: int = Field(description="0-100")
+    stage: str = ""
+    stage_message: str = ""
+    counters: JobCounters
+    attempts: int = 0
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_s: float | None = None
+    error: JobError | None = None
+    events: list[JobEvent] | None = Field(None, description="Recent events, oldest first (check_rust_status)")
+
+
+class JobAccepted(BaseModel):
+    job: JobInfo
+    deduplicated: bool = Field(description="True when an identical job was already queued or running")
+
+
+class SystemStatus(_Open):
+    queued: int = 0
+    running: int = 0
+    failed_24h: int | None = None
+    complete_24h: int | None = None
+    workers_alive: int = 0
+    oldest_queued_age_s: float | None = None
+
+
+class StatusResult(BaseModel):
+    job: JobInfo | None = Field(None, description="The job asked for, when a job_id was given")
+    system: SystemStatus | None = Field(None, description="The queue summary, when no job_id was given")
+
+
+class CrateInfo(_Open):
+    name: str
+    description: str | None = None
+    latest_version: str | None = None
+    docs_source: str | None = None
+    documents: int = 0
+    chunks: int = 0
+    embeddings: int = 0
+    last_updated: datetime | None = None
+    deleted: bool = False
+    latest_job_status: str | None = None
+    latest_job_id: UUID | None = None
+
+
+class CrateList(BaseModel):
+    items: list[CrateInfo]
+    page: int
+    page_size: int
+    total: int
+    pages: int
+
+
+class SearchHitInfo(_Open):
+    crate: str
+    version: str
+    path: str
+    kind: str
+    signature: str = ""
+    snippet: str = ""
+    url: str = ""
+    score: float
+
+
+class SearchResults(BaseModel):
+    query: str
+    count: int
+    results: list[SearchHitInfo]
+
+
+class ItemChild(_Open):
+    path: str
+    kind: str
+    signature: str = ""
+    summary: str = ""
+
+
+class ItemInfo(_Open):
+    crate: str
+    version: str
+    path: str
+    kind: str
+    signature: str = ""
+    docs: str = ""
+    url: str = ""
+    deprecated: bool = False
+    deprecation_note: str = ""
+    parent_path: str = ""
+    children: list[ItemChild] = []
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def tool_call(tool: str) -> Iterator[None]:
+    """Database hygiene around a tool call, and domain errors turned into tool errors."""
+    # Tool threads are long-lived; drop connections the database or CONN_MAX_AGE has retired.
+    close_old_connections()
+    try:
+        yield
+    except FerrodexError as exc:
+        logger.info("MCP tool %s refused: %s", tool, exc.message)
+        raise ToolError(exc.message) from exc
+    finally:
+        close_old_connections()
+
+
+def _result(model: BaseModel, text: str) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=model.model_dump(mode="json")
+    )
+
+
+def _job_id(value: str) -> UUID:
+    try:
+        return UUID(value.strip())
+    except (ValueError, AttributeError):
+        raise InvalidInput(
+            f"{value[:60]!r} is not a job id; job ids are UUIDs as returned by add_rust_crate or remove_rust_crate."
+        ) from None
+
+
+def _job_info(job: Any, *, events: bool = False) -> JobInfo:
+    return JobInfo.model_validate(job_selectors.job_as_dict(job, events=events))
+
+
+def _job_line(job: JobInfo) -> str:
+    version = job.resolved_version or job.version or ("latest" if job.operation == "ingest" else "all versions")
+    line = f"Job {job.id}: {job.operation} {job.crate} {version} is {job.status}"
+    if job.status == "running":
+        line += f", {job.progress}% ({job.stage or 'starting'}"
+        line += f": {job.stage_message})" if job.stage_message else ")"
+    if job.status == "complete" and job.operation == "ingest":
+        line += f": {job.counters.documents} items, {job.counters.chunks} chunks"
+    if job.status in ("failed", "cancelled") and job.error:
+        line += f": {job.error.message}"
+    return line + "."
+
+
+def _accepted(result: Any, *, verb: str) -> CallToolResult:
+    model = JobAccepted(job=_job_info(result.job), deduplicated=result.deduplicated)
+    prefix = "An identical job is already under way" if model.deduplicated else f"Queued {verb}"
+    text = (
+        f"{prefix}: {_job_line(model.job)} "
+        f'Poll check_rust_status(job_id="{model.job.id}") until the status is complete or failed.'
+    )
+    return _result(model, text)
+
+
+# --- tools -----------------------------------------------------------------------------------
+
+Name = Annotated[str, Field(max_length=MAX_NAME_INPUT, description="Crate name as on crates.io, e.g. 'serde_json'")]
+OptVersion = Annotated[
+    str | None,
+    Field(max_length=MAX_NAME_INPUT, description="Exact SemVer version such as '1.0.3'; omit for the newest"),
+]
+JobId = Annotated[str, Field(max_length=100, description="A job id returned by add_rust_crate or remove_rust_crate")]
+
+
+def add_rust_crate(
+    name: Name,
+    version: OptVersion = None,
+    force: Annotated[bool, Field(description="Re-ingest even if this version is already stored")] = False,
+) -> Annotated[CallToolResult, JobAccepted]:
+    """Add a Rust crate's documentation (from docs.rs) to the index. Returns at once with a job id;
+    ingestion runs in the background and takes seconds to minutes. Then call check_rust_status with
+    that job_id every few seconds until its status is "complete" (or "failed"), and search with
+    search_rust_docs. Adding a crate that is already queued or running returns the existing job."""
+    with tool_call("add_rust_crate"):
+        result = job_services.enqueue_ingest(name=name, version=version, force=force, requested_by="mcp")
+        return _accepted(result, verb="ingest")
+
+
+def check_rust_status(
+    job_id: Annotated[str | None, Field(max_length=100, description="A job id; omit for the queue summary")] = None,
+) -> Annotated[CallToolResult, StatusResult]:
+    """Check a job started by add_rust_crate or remove_rust_crate: status (queued, running, complete,
+    failed, cancelled), progress 0-100, stage, counters and the error if it failed. Poll it every few
+    seconds after add_rust_crate. Without a job_id, summarises the system: queued, running and recently
+    failed jobs and how many workers are alive (if none are, queued jobs will not start)."""
+    with tool_call("check_rust_status"):
+        if job_id:
+            job = _job_info(job_selectors.get_job(job_id=_job_id(job_id)), events=True)
+            return _result(StatusResult(job=job), _job_line(job))
+        summary = SystemStatus.model_validate(job_selectors.health_summary())
+        text = (
+            f"{summary.queued} queued, {summary.running} running, {summary.failed_24h or 0} failed in 24 h; "
+            f"{summary.workers_alive} worker(s) alive."
+        )
+        if summary.workers_alive == 0:
+            text += " No worker is running: queued jobs will wait until 'manage.py qcluster' is started."
+        return _result(StatusResult(system=summary), text)
+
+
+def list_rust_crates(
+    page: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 1,
+    page_size: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = 20,
+    search: Annotated[str | None, Field(max_length=MAX_NAME_INPUT, description="Filter by crate name")] = None,
+    include_deleted: Annotated[bool, Field(description="Also list soft-deleted crates")] = False,
+) -> Annotated[CallToolResult, CrateList]:
+    """List the crates in the index with their newest version, item counts and the state of their
+    latest job. Use it to see whether a crate is already available before adding it."""
+    with tool_call("list_rust_crates"):
+        page_data = as_dict(
+            crate_selectors.list_crates(
+                search=search.strip() if search else None,
+                include_deleted=include_deleted,
+                page=page,
+                page_size=page_size,
+            )
+        )
+        model = CrateList.model_validate(page_data)
+        lines = [f"{model.total} crate(s); page {model.page} of {max(model.pages, 1)}."]
+        for crate in model.items:
+            state = " (deleted)" if crate.deleted else ""
+            version = crate.latest_version or "no version yet"
+            job = f", last job {crate.latest_job_status}" if crate.latest_job_status else ""
+            lines.append(f"- {crate.name} {version}{state}: {crate.documents} items{job}")
+        return _result(model, "\n".join(lines))
+
+
+def remove_rust_crate(
+    name: Name,
+    version: Annotated[
+        str | None,
+        Field(max_length=MAX_NAME_INPUT, description="Remove only this exact version; omit for the whole crate"),
+    ] = None,
+    soft_delete: Annotated[
+        bool, Field(description="Hide the crate from list and search (reversible) instead of deleting it")
+    ] = False,
+) -> Annotated[CallToolResult, JobAccepted]:
+    """Remove a crate (or one version of it) from the index, in a background job. Returns the job at
+    once; poll check_rust_status for it. soft_delete hides the crate but keeps its data."""
+    with tool_call("remove_rust_crate"):
+        name = validate_crate_name(name)
+        exact = None
+        if version is not None:
+            exact = validate_version(version)
+            if exact == LATEST:
+                raise InvalidInput("Give the exact version to remove (e.g. '1.0.3'), or omit it to remove the crate.")
+        result = job_services.enqueue_removal(name=name, version=exact, soft=soft_delete, requested_by="mcp")
+        return _accepted(result, verb="removal")
+
+
+def cancel_rust_job(job_id: JobId) -> Annotated[CallToolResult, JobInfo]:
+    """Cancel a queued or running job (an ingest or removal). A running job stops at its next batch
+    and leaves the previously stored documentation untouched. Finished jobs cannot be cancelled."""
+    with tool_call("cancel_rust_job"):
+        job = _job_info(job_services.cancel_job(job_id=_job_id(job_id)))
+        return _result(job, f"Cancellation requested. {_job_line(job)}")
+
+
+def search_rust_docs(
+    query: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_QUERY_LENGTH,
+            description="What you need, in words, or an identifier/path such as 'Mutex::lock'",
+        ),
+    ],
+    crate: Annotated[str | None, Field(max_length=MAX_NAME_INPUT, description="Only this crate")] = None,
+    version: OptVersion = None,
+    kind: Annotated[
+        str | None,
+        Field(max_length=300, description="Only these item kinds, comma-separated, e.g. 'struct,trait'"),
+    ] = None,
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = 10,
+) -> Annotated[CallToolResult, SearchResults]:
+    """Search the documentation of the indexed Rust crates by meaning, keywords and item paths. Returns
+    the best items with path, kind, signature, a snippet and the docs.rs URL. Use get_rust_item with a
+    result's crate and path for its full documentation. If the crate is not indexed, add_rust_crate it."""
+    with tool_call("search_rust_docs"):
+        text = query.strip()
+        if not text or "\x00" in text:
+            raise InvalidInput("The search query is empty.")
+        hits = crate_selectors.search_docs(
+            query=text,
+            crate=validate_crate_name(crate) if crate else None,
+            version=optional_version("version", version),
+            kinds=parse_kinds(kind),
+            limit=limit,
+        )
+        model = SearchResults(query=text, count=len(hits), results=[as_dict(hit) for hit in hits])
+        if not model.results:
+            return _result(model, f"No results for {text!r}. Is the crate indexed? See list_rust_crates.")
+        lines = [f"{model.count} result(s) for {text!r}:"]
+        for n, hit in enumerate(model.results, 1):
+            lines.append(f"{n}. {hit.path} ({hit.kind}, {hit.crate} {hit.version}) {hit.url}")
+            if hit.signature:
+                lines.append(f"   {hit.signature.splitlines()[0][:200]}")
+            if hit.snippet:
+                lines.append(f"   {' '.join(hit.snippet.split())[:240]}")
+        return _result(model, "\n".join(lines))
+
+
+def get_rust_item(
+    crate: Name,
+    path: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_PATH_LENGTH,
+            description="The item's public path, e.g. 'tokio::sync::Mutex' (as returned by search_rust_docs)",
+        ),
+    ],
+    version: OptVersion = None,
+) -> Annotated[CallToolResult, ItemInfo]:
+    """Full documentation of one item (struct, trait, function, method, module...) by its public path:
+    signature, docs in Markdown, deprecation, parent and children (methods, fields, variants, items of a
+    module). Use after search_rust_docs. An unknown path gives an error listing close matches."""
+    with tool_call("get_rust_item"):
+        clean = check_item_path(path)
+        detail = as_dict(
+            crate_selectors.get_item(
+                crate=validate_crate_name(crate), path=clean, version=optional_version("version", version)
+            )
+        )
+        model = ItemInfo.model_validate(detail)
+        return _result(model, _item_text(model))
+
+
+def _item_text(item: ItemInfo) -> str:
+    lines = [f"{item.kind} {item.path} ({item.crate} {item.version}) {item.url}"]
+    if item.deprecated:
+        lines.append(f"DEPRECATED{': ' + item.deprecation_note if item.deprecation_note else ''}")
+    if item.signature:
+        lines += ["", item.signature]
+    if item.docs:
+        docs = item.docs if len(item.docs) <= ITEM_TEXT_DOCS_LIMIT else item.docs[:ITEM_TEXT_DOCS_LIMIT] + "\n[…]"
+        lines += ["", docs]
+    if item.children:
+        lines += ["", f"{len(item.children)} child item(s):"]
+        lines += [f"- {c.kind} {c.path}{': ' + c.summary if c.summary else ''}" for c in item.children[:50]]
+    return "\n".join(lines)
+
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+
+WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
+TOOLS = [
+    (add_rust_crate, WRITE),
+    (check_rust_status, READ_ONLY),
+    (list_rust_crates, READ_ONLY),
+    (remove_rust_crate, ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)),
+    (cancel_rust_job, ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)),
+    (search_rust_docs, READ_ONLY),
+    (get_rust_item, READ_ONLY),
+]
+
+
+def build_server() -> MCPServer:
+    server = MCPServer(SERVER_NAME, title="Ferrodex: Rust crate docs", instructions=INSTRUCTIONS, version="0.1.0")
+    for fn, hints in TOOLS:
+        server.add_tool(fn, description=inspect.cleandoc(fn.__doc__ or ""), annotations=hints)
+    return server

@@ -1,0 +1,62 @@
+"""The REAL ingest pipeline as a job on a real qcluster worker, against the fake docs.rs (tests/fakes.py).
+
+Real rustdoc JSON of the fixture crate, the hash embedder (same chunking as the
+model, no model load), the real HTTP client, store and activation.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from crates.models import Chunk, Crate, CrateRelease, Document
+from jobs import services
+from jobs.models import CrateJob, JobEvent
+from tests.fakes import ferro_fixture_json, zstd
+from tests.jobs_helpers import QCluster, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def finished(job) -> CrateJob:
+    return wait_for(lambda: CrateJob.objects.filter(pk=job.pk, status__in=["complete", "failed", "cancelled"]).first(),
+                    timeout=90, interval=0.05, what=f"job {job.pk} to finish")
+
+
+def test_real_pipeline_runs_end_to_end_on_a_worker(fake_docsrs, settings, tmp_path):
+    settings.FERRODEX_INGEST_FUNCTION = "tests.pipelines.must_not_run"
+    fake_docsrs.add_crate("ferro-fixture", versions=["0.2.0", "0.3.1"], json_bytes=zstd(ferro_fixture_json()),
+                          description="A fixture crate")
+    worker = QCluster(
+        log_path=tmp_path / "qcluster.log",
+        env={**fake_docsrs.env(), "FERRODEX_INGEST_FUNCTION": "crates.pipeline.ingest.run_ingest",
+             "EMBEDDING_PROVIDER": "hash", "Q_WORKERS": "1"},
+    ).start()
+    try:
+        job = finished(services.enqueue_ingest(name="Ferro-Fixture", requested_by="api").job)
+        assert job.status == "complete", f"{job.error_message}\n{job.traceback}\n{worker.log()[-3000:]}"
+        release = CrateRelease.objects.get(state="active")
+        assert (release.version, release.docs_source, job.resolved_version) == ("0.3.1", "rustdoc-json", "0.3.1")
+        assert job.progress == 100 and job.attempts == 1
+        assert job.documents == release.document_count == Document.objects.filter(release=release).count() > 30
+        assert job.chunks == Chunk.objects.filter(release=release).count() >= job.documents
+        assert job.embeddings == job.chunks and job.items_processed == job.items_found > 30
+        assert job.http_requests == len(fake_docsrs.requests) <= 3, fake_docsrs.paths()
+        assert Document.objects.filter(release=release, path="ferro_fixture::Counter::with_capacity").exists()
+        stages = [e.data["stage"] for e in JobEvent.objects.filter(job=job, event_type="progress").order_by("id")]
+        assert stages[0] == "resolve" and stages[-1] == "done" and {"fetch", "parse", "activate"} <= set(stages)
+        assert Crate.objects.get().description == "A fixture crate"
+
+        # Same release again, no force: one conditional request, nothing rebuilt.
+        fake_docsrs.reset_log()
+        again = finished(services.enqueue_ingest(name="ferro_fixture", requested_by="api").job)
+        assert again.status == "complete" and again.result["up_to_date"]
+        assert "already up to date" in again.stage_message
+        assert CrateRelease.objects.get(state="active").pk == release.pk
+        assert len(fake_docsrs.docsrs_requests()) == 1
+
+        # A crate docs.rs has never heard of fails at once, with the resolver's message, and no retry.
+        missing = finished(services.enqueue_ingest(name="no-such-crate", requested_by="api").job)
+        assert missing.status == "failed" and missing.attempts == 1
+        assert missing.error_type == "CrateNotFound" and "no-such-crate" in missing.error_message
+    finally:
+        worker.stop()

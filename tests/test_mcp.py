@@ -1,0 +1,198 @@
+"""The MCP server in-process through the SDK's ``Client``: tool listing, schemas, results and errors.
+
+Tools run on the SDK's worker threads with their own database connections, so these tests use
+committed data (``transaction=True``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+
+from crates.pipeline.ingest import run_ingest
+from crates.pipeline.types import NullProgress
+from jobs.models import CrateJob
+from mcp_bridge.server import build_server
+
+FIXTURE_JSON = Path(__file__).parent / "fixtures" / "rustdoc" / "ferro_fixture.json.zst"
+TOOLS = {
+    "add_rust_crate",
+    "check_rust_status",
+    "list_rust_crates",
+    "remove_rust_crate",
+    "cancel_rust_job",
+    "search_rust_docs",
+    "get_rust_item",
+}
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _hash_embedder(settings):
+    from crates.pipeline.embed import reset_embedders
+
+    settings.EMBEDDING_PROVIDER = "hash"
+    reset_embedders()
+
+
+@pytest.fixture(autouse=True)
+def _no_persistent_connections(monkeypatch):
+    """Tool threads then close their connection after each call, so the test database can be dropped."""
+    from django.db import connection
+
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+
+
+@pytest.fixture
+def ingested():
+    run_ingest(name="ferro_fixture", progress=NullProgress(), json_file=FIXTURE_JSON)
+
+
+def call(name: str, arguments: dict):
+    """One tool call on a fresh in-process server; returns the CallToolResult."""
+
+    async def main():
+        async with Client(build_server()) as client:
+            return await client.call_tool(name, arguments)
+
+    return anyio.run(main)
+
+
+def text_of(result) -> str:
+    return "\n".join(block.text for block in result.content if block.type == "text")
+
+
+def failed(result) -> str:
+    assert result.is_error is True, result
+    return text_of(result)
+
+
+def test_tools_are_listed_with_input_and_output_schemas_and_guidance():
+    async def main():
+        async with Client(build_server()) as client:
+            return await client.list_tools()
+
+    tools = {tool.name: tool for tool in anyio.run(main).tools}
+    assert set(tools) == TOOLS
+    for tool in tools.values():
+        assert tool.input_schema["type"] == "object"
+        assert tool.output_schema and tool.output_schema["type"] == "object", tool.name
+        assert len(tool.description) > 80 and "\n    " not in tool.description
+    assert tools["add_rust_crate"].input_schema["required"] == ["name"]
+    assert "check_rust_status" in tools["add_rust_crate"].description
+    assert "get_rust_item" in tools["search_rust_docs"].description
+    assert tools["search_rust_docs"].input_schema["properties"]["limit"]["maximum"] == 50
+    assert tools["remove_rust_crate"].annotations.destructive_hint is True
+    assert tools["get_rust_item"].annotations.read_only_hint is True
+
+
+def test_add_returns_a_queued_job_at_once_and_dedupes():
+    result = call("add_rust_crate", {"name": "serde_json", "version": "1.0.87"})
+    assert result.is_error is False
+    job = result.structured_content["job"]
+    assert job["status"] == "queued" and job["crate"] == "serde_json" and job["version"] == "1.0.87"
+    assert result.structured_content["deduplicated"] is False
+    assert job["id"] in text_of(result) and "check_rust_status" in text_of(result)
+    assert CrateJob.objects.get(pk=job["id"]).requested_by == "mcp"
+    again = call("add_rust_crate", {"name": "Serde-JSON", "version": "1.0.87"})
+    assert again.structured_content["deduplicated"] is True and again.structured_content["job"]["id"] == job["id"]
+
+
+def test_status_of_a_job_and_the_system_summary():
+    job_id = call("add_rust_crate", {"name": "anyhow"}).structured_content["job"]["id"]
+    one = call("check_rust_status", {"job_id": job_id})
+    assert one.structured_content["job"]["id"] == job_id and one.structured_content["system"] is None
+    assert one.structured_content["job"]["events"][0]["type"] == "created"
+    assert "queued" in text_of(one)
+    summary = call("check_rust_status", {})
+    assert summary.structured_content["job"] is None
+    assert summary.structured_content["system"]["queued"] == 1
+    assert summary.structured_content["system"]["workers_alive"] == 0
+    assert "No worker is running" in text_of(summary)
+
+
+def test_cancel_and_cancelling_twice():
+    job_id = call("add_rust_crate", {"name": "itoa"}).structured_content["job"]["id"]
+    cancelled = call("cancel_rust_job", {"job_id": job_id})
+    assert cancelled.structured_content["status"] == "cancelled"
+    assert "already finished" in failed(call("cancel_rust_job", {"job_id": job_id}))
+
+
+def test_list_search_item_and_remove(ingested):
+    listing = call("list_rust_crates", {"page_size": 5})
+    crates = listing.structured_content["items"]
+    assert [c["name"] for c in crates] == ["ferro_fixture"] and crates[0]["documents"] > 30
+    assert "ferro_fixture 0.3.1" in text_of(listing)
+
+    hits = call("search_rust_docs", {"query": "Mutex::lock", "crate": "ferro-fixture", "limit": 3})
+    results = hits.structured_content["results"]
+    assert results[0]["path"] == "ferro_fixture::sync::Mutex::lock" and len(results) <= 3
+    assert "ferro_fixture::sync::Mutex::lock" in text_of(hits)
+
+    item = call("get_rust_item", {"crate": "ferro_fixture", "path": "ferro_fixture::sync::Mutex"})
+    assert item.structured_content["kind"] == "struct"
+    assert any(c["path"] == "ferro_fixture::sync::Mutex::lock" for c in item.structured_content["children"])
+    assert text_of(item).startswith("struct ferro_fixture::sync::Mutex")
+
+    removal = call("remove_rust_crate", {"name": "ferro_fixture", "soft_delete": True})
+    assert removal.structured_content["job"]["operation"] == "remove"
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "message"),
+    [
+        ("add_rust_crate", {"name": "not a crate!"}, "Invalid crate name"),
+        ("add_rust_crate", {"name": "9lives"}, "must start with an ASCII letter"),
+        ("add_rust_crate", {"name": "serde", "version": "1.0"}, "Invalid version"),
+        ("add_rust_crate", {"name": "x" * 10_000}, "name"),
+        ("add_rust_crate", {}, "name"),
+        ("check_rust_status", {"job_id": str(uuid.uuid4())}, "There is no job"),
+        ("check_rust_status", {"job_id": "../../etc/passwd"}, "not a job id"),
+        ("cancel_rust_job", {"job_id": str(uuid.uuid4())}, "There is no job"),
+        ("list_rust_crates", {"page": 0}, "page"),
+        ("list_rust_crates", {"page_size": 10_000}, "page_size"),
+        ("list_rust_crates", {"page_size": -1}, "page_size"),
+        ("remove_rust_crate", {"name": "never_added"}, "No crate named"),
+        ("remove_rust_crate", {"name": "serde", "version": "latest"}, "exact version"),
+        ("search_rust_docs", {"query": ""}, "query"),
+        ("search_rust_docs", {"query": "x" * 501}, "query"),
+        ("search_rust_docs", {"query": "lock", "kind": "spaceship"}, "Unknown item kind"),
+        ("search_rust_docs", {"query": "lock", "crate": "never_added"}, "never_added"),
+        ("search_rust_docs", {"query": "lock", "limit": 1000}, "limit"),
+        ("get_rust_item", {"crate": "ferro_fixture", "path": "../../etc/passwd"}, "Rust path"),
+        ("get_rust_item", {"crate": "ferro_fixture", "path": "a\x00b"}, "Rust path"),
+        ("get_rust_item", {"crate": "never_added", "path": "never_added::X"}, "never_added"),
+        ("no_such_tool", {}, "Unknown tool"),
+    ],
+)
+def test_bad_input_is_a_tool_error_with_a_clear_message(tool, arguments, message):
+    assert message in failed(call(tool, arguments))
+
+
+def test_unknown_item_error_lists_close_matches(ingested):
+    text = failed(call("get_rust_item", {"crate": "ferro_fixture", "path": "ferro_fixture::sync::Mutexx"}))
+    assert "ferro_fixture::sync::Mutex" in text
+
+
+def test_a_crash_inside_a_tool_is_an_opaque_tool_error_and_the_server_keeps_serving(monkeypatch):
+    from crates import selectors
+
+    def explode(**kwargs):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(selectors, "list_crates", explode)
+
+    async def main():
+        async with Client(build_server()) as client:
+            crashed = await client.call_tool("list_rust_crates", {})
+            after = await client.call_tool("check_rust_status", {})
+            return crashed, after
+
+    crashed, after = anyio.run(main)
+    assert crashed.is_error and "secret" not in text_of(crashed)
+    assert after.is_error is False

@@ -1,0 +1,291 @@
+"""Hybrid search ranking, filters, visibility and hostile input, on a small real corpus
+(real chunker, real MiniLM embeddings, real PostgreSQL full-text and HNSW)."""
+
+from __future__ import annotations
+
+import pytest
+
+from crates.errors import CrateNotFound, EmbeddingUnavailable, InvalidInput, VersionNotFound
+from crates.models import Crate
+from crates.search import embedding as search_embedding
+from crates.selectors import search_docs
+from crates.textsearch import query_word_groups, search_text_for, tsquery_for
+from tests.search_corpus import GHOST_DOCS, HASHBROWN, SERDE_JSON, TOKIO, item, store_release
+
+LONG_ITEM = item(
+    "tokio::runtime::Builder",
+    "struct",
+    "pub struct Builder",
+    "\n\n".join(
+        f"Paragraph {n}: the runtime builder configures worker threads, the blocking pool, the I/O and "
+        f"time drivers, thread names and stack sizes before the runtime is built." for n in range(60)
+    ),
+)
+OLD_ONLY = item(
+    "tokio::runtime::old_entry_point",
+    "function",
+    "pub fn old_entry_point()",
+    "An entry point that only the old 1.0.0 release of the runtime had.",
+)
+
+
+def _ghost(path: str) -> object:
+    return item(path, "struct", "pub struct Ghost", GHOST_DOCS)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def corpus(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        Crate.objects.all().delete()
+        store_release(crate="tokio", version="1.24.2", items=[*TOKIO, LONG_ITEM])
+        store_release(crate="tokio", version="1.0.0", items=[*TOKIO[:8], OLD_ONLY])
+        store_release(crate="tokio", version="1.25.0", items=[_ghost("tokio::sync::GhostBuilding")], state="building")
+        store_release(crate="serde_json", version="1.0.87", items=SERDE_JSON)
+        store_release(
+            crate="serde_json", version="1.0.80", items=[_ghost("serde_json::GhostSuperseded")], state="superseded"
+        )
+        store_release(crate="hashbrown", version="0.13.2", items=HASHBROWN)
+        store_release(crate="ghostcrate", version="1.0.0", items=[_ghost("ghostcrate::GhostDeleted")], deleted=True)
+        yield
+        Crate.objects.all().delete()
+
+
+pytestmark = pytest.mark.django_db
+
+
+def paths(hits) -> list[str]:
+    return [h.path for h in hits]
+
+
+# --- identifier-aware text --------------------------------------------------------------------
+
+
+def test_search_text_adds_split_and_joined_identifier_forms_once():
+    text = search_text_for("Use HashMap::with_capacity, or HashMap::new.")
+    extra = text.split("\n", 1)[1].split()
+    assert {"hash", "map", "withcapacity"} <= set(extra)
+    assert len(extra) == len(set(extra))
+
+
+def test_query_side_expands_identifiers_and_joins_adjacent_words():
+    assert query_word_groups("HashMap::with_capacity") == [["hashmap", "hash", "map"], ["withcapacity", "with", "capacity"]]
+    assert "hashmap" in tsquery_for("hash map")
+    hostile = tsquery_for("a'b\"c\\d:*&!|<->()😀 DROP TABLE x; --\x00")
+    words = hostile.split(" | ")
+    assert {"drop", "table", "x"} <= set(words)
+    assert all(w.isascii() and w.isalnum() for w in words)
+
+
+@pytest.mark.parametrize("query", ["with capacity", "with_capacity", "withcapacity"])
+def test_keyword_signal_matches_snake_case_identifier_in_any_spelling(query):
+    hits = search_docs(query=query, signals=("keyword",))
+    assert "hashbrown::HashMap::with_capacity" in paths(hits)
+
+
+@pytest.mark.parametrize("query", ["HashMap", "hashmap", "hash map"])
+def test_keyword_signal_matches_camel_case_identifier_in_any_spelling(query):
+    hits = search_docs(query=query, signals=("keyword",), crate="hashbrown")
+    assert {"hashbrown::HashMap", "hashbrown::HashMap::with_capacity"} <= set(paths(hits))
+
+
+# --- ranking ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("Mutex::lock", "tokio::sync::Mutex::lock"),
+        ("tokio::sync::Mutex::lock", "tokio::sync::Mutex::lock"),
+        ("Mutex lock", "tokio::sync::Mutex::lock"),
+        ("mutex.lock()", "tokio::sync::Mutex::lock"),
+        ("HashMap::with_capacity", "hashbrown::HashMap::with_capacity"),
+        ("serde_json::from_str", "serde_json::from_str"),
+        ("from_str", "serde_json::from_str"),
+        ("tokio::Mutex", "tokio::sync::Mutex"),  # a re-export alias
+        ("serde_json::value::Value", "serde_json::Value"),
+        ("spawn_blocking", "tokio::task::spawn_blocking"),
+        ("Runtime", "tokio::runtime::Runtime"),
+    ],
+)
+def test_identifier_query_puts_its_item_first(query, expected):
+    hits = search_docs(query=query)
+    assert hits, query
+    assert hits[0].path == expected, paths(hits)
+    assert "path" in hits[0].signals
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("how do I run a future to completion from synchronous code", "tokio::runtime::Runtime::block_on"),
+        ("parse a JSON string into a struct", "serde_json::from_str"),
+        ("wait for some time without blocking the thread", "tokio::time::sleep"),
+        ("run CPU-heavy work without stalling the async executor", "tokio::task::spawn_blocking"),
+        ("pretty print json", "serde_json::to_string_pretty"),
+        ("give up on a future if it takes too long", "tokio::time::timeout"),
+        ("send messages between tasks", "tokio::sync::mpsc::channel"),
+        ("which line of the input had the error", "serde_json::Error::line"),
+    ],
+)
+def test_natural_language_query_finds_the_item_in_the_top_3(query, expected):
+    hits = search_docs(query=query, limit=10)
+    assert expected in paths(hits)[:3], paths(hits)[:5]
+
+
+def test_fused_ranking_beats_vector_only_on_an_identifier_query():
+    fused = search_docs(query="Mutex::lock")
+    vector_only = search_docs(query="Mutex::lock", signals=("vector",))
+    assert fused[0].path == "tokio::sync::Mutex::lock"
+    assert fused[0].signals[0] == "vector" and set(fused[0].signals) >= {"path", "keyword"}
+    assert {"vector"} == {s for h in vector_only for s in h.signals}
+
+
+def test_hits_carry_what_a_caller_needs_and_are_ordered_by_score():
+    hits = search_docs(query="serde_json::to_string", limit=5)
+    top = hits[0]
+    assert (top.crate, top.version, top.kind) == ("serde_json", "1.0.87", "function")
+    assert top.signature.startswith("pub fn to_string")
+    assert top.url == "https://docs.rs/serde_json/1.0.87/serde_json/to_string.html"
+    assert "Serialize the given data structure" in top.snippet
+    assert not top.snippet.startswith("serde_json::to_string")  # the header is not repeated
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0
+
+
+def test_one_item_with_many_chunks_appears_once():
+    hits = search_docs(query="runtime builder worker threads blocking pool", limit=10)
+    assert paths(hits).count("tokio::runtime::Builder") == 1
+    assert len(paths(hits)) == len(set(paths(hits)))
+
+
+# --- filters and visibility -------------------------------------------------------------------
+
+
+def test_crate_filter_holds_and_still_fills_the_page():
+    hits = search_docs(query="lock", crate="tokio", limit=10)
+    assert len(hits) == 10
+    assert {h.crate for h in hits} == {"tokio"}
+    assert {h.version for h in hits} == {"1.24.2"}
+
+
+def test_filtered_vector_search_returns_limit_results():
+    hits = search_docs(query="a map from keys to values", crate="hashbrown", signals=("vector",), limit=4)
+    assert len(hits) == 4
+    assert {h.crate for h in hits} == {"hashbrown"}
+
+
+def test_crate_name_spelling_does_not_matter():
+    assert {h.crate for h in search_docs(query="value", crate="Serde-JSON")} == {"serde_json"}
+
+
+def test_version_filter_and_default_to_newest_active_release():
+    old = search_docs(query="entry point of the runtime", crate="tokio", version="1.0.0", limit=10)
+    assert old and {h.version for h in old} == {"1.0.0"}
+    assert "tokio::runtime::old_entry_point" in paths(old)
+    newest = search_docs(query="old_entry_point", limit=20)
+    assert "tokio::runtime::old_entry_point" not in paths(newest)
+    assert "1.0.0" not in {h.version for h in newest}
+
+
+def test_version_filter_without_crate_searches_that_version_only():
+    hits = search_docs(query="old_entry_point", version="1.0.0")
+    assert hits[0].path == "tokio::runtime::old_entry_point"
+    assert {h.version for h in hits} == {"1.0.0"}
+
+
+@pytest.mark.parametrize("kinds", [["function"], ["macro"], ["method", "struct"]])
+def test_kind_filter_holds(kinds):
+    hits = search_docs(query="json async lock map", kinds=kinds, limit=20)
+    assert hits
+    assert {h.kind for h in hits} <= set(kinds)
+
+
+def test_rare_kind_filter_still_finds_every_match_through_the_vector_index():
+    hits = search_docs(query="wait for whichever branch finishes first", kinds=["macro"], signals=("vector",))
+    assert set(paths(hits)) == {"tokio::select", "serde_json::json"}
+
+
+@pytest.mark.parametrize("crate", [None, "tokio", "serde_json"])
+def test_building_superseded_and_soft_deleted_releases_never_appear(crate):
+    for query in [GHOST_DOCS, "Zanzibar quokka marmalade", "GhostBuilding", "GhostSuperseded", "GhostDeleted"]:
+        hits = search_docs(query=query, crate=crate, limit=50)
+        assert not [p for p in paths(hits) if "Ghost" in p], (query, crate)
+        assert "ghostcrate" not in {h.crate for h in hits}
+
+
+def test_unknown_or_soft_deleted_crate_and_unindexed_version_are_errors_not_empty_pages():
+    with pytest.raises(CrateNotFound):
+        search_docs(query="lock", crate="no-such-crate")
+    with pytest.raises(CrateNotFound):
+        search_docs(query="ghost", crate="ghostcrate")
+    with pytest.raises(VersionNotFound) as info:
+        search_docs(query="lock", crate="tokio", version="1.25.0")  # building: not searchable
+    assert "1.24.2" in str(info.value) and "1.0.0" in str(info.value)
+    with pytest.raises(InvalidInput):
+        search_docs(query="lock", kinds=["gizmo"])
+
+
+# --- hostile input ----------------------------------------------------------------------------
+
+HOSTILE = [
+    "",
+    "   ",
+    '"',
+    "'",
+    "\\",
+    "\\\\'\"",
+    ":",
+    "::",
+    ":::::",
+    "&",
+    "!",
+    "&&||!!",
+    "!(",
+    "<->",
+    "a:*",
+    "foo & !bar | (baz",
+    "'; DROP TABLE crates_chunk; --",
+    "1' OR '1'='1",
+    "%_%",
+    "Robert'); SELECT pg_sleep(10);--",
+    "😀🦀🔥",
+    "Mutex\x00lock",
+    "\x00",
+    "tokio::\x00sync",
+    "select * from crates_document",
+    "Vec<T>::push()",
+    "<'a, T: ?Sized>",
+    "ünïcödé ŝtrïng — “quotes”",
+    "x" * 10_000,
+    "lock " * 2_000,
+    "::" * 600,
+    "a" * 70,
+]
+
+
+@pytest.mark.parametrize("query", HOSTILE, ids=[f"q{i}" for i in range(len(HOSTILE))])
+def test_hostile_query_returns_a_list(query):
+    hits = search_docs(query=query, limit=5)
+    assert isinstance(hits, list)
+    assert all(h.path for h in hits)
+    for signals in (("vector",), ("keyword",), ("path",)):
+        assert isinstance(search_docs(query=query, crate="tokio", kinds=["method"], signals=signals), list)
+
+
+def test_mutex_with_a_nul_byte_still_finds_the_lock():
+    assert search_docs(query="Mutex\x00lock")[0].path == "tokio::sync::Mutex::lock"
+
+
+def test_search_without_an_embedder_falls_back_to_keyword_and_path(monkeypatch):
+    def broken():
+        raise EmbeddingUnavailable("embedding API is down")
+
+    monkeypatch.setattr(search_embedding, "query_embedder", broken)
+    hits = search_docs(query="Mutex::lock")
+    assert hits[0].path == "tokio::sync::Mutex::lock"
+    assert all("vector" not in h.signals for h in hits)
+
+
+def test_limit_is_clamped():
+    assert len(search_docs(query="tokio", limit=0)) == 1
+    assert len(search_docs(query="the", limit=1000)) <= 100

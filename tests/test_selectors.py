@@ -1,0 +1,190 @@
+"""get_item (exact, alias, suffix, suggestions, children), list_crates and get_crate."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from crates.errors import CrateNotFound, InvalidInput, ItemNotFound, VersionNotFound
+from crates.models import Crate
+from crates.selectors import get_crate, get_item, list_crates
+from jobs.models import CrateJob
+from tests.search_corpus import HASHBROWN, SERDE_JSON, TOKIO, item, store_release
+
+RWLOCK_NEW = item("tokio::sync::RwLock::new", "method", "pub fn new(value: T) -> RwLock<T>", "Creates a new RwLock.")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def corpus(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        Crate.objects.all().delete()
+        CrateJob.objects.all().delete()
+        store_release(crate="tokio", version="1.24.2", items=[*TOKIO, RWLOCK_NEW])
+        store_release(crate="tokio", version="1.0.0", items=TOKIO[:3])
+        store_release(crate="tokio", version="1.25.0", items=TOKIO[:2], state="building")
+        store_release(crate="serde_json", version="1.0.87", items=SERDE_JSON)
+        store_release(crate="hashbrown", version="0.13.2", items=HASHBROWN)
+        store_release(crate="gone", version="1.0.0", items=HASHBROWN[:1], deleted=True)
+        for n in range(12):
+            Crate.objects.create(name=f"filler-{n:02d}", description="padding for pagination")
+        CrateJob.objects.create(crate_name="tokio", normalized_name="tokio", status="failed")
+        newest = CrateJob.objects.create(crate_name="tokio", normalized_name="tokio", status="complete")
+        CrateJob.objects.filter(pk=newest.pk).update(created_at=timezone.now() + timezone.timedelta(seconds=5))
+        yield
+        Crate.objects.all().delete()
+        CrateJob.objects.all().delete()
+
+
+pytestmark = pytest.mark.django_db
+
+
+# --- get_item ---------------------------------------------------------------------------------
+
+
+def test_get_item_by_exact_path_lists_its_methods():
+    detail = get_item(crate="tokio", path="tokio::sync::Mutex")
+    assert (detail.crate, detail.version, detail.kind) == ("tokio", "1.24.2", "struct")
+    assert detail.signature == "pub struct Mutex<T: ?Sized>"
+    assert "asynchronous `Mutex`-like type" in detail.docs
+    assert detail.url == "https://docs.rs/tokio/1.24.2/tokio/sync/Mutex.html"
+    children = {c["path"]: c for c in detail.children}
+    assert set(children) == {"tokio::sync::Mutex::lock", "tokio::sync::Mutex::try_lock", "tokio::sync::Mutex::new"}
+    assert children["tokio::sync::Mutex::lock"]["kind"] == "method"
+    assert children["tokio::sync::Mutex::lock"]["summary"].startswith("Locks this mutex")
+    assert detail.metadata == {"aliases": ["tokio::Mutex"]}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("Mutex::lock", "tokio::sync::Mutex::lock"),  # unique suffix on a segment boundary
+        ("sync::Mutex", "tokio::sync::Mutex"),  # written without the crate
+        ("try_lock", "tokio::sync::Mutex::try_lock"),
+        ("tokio::Mutex", "tokio::sync::Mutex"),  # an alias (re-export)
+        ("TOKIO::SYNC::MUTEX", "tokio::sync::Mutex"),  # case-insensitive
+        ("tokio::sync::Mutex::lock()", "tokio::sync::Mutex::lock"),
+        ("tokio::task::spawn", "tokio::spawn"),  # alias of a function
+    ],
+)
+def test_get_item_resolves_suffixes_aliases_and_case(path, expected):
+    assert get_item(crate="tokio", path=path).path == expected
+
+
+def test_get_item_suffix_must_be_on_a_segment_boundary():
+    with pytest.raises(ItemNotFound):
+        get_item(crate="tokio", path="utex::lock")
+
+
+def test_ambiguous_suffix_lists_the_candidates():
+    with pytest.raises(ItemNotFound) as info:
+        get_item(crate="tokio", path="new")
+    assert set(info.value.context["suggestions"]) == {"tokio::sync::Mutex::new", "tokio::sync::RwLock::new"}
+    assert "tokio::sync::RwLock::new" in str(info.value)
+
+
+def test_not_found_suggests_close_paths():
+    with pytest.raises(ItemNotFound) as info:
+        get_item(crate="tokio", path="tokio::sync::Mutx")
+    assert info.value.context["suggestions"][0] == "tokio::sync::Mutex"
+    assert "Did you mean" in str(info.value) and "tokio::sync::Mutex" in str(info.value)
+    with pytest.raises(ItemNotFound) as info:
+        get_item(crate="serde_json", path="serde_json::from_string")
+    assert "serde_json::from_str" in info.value.context["suggestions"]
+
+
+def test_get_item_versions():
+    assert get_item(crate="tokio", path="tokio::sync::Mutex", version="1.0.0").version == "1.0.0"
+    with pytest.raises(VersionNotFound):
+        get_item(crate="tokio", path="tokio::sync::Mutex", version="1.25.0")  # still building
+    with pytest.raises(ItemNotFound):
+        get_item(crate="tokio", path="tokio::sync::Mutex::try_lock", version="1.0.0")
+
+
+@pytest.mark.parametrize("path", ["", "   ", "\x00", "'; DROP TABLE crates_document; --", "😀::%_", "a" * 5000])
+def test_get_item_hostile_paths_raise_item_not_found(path):
+    with pytest.raises(ItemNotFound):
+        get_item(crate="tokio", path=path)
+
+
+def test_get_item_unknown_or_deleted_crate():
+    with pytest.raises(CrateNotFound):
+        get_item(crate="nope", path="x")
+    with pytest.raises(CrateNotFound):
+        get_item(crate="gone", path="hashbrown::HashMap")
+
+
+# --- list_crates / get_crate ------------------------------------------------------------------
+
+
+def test_list_crates_counts_come_from_the_newest_active_release():
+    page = list_crates(search="tokio")
+    assert page.total == 1
+    tokio = page.items[0]
+    assert tokio["name"] == "tokio"
+    assert tokio["latest_version"] == "1.24.2"
+    assert tokio["documents"] == len(TOKIO) + 1
+    assert tokio["chunks"] >= tokio["documents"]
+    assert tokio["embeddings"] == tokio["chunks"]
+    assert tokio["docs_source"] == "rustdoc-json"
+    assert tokio["deleted"] is False
+    assert tokio["latest_job_status"] == "complete"
+    assert tokio["last_updated"] is not None
+
+
+def test_list_crates_pagination_and_deleted():
+    first = list_crates(page=1, page_size=5)
+    assert (first.total, first.pages, len(first.items)) == (15, 3, 5)  # 3 crates + 12 fillers, "gone" hidden
+    names = [c["name"] for p in range(1, 4) for c in list_crates(page=p, page_size=5).items]
+    assert len(names) == len(set(names)) == 15
+    assert "gone" not in names
+    assert names == sorted(names, key=str.lower)
+    with_deleted = list_crates(include_deleted=True, page_size=100)
+    gone = next(c for c in with_deleted.items if c["name"] == "gone")
+    assert gone["deleted"] is True
+    assert list_crates(page=99).items == []
+    filler = list_crates(search="filler")
+    assert filler.total == 12 and filler.items[0]["latest_version"] is None and filler.items[0]["documents"] == 0
+
+
+def test_list_crates_search_matches_either_spelling_and_description():
+    assert [c["name"] for c in list_crates(search="serde-json").items] == ["serde_json"]
+    assert list_crates(search="padding").total == 12
+    assert list_crates(search="'; DROP TABLE x; --\x00").total == 0
+
+
+def test_list_crates_query_count_does_not_grow_with_the_page():
+    with CaptureQueriesContext(connection) as small:
+        list_crates(page_size=2)
+    with CaptureQueriesContext(connection) as large:
+        list_crates(page_size=50)
+    assert len(small.captured_queries) == len(large.captured_queries) <= 4
+
+
+def test_list_crates_rejects_bad_paging():
+    with pytest.raises(InvalidInput):
+        list_crates(page=0)
+    with pytest.raises(InvalidInput):
+        list_crates(page_size=-1)
+    assert list_crates(page_size=10_000).page_size == 100
+
+
+def test_get_crate_lists_releases_newest_first_and_the_latest_job():
+    detail = get_crate(name="TOKIO")
+    assert detail["name"] == "tokio" and detail["latest_version"] == "1.24.2"
+    assert [(r["version"], r["state"]) for r in detail["releases"]] == [
+        ("1.25.0", "building"),
+        ("1.24.2", "active"),
+        ("1.0.0", "active"),
+    ]
+    assert detail["latest_job"]["status"] == "complete"
+    assert str(detail["latest_job_id"]) == str(detail["latest_job"]["id"])
+
+
+def test_get_crate_deleted_and_missing():
+    assert get_crate(name="gone")["deleted"] is True
+    with pytest.raises(CrateNotFound):
+        get_crate(name="gone", include_deleted=False)
+    with pytest.raises(CrateNotFound):
+        get_crate(name="never-heard-of-it")
