@@ -483,7 +483,7 @@ class DocumentAdmin(TitledChangeListMixin, admin.ModelAdmin):
         """The same hybrid search agents get, with the signals that matched each hit."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        form = portal_views.SearchForm(request.GET or None)
+        form = portal_views.SearchForm(portal_views.search_form_data(request.GET) if request.GET else None)
         hits, error, doc_ids = None, "", {}
         if form.is_bound and form.is_valid():
             data = form.cleaned_data

@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from django import forms
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.db.models.functions import TruncDate
+from django.http import QueryDict
 from django.utils import timezone
 
 from crates.errors import FerrodexError
@@ -73,8 +74,21 @@ class SearchForm(forms.Form):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        names = Crate.objects.alive().order_by("normalized_name").values_list("name", flat=True)
-        self.fields["crate"].choices = [("", "All crates"), *((n, n) for n in names)]
+        # Soft-deleted crates stay selectable, so an operator sees exactly what an agent would be told.
+        crates = Crate.objects.order_by("normalized_name").values_list("name", "deleted_at")
+        self.fields["crate"].choices = [
+            ("", "All crates"), *((name, f"{name} (soft-deleted)" if deleted else name) for name, deleted in crates)
+        ]
+
+
+def search_form_data(query: QueryDict) -> QueryDict:
+    """A link such as ``?q=mutex&crate=tokio`` means the defaults for everything it leaves out."""
+    data = query.copy()
+    if "signals" not in data:
+        data.setlist("signals", list(SEARCH_SIGNALS))
+    if not data.get("limit"):
+        data["limit"] = "10"
+    return data
 
 
 def _validated(validator, value):

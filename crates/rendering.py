@@ -30,7 +30,8 @@ _RUST_ATTRS = {
 }
 # `[`Foo`]` with no link target: rustdoc resolves these itself; we show the code span.
 _SHORT_INTRA_LINK_RE = re.compile(r"\[(`[^`\n]+`)\](?![(\[:])")
-_RUST_PATH_RE = re.compile(r"^(?:crate|self|super|std|core|alloc)?(?:::)?[A-Za-z_][\w:<>!@]*(?:\(\))?$")
+# An intra-doc link target: `Foo`, `crate::foo::Bar`, `Vec::new()`, `vec!`, `struct@Foo`.
+_RUST_PATH_RE = re.compile(r"^(?:[a-z]+@)?[A-Za-z_]\w*(?:::[A-Za-z_]\w*)*(?:!|\(\))?$")
 
 
 def highlight_rust(code: str) -> SafeString:
@@ -139,9 +140,9 @@ class _SafeLinks(Treeprocessor):
         # An intra-doc path (`crate::Foo`) or an unsafe scheme: keep the text, drop the link.
         link.tag = "span"
         link.attrib.clear()
-        if not urlsplit(href.strip()).scheme:
+        if _RUST_PATH_RE.match(href.strip()):
             link.set("class", "intra-doc-link")
-            link.set("title", href[:200])
+            link.set("title", href.strip()[:200])
 
     def _safe_url(self, href: str) -> str:
         href = href.strip()
@@ -149,11 +150,11 @@ class _SafeLinks(Treeprocessor):
             return ""
         if href.startswith("#"):
             return href
+        if _RUST_PATH_RE.match(href):
+            return ""
         parts = urlsplit(href)
         if parts.scheme:
             return href if parts.scheme.lower() in _SAFE_SCHEMES else ""
-        if _RUST_PATH_RE.match(href) and ("::" in href or "." not in href):
-            return ""
         if self.base_url:
             return urljoin(self.base_url, href)
         return ""

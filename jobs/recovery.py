@@ -143,7 +143,7 @@ def _recover(*, job: CrateJob, silent_for: float) -> None:
             message=f"{who} stopped responding (no heartbeat for {silent_for:.0f} s, lock free); requeued",
             data={"worker_id": job.worker_id or who, "attempt": job.attempts, "silent_s": round(silent_for, 1)},
         )
-        transaction.on_commit(lambda: services.wake_workers(job_id=job.pk), robust=True)
+        services.wake_after_commit(job_id=job.pk)
     logger.warning("job %s recovered from dead worker %s -> %s", job.pk, who, job.status)
 
 

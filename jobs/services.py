@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, router, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
@@ -154,6 +154,21 @@ def wake_workers(*, job_id: uuid.UUID | None = None, count: int = 1) -> None:
         async_task(RUN_JOB_TASK, str(job_id) if job_id else "")
 
 
+def wake_after_commit(*, job_id: uuid.UUID) -> None:
+    """Send the wake-up task so that workers see it exactly when they can see the job.
+
+    With django-q2's ORM broker on the jobs database, the task row is written in
+    the same transaction (one commit, and no job without a task if the process
+    dies right after committing). Any other broker gets it after the commit.
+    """
+    from django_q.conf import Conf
+
+    if Conf.ORM and router.db_for_write(CrateJob) == Conf.ORM:
+        wake_workers(job_id=job_id)
+    else:
+        transaction.on_commit(lambda: wake_workers(job_id=job_id), robust=True)
+
+
 def due_queued_jobs(*, now=None) -> QuerySet[CrateJob]:
     """Queued jobs that may start now, ingests behind an earlier removal of the same crate excepted."""
     now = now or timezone.now()
@@ -291,28 +306,29 @@ def _enqueue(
 ) -> EnqueueResult:
     normalized = normalize_crate_name(crate_name)
     target = {"operation": operation, "normalized_name": normalized, "requested_version": requested_version}
-    existing = _active_job(**target)
-    if existing is not None:
-        return _deduplicated(job=existing, options=options)
-    try:
-        with transaction.atomic():
-            job = CrateJob.objects.create(
-                crate_name=crate_name, options=options, requested_by=requested_by,
-                checkpoint=checkpoint or {}, retry_of=retry_of, **target,
-            )
-            record_event(job_id=job.pk, event_type=EventType.CREATED, message=message,
-                         data={"requested_by": requested_by, **(data or {})})
-            transaction.on_commit(lambda: wake_workers(job_id=job.pk), robust=True)
-    except IntegrityError as exc:
-        # A concurrent enqueue of the same target won the race for the partial unique index.
-        if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", "") != _DEDUPE_CONSTRAINT:
-            raise
-        existing = _active_job(**target)
-        if existing is None:
-            raise
-        return _deduplicated(job=existing, options=options)
-    logger.info("job %s queued: %s %s %s by %s", job.pk, operation, crate_name, requested_version, requested_by)
-    return EnqueueResult(job=job, deduplicated=False)
+    for _ in range(3):
+        try:
+            # No look-up first: the partial unique index decides, so the common path is three inserts
+            # and one commit. A concurrent enqueue of the same target waits for ours, then lands below.
+            with transaction.atomic():
+                job = CrateJob.objects.create(
+                    crate_name=crate_name, options=options, requested_by=requested_by,
+                    checkpoint=checkpoint or {}, retry_of=retry_of, **target,
+                )
+                record_event(job_id=job.pk, event_type=EventType.CREATED, message=message,
+                             data={"requested_by": requested_by, **(data or {})})
+                wake_after_commit(job_id=job.pk)
+        except IntegrityError as exc:
+            if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", "") != _DEDUPE_CONSTRAINT:
+                raise
+            existing = _active_job(**target)
+            if existing is not None:
+                return _deduplicated(job=existing, options=options)
+            continue  # the active job finished in between: try again
+        logger.info("job %s queued: %s %s %s by %s", job.pk, operation, crate_name, requested_version, requested_by)
+        return EnqueueResult(job=job, deduplicated=False)
+    raise JobStateError(f"Could not queue {operation} of {crate_name}: jobs for it keep starting and finishing; "
+                        "try again.")
 
 
 def _deduplicated(*, job: CrateJob, options: dict) -> EnqueueResult:

@@ -601,3 +601,37 @@ def test_enqueue_from_elsewhere_shows_up_in_the_list(admin_client):
     result = enqueue_ingest(name="log", requested_by="cli")
     html = admin_client.get(_url("jobs_cratejob_changelist")).content.decode()
     assert str(result.job.pk)[:8] in html and "CLI" in html
+
+
+@pytest.mark.django_db(transaction=True)  # the pipeline commits batch by batch
+def test_search_page_runs_the_hybrid_search_on_ingested_docs(admin_client, settings):
+    from crates.pipeline.ingest import run_ingest
+    from crates.pipeline.types import NullProgress
+
+    settings.EMBEDDING_PROVIDER = "hash"
+    run_ingest(name="ferro-fixture", progress=NullProgress(), json_file=FIXTURE_JSON)
+    url = _url("crates_document_search")
+
+    response = admin_client.get(url, {"q": "parse a log level", "crate": "ferro-fixture"})
+    results = response.context["results"]
+    top = results[0]["hit"]
+    assert top.path == "ferro_fixture::parse_log_level" and top.kind == "function"
+    assert "keyword" in top.signals
+    html = response.content.decode()
+    doc = Document.objects.get(path=top.path, release__state="active")
+    assert results[0]["doc_id"] == doc.pk and _url("crates_document_change", doc.pk) in html
+    assert html.count('class="fx-hit"') == len(results) and 'class="fx-signal fx-signal-on"' in html
+    # A bare ?q= link keeps every signal ticked and the default limit.
+    assert response.context["form"]["signals"].value() == ["vector", "keyword", "path"]
+
+    only_functions = admin_client.get(url, {"q": "counter", "kinds": ["function"], "limit": "5"}).context["results"]
+    assert only_functions and {r["hit"].kind for r in only_functions} == {"function"} and len(only_functions) <= 5
+
+    keyword_only = admin_client.get(url, {"q": "log level", "signals": ["keyword"]}).context["results"]
+    assert keyword_only and all(r["hit"].signals == ["keyword"] for r in keyword_only)
+
+    # A soft-deleted crate is out of search, and the page says so rather than showing nothing.
+    Crate.objects.update(deleted_at=timezone.now())
+    gone = admin_client.get(url, {"q": "parse a log level", "crate": "ferro-fixture"})
+    assert "is not indexed" in gone.context["error"] and not gone.context["results"]
+    assert "ferro-fixture (soft-deleted)" in gone.content.decode()

@@ -185,7 +185,7 @@ def test_items_are_never_mixed(counter, budget):
     embedder = HashEmbedder(max_tokens=budget, count_tokens=counter)
     results = list(chunk_items(items, embedder=embedder))
     assert [item for item, _ in results] == items
-    for i, (_item, chunks) in enumerate(results):
+    for i, (_, chunks) in enumerate(results):
         assert len(chunks) >= 4
         for chunk in chunks:
             assert chunk.text.startswith(f"demo::Item{i} (struct)\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -121,6 +122,13 @@ def test_fast_token_count_equals_the_real_tokenizer():
         "control\x0bchars\x00here",
         "",
     ]
+    # Random text over an alphabet of the tokenizer's edge cases: accents, CJK, Unicode spaces and
+    # punctuation, zero-width and control characters, emoji.
+    alphabet = list("abcXYZ019 _-.,;:!?()[]{}<>`'\"\n\t#&*/\\") + list(
+        "éÅñ—\u2013“”\u2018\u2019…•→€中文字 \u3000\u200b\ufeff\u2028🦀\x0b\x1c\x85\u0301ß"
+    )
+    rng = random.Random(5)
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(2000)]
     assert len(texts) > 300
     mismatches = [t[:60] for t in texts if counter(t) != counter.exact(t)]
     assert not mismatches

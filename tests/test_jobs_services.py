@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from django_q.models import OrmQ
 
@@ -77,19 +77,22 @@ def test_enqueue_validates_before_touching_the_database(settings):
 
 
 @pytest.mark.django_db
-def test_enqueue_creates_a_queued_job_and_wakes_a_worker_after_commit(settings, django_capture_on_commit_callbacks):
+def test_enqueue_creates_a_queued_job_and_its_wake_up_task_atomically(settings):
     settings.FERRODEX_INGEST_FUNCTION = "tests.pipelines.must_not_run"
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        result = services.enqueue_ingest(name="Serde-Json", version=" 1.0.3 ", requested_by="api")
+    result = services.enqueue_ingest(name="Serde-Json", version=" 1.0.3 ", requested_by="api")
     job = result.job
     assert not result.deduplicated
     assert (job.status, job.crate_name, job.normalized_name, job.requested_version) == (
         "queued", "Serde-Json", "serde_json", "1.0.3")
     assert events(job) == ["created"]
-    # The wake-up task is written only after the commit, and it carries no work.
-    assert len(callbacks) == 1 and not OrmQ.objects.exists()
-    callbacks[0]()
-    assert OrmQ.objects.count() == 1
+    # The task carries no work, only which job sent it.
+    (task,) = [row.task for row in OrmQ.objects.all()]
+    assert task["func"] == "jobs.tasks.run_job" and task["args"] == (str(job.pk),)
+    # Written in the job's transaction: a rolled-back enqueue leaves neither job nor task.
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.enqueue_ingest(name="tokio", requested_by="api")
+        raise RuntimeError("the caller's transaction fails")
+    assert CrateJob.objects.count() == 1 and OrmQ.objects.count() == 1
 
 
 @pytest.mark.django_db

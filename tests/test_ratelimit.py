@@ -43,8 +43,8 @@ def test_slots_are_spaced_by_one_over_rps():
         ratelimit.acquire_slot(host=host, rps=10)
         stamps.append(time.monotonic())
     gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
-    # Each slot is 1/rps (+5 %) after the previous one; a few ms of scheduling noise around each is allowed.
-    assert all(gap >= 0.09 for gap in gaps), gaps
+    # Each slot is 1/rps (+10 %) after the previous one; scheduling noise of a busy machine is allowed.
+    assert all(gap >= 0.08 for gap in gaps), gaps
     assert stamps[-1] - stamps[0] >= 3 * 0.1, gaps
     assert HostRateLimit.objects.filter(host=host).count() == 1
 
@@ -64,12 +64,12 @@ def test_inside_an_outer_transaction_the_slot_commits_and_no_lock_is_held():
     # pytest-django runs this test inside a transaction, like a caller inside transaction.atomic().
     assert connection.in_atomic_block
     host = unique_host()
-    ratelimit.acquire_slot(host=host, rps=5)
+    ratelimit.acquire_slot(host=host, rps=1)
     result: dict[str, float] = {}
 
     def other_worker() -> None:
         try:
-            result["waited"] = ratelimit.acquire_slot(host=host, rps=5)
+            result["waited"] = ratelimit.acquire_slot(host=host, rps=1)
         finally:
             connection.close()
 
@@ -79,7 +79,7 @@ def test_inside_an_outer_transaction_the_slot_commits_and_no_lock_is_held():
     # While our transaction is still open, another connection took the next slot: the first one was committed
     # (it waited for it) and the row is not locked until our transaction ends (it did not hang).
     assert not thread.is_alive(), "the rate-limit row stayed locked by the outer transaction"
-    assert 0.1 <= result["waited"] <= 0.25
+    assert 0.3 <= result["waited"] <= 1.1
 
 
 def database_url() -> str:
@@ -142,8 +142,9 @@ def test_rate_limit_holds_across_two_processes(fake_docsrs):
 
     pings = sorted((r for r in fake_docsrs.requests if r.path == "/ping"), key=lambda r: r.at)
     assert sorted(r.query.split("&")[0] for r in pings) == ["worker=1"] * per_worker + ["worker=2"] * per_worker
-    assert pings[0].at >= start_at - 0.05
+    arrivals = [(round(r.at - start_at, 3), r.query) for r in pings]
+    assert pings[0].at >= start_at - 0.05, arrivals
     # Never more than `rps` requests in any one-second window at the server ...
-    assert fake_docsrs.max_in_window(1.0, requests=pings) <= rps
+    assert fake_docsrs.max_in_window(1.0, requests=pings) <= rps, arrivals
     # ... which forces the ten requests of the two processes to share one schedule.
-    assert pings[-1].at - pings[0].at >= (2 * per_worker - 1) / rps - 0.1
+    assert pings[-1].at - pings[0].at >= (2 * per_worker - 1) / rps - 0.1, arrivals

@@ -21,12 +21,20 @@ only their impl headers are needed, which a regular expression reads from the ra
 from __future__ import annotations
 
 import html
+import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bs4 import BeautifulSoup, Tag
 
-from crates.pipeline.html_markdown import code_text, docblock_markdown, inline_markdown, one_line
+from crates.pipeline.html_markdown import (
+    classes_of,
+    code_text,
+    docblock_markdown,
+    find_by_class,
+    inline_markdown,
+    one_line,
+)
 from crates.pipeline.types import ParsedItem
 
 # File-name prefix of an item page -> Document.Kind. attr/derive are proc macros; rustdoc JSON calls them macros.
@@ -63,6 +71,22 @@ _TRAIT_IMPLS_START = re.compile(rb"<h2\s+id=[\"']trait-implementations[\"']")
 _TRAIT_IMPLS_END = re.compile(rb"<h2\s+id=[\"'](?:synthetic-implementations|blanket-implementations)[\"']")
 _IMPL_HEADER = re.compile(rb"<h3\b[^>]*class=[\"'][^\"']*\b(?:code-header|impl)\b[^>]*>(.*?)</h3>", re.S)
 _TAGS = re.compile(r"<[^>]+>")
+
+# Markup dropped before parsing because nothing reads it, and building it is most of the parse time:
+# highlighting spans inside rendered examples (only the text is kept), decoration links with their text
+# ("§" anchors, "Source" links, "ⓘ" tooltips), <wbr> hints, and link tags (links are kept as their text).
+_EXAMPLE_PRE = re.compile(rb"(<pre\s+class=[\"'][^\"']*\brust-example-rendered\b[^>]*>)(.*?)(</pre>)", re.S)
+_ANY_TAG = re.compile(rb"<[^>]*>")
+_DECORATION_LINK = re.compile(
+    rb"<a\s[^>]*class=[\"'](?:anchor|doc-anchor|src|srclink|tooltip)\b[^\"']*[\"'][^>]*>.*?</a>", re.S
+)
+_LINK_TAG = re.compile(rb"</?a\b[^>]*>|<wbr\s*/?>")
+
+_REEXPORTS_START = re.compile(rb"<h2\s+id=[\"']reexports[\"'][^>]*>")
+_CODE = re.compile(rb"<code>(.*?)</code>", re.S)
+_HREF = re.compile(r"href=[\"']([^\"']+)[\"']")
+_PUB_USE = re.compile(r"^pub use (?P<path>[^;]+?)(?: as (?P<alias>[A-Za-z_][A-Za-z0-9_]*))?;$")
+_SOURCE_LINK = re.compile(rb"<a\s+class=[\"']src(?:link)?[\"']\s+href=[\"']([^\"']+)[\"']")
 
 _MEMBER_ID = re.compile(
     r"^(?:(?P<fn>method|tymethod)\.(?P<fn_name>[^.]+)"
@@ -106,11 +130,28 @@ class PageRef:
         return "::".join(self.module[:-1]) if self.kind == "module" else "::".join(self.module)
 
 
-def parse_page(data: bytes, page: PageRef) -> list[ParsedItem]:
-    """All documents of one item or module page; [] when the page has no rustdoc main content."""
+@dataclass(frozen=True, slots=True)
+class Reexport:
+    """A ``pub use`` listed (not inlined) on a module page: ``pub use task::spawn;``."""
+
+    name: str  # the name it is visible under in the module ("spawn"; the `as` name when renamed)
+    target: str  # URL of the re-exported page, relative to the docs root
+    glob: bool  # `pub use shapes::*;`: target is the module's index page
+
+
+@dataclass(slots=True)
+class ParsedPage:
+    page: PageRef
+    items: list[ParsedItem]  # the page's item first, then its members
+    source: str  # "src/tokio/net/unix/datagram/socket.rs.html#93-95": where the item is defined, or ""
+    reexports: list[Reexport] = field(default_factory=list)
+
+
+def parse_page(data: bytes, page: PageRef) -> ParsedPage:
+    """All documents of one item or module page; no items when the page has no rustdoc main content."""
     start_match = _MAIN_START.search(data)
     if start_match is None:
-        return []
+        return ParsedPage(page, [], "")
     start = start_match.start()
     end = data.rfind(b"</main>")
     if end < start:
@@ -119,15 +160,54 @@ def parse_page(data: bytes, page: PageRef) -> list[ParsedItem]:
         end = len(data)
     stop_match = _STOP_SECTION.search(data, start, end)
     stop = stop_match.start() if stop_match else end
-    soup = BeautifulSoup(data[start:stop].decode("utf-8", "replace"), "lxml")
-    main = soup.find(["section", "div"], id=("main-content", "main"))
+    soup = BeautifulSoup(_lighten(data[start:stop]).decode("utf-8", "replace"), "lxml", multi_valued_attributes=None)
+    main = soup.body.find(True, recursive=False) if soup.body else None
     if not isinstance(main, Tag):
-        return []
+        return ParsedPage(page, [], "")
     reader = _PageReader(main, page)
     item = reader.item()
     if page.kind in _TYPES_WITH_IMPLS:
         item.metadata["trait_impls"] = trait_impl_names(data, stop, end)
-    return [item, *reader.members()]
+    reexports = module_reexports(data, start, end, page) if page.kind == "module" else []
+    return ParsedPage(page, [item, *reader.members()], _source_link(data, start, stop, page), reexports)
+
+
+def module_reexports(data: bytes, start: int, end: int, page: PageRef) -> list[Reexport]:
+    """The ``pub use`` lines of a module page's Re-exports section that point at pages of this docs tree."""
+    section = _REEXPORTS_START.search(data, start, end)
+    if section is None:
+        return []
+    next_section = data.find(b"<h2", section.end(), end)
+    found = []
+    for match in _CODE.finditer(data, section.end(), next_section if next_section != -1 else end):
+        code = match.group(1).decode("utf-8", "replace")
+        text = one_line(html.unescape(_TAGS.sub("", code)))
+        use = _PUB_USE.match(text)
+        href = _HREF.search(code)
+        if use is None or href is None or "://" in href.group(1):
+            continue  # a private or foreign re-export: nothing in this tree to point at
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(page.url), html.unescape(href.group(1))))
+        glob = use["path"].endswith("::*")
+        name = use["alias"] or use["path"].rsplit("::", 1)[-1]
+        found.append(Reexport(name="" if glob else name, target=target.split("#", 1)[0], glob=glob))
+    return found
+
+
+def _source_link(data: bytes, start: int, stop: int, page: PageRef) -> str:
+    """The item's "Source" link (the first one in the heading), relative to the docs root."""
+    match = _SOURCE_LINK.search(data, start, stop)
+    if match is None:
+        return ""
+    href = html.unescape(match.group(1).decode("utf-8", "replace"))
+    if "://" in href:
+        return href
+    return posixpath.normpath(posixpath.join(posixpath.dirname(page.url), href))
+
+
+def _lighten(fragment: bytes) -> bytes:
+    fragment = _EXAMPLE_PRE.sub(lambda m: m.group(1) + _ANY_TAG.sub(b"", m.group(2)) + m.group(3), fragment)
+    fragment = _DECORATION_LINK.sub(b"", fragment)
+    return _LINK_TAG.sub(b"", fragment)
 
 
 class _PageReader:
@@ -167,7 +247,7 @@ class _PageReader:
         if self.page.kind == "module":
             return ""
         for child in header:
-            classes = child.get("class") or []
+            classes = classes_of(child)
             if "item-decl" in classes:
                 code = child if child.name == "pre" else child.find("pre")
                 return declaration_text(code_text(code or child), kind=self.page.kind)
@@ -178,11 +258,10 @@ class _PageReader:
     @staticmethod
     def _top_docblock(header: list[Tag]) -> Tag | None:
         for child in header:
-            classes = child.get("class") or []
-            if child.name == "details" and "top-doc" in classes:
-                return child.find("div", class_="docblock", recursive=False)
+            if child.name == "details" and "top-doc" in classes_of(child):
+                return find_by_class(child, "docblock", name="div", recursive=False)
         for child in header:  # layouts without the collapsible top-doc
-            classes = child.get("class") or []
+            classes = classes_of(child)
             if "docblock" in classes and "item-decl" not in classes:
                 return child
         return None
@@ -208,7 +287,11 @@ class _PageReader:
                 continue
             if _MEMBER_ID.match(child.get("id") or ""):
                 found.append(child)
-            found.extend(child.find_all(id=_MEMBER_ID))
+            found.extend(
+                tag
+                for tag in child.descendants
+                if isinstance(tag, Tag) and "id" in tag.attrs and _MEMBER_ID.match(tag["id"])
+            )
         return found
 
     def _member(self, element: Tag) -> ParsedItem | None:
@@ -249,7 +332,7 @@ class _PageReader:
 
 
 def _member_signature(element: Tag, kind: str, *, in_variant: bool) -> str:
-    header = element.find(class_="code-header")
+    header = find_by_class(element, "code-header")
     if header is None:
         header = element.find("code") or element
     signature = code_line(code_text(header))
@@ -264,15 +347,15 @@ def _member_docs(element: Tag) -> tuple[Tag | None, list[Tag]]:
     parent = element.parent
     if isinstance(parent, Tag) and parent.name == "summary" and isinstance(parent.parent, Tag):
         details = parent.parent
-        docblock = details.find("div", class_="docblock", recursive=False)
+        docblock = find_by_class(details, "docblock", name="div", recursive=False)
         info = [child for child in parent.children if isinstance(child, Tag) and child is not element]
-        info += [child for child in details.children if isinstance(child, Tag) and "item-info" in _classes(child)]
+        info += [child for child in details.children if isinstance(child, Tag) and "item-info" in classes_of(child)]
         return docblock, info
     info: list[Tag] = []
     for sibling in element.next_siblings:
         if not isinstance(sibling, Tag):
             continue
-        classes = _classes(sibling)
+        classes = classes_of(sibling)
         if "item-info" in classes or "stability" in classes:
             info.append(sibling)
             continue
@@ -282,24 +365,20 @@ def _member_docs(element: Tag) -> tuple[Tag | None, list[Tag]]:
     return None, info
 
 
-def _classes(tag: Tag) -> list[str]:
-    return tag.get("class") or []
-
-
 def _item_info(elements: list[Tag]) -> tuple[bool, str, str]:
     """(deprecated, deprecation note, portability note) from item-info blocks, never from the docs."""
     deprecated, note, portability = False, "", ""
     for element in elements:
-        if "docblock" in _classes(element) or "top-doc" in _classes(element):
+        if "docblock" in classes_of(element) or "top-doc" in classes_of(element):
             continue
-        for stab in element.find_all(class_="stab"):
-            classes = _classes(stab)
+        for stab in (tag for tag in element.descendants if isinstance(tag, Tag) and "stab" in classes_of(tag)):
+            classes = classes_of(stab)
             if "deprecated" in classes and not deprecated:
                 deprecated = True
                 note = _deprecation_note(one_line(inline_markdown(stab)))
             elif "portability" in classes and not portability:
                 portability = one_line(inline_markdown(stab))
-        if "stab" in _classes(element) and "deprecated" in _classes(element) and not deprecated:
+        if "stab" in classes_of(element) and "deprecated" in classes_of(element) and not deprecated:
             deprecated, note = True, _deprecation_note(one_line(inline_markdown(element)))
     return deprecated, note, portability
 

@@ -45,11 +45,28 @@ _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
+def classes_of(tag: Tag) -> list[str]:
+    """The CSS classes of a tag, whether the soup split multi-valued attributes or kept them as text."""
+    classes = tag.get("class")
+    if not classes:
+        return []
+    return classes.split() if isinstance(classes, str) else list(classes)
+
+
+def find_by_class(root: Tag, css_class: str, *, name: str | None = None, recursive: bool = True) -> Tag | None:
+    """First tag under ``root`` having ``css_class`` (and tag ``name``), in document order."""
+    candidates = root.descendants if recursive else root.children
+    for tag in candidates:
+        if isinstance(tag, Tag) and (name is None or tag.name == name) and css_class in classes_of(tag):
+            return tag
+    return None
+
+
 def _skipped(tag: Tag) -> bool:
     if tag.name in _SKIP_TAGS:
         return True
     classes = tag.get("class")
-    return bool(classes) and not _SKIP_CLASSES.isdisjoint(classes)
+    return bool(classes) and not _SKIP_CLASSES.isdisjoint(classes_of(tag))
 
 
 def code_text(element: Tag) -> str:
@@ -210,7 +227,7 @@ def _block(tag: Tag, shift: int) -> list[str]:
 
 
 def _fence(pre: Tag) -> str:
-    classes = pre.get("class") or []
+    classes = classes_of(pre)
     language = ""
     if "rust" in classes:
         language = "rust"

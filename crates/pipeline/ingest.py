@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 # Items per committed batch: small enough that a crash redoes < 1% of a big
 # crate, large enough that a transaction is not per item.
-MIN_BATCH, MAX_BATCH, BATCHES_PER_CRATE = 1, 64, 200
+MIN_BATCH, MAX_BATCH, BATCHES_PER_CRATE = 1, 64, 100
 # Chunks embedded per model call group: keeps the model busy with full batches.
 EMBED_GROUP_CHUNKS = 256
 

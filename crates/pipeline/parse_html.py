@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from crates.errors import CorruptArtifact, InvalidInput
-from crates.pipeline.html_layouts import PAGE_KINDS, PageRef, parse_page
+from crates.pipeline.html_layouts import PAGE_KINDS, PageRef, ParsedPage, parse_page
 from crates.pipeline.types import ParsedCrate, ParsedItem
 
 logger = logging.getLogger(__name__)
@@ -57,9 +57,8 @@ def parse_html_pages(
     started = time.perf_counter()
     crate = find_crate_name(pages, crate_name=crate_name)
     root_page = pages[f"{crate}/index.html"]
-    items: list[ParsedItem] = []
-    seen: set[tuple[str, str]] = set()
-    parsed_pages = skipped_pages = duplicates = 0
+    results: list[ParsedPage] = []
+    skipped_pages = 0
     for rel_path in sorted(pages):
         page = page_ref(rel_path, crate=crate)
         if page is None:
@@ -68,8 +67,15 @@ def parse_html_pages(
         if is_redirect(data):
             skipped_pages += 1
             continue
-        parsed_pages += 1
-        for item in parse_page(data, page):
+        results.append(parse_page(data, page))
+    parsed_pages = len(results)
+    results, by_url = merge_reexported_pages(results)
+    add_reexport_aliases(results, by_url)
+    items: list[ParsedItem] = []
+    seen: set[tuple[str, str]] = set()
+    duplicates = 0
+    for result in results:
+        for item in result.items:
             key = (item.path, item.kind)
             if key in seen:
                 # Two impl blocks can define methods with the same name (`impl Foo<u8>` and `impl Foo<u16>`);
@@ -99,6 +105,84 @@ def parse_html_pages(
         },
     )
     return parsed
+
+
+def merge_reexported_pages(results: list[ParsedPage]) -> tuple[list[ParsedPage], dict[str, ParsedPage]]:
+    """Keep one page per item that rustdoc rendered at several public paths (``#[doc(inline)]`` re-exports).
+
+    Pages are the same item when they point at the same source lines and render the same kind, name,
+    declaration and docs. Like the JSON parser, the canonical path is the defining one when there is a page
+    there (the module is read from the source file: ``src/serde_json/error.rs`` -> ``serde_json::error``),
+    otherwise the shortest path; the others go to ``metadata["aliases"]`` and their pages are dropped.
+    Returns the pages kept and, for every page URL, the kept page that stands for it.
+    """
+    by_url = {result.page.url: result for result in results}
+    groups: dict[tuple, list[ParsedPage]] = {}
+    for result in results:
+        if result.source and result.items:
+            item = result.items[0]
+            key = (result.source, item.kind, item.name, item.signature, item.docs)
+            groups.setdefault(key, []).append(result)
+    dropped: set[int] = set()
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        defining = _defining_module(group[0].source)
+        canonical = min(
+            group,
+            key=lambda r: (r.page.module != defining, len(r.page.module), r.items[0].path),
+        )
+        aliases = sorted(r.items[0].path for r in group if r is not canonical)
+        canonical.items[0].metadata["aliases"] = aliases
+        for result in group:
+            if result is not canonical:
+                dropped.add(id(result))
+                by_url[result.page.url] = canonical
+    return [result for result in results if id(result) not in dropped], by_url
+
+
+def add_reexport_aliases(results: list[ParsedPage], by_url: Mapping[str, ParsedPage]) -> None:
+    """Record the paths that module pages list under "Re-exports" (not inlined) as aliases of their target.
+
+    ``pub use task::spawn;`` on the crate page makes ``tokio::spawn`` an alias of ``tokio::task::spawn``;
+    ``pub use shapes::*;`` does that for every item of ``shapes``.
+    """
+    children: dict[tuple[str, ...], list[ParsedPage]] = {}
+    for result in results:
+        if result.items:
+            module = result.page.module[:-1] if result.page.kind == "module" else result.page.module
+            if result.page.kind != "module" or module:
+                children.setdefault(module, []).append(result)
+    for result in results:
+        for reexport in result.reexports:
+            target = by_url.get(reexport.target)
+            if target is None or not target.items:
+                continue
+            if not reexport.glob:
+                _add_alias(target, f"{result.items[0].path}::{reexport.name}")
+            elif target.page.kind == "module":
+                for child in children.get(target.page.module, []):
+                    _add_alias(child, f"{result.items[0].path}::{child.items[0].name}")
+
+
+def _add_alias(result: ParsedPage, alias: str) -> None:
+    item = result.items[0]
+    if alias == item.path:
+        return
+    aliases = set(item.metadata.get("aliases", []))
+    aliases.add(alias)
+    item.metadata["aliases"] = sorted(aliases)
+
+
+def _defining_module(source: str) -> tuple[str, ...]:
+    """``src/tokio/sync/mutex.rs.html#10-20`` -> ("tokio", "sync", "mutex"); lib.rs and mod.rs name their dir."""
+    parts = source.split("#", 1)[0].removesuffix(".html").removesuffix(".rs").split("/")
+    if len(parts) < 3 or parts[0] != "src":
+        return ()
+    modules = parts[1:]
+    if modules[-1] in ("lib", "mod", "main"):
+        modules = modules[:-1]
+    return tuple(modules)
 
 
 def find_crate_name(pages: Mapping[str, bytes], *, crate_name: str | None = None) -> str:

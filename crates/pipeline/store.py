@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from crates.models import Chunk, Crate, CrateRelease, Document
@@ -83,6 +83,10 @@ def store_batch(
     ``on_committed`` runs inside the transaction (the job checkpoint goes there).
     """
     with transaction.atomic():
+        with connection.cursor() as cursor:
+            # Batches of a building release are replayable from the checkpoint, which
+            # commits in this same transaction: waiting for the WAL flush buys nothing.
+            cursor.execute("SET LOCAL synchronous_commit = off")
         _delete_existing(release=release, batch=batch)
         documents = Document.objects.bulk_create(
             [_document(release=release, package=package, local=local, item=s.item) for s in batch]

@@ -113,7 +113,7 @@ def _hits(fused: list[_Fused], scope: Scope) -> list[SearchHit]:
     releases = scope.by_id()
     documents = Document.objects.in_bulk([f.document_id for f in fused])
     chunk_ids = [f.chunk_id for f in fused if f.chunk_id is not None]
-    texts = dict(Chunk.objects.filter(pk__in=chunk_ids).values_list("pk", "text"))
+    texts = dict(Chunk.objects.filter(pk__in=chunk_ids).order_by().values_list("pk", "text"))
     missing = [f.document_id for f in fused if f.chunk_id is None]
     first_chunks: dict[int, str] = {}
     if missing:

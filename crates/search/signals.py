@@ -6,6 +6,7 @@ long item cannot fill a signal's list with its chunks.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -150,6 +151,12 @@ def _path_rows(*, scope: Scope, probe: PathProbe, depth: int) -> list[tuple]:
 
 def _tier(*, probe: PathProbe, path: str, aliases: object) -> tuple[int, bool]:
     """(0 exact, 1 tail on a segment boundary, 2 prefix, 3 substring of the name; typed case matches)."""
+    if isinstance(aliases, str | bytes):
+        # Django's psycopg setup hands raw SQL jsonb back as text.
+        try:
+            aliases = json.loads(aliases)
+        except ValueError:
+            aliases = None
     names = [path] + ([a for a in aliases if isinstance(a, str)] if isinstance(aliases, list) else [])
     for candidate in names:
         if candidate.lower() == probe.lowered and not probe.root:

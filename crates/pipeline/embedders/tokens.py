@@ -16,10 +16,14 @@ from pathlib import Path
 
 # Printable ASCII plus tab/newline/CR: on such text BERT's normaliser only lowercases and its
 # pre-tokeniser splits on whitespace and on every ASCII punctuation character, so a regex gives
-# exactly the same words. Anything else (control characters, accents, CJK, Unicode punctuation)
-# goes through the real tokenizer.
+# exactly the same words.
 _PLAIN_ASCII_RE = re.compile(r"[\x20-\x7e\t\n\r]*")
 _BERT_WORD_RE = re.compile(r"[a-z0-9]+|[!-/:-@\[-`{-~]")
+# Other text is cut where BERT sees whitespace (its normaliser maps these to spaces) and each piece
+# goes through the real tokenizer, memoised. Control characters are deleted by the normaliser, so a
+# text containing one (other than tab/newline/CR) is tokenised whole.
+_BERT_SPACE_RE = re.compile(r"[ \t\n\r\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _MAX_CACHED_WORDS = 500_000
 
 
@@ -37,18 +41,38 @@ class WordPieceCounter:
         self._words: dict[str, int] = {}
 
     def __call__(self, text: str) -> int:
-        if not _PLAIN_ASCII_RE.fullmatch(text):
-            return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+        if _PLAIN_ASCII_RE.fullmatch(text):
+            return self._ascii(text)
+        if _CONTROL_RE.search(text):
+            return self.exact(text)
+        total = 0
+        for piece in _BERT_SPACE_RE.split(text):
+            if not piece:
+                continue
+            if _PLAIN_ASCII_RE.fullmatch(piece):
+                total += self._ascii(piece)
+                continue
+            pieces = self._words.get(piece)
+            if pieces is None:
+                pieces = self._remember(piece, self.exact(piece))
+            total += pieces
+        return total
+
+    def _ascii(self, text: str) -> int:
         words = self._words
         total = 0
         for word in _BERT_WORD_RE.findall(text.lower()):
             pieces = words.get(word)
             if pieces is None:
-                if len(words) >= _MAX_CACHED_WORDS:
-                    words.clear()
-                pieces = words[word] = len(self._model.tokenize(word))
+                pieces = self._remember(word, len(self._model.tokenize(word)))
             total += pieces
         return total
+
+    def _remember(self, word: str, pieces: int) -> int:
+        if len(self._words) >= _MAX_CACHED_WORDS:
+            self._words.clear()
+        self._words[word] = pieces
+        return pieces
 
     def exact(self, text: str) -> int:
         """The tokenizer's own answer, for tests that check the fast path."""
