@@ -268,9 +268,10 @@ def main() -> None:
         with Worker(url, logs / f"jobs-qcluster-stale{stale}.log", stale=stale):
             rows.append(bench_kill(args.kills, stale))
 
-    print()
+    load = os.getloadavg()
+    print(f"\nload average at the end (1/5/15 min, other work on the machine included): {load}")
     print_table(rows, ["metric", "mode", "n", "p50_ms", "p95_ms", "p99_ms", "max_ms", "target_p95_ms"])
-    write_results("jobs", {"jobs_in_table": CrateJob.objects.count(), "rows": rows,
+    write_results("jobs", {"jobs_in_table": CrateJob.objects.count(), "rows": rows, "load_average_end": load,
                            "notes": "service-layer calls in the bench process while a qcluster (2 workers, "
                                     "MAX_CONCURRENT_JOBS=3) runs the enqueued jobs with tests.pipelines.slow_ingest"})
 

@@ -1,4 +1,4 @@
-"""Pieces shared by the API routers: API-key auth, the error body, input limits.
+"""Pieces shared by the fronts: API-key auth and the error body (API), input checks and limits (API and MCP).
 
 Kept apart from ``config.api`` so routers can import them without importing the API that mounts them.
 """
@@ -24,7 +24,6 @@ from crates.search.scope import KINDS
 
 T = TypeVar("T")
 
-API_PREFIX = "/api/v1"
 MAX_PAGE = 100_000
 MAX_PAGE_SIZE = 100
 MAX_QUERY_LENGTH = 500

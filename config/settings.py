@@ -121,6 +121,8 @@ RATE_LIMIT_RPS = env_float("RATE_LIMIT_RPS", 1.0)
 MAX_DOWNLOAD_BYTES = env_int("MAX_DOWNLOAD_BYTES", 200 * 1024 * 1024)
 MAX_DECOMPRESSED_BYTES = env_int("MAX_DECOMPRESSED_BYTES", 1024 * 1024 * 1024)
 HTML_CRAWL_PAGE_LIMIT = env_int("HTML_CRAWL_PAGE_LIMIT", 2000)
+# Description and repository from the crates.io API: one request per ingest.
+FETCH_CRATE_METADATA = env_bool("FETCH_CRATE_METADATA", True)
 
 # --- Embeddings -----------------------------------------------------------------
 EMBEDDING_PROVIDER = env_str("EMBEDDING_PROVIDER", "local")  # local | openai | hash

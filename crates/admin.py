@@ -40,6 +40,8 @@ admin.site.site_title = "Ferrodex admin"
 admin.site.index_title = "Operations"
 # The top navigation (templates/admin/base_site.html) replaces the sidebar; tables need the width.
 admin.site.enable_nav_sidebar = False
+# There is no public site to "view": the API lives under /api/v1/ and has its own docs page.
+admin.site.site_url = None
 
 
 class TitledChangeListMixin:

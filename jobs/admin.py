@@ -57,20 +57,6 @@ def reingest_job(*, job: CrateJob, requested_by: str) -> EnqueueResult:
     )
 
 
-class JobEventInline(admin.TabularInline):
-    model = JobEvent
-    extra = 0
-    fields = ["created_at", "event_type", "message"]
-    readonly_fields = fields
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(CrateJob)
 class CrateJobAdmin(admin.ModelAdmin):
     list_display = [
@@ -83,7 +69,6 @@ class CrateJobAdmin(admin.ModelAdmin):
     search_help_text = "Crate name, or a job id (or the start of one)."
     actions = ["cancel_selected", "retry_selected", "reingest_selected"]
     list_per_page = 50
-    change_list_template = "admin/jobs/cratejob/change_list.html"
 
     # --- permissions -----------------------------------------------------------------------------
     # Jobs are made by enqueueing (the crate "add" form, retry, re-ingest), never typed in.

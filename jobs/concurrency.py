@@ -46,8 +46,8 @@ def job_lock_key(job_id: uuid.UUID | str) -> int:
 
 
 def heartbeat_interval() -> float:
-    """Seconds between heartbeats: a few per staleness window, at least every 5 s."""
-    return max(0.5, min(5.0, settings.JOB_HEARTBEAT_STALE_SECONDS / 4))
+    """Seconds between heartbeats (and lock pings): at least four per staleness window, at most 2 s apart."""
+    return max(0.5, min(2.0, settings.JOB_HEARTBEAT_STALE_SECONDS / 4))
 
 
 class LockConnection:

@@ -43,12 +43,15 @@ _started_at = None
 
 
 def recovery_grace_seconds() -> float:
-    """How long a running job's heartbeat must be still before its (already free) lock is trusted.
+    """How long a running job's heartbeat must have been still (two missed beats) for the sweeper to look at it.
 
-    The lock is the proof of death; the grace only guards the moment between a
-    worker taking the lock and writing its first heartbeat.
+    The free job lock is the proof of death: a worker takes it before the job
+    becomes ``running`` and lets go only after the final status is written, and
+    its session dies with the process or after JOB_HEARTBEAT_STALE_SECONDS of
+    silence (``idle_session_timeout``). So the heartbeat only needs to be
+    late, not JOB_HEARTBEAT_STALE_SECONDS old, and recovery takes seconds.
     """
-    return min(float(settings.JOB_HEARTBEAT_STALE_SECONDS), 3 * heartbeat_interval())
+    return min(float(settings.JOB_HEARTBEAT_STALE_SECONDS), 2 * heartbeat_interval())
 
 
 def worker_alive_seconds() -> float:

@@ -8,7 +8,7 @@ finds nothing to do returns at once.
 While a job runs, a reporter thread owns every write to the job row except the
 checkpoint: it flushes progress at least every second and at once on a stage
 change, beats the heartbeat, keeps the lock connection alive and polls
-``cancel_requested_at`` every 0.2 s. The pipeline's own threads never block on
+``cancel_requested_at`` every 0.1 s. The pipeline's own threads never block on
 it, so a pipeline that holds the job row in a batch transaction (the checkpoint
 is written there) cannot deadlock against progress writes.
 """
@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 COUNTERS = ("items_found", "items_processed", "documents", "chunks", "embeddings", "http_requests")
 # Reporter cadence: cancel poll / wake-up tick, and the longest gap between progress writes.
-TICK_SECONDS = 0.2
+TICK_SECONDS = 0.1
 FLUSH_SECONDS = 1.0
 # A waiting token gives up its worker after this long and leaves a fresh token behind.
 MAX_SLOT_WAIT_SECONDS = 300.0

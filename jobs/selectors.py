@@ -17,6 +17,7 @@ from jobs.models import CrateJob, JobEvent, WorkerHeartbeat
 from jobs.services import ALL_VERSIONS, parse_job_id
 
 MAX_PAGE_SIZE = 100
+EVENTS_IN_STATUS = 50
 
 
 @dataclass(slots=True)
@@ -144,7 +145,15 @@ def job_as_dict(job: CrateJob, *, events: bool = False) -> dict:
         "retry_of": str(job.retry_of_id) if job.retry_of_id else None,
     }
     if events:
-        data["events"] = [event_as_dict(event) for event in job_events(job_id=job.pk)]
+        # Plain rows, not model instances: this is the status poll every UI makes.
+        rows = list(
+            JobEvent.objects.filter(job_id=job.pk).order_by("-created_at", "-id")
+            .values_list("event_type", "message", "data", "created_at")[:EVENTS_IN_STATUS]
+        )
+        data["events"] = [
+            {"type": kind, "message": message, "data": extra, "at": _iso(at)}
+            for kind, message, extra, at in reversed(rows)
+        ]
     return data
 
 

@@ -193,7 +193,7 @@ def claim_next_job(*, locks, worker_id: str) -> CrateJob | None:
             job = (
                 due_queued_jobs()
                 .exclude(pk__in=skipped)
-                .select_for_update(skip_locked=True)
+                .select_for_update(skip_locked=True, no_key=True)
                 .order_by("created_at")
                 .first()
             )

@@ -8,7 +8,6 @@ import io
 import json
 import socket
 import struct
-import time
 import zipfile
 
 import pytest
@@ -226,8 +225,11 @@ def test_docs_without_download_are_crawled_within_the_crate(fake_docsrs, client,
     assert artifact.url.endswith(f"/{NAME}/{VERSION}/ferro_fixture/index.html")
     assert "ferro_fixture/index.html" in artifact.pages
     assert "ferro_fixture/struct.Counter.html" in artifact.pages
-    # Every page of the crate is reachable from its index (all.html lists every item), nothing outside it.
-    assert set(artifact.pages) == {p for p in pages if p.startswith("ferro_fixture/")}
+    # Every page of the crate is reachable from its index (all.html lists every item), nothing outside it;
+    # rustdoc's redirect stubs for private paths are linked from nowhere.
+    stubs = {p for p, body in pages.items() if b'http-equiv="refresh"' in body}
+    assert stubs, "the fixture has redirect stubs"
+    assert set(artifact.pages) == {p for p in pages if p.startswith("ferro_fixture/")} - stubs
     crawled = [p for p in fake_docsrs.paths() if not p.startswith("/crate/")]
     assert not any("/src/" in p or "other_crate" in p for p in crawled)
     assert len(crawled) == len(set(crawled)), "no page is fetched twice"
@@ -261,10 +263,13 @@ def test_unsafe_download_zip_fails_the_fetch(fake_docsrs, client):
 
 
 def test_oversize_download_is_refused_by_content_length(fake_docsrs, client, doc_zip, settings):
-    settings.MAX_DOWNLOAD_BYTES = 100_000
+    settings.MAX_DOWNLOAD_BYTES = 10_000
+    assert len(doc_zip) > 10_000
     fake_docsrs.add_crate(NAME, versions=[VERSION], zip_bytes=doc_zip)
 
-    with pytest.raises(ArtifactTooLarge, match="larger than the limit of 100,000 bytes"):
+    with pytest.raises(
+        ArtifactTooLarge, match=f"larger than the limit of 10,000 bytes .{len(doc_zip):,} bytes announced"
+    ):
         fetch(client)
 
 
@@ -509,3 +514,10 @@ def decode_and_wrap(raw_json: bytes):
         etag='"abc"',
         sha256=hashlib.sha256(raw_json).hexdigest(),
     )
+
+
+def test_unusable_urls_fail_clearly_without_retries():
+    with HttpClient(rps=0) as http, pytest.raises(UpstreamRejected, match="InvalidSchema") as caught:
+        http.get("ftp://docs.rs/crate/x/1.0.0/json")
+    assert not caught.value.transient
+    assert http.request_count == 1

@@ -66,6 +66,7 @@ _STOP_IDS = (
     r"|dyn-compatibility|object-safety|aliased-type|deref-methods(?:-[^\"']*)?"
 )
 _STOP_SECTION = re.compile(rf"<h2\s+id=[\"'](?:{_STOP_IDS})[\"']".encode())
+_SECTION_HEADER = re.compile(rb"<h2\s+id=[\"'][^\"']+[\"']\s+class=[\"'][^\"']*section-header")
 _STOP_ID = re.compile(rf"^(?:{_STOP_IDS})$")
 _TRAIT_IMPLS_START = re.compile(rb"<h2\s+id=[\"']trait-implementations[\"']")
 _TRAIT_IMPLS_END = re.compile(rb"<h2\s+id=[\"'](?:synthetic-implementations|blanket-implementations)[\"']")
@@ -158,7 +159,8 @@ def parse_page(data: bytes, page: PageRef) -> ParsedPage:
         end = data.rfind(b"</body>")
     if end < start:
         end = len(data)
-    stop_match = _STOP_SECTION.search(data, start, end)
+    # A module page's own content ends where its item tables start; those only repeat the items' summaries.
+    stop_match = (_SECTION_HEADER if page.kind == "module" else _STOP_SECTION).search(data, start, end)
     stop = stop_match.start() if stop_match else end
     soup = BeautifulSoup(_lighten(data[start:stop]).decode("utf-8", "replace"), "lxml", multi_valued_attributes=None)
     main = soup.body.find(True, recursive=False) if soup.body else None
@@ -248,7 +250,7 @@ class _PageReader:
             return ""
         for child in header:
             classes = classes_of(child)
-            if "item-decl" in classes:
+            if "item-decl" in classes or "type-decl" in classes:  # type-decl: rustdoc before ~1.55
                 code = child if child.name == "pre" else child.find("pre")
                 return declaration_text(code_text(code or child), kind=self.page.kind)
             if child.name == "pre" and "rust" in classes:  # layouts before the item-decl class
@@ -262,7 +264,7 @@ class _PageReader:
                 return find_by_class(child, "docblock", name="div", recursive=False)
         for child in header:  # layouts without the collapsible top-doc
             classes = classes_of(child)
-            if "docblock" in classes and "item-decl" not in classes:
+            if "docblock" in classes and "item-decl" not in classes and "type-decl" not in classes:
                 return child
         return None
 

@@ -114,6 +114,9 @@ class HttpClient:
                 response.close()
             except TRANSPORT_ERRORS as exc:
                 status, error = None, exc
+            except requests.RequestException as exc:
+                # A malformed URL, an undecodable Content-Encoding...: another try would fail the same way.
+                raise UpstreamRejected(f"GET {url} failed: {type(exc).__name__}: {exc}", url=url, host=host) from exc
             if attempt == attempts:
                 break
             delay = self._retry_delay(attempt=attempt, retry_after=retry_after)

@@ -114,7 +114,7 @@ def _local_source(
             version=requested or "",
         )
     else:
-        pages = read_doc_dir(Path(doc_dir))
+        pages = read_doc_dir(Path(doc_dir), crate_name=name.replace("-", "_") if name else None)
         parsed = parse_html_pages(pages, version=requested or "")
     crate_name = validate_crate_name(name or parsed.crate_name)
     final_version = requested or parsed.version or "0.0.0"
@@ -179,7 +179,7 @@ def _parse_artifact(*, artifact: Artifact, version: str, progress: Progress) -> 
     if artifact.kind == "json":
         return parse_rustdoc_json(artifact.body, version=version)
     pages = artifact.pages
-    if artifact.kind == "zip":
+    if artifact.kind == "zip" and not pages:
         pages = read_zip_pages(artifact.body, max_total_bytes=settings.MAX_DECOMPRESSED_BYTES)
     return parse_html_pages(pages, version=version)
 

@@ -44,9 +44,7 @@ _SIDEBAR_VERSION = re.compile(
 )
 
 
-def parse_html_pages(
-    pages: Mapping[str, bytes], *, version: str = "", crate_name: str | None = None
-) -> ParsedCrate:
+def parse_html_pages(pages: Mapping[str, bytes], *, version: str = "", crate_name: str | None = None) -> ParsedCrate:
     """Documents of one crate from its rustdoc HTML pages (relative posix path -> bytes).
 
     ``crate_name`` is the library name the pages live under (``serde_json``); a package name with ``-`` is
@@ -209,9 +207,7 @@ def find_crate_name(pages: Mapping[str, bytes], *, crate_name: str | None = None
             "The documentation has no crate root page (<crate>/index.html): it is not rustdoc HTML output."
         )
     if len(crates) > 1:
-        raise InvalidInput(
-            f"The documentation holds several crates ({', '.join(crates)}); say which one to ingest."
-        )
+        raise InvalidInput(f"The documentation holds several crates ({', '.join(crates)}); say which one to ingest.")
     return crates[0]
 
 
@@ -257,7 +253,7 @@ def read_doc_dir(path: Path, *, crate_name: str | None = None) -> dict[str, byte
     root = Path(path).expanduser()
     if not root.is_dir():
         raise InvalidInput(f"{root} is not a directory; give the 'target/doc' directory written by `cargo doc`.")
-    if (root / "index.html").is_file() and not (root / "doc").is_dir():
+    if (root / "index.html").is_file() and _CRATE_BODY.search((root / "index.html").read_bytes()[:8192]):
         # Pointed at the crate's own directory: the docs root is its parent.
         crate_name = crate_name or root.name
         root = root.parent

@@ -35,14 +35,15 @@ class Ranked:
     document_id: int
     chunk_id: int | None  # best chunk, when the signal works on chunks
     weight: float = 1.0  # how strongly this match counts in fusion (path tiers differ)
+    score: float = 0.0  # the signal's own score: cosine similarity, ts_rank
     detail: str = ""
 
 
-def _group(rows: list[tuple[int, int]]) -> list[Ranked]:
+def _group(rows: list[tuple[int, int, float]]) -> list[Ranked]:
     seen: dict[int, Ranked] = {}
-    for chunk_id, document_id in rows:
+    for chunk_id, document_id, score in rows:
         if document_id not in seen:
-            seen[document_id] = Ranked(document_id=document_id, chunk_id=chunk_id)
+            seen[document_id] = Ranked(document_id=document_id, chunk_id=chunk_id, score=float(score))
     return list(seen.values())
 
 
@@ -78,7 +79,7 @@ def vector_ranking(*, scope: Scope, vector: list[float], depth: int, release_ids
         " WHERE c.release_id = ANY(%(releases)s) AND c.embedding IS NOT NULL"
         + kind_filter
         + " ORDER BY c.embedding <=> %(vec)s::vector LIMIT %(depth)s"
-        ") SELECT id, document_id FROM nearest ORDER BY distance, id"
+        ") SELECT id, document_id, 1 - distance FROM nearest ORDER BY distance, id"
     )
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
@@ -104,10 +105,11 @@ def keyword_ranking(*, scope: Scope, tsquery: str, depth: int) -> list[Ranked]:
         )
         params["kinds"] = list(scope.kinds)
     sql = (
-        "SELECT c.id, c.document_id FROM crates_chunk c, to_tsquery('english', %(tsq)s) q"
+        "SELECT c.id, c.document_id, ts_rank(c.search_vector, q, 1) AS rank"
+        " FROM crates_chunk c, to_tsquery('english', %(tsq)s) q"
         " WHERE c.search_vector @@ q AND c.release_id = ANY(%(releases)s)"
         + kind_filter
-        + " ORDER BY ts_rank_cd(c.search_vector, q, 1) DESC, c.id LIMIT %(depth)s"
+        + " ORDER BY rank DESC, c.id LIMIT %(depth)s"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
