@@ -30,7 +30,45 @@ MAX_QUERY_CHARS = 1000
 MAX_QUERY_WORDS = 48
 # Joining two stop words ("howdo") only adds noise lexemes.
 _STOP_WORDS = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "get", "how", "i", "if", "in", "into", "is", "it", "its", "of", "on", "or", "the", "this", "to", "use", "using", "what", "when", "where", "which", "with", "without", "you"]
+    {
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "get",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "the",
+        "this",
+        "to",
+        "use",
+        "using",
+        "what",
+        "when",
+        "where",
+        "which",
+        "with",
+        "without",
+        "you",
+    }
 )
 
 
@@ -94,12 +132,11 @@ def clean_query(query: object) -> str:
     return " ".join(query.split())[:MAX_QUERY_CHARS]
 
 
-def query_word_groups(query: str) -> list[list[str]]:
-    """One group of alternative ``[a-z0-9]`` words per query token (an identifier or a word).
+def _safe(word: str) -> bool:
+    return word.isascii() and word.isalnum() and len(word) <= 64
 
-    ``HashMap::with_capacity`` -> [[hashmap, hash, map], [withcapacity, with, capacity]];
-    two adjacent plain words also get their joined form (``hash map`` -> ``hashmap``).
-    """
+
+def _token_groups(query: str) -> list[list[str]]:
     groups: list[list[str]] = []
     tokens = _WORD_RE.findall(clean_query(query))[:MAX_QUERY_WORDS]
     for token in tokens:
@@ -109,6 +146,16 @@ def query_word_groups(query: str) -> list[list[str]]:
                 continue
             alternatives = ["".join(words), *words] if len(words) > 1 else words
             groups.append(list(dict.fromkeys(alternatives)))
+    return groups
+
+
+def query_word_groups(query: str) -> list[list[str]]:
+    """One group of alternative ``[a-z0-9]`` words per query token (an identifier or a word).
+
+    ``HashMap::with_capacity`` -> [[hashmap, hash, map], [withcapacity, with, capacity]];
+    two adjacent plain words also get their joined form (``hash map`` -> ``hashmap``).
+    """
+    groups = _token_groups(query)
     joined: list[list[str]] = []
     for first, second in itertools.pairwise(groups):
         if len(first) == 1 and len(second) == 1 and not ({first[0], second[0]} & _STOP_WORDS):
@@ -125,6 +172,20 @@ def tsquery_for(query: str) -> str:
     words: dict[str, None] = {}
     for group in query_word_groups(query):
         for word in group:
-            if word.isascii() and word.isalnum() and len(word) <= 64:
+            if _safe(word):
                 words.setdefault(word, None)
     return " | ".join(words)
+
+
+def tsquery_all_for(query: str) -> str:
+    """Like :func:`tsquery_for` but every query token must match (in any of its spellings).
+
+    ``HashMap::with_capacity`` -> ``(hashmap | hash | map) & (withcapacity | with | capacity)``;
+    stop words drop out inside ``to_tsquery``. Used to find the precise matches first.
+    """
+    terms: dict[str, None] = {}
+    for group in _token_groups(query):
+        words = [w for w in group if _safe(w)]
+        if words:
+            terms.setdefault("(" + " | ".join(words) + ")" if len(words) > 1 else words[0], None)
+    return " & ".join(terms)

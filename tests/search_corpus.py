@@ -250,7 +250,8 @@ def store_release(
 ) -> CrateRelease:
     """Write one release with its documents and real chunks/embeddings, as the pipeline would."""
     model = embedder()
-    crate_row, _ = Crate.objects.get_or_create(normalized_name=crate.replace("-", "_").lower(), defaults={"name": crate})
+    key = crate.replace("-", "_").lower()
+    crate_row, _ = Crate.objects.get_or_create(normalized_name=key, defaults={"name": crate})
     if deleted:
         crate_row.deleted_at = timezone.now()
         crate_row.save()

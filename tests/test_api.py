@@ -261,8 +261,9 @@ def test_restore_undoes_a_soft_delete(client, auth):
 
     Crate.objects.create(name="restorable")
     remove_crate(name="restorable", soft=True)
-    assert client.get("/crates").json()["total"] == 0
-    assert client.get("/crates", query_params={"include_deleted": True}).json()["items"][0]["deleted"] is True
+    assert client.get("/crates", query_params={"search": "restorable"}).json()["total"] == 0
+    hidden = client.get("/crates", query_params={"search": "restorable", "include_deleted": True}).json()
+    assert hidden["items"][0]["deleted"] is True
     response = client.post("/crates/restorable/restore", headers=auth)
     assert response.status_code == 200 and response.json()["deleted"] is False
     error_of(client.post("/crates/restorable/restore"), 401)
@@ -331,7 +332,8 @@ def test_search_finds_items_with_urls_and_scores(client, ingested):
     assert body["count"] == len(body["results"]) >= 1
     top = body["results"][0]
     assert top["path"] == "ferro_fixture::Counter::with_capacity" and top["kind"] == "method"
-    assert top["url"].startswith("http") and top["score"] > 0 and top["signals"]
+    # A local-file ingest keeps docs.rs-relative URLs (the crate may not be on docs.rs).
+    assert top["url"].endswith(".html") and top["score"] > 0 and top["signals"]
 
 
 def test_search_filters(client, ingested):
@@ -340,7 +342,7 @@ def test_search_filters(client, ingested):
     assert 1 <= len(results) <= 3 and {r["kind"] for r in results} <= {"trait", "method"}
     assert client.get("/search", query_params={"q": "counter", "version": "0.3.1"}).status_code == 200
     error_of(client.get("/search", query_params={"q": "counter", "crate": "never_added"}), 404, "crate_not_found")
-    error_of(client.get("/search", query_params={"q": "counter", "version": "9.9.9"}), 404)
+    error_of(client.get("/search", query_params={"q": "counter", "crate": "ferro_fixture", "version": "9.9.9"}), 404)
 
 
 @pytest.mark.parametrize(
@@ -373,7 +375,7 @@ def test_hostile_search_queries_answer_200_or_422_never_500(client, ingested, qu
 def test_get_item_by_path_with_children(client, ingested):
     body = client.get("/items/ferro_fixture/ferro_fixture::sync::Mutex").json()
     assert body["path"] == "ferro_fixture::sync::Mutex" and body["kind"] == "struct"
-    assert body["version"] == "0.3.1" and body["url"].startswith("http")
+    assert body["version"] == "0.3.1" and body["url"] == "ferro_fixture/sync/struct.Mutex.html"
     assert "ferro_fixture::sync::Mutex::lock" in {c["path"] for c in body["children"]}
     assert client.get("/items/ferro-fixture/ferro_fixture::Counter", query_params={"version": "0.3.1"}).json()[
         "kind"

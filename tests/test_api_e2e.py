@@ -100,7 +100,9 @@ def test_add_complete_search_remove_over_http(stack):
     assert [(c["name"], c["latest_version"]) for c in crates] == [("ferro-fixture", "0.3.1")]
 
     hits = requests.get(f"{base}/search", params={"q": "Counter with capacity"}, timeout=10).json()
-    assert "ferro_fixture::Counter::with_capacity" in [h["path"] for h in hits["results"]]
+    hit = next(h for h in hits["results"] if h["path"] == "ferro_fixture::Counter::with_capacity")
+    # Ingested from (fake) docs.rs, so the URL is absolute and points there.
+    assert hit["url"].startswith("http://127.0.0.1:") and hit["url"].endswith(".html")
     item = requests.get(f"{base}/items/ferro-fixture/ferro_fixture::Counter::with_capacity", timeout=10)
     assert item.status_code == 200 and item.json()["kind"] == "method"
 

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from django.db import connections
 from werkzeug import Response
 
 from crates.models import Crate, CrateRelease
@@ -53,6 +54,9 @@ def browser():
             yield chromium
         finally:
             chromium.close()
+            # Django's connections are context-local; inside Playwright's event loop the test used its own,
+            # which would outlive the test and keep the test database from being dropped.
+            connections.close_all()
 
 
 @pytest.fixture

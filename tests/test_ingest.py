@@ -155,3 +155,64 @@ def test_doc_dir_ingest_uses_the_html_parser():
     release = CrateRelease.objects.get(pk=result.release_id)
     assert release.docs_source == "html"
     assert Document.objects.filter(release=release, path="ferro_fixture::Counter").exists()
+
+
+# -- through the fake docs.rs over HTTP --------------------------------------------------------------------------
+
+
+def test_remote_json_ingest_costs_three_requests_and_a_refresh_is_one_conditional_request(fake_docsrs):
+    from tests.fakes import ferro_fixture_json, zstd
+
+    fake_docsrs.add_crate(
+        "ferro-fixture",
+        versions=["0.3.0", "0.3.1", "0.4.0-beta.1"],
+        json_bytes=zstd(ferro_fixture_json()),
+        description="Fixture crate.",
+    )
+    result = run_ingest(name="ferro-fixture", progress=NullProgress())
+    assert (result.crate_name, result.version) == ("ferro-fixture", "0.3.1")
+    assert result.http_requests <= 3
+    release = CrateRelease.objects.get(pk=result.release_id)
+    assert release.etag
+    assert release.crate.description == "Fixture crate."  # from the crates.io API
+    doc = Document.objects.get(release=release, path="ferro_fixture::Counter")
+    assert doc.url.endswith("/ferro-fixture/0.3.1/ferro_fixture/struct.Counter.html")
+
+    fake_docsrs.reset_log()
+    again = run_ingest(name="ferro-fixture", progress=NullProgress())
+    assert again.up_to_date
+    assert again.release_id == result.release_id
+    assert len(fake_docsrs.docsrs_requests()) == 1  # a conditional GET answered 304
+
+    # Another spelling of the same crate lands on the same crate row.
+    renamed = run_ingest(name="Ferro_Fixture", progress=NullProgress(), force=True)
+    assert renamed.crate_name == "ferro-fixture"
+    assert Crate.objects.count() == 1
+
+
+def test_remote_html_only_ingest_goes_through_the_download_zip(fake_docsrs):
+    from tests.fakes import ferro_fixture_doc_zip
+
+    fake_docsrs.add_crate("ferro-fixture", versions=["0.3.1"], zip_bytes=ferro_fixture_doc_zip())
+    result = run_ingest(name="ferro-fixture", progress=NullProgress())
+    release = CrateRelease.objects.get(pk=result.release_id)
+    assert release.docs_source == "html"
+    assert result.http_requests <= 4
+    assert Document.objects.filter(release=release, path="ferro_fixture::sync::Mutex::lock").exists()
+
+
+def test_release_without_docs_fails_with_a_clear_message_and_stores_nothing(fake_docsrs):
+    from crates.errors import NoDocumentation
+
+    fake_docsrs.add_crate("ferro-fixture", versions=["0.3.1"], doc_status=False)
+    with pytest.raises(NoDocumentation, match="no documentation"):
+        run_ingest(name="ferro-fixture", progress=NullProgress())
+    assert not CrateRelease.objects.exists()
+
+
+def test_unknown_crate_fails_before_any_docs_rs_request(fake_docsrs):
+    from crates.errors import CrateNotFound
+
+    with pytest.raises(CrateNotFound):
+        run_ingest(name="no-such-crate", progress=NullProgress())
+    assert fake_docsrs.docsrs_requests() == []

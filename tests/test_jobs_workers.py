@@ -118,6 +118,7 @@ def test_cancel_running_job_is_observed_within_one_second_and_keeps_the_previous
     done = wait_status(job, ["cancelled", "complete", "failed"], timeout=5)
     latency = time.monotonic() - asked
     assert done.status == "cancelled" and latency < 1.0, latency
+    print(f"\ncancel -> cancelled observed in {latency * 1000:.0f} ms")
     assert done.items_processed < 300 and done.cancel_requested_at and done.finished_at
     kinds = list(JobEvent.objects.filter(job=job).values_list("event_type", flat=True))
     assert kinds[-2:] == ["cancel_requested", "cancelled"]
@@ -158,8 +159,12 @@ def test_concurrency_limit_holds_across_two_clusters_and_each_job_runs_once(clus
     assert peak <= MAX_JOBS
     started = JobEvent.objects.filter(event_type="started").values("job").annotate(n=Count("id"))
     assert sorted(row["n"] for row in started) == [1] * 8
+    # Oldest first: each claim takes the oldest queued job, so a job can only be overtaken by the few
+    # claims in flight at the same moment (one per worker), never by a job queued long after it.
     claim_order = list(JobEvent.objects.filter(event_type="started").order_by("id").values_list("job", flat=True))
-    assert claim_order == [j.pk for j in jobs]  # oldest first
+    created_order = [j.pk for j in jobs]
+    workers = 4
+    assert all(abs(claim_order.index(pk) - created_order.index(pk)) < workers for pk in created_order), claim_order
     for name in names:
         counts = ledger_counts(ledger, name.replace("-", "_"))
         assert sorted(counts) == list(range(20)) and set(counts.values()) == {1}

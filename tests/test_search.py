@@ -18,7 +18,8 @@ LONG_ITEM = item(
     "pub struct Builder",
     "\n\n".join(
         f"Paragraph {n}: the runtime builder configures worker threads, the blocking pool, the I/O and "
-        f"time drivers, thread names and stack sizes before the runtime is built." for n in range(60)
+        f"time drivers, thread names and stack sizes before the runtime is built."
+        for n in range(60)
     ),
 )
 OLD_ONLY = item(
@@ -68,7 +69,10 @@ def test_search_text_adds_split_and_joined_identifier_forms_once():
 
 
 def test_query_side_expands_identifiers_and_joins_adjacent_words():
-    assert query_word_groups("HashMap::with_capacity") == [["hashmap", "hash", "map"], ["withcapacity", "with", "capacity"]]
+    assert query_word_groups("HashMap::with_capacity") == [
+        ["hashmap", "hash", "map"],
+        ["withcapacity", "with", "capacity"],
+    ]
     assert "hashmap" in tsquery_for("hash map")
     hostile = tsquery_for("a'b\"c\\d:*&!|<->()😀 DROP TABLE x; --\x00")
     words = hostile.split(" | ")

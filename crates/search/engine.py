@@ -89,7 +89,9 @@ def rankings_for(*, query: str, scope: Scope, depth: int, signals: tuple[str, ..
     if "path" in signals:
         rankings["path"] = path_ranking(scope=scope, probes=parsed.probes, depth=depth)
     if "keyword" in signals:
-        rankings["keyword"] = keyword_ranking(scope=scope, tsquery=parsed.tsquery, depth=depth * 2)
+        rankings["keyword"] = keyword_ranking(
+            scope=scope, tsquery=parsed.tsquery, tsquery_all=parsed.tsquery_all, depth=depth * 2
+        )
     if "vector" in signals:
         embedded = embed_query(parsed.embed_text)
         if embedded is not None:

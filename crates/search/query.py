@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from crates.textsearch import clean_query, tsquery_for
+from crates.textsearch import clean_query, tsquery_all_for, tsquery_for
 
 _SEGMENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _PATH_RE = re.compile(rf"^(?:::)?{_SEGMENT}(?:(?:::|\.){_SEGMENT})*(?:::)?$")
@@ -43,7 +43,8 @@ class PathProbe:
 @dataclass(frozen=True, slots=True)
 class ParsedQuery:
     text: str
-    tsquery: str
+    tsquery: str  # any word
+    tsquery_all: str  # every word
     probes: tuple[PathProbe, ...]
 
     @property
@@ -98,4 +99,9 @@ def path_probes(text: str) -> tuple[PathProbe, ...]:
 
 def parse_query(query: object) -> ParsedQuery:
     text = clean_query(query)
-    return ParsedQuery(text=text, tsquery=tsquery_for(text), probes=path_probes(text) if text else ())
+    return ParsedQuery(
+        text=text,
+        tsquery=tsquery_for(text),
+        tsquery_all=tsquery_all_for(text),
+        probes=path_probes(text) if text else (),
+    )

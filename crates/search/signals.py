@@ -18,6 +18,8 @@ from crates.search.scope import Scope
 EF_SEARCH = 100
 # Stop an iterative (filtered) scan after this many tuples; pgvector's default is 20000.
 MAX_SCAN_TUPLES = 40000
+# Most chunks ranked per keyword query (see keyword_ranking).
+KEYWORD_CANDIDATES = 5000
 # Substring matching on names scans documents; only do it on small scopes.
 SUBSTRING_MAX_DOCUMENTS = 50_000
 
@@ -92,24 +94,39 @@ def vector_ranking(*, scope: Scope, vector: list[float], depth: int, release_ids
     return _group(rows)
 
 
-def keyword_ranking(*, scope: Scope, tsquery: str, depth: int) -> list[Ranked]:
-    """Chunks matching any query word (identifier-expanded), by cover density rank."""
+def keyword_ranking(*, scope: Scope, tsquery: str, tsquery_all: str, depth: int) -> list[Ranked]:
+    """Chunks matching the query words (identifier-expanded), by ts_rank.
+
+    Candidates are the chunks matching every word plus those matching any word, each set
+    capped at KEYWORD_CANDIDATES: ranking is not index-assisted, and a common word can match
+    most of a large corpus. Below the cap (every corpus of a few crates) this is the exact
+    ranking of all matches; above it, the all-words matches are still all in.
+    """
     if not tsquery or not scope.releases:
         return []
-    params: dict = {"tsq": tsquery, "releases": scope.release_ids, "depth": depth}
-    kind_filter = ""
+    params: dict = {
+        "any": tsquery,
+        "all": tsquery_all or tsquery,
+        "releases": scope.release_ids,
+        "depth": depth,
+        "cap": KEYWORD_CANDIDATES,
+    }
+    where = " AND c.release_id = ANY(%(releases)s)"
     if scope.kinds:
-        kind_filter = (
+        where += (
             " AND c.document_id IN (SELECT d.id FROM crates_document d"
             " WHERE d.release_id = ANY(%(releases)s) AND d.kind = ANY(%(kinds)s))"
         )
         params["kinds"] = list(scope.kinds)
     sql = (
-        "SELECT c.id, c.document_id, ts_rank(c.search_vector, q, 1) AS rank"
-        " FROM crates_chunk c, to_tsquery('english', %(tsq)s) q"
-        " WHERE c.search_vector @@ q AND c.release_id = ANY(%(releases)s)"
-        + kind_filter
-        + " ORDER BY rank DESC, c.id LIMIT %(depth)s"
+        "WITH q AS (SELECT to_tsquery('english', %(any)s) AS any_q, to_tsquery('english', %(all)s) AS all_q),"
+        " hits AS MATERIALIZED ("
+        " (SELECT c.id FROM crates_chunk c, q WHERE c.search_vector @@ q.all_q" + where + " LIMIT %(cap)s)"
+        " UNION"
+        " (SELECT c.id FROM crates_chunk c, q WHERE c.search_vector @@ q.any_q" + where + " LIMIT %(cap)s))"
+        " SELECT c.id, c.document_id, ts_rank(c.search_vector, q.any_q, 1) AS rank"
+        " FROM hits JOIN crates_chunk c ON c.id = hits.id, q"
+        " ORDER BY rank DESC, c.id LIMIT %(depth)s"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
