@@ -139,6 +139,9 @@ OPENAI_TIMEOUT = env_float("OPENAI_TIMEOUT", 60.0)
 # CPU threads for the local model (torch); 0 = one per core.
 EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0)
 
+# Threads (each with its own connection) storing batches while the model embeds.
+INGEST_WRITERS = env_int("INGEST_WRITERS", 2)
+
 # --- Jobs -----------------------------------------------------------------------
 MAX_CONCURRENT_JOBS = env_int("MAX_CONCURRENT_JOBS", 3)
 JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 7)

@@ -32,7 +32,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def stack(fake_docsrs, tmp_path):
-    """Fake docs.rs with ferro-fixture 0.3.1, one qcluster and one gunicorn; yields the API base URL."""
+    """Fake docs.rs with ferro-fixture 0.3.1, one qcluster and one gunicorn; yields the API and docs.rs URLs."""
     fake_docsrs.add_crate("ferro-fixture", versions=["0.2.0", "0.3.1"], json_bytes=zstd(ferro_fixture_json()))
     env = {
         **fake_docsrs.env(),
@@ -53,13 +53,13 @@ def stack(fake_docsrs, tmp_path):
     def up() -> bool:
         assert web.poll() is None, (tmp_path / "gunicorn.log").read_text()
         try:
-            return requests.get(f"{base}/crates", timeout=2).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(f"{base}/crates", timeout=10).status_code == 200
+        except requests.RequestException:
             return False
 
     try:
         wait_for(up, timeout=60, interval=0.2, what="gunicorn")
-        yield base
+        yield base, fake_docsrs.base_url
     finally:
         web.terminate()
         web.wait(timeout=20)
@@ -76,7 +76,7 @@ def wait_job(base: str, job_id: str, *, timeout: float = 120) -> dict:
 
 
 def test_add_complete_search_remove_over_http(stack):
-    base = stack
+    base, docsrs = stack
     key = create_api_key(name="e2e")[1]
     auth = {"Authorization": f"Bearer {key}"}
 
@@ -102,7 +102,7 @@ def test_add_complete_search_remove_over_http(stack):
     hits = requests.get(f"{base}/search", params={"q": "Counter with capacity"}, timeout=10).json()
     hit = next(h for h in hits["results"] if h["path"] == "ferro_fixture::Counter::with_capacity")
     # Ingested from (fake) docs.rs, so the URL is absolute and points there.
-    assert hit["url"].startswith("http://127.0.0.1:") and hit["url"].endswith(".html")
+    assert hit["url"].startswith(f"{docsrs}/ferro-fixture/0.3.1/") and ".html" in hit["url"]
     item = requests.get(f"{base}/items/ferro-fixture/ferro_fixture::Counter::with_capacity", timeout=10)
     assert item.status_code == 200 and item.json()["kind"] == "method"
 

@@ -146,6 +146,9 @@ def test_synthetic_long_doc_loses_nothing_and_keeps_fences_balanced(counter, bud
     for body in bodies:
         assert body.count("```") % 2 == 0, body  # a cut code block is re-fenced on both sides
         assert not re.search(r"(?m)^#+ [^\n]*\Z", body.rstrip()), "a chunk must not end with a heading"
+        # Code cut at line boundaries keeps its indentation, also at the start of a piece.
+        assert all(line.startswith("    let value_") for line in body.split("\n") if "let value_" in line)
+    assert sum("```rust\n    let value_" in body for body in bodies) >= 2
 
     def words(text: str) -> list[str]:
         text = re.sub(r"```\w*", " ", text)

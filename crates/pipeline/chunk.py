@@ -52,13 +52,16 @@ MAX_REPACK_ATTEMPTS = 6
 _FENCE_OPEN_RE = re.compile(r"^( {0,3})(`{3,}|~{3,})(.*)$")
 _HEADING_RE = re.compile(r"^ {0,3}#{1,6}(?:[ \t]|$)")
 _LINK_DEF_RE = re.compile(r"^ {0,3}\[[^\]]+\]:\s*\S")
-# Boundaries inside a paragraph, strongest first: sentence ends (or a newline opening a list item),
-# then any newline, then any whitespace. The separator is kept so the text is rebuilt faithfully.
-_SENTENCE_RE = re.compile(r"(?<=[.!?:;])[\"')\]]*\s+|\s*\n(?=\s*(?:[-*+]|\d+[.)])\s)")
+# Boundaries inside a paragraph, strongest first: list items, sentence ends, clause ends, newlines,
+# any whitespace. The separator is kept so the text is rebuilt faithfully.
+_LIST_ITEM_RE = re.compile(r"[ \t]*\n(?=[ \t]*(?:[-*+]|\d+[.)])[ \t])")
+_SENTENCE_RE = re.compile(r"(?<=[.!?])[\"')\]*]*\s+")
+_CLAUSE_RE = re.compile(r"(?<=[:;,])\s+")
 _NEWLINE_RE = re.compile(r"[ \t]*\n\s*")
 _SPACE_RE = re.compile(r"\s+")
-_TEXT_LEVELS = (_SENTENCE_RE, _NEWLINE_RE, _SPACE_RE)
-_LINE_LEVEL = 1
+_TEXT_LEVELS = (_LIST_ITEM_RE, _SENTENCE_RE, _CLAUSE_RE, _NEWLINE_RE, _SPACE_RE)
+# Code keeps its indentation: cut at line ends only, then (one giant line) at whitespace.
+_CODE_LEVELS = (re.compile(r"\n"), _SPACE_RE)
 
 _RUST_LANG_ATTRS = frozenset(
     {
@@ -316,10 +319,10 @@ def _mark_sections(pieces: list[_Piece]) -> None:
 def _split_block(block: _Block, cap: int, count: CountTokens) -> list[_Piece]:
     """Pieces of one block, each within ``cap`` tokens (only called when the block is larger)."""
     if block.kind != "code":
-        return [_Piece(text, n, sep) for sep, text, n in _split_text(block.text, cap, count, 0)]
+        return [_Piece(text, n, sep) for sep, text, n in _split_text(block.text, cap, count, _TEXT_LEVELS)]
     overhead = count(block.fence_open) + count(block.fence_close)
     if overhead * 2 >= cap:
-        return [_Piece(text, n, sep) for sep, text, n in _split_text(block.text, cap, count, _LINE_LEVEL)]
+        return [_Piece(text, n, sep) for sep, text, n in _split_text(block.text, cap, count, _CODE_LEVELS)]
     return [
         _Piece(
             f"{block.fence_open}\n{text}\n{block.fence_close}",
@@ -327,23 +330,23 @@ def _split_block(block: _Block, cap: int, count: CountTokens) -> list[_Piece]:
             "\n",
             splittable=_code_block(block.fence_open, text, block.fence_close),
         )
-        for _sep, text, n in _split_text(block.code, cap - overhead, count, _LINE_LEVEL)
+        for _sep, text, n in _split_text(block.code, cap - overhead, count, _CODE_LEVELS)
     ]
 
 
-def _split_text(text: str, cap: int, count: CountTokens, level: int) -> list[tuple[str, str, int]]:
+def _split_text(text: str, cap: int, count: CountTokens, levels: tuple[re.Pattern, ...]) -> list[tuple[str, str, int]]:
     """(separator, text, tokens) parts within ``cap``: cut at the strongest boundary that helps."""
     tokens = count(text)
     if tokens <= cap:
         return [("", text, tokens)]
-    if level >= len(_TEXT_LEVELS):
+    if not levels:
         return _split_chars(text, cap, count)
-    parts = _cut(text, _TEXT_LEVELS[level])
+    parts = _cut(text, levels[0])
     if len(parts) == 1:
-        return _split_text(text, cap, count, level + 1)
+        return _split_text(text, cap, count, levels[1:])
     units: list[tuple[str, str, int]] = []
     for sep, part in parts:
-        sub = _split_text(part, cap, count, level + 1)
+        sub = _split_text(part, cap, count, levels[1:])
         units.append((sep, sub[0][1], sub[0][2]))
         units.extend(sub[1:])
     return _merge(units, cap)
@@ -354,7 +357,7 @@ def _cut(text: str, boundary: re.Pattern) -> list[tuple[str, str]]:
     sep, pos = "", 0
     for match in boundary.finditer(text):
         # A sentence boundary keeps its closing quote/bracket with the sentence before it.
-        end_of_part = match.start() + len(match.group(0)) - len(match.group(0).lstrip("\"')]"))
+        end_of_part = match.start() + len(match.group(0)) - len(match.group(0).lstrip("\"')]*"))
         if end_of_part > pos:
             parts.append((sep, text[pos:end_of_part]))
             sep, pos = text[end_of_part : match.end()], match.end()

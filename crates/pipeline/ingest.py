@@ -109,8 +109,9 @@ def _local_source(
     progress.stage("parse", "parsing local documentation", 15)
     requested = None if version in ("", "latest") else validate_version(version)
     if json_file is not None:
+        raw = Path(json_file).read_bytes()
         parsed = parse_rustdoc_json(
-            decode_json_body(Path(json_file).read_bytes(), max_bytes=settings.MAX_DECOMPRESSED_BYTES, url=str(json_file)),
+            decode_json_body(raw, max_bytes=settings.MAX_DECOMPRESSED_BYTES, url=str(json_file)),
             version=requested or "",
         )
     else:
@@ -201,26 +202,25 @@ def _unique_items(items: list[ParsedItem]) -> list[ParsedItem]:
 def _build_release(
     *, source: _Source, embedder, progress: Progress, checkpoint: dict, save: Callable[[dict], None], job_id
 ) -> IngestResult:
-    parsed = source.parsed
-    items = _unique_items(parsed.items)
+    items = _unique_items(source.parsed.items)
     resolved = source.resolved
-    release = _resume_or_create_release(source=source, items=items, embedder=embedder, checkpoint=checkpoint,
-                                        job_id=job_id)
-    batch = checkpoint.get("batch_size") or batch_size_for(len(items))
-    done_batches = checkpoint.get("batches_done", 0) if checkpoint.get("release_id") == release.pk else 0
-    checkpoint.update(release_id=release.pk, version=resolved.version, batch_size=batch,
-                      batches_done=done_batches, items_total=len(items))
+    release = _resume_or_create_release(source=source, embedder=embedder, checkpoint=checkpoint, job_id=job_id)
+    # The stored documents are the checkpoint: a batch commits whole, so an item
+    # whose document exists is done, whichever writer stored it.
+    done = store.stored_keys(release=release)
+    pending = [item for item in items if (item.path, item.kind) not in done]
+    checkpoint.update(release_id=release.pk, version=resolved.version, items_total=len(items))
     if source.artifact is not None:
         checkpoint["artifact_sha256"] = source.artifact.sha256
     save(dict(checkpoint))
-    skipped = min(len(items), done_batches * batch)
+    skipped = len(items) - len(pending)
     result = IngestResult(crate_name=resolved.name, version=resolved.version, release_id=release.pk,
                           http_requests=source.http_requests, items_skipped_by_checkpoint=skipped)
     progress.stage("embed", f"chunking and embedding {len(items)} items", 20)
     progress.update(items_found=len(items), items_processed=skipped)
     try:
-        _write_batches(release=release, items=items, start=skipped, batch=batch, embedder=embedder,
-                       source=source, progress=progress, checkpoint=checkpoint, save=save, result=result)
+        _write_batches(release=release, pending=pending, batch=batch_size_for(len(items)), embedder=embedder,
+                       source=source, progress=progress, result=result, total=len(items))
         progress.check_cancelled()
         progress.stage("activate", "swapping in the new release", 98)
         store.activate_release(release=release)
@@ -236,16 +236,13 @@ def _build_release(
     return result
 
 
-def _resume_or_create_release(*, source: _Source, items, embedder, checkpoint: dict, job_id) -> CrateRelease:
+def _resume_or_create_release(*, source: _Source, embedder, checkpoint: dict, job_id) -> CrateRelease:
     release_id = checkpoint.get("release_id")
     if release_id and checkpoint.get("version") == source.resolved.version:
         release = CrateRelease.objects.filter(pk=release_id, state=CrateRelease.State.BUILDING).first()
         if release is not None:
-            logger.info("resuming release %s of %s at batch %s", release_id, source.resolved.name,
-                        checkpoint.get("batches_done"))
+            logger.info("resuming release %s of %s", release_id, source.resolved.name)
             return release
-    checkpoint.pop("batches_done", None)
-    checkpoint.pop("batch_size", None)
     crate = store.upsert_crate(resolved=source.resolved)
     artifact = source.artifact
     return store.create_building_release(
@@ -255,17 +252,19 @@ def _resume_or_create_release(*, source: _Source, items, embedder, checkpoint: d
     )
 
 
-def _groups(items: list[ParsedItem], start: int, batch: int, embedder) -> Iterator[list[tuple[ParsedItem, list]]]:
-    """Yield groups of whole batches, chunked, sized for full model batches."""
+def _groups(pending: list[ParsedItem], batch: int, embedder) -> Iterator[list[list[tuple[ParsedItem, list]]]]:
+    """Yield groups of batches, chunked, with enough chunks for full model batches."""
     from crates.pipeline.chunk import chunk_item
 
-    group: list[tuple[ParsedItem, list]] = []
+    group: list[list[tuple[ParsedItem, list]]] = []
     chunk_total = 0
-    for index in range(start, len(items), batch):
-        for item in items[index:index + batch]:
+    for index in range(0, len(pending), batch):
+        current = []
+        for item in pending[index:index + batch]:
             chunks = chunk_item(item, max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens)
-            group.append((item, chunks))
+            current.append((item, chunks))
             chunk_total += len(chunks)
+        group.append(current)
         if chunk_total >= EMBED_GROUP_CHUNKS:
             yield group
             group, chunk_total = [], 0
@@ -274,43 +273,52 @@ def _groups(items: list[ParsedItem], start: int, batch: int, embedder) -> Iterat
 
 
 def _write_batches(
-    *, release, items, start, batch, embedder, source: _Source, progress: Progress, checkpoint: dict,
-    save: Callable[[dict], None], result: IngestResult,
+    *, release, pending, batch, embedder, source: _Source, progress: Progress, result: IngestResult, total: int
 ) -> None:
+    from django.conf import settings
+
     from crates.pipeline.embed import embed_cached
 
-    writer = _BatchWriter(release=release, package=source.resolved.name, local=source.local, batch=batch,
-                          checkpoint=checkpoint, save=save, result=result, progress=progress,
-                          total=len(items))
+    writer = _BatchWriter(release=release, package=source.resolved.name, local=source.local, result=result,
+                          progress=progress, total=total, threads=settings.INGEST_WRITERS)
     writer.start()
     try:
-        for group in _groups(items, start, batch, embedder):
+        for group in _groups(pending, batch, embedder):
             progress.check_cancelled()
             writer.raise_if_failed()
-            texts = {c.content_hash: c.text for _item, chunks in group for c in chunks}
+            texts = {c.content_hash: c.text for current in group for _item, chunks in current for c in chunks}
             vectors, sent = embed_cached(embedder=embedder, texts=texts)
             result.embedded_new += sent
-            stored = [store.StoredItem(item=i, chunks=cs, vectors=[vectors.get(c.content_hash) for c in cs])
-                      for i, cs in group]
-            for offset in range(0, len(stored), batch):
-                writer.put(stored[offset:offset + batch])
+            for current in group:
+                writer.put([
+                    store.StoredItem(item=i, chunks=cs, vectors=[vectors.get(c.content_hash) for c in cs])
+                    for i, cs in current
+                ])
         writer.finish()
     finally:
         writer.stop()
 
 
 class _BatchWriter:
-    """Stores batches in a thread of its own so the model never waits for the database."""
+    """Stores batches on threads (and database connections) of their own.
 
-    def __init__(self, *, release, package, local, batch, checkpoint, save, result, progress, total) -> None:
-        self.release, self.package, self.local, self.batch = release, package, local, batch
-        self.checkpoint, self.save, self.result, self.progress, self.total = checkpoint, save, result, progress, total
-        self.queue: queue.Queue = queue.Queue(maxsize=8)
+    The model never waits for the database, and with several writers the
+    HNSW index inserts, which dominate the database's share, use every core.
+    """
+
+    def __init__(self, *, release, package, local, result, progress, total, threads: int) -> None:
+        self.release, self.package, self.local = release, package, local
+        self.result, self.progress, self.total = result, progress, total
+        self.queue: queue.Queue = queue.Queue(maxsize=4 * max(1, threads))
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="ferrodex-store", daemon=True)
+        self.lock = threading.Lock()
+        self.threads = [
+            threading.Thread(target=self._run, name=f"ferrodex-store-{n}", daemon=True) for n in range(max(1, threads))
+        ]
 
     def start(self) -> None:
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
 
     def put(self, batch) -> None:
         while True:
@@ -322,12 +330,14 @@ class _BatchWriter:
                 self.progress.check_cancelled()
 
     def finish(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads:
+            thread.join()
         self.raise_if_failed()
 
     def stop(self) -> None:
-        if not self.thread.is_alive():
+        if not any(t.is_alive() for t in self.threads):
             return
         self.error = self.error or Cancelled("stopped")
         while True:  # drop queued batches: the release is being discarded or resumed later
@@ -335,8 +345,10 @@ class _BatchWriter:
                 self.queue.get_nowait()
             except queue.Empty:
                 break
-        self.queue.put(None)
-        self.thread.join(timeout=60)
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads:
+            thread.join(timeout=60)
 
     def raise_if_failed(self) -> None:
         if self.error is not None and not isinstance(self.error, Cancelled):
@@ -349,28 +361,21 @@ class _BatchWriter:
                     return
                 self._store(batch)
         except BaseException as exc:  # handed to the main thread
-            self.error = exc
+            self.error = self.error or exc
         finally:
             close_old_connections()
             connection.close()
 
     def _store(self, batch) -> None:
-        cp = self.checkpoint
-
-        def committed() -> None:
-            cp["batches_done"] = cp.get("batches_done", 0) + 1
-            self.save(dict(cp))
-
-        docs, chunks = store.store_batch(release=self.release, package=self.package, local=self.local,
-                                         batch=batch, on_committed=committed)
-        r = self.result
-        r.items_processed += len(batch)
-        r.documents += docs
-        r.chunks += chunks
-        r.embeddings += sum(1 for s in batch for v in s.vectors if v is not None)
-        processed = min(self.total, r.items_skipped_by_checkpoint + r.items_processed)
-        self.progress.update(
-            percent=20 + 78 * processed / max(1, self.total),
-            message=f"stored {processed}/{self.total} items",
-            items_processed=processed, documents=r.documents, chunks=r.chunks, embeddings=r.embeddings,
-        )
+        docs, chunks = store.store_batch(release=self.release, package=self.package, local=self.local, batch=batch)
+        with self.lock:
+            r = self.result
+            r.items_processed += len(batch)
+            r.documents += docs
+            r.chunks += chunks
+            r.embeddings += sum(1 for s in batch for v in s.vectors if v is not None)
+            processed = min(self.total, r.items_skipped_by_checkpoint + r.items_processed)
+            counters = dict(items_processed=processed, documents=r.documents, chunks=r.chunks,
+                            embeddings=r.embeddings)
+        self.progress.update(percent=20 + 78 * processed / max(1, self.total),
+                             message=f"stored {processed}/{self.total} items", **counters)

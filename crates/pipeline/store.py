@@ -10,7 +10,7 @@ transaction; until then the previous active release stays searchable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -72,15 +72,17 @@ def create_building_release(
     )
 
 
-def store_batch(
-    *, release: CrateRelease, package: str, local: bool, batch: Sequence[StoredItem],
-    on_committed: Callable[[], None] | None = None,
-) -> tuple[int, int]:
+def stored_keys(*, release: CrateRelease) -> set[tuple[str, str]]:
+    """(path, kind) of every document already committed to ``release``."""
+    return set(Document.objects.filter(release=release).values_list("path", "kind"))
+
+
+def store_batch(*, release: CrateRelease, package: str, local: bool, batch: Sequence[StoredItem]) -> tuple[int, int]:
     """Write one batch of items in one transaction; return (documents, chunks).
 
+    A batch commits whole, so its documents double as the resume checkpoint.
     Idempotent: rows of this release with the same (path, kind) are replaced,
-    so re-running a batch after a crash cannot create duplicates.
-    ``on_committed`` runs inside the transaction (the job checkpoint goes there).
+    so re-running a batch cannot create duplicates.
     """
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -106,8 +108,6 @@ def store_batch(
             for c, vec in zip(stored.chunks, stored.vectors, strict=True)
         ]
         Chunk.objects.bulk_create(chunks, batch_size=500)
-        if on_committed is not None:
-            on_committed()
     return len(documents), len(chunks)
 
 
