@@ -241,7 +241,8 @@ def _fail(*, job: CrateJob, exc: BaseException, tb: str, transient: bool) -> Non
             "Raise JOB_TIMEOUT for very large crates, then retry the job."
         )
     elif transient:
-        message = f"{message} Gave up after {job.attempts} attempts; retry the job once the problem is fixed."
+        tries = f"{job.attempts} attempt{'s' if job.attempts != 1 else ''}"
+        message = f"{message} Gave up after {tries}; retry the job once the problem is fixed."
     services.finish_failed(job=job, message=message, error_type=type(exc).__name__, traceback=tb)
     logger.error("job %s failed: %s", job.pk, message)
 

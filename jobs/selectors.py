@@ -8,9 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.postgres.expressions import ArraySubquery
-from django.db.models import Count, Min, OuterRef, Q
-from django.db.models.functions import JSONObject
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from crates.errors import InvalidInput, JobNotFound
@@ -35,14 +33,9 @@ class Page:
 
 
 def get_job(*, job_id: uuid.UUID | str) -> CrateJob:
-    """One job, with its recent events fetched in the same query (the status poll is one round trip)."""
     pk = parse_job_id(job_id)
-    recent = (
-        JobEvent.objects.filter(job_id=OuterRef("pk")).order_by("-created_at", "-id")
-        .values(json=JSONObject(type="event_type", message="message", data="data", at="created_at"))
-    )[:EVENTS_IN_STATUS]
     try:
-        return CrateJob.objects.annotate(recent_events=ArraySubquery(recent)).get(pk=pk)
+        return CrateJob.objects.get(pk=pk)
     except CrateJob.DoesNotExist:
         raise JobNotFound(f"There is no job {pk}; finished jobs are kept {settings.JOB_RETENTION_DAYS} days.",
                           job_id=str(pk)) from None
@@ -152,15 +145,15 @@ def job_as_dict(job: CrateJob, *, events: bool = False) -> dict:
         "retry_of": str(job.retry_of_id) if job.retry_of_id else None,
     }
     if events:
-        recent = getattr(job, "recent_events", None)  # fetched by get_job
-        if recent is None:
-            recent = [
-                {"type": kind, "message": message, "data": extra, "at": _iso(at)}
-                for kind, message, extra, at in JobEvent.objects.filter(job_id=job.pk)
-                .order_by("-created_at", "-id")
-                .values_list("event_type", "message", "data", "created_at")[:EVENTS_IN_STATUS]
-            ]
-        data["events"] = list(reversed(recent))
+        # Plain rows, not model instances: this is the status poll every UI makes.
+        rows = list(
+            JobEvent.objects.filter(job_id=job.pk).order_by("-created_at", "-id")
+            .values_list("event_type", "message", "data", "created_at")[:EVENTS_IN_STATUS]
+        )
+        data["events"] = [
+            {"type": kind, "message": message, "data": extra, "at": _iso(at)}
+            for kind, message, extra, at in reversed(rows)
+        ]
     return data
 
 

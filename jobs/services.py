@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import IntegrityError, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce, Now
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from crates.errors import CrateNotFound, InvalidInput, JobNotFound, JobStateError
@@ -307,18 +309,14 @@ def _enqueue(
     normalized = normalize_crate_name(crate_name)
     target = {"operation": operation, "normalized_name": normalized, "requested_version": requested_version}
     for _ in range(3):
+        job = CrateJob(crate_name=crate_name, options=options, requested_by=requested_by,
+                       checkpoint=checkpoint or {}, retry_of=retry_of, **target)
+        event = JobEvent(job_id=job.pk, event_type=EventType.CREATED, message=message[:2000],
+                         data={"requested_by": requested_by, **(data or {})})
         try:
-            # No look-up first: the partial unique index decides, so the common path is three inserts
-            # and one commit. A concurrent enqueue of the same target waits for ours, then lands below.
-            with transaction.atomic():
-                job = CrateJob.objects.create(
-                    crate_name=crate_name, options=options, requested_by=requested_by,
-                    checkpoint=checkpoint or {}, retry_of=retry_of, **target,
-                )
-                record_event(job_id=job.pk, event_type=EventType.CREATED, message=message,
-                             data={"requested_by": requested_by, **(data or {})})
-                wake_after_commit(job_id=job.pk)
+            _insert_with_wake_up(job=job, event=event)
         except IntegrityError as exc:
+            # No look-up first: the partial unique index decides, also between concurrent enqueues.
             if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", "") != _DEDUPE_CONSTRAINT:
                 raise
             existing = _active_job(**target)
@@ -329,6 +327,66 @@ def _enqueue(
         return EnqueueResult(job=job, deduplicated=False)
     raise JobStateError(f"Could not queue {operation} of {crate_name}: jobs for it keep starting and finishing; "
                         "try again.")
+
+
+def _insert_with_wake_up(*, job: CrateJob, event: JobEvent) -> None:
+    """Write the job, its ``created`` event and its wake-up task in ONE statement.
+
+    The request path is this one round trip and one commit: data-modifying CTEs
+    built by the ORM's own insert compiler (so new model fields are picked up).
+    With django-q2's ORM broker on the jobs database the task row goes in the
+    same statement, so workers see the task exactly when they can see the job;
+    any other broker gets the task after the commit.
+    """
+    alias = router.db_for_write(CrateJob)
+    task = _wake_up_row(job_id=job.pk, alias=alias)
+    statements = [_insert_statement(job, alias), _insert_statement(event, alias)]
+    if task is not None:
+        statements.append(_insert_statement(task, alias))
+    sql = "WITH " + ", ".join(f"s{i} AS ({stmt})" for i, (stmt, _params) in enumerate(statements)) + " SELECT 1"
+    params = [value for _stmt, stmt_params in statements for value in stmt_params]
+    connection = connections[alias]
+    # Inside a caller's transaction a savepoint keeps a dedupe conflict from breaking it;
+    # in autocommit the statement is its own transaction.
+    guard = transaction.atomic(using=alias) if connection.in_atomic_block else nullcontext()
+    with guard, connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    job._state.adding, job._state.db = False, alias
+    if task is None:
+        transaction.on_commit(lambda: wake_workers(job_id=job.pk), using=alias, robust=True)
+
+
+def _insert_statement(obj, alias: str) -> tuple[str, tuple]:
+    meta = obj._meta
+    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
+    query = InsertQuery(type(obj))
+    query.insert_values(fields, [obj])
+    ((sql, params),) = query.get_compiler(using=alias).as_sql()
+    return sql, tuple(params)
+
+
+def _wake_up_row(*, job_id: uuid.UUID, alias: str):
+    """The django-q2 OrmQ row ``async_task`` would write, unsaved; None when the broker is not the ORM on ``alias``."""
+    from django_q.brokers.orm import ORM
+    from django_q.conf import Conf
+    from django_q.models import OrmQ
+    from django_q.tasks import async_task
+
+    if not Conf.ORM or alias != Conf.ORM or Conf.BROKER_CLASS:
+        return None
+
+    class Capture(ORM):
+        @staticmethod
+        def get_connection(list_key: str | None = None):
+            return OrmQ.objects.using(alias)
+
+        def enqueue(self, task):
+            self.row = OrmQ(key=self.list_key or Conf.CLUSTER_NAME, payload=task, lock=timezone.now())
+            return None
+
+    capture = Capture()
+    async_task(RUN_JOB_TASK, str(job_id), broker=capture)
+    return capture.row
 
 
 def _deduplicated(*, job: CrateJob, options: dict) -> EnqueueResult:

@@ -65,7 +65,9 @@ def _strip_call(token: str) -> str:
 
 
 def _is_compound(token: str) -> bool:
-    return "::" in token or "_" in token.strip("_") or any(c.isupper() for c in token[1:])
+    """An identifier rather than a word: ``a::b``, ``snake_case``, ``CamelCase`` (not ``JSON``)."""
+    camel = any(c.isupper() for c in token[1:]) and any(c.islower() for c in token)
+    return "::" in token or "_" in token.strip("_") or camel
 
 
 def path_probes(text: str) -> tuple[PathProbe, ...]:

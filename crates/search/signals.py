@@ -199,6 +199,8 @@ def path_ranking(*, scope: Scope, probes: tuple[PathProbe, ...], depth: int) -> 
         if fallback is not None:
             probe, rows = fallback, _path_rows(scope=scope, probe=fallback, depth=depth)
         for doc_id, path, _name, kind, aliases in rows:
+            if not probe.whole_query and kind == "module" and "::" not in path:
+                continue  # a crate named in a sentence ("... a serde_json Value") is context, not the answer
             tier, case_match = _tier(probe=probe, path=path, aliases=aliases)
             key = (
                 tier, not probe.whole_query, probe_index, not case_match, _KIND_ORDER.get(kind, 5),
