@@ -220,7 +220,8 @@ def _build_release(
     progress.update(items_found=len(items), items_processed=skipped)
     try:
         _write_batches(release=release, pending=pending, batch=batch_size_for(len(items)), embedder=embedder,
-                       source=source, progress=progress, result=result, total=len(items))
+                       source=source, progress=progress, result=result, total=len(items),
+                       save_checkpoint=lambda: save(dict(checkpoint)))
         progress.check_cancelled()
         progress.stage("activate", "swapping in the new release", 98)
         store.activate_release(release=release)
@@ -273,14 +274,16 @@ def _groups(pending: list[ParsedItem], batch: int, embedder) -> Iterator[list[li
 
 
 def _write_batches(
-    *, release, pending, batch, embedder, source: _Source, progress: Progress, result: IngestResult, total: int
+    *, release, pending, batch, embedder, source: _Source, progress: Progress, result: IngestResult, total: int,
+    save_checkpoint: Callable[[], None],
 ) -> None:
     from django.conf import settings
 
     from crates.pipeline.embed import embed_cached
 
     writer = _BatchWriter(release=release, package=source.resolved.name, local=source.local, result=result,
-                          progress=progress, total=total, threads=settings.INGEST_WRITERS)
+                          progress=progress, total=total, threads=settings.INGEST_WRITERS,
+                          save_checkpoint=save_checkpoint)
     writer.start()
     try:
         for group in _groups(pending, batch, embedder):
@@ -306,8 +309,9 @@ class _BatchWriter:
     HNSW index inserts, which dominate the database's share, use every core.
     """
 
-    def __init__(self, *, release, package, local, result, progress, total, threads: int) -> None:
+    def __init__(self, *, release, package, local, result, progress, total, threads: int, save_checkpoint) -> None:
         self.release, self.package, self.local = release, package, local
+        self.save_checkpoint = save_checkpoint
         self.result, self.progress, self.total = result, progress, total
         self.queue: queue.Queue = queue.Queue(maxsize=4 * max(1, threads))
         self.error: BaseException | None = None
@@ -367,7 +371,10 @@ class _BatchWriter:
             connection.close()
 
     def _store(self, batch) -> None:
-        docs, chunks = store.store_batch(release=self.release, package=self.package, local=self.local, batch=batch)
+        # The checkpoint write is last in the batch's transaction: a stale attempt is
+        # refused there and its batch rolls back.
+        docs, chunks = store.store_batch(release=self.release, package=self.package, local=self.local, batch=batch,
+                                         before_commit=self.save_checkpoint)
         with self.lock:
             r = self.result
             r.items_processed += len(batch)

@@ -10,7 +10,7 @@ transaction; until then the previous active release stays searchable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -77,12 +77,16 @@ def stored_keys(*, release: CrateRelease) -> set[tuple[str, str]]:
     return set(Document.objects.filter(release=release).values_list("path", "kind"))
 
 
-def store_batch(*, release: CrateRelease, package: str, local: bool, batch: Sequence[StoredItem]) -> tuple[int, int]:
+def store_batch(
+    *, release: CrateRelease, package: str, local: bool, batch: Sequence[StoredItem],
+    before_commit: Callable[[], None] | None = None,
+) -> tuple[int, int]:
     """Write one batch of items in one transaction; return (documents, chunks).
 
     A batch commits whole, so its documents double as the resume checkpoint.
     Idempotent: rows of this release with the same (path, kind) are replaced,
-    so re-running a batch cannot create duplicates.
+    so re-running a batch cannot create duplicates. ``before_commit`` runs
+    last inside the transaction: the job runner fences a stale attempt there.
     """
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -108,6 +112,8 @@ def store_batch(*, release: CrateRelease, package: str, local: bool, batch: Sequ
             for c, vec in zip(stored.chunks, stored.vectors, strict=True)
         ]
         Chunk.objects.bulk_create(chunks, batch_size=500)
+        if before_commit is not None:
+            before_commit()
     return len(documents), len(chunks)
 
 
