@@ -313,7 +313,7 @@ def test_embed_cached_sends_each_text_to_the_model_once():
     vectors, sent = embed_cached(embedder=embedder, texts=texts)
     assert sent == 5 and len(embedder.sent) == 5
     assert set(vectors) == set(texts)
-    assert EmbeddingCache.objects.filter(model=embedder.model_name).count() == 5
+    assert EmbeddingCache.objects.filter(model=embedder.model_name, content_hash__in=texts).count() == 5
 
     again, sent_again = embed_cached(embedder=embedder, texts=texts)
     assert sent_again == 0 and len(embedder.sent) == 5
@@ -350,4 +350,4 @@ def test_embed_cached_refuses_vectors_of_the_wrong_dimension():
 
     with pytest.raises(EmbeddingDimensionMismatch):
         embed_cached(embedder=Broken(dimension=DIM), texts={"h": "text"})
-    assert not EmbeddingCache.objects.exists()
+    assert not EmbeddingCache.objects.filter(content_hash="h").exists()

@@ -21,9 +21,14 @@ MAX_LIMIT = 100
 # keyword ranking beat MiniLM on this set, hence its larger weight.
 RRF_K = 3
 SIGNAL_WEIGHTS = {"vector": 0.7, "keyword": 1.0, "path": 1.0}
-# Module pages are overviews that mention everything; when one ties with a specific item
-# the item is the better answer. A path match on the module itself is not damped.
-MODULE_DAMPING = 0.6
+# Kind damping of the vector and keyword contributions: module pages are overviews that
+# mention everything, and associated types, fields and variants have one-line docs that
+# repeat their parent's words; when one ties with a function, type or method, the latter is
+# the better answer. A path match is never damped (asking for `tokio::sync` gets the module).
+KIND_DAMPING = {"module": 0.6, "assoc_type": 0.6, "assoc_const": 0.6, "field": 0.7, "variant": 0.7}
+# Each further item with the same parent counts this much less, so one type's twenty
+# `write_*` methods do not push every other answer off the page.
+SIBLING_DAMPING = 0.8
 SNIPPET_CHARS = 320
 
 
@@ -166,12 +171,13 @@ def search(
     scope = search_scope(crate=crate, version=version, kinds=kinds)
     depth = max(limit * 3, 30)
     rankings = rankings_for(query=query if isinstance(query, str) else "", scope=scope, depth=depth, signals=wanted)
-    fused = fuse(rankings, kinds=_kinds(rankings))[:limit]
+    fused = fuse(rankings, info=_kind_and_parent(rankings))[:limit]
     return _hits(fused, scope)
 
 
-def _kinds(rankings: dict[str, list[Ranked]]) -> dict[int, str]:
+def _kind_and_parent(rankings: dict[str, list[Ranked]]) -> dict[int, tuple[str, str]]:
     ids = {r.document_id for ranking in rankings.values() for r in ranking}
     if not ids:
         return {}
-    return dict(Document.objects.filter(pk__in=ids).order_by().values_list("pk", "kind"))
+    rows = Document.objects.filter(pk__in=ids).order_by().values_list("pk", "kind", "parent_path")
+    return {pk: (kind, parent) for pk, kind, parent in rows}

@@ -19,9 +19,9 @@ EF_SEARCH = 100
 # Stop an iterative (filtered) scan after this many tuples; pgvector's default is 20000.
 MAX_SCAN_TUPLES = 40000
 # Most chunks ranked per keyword query (see keyword_ranking).
-KEYWORD_CANDIDATES = 5000
+KEYWORD_CANDIDATES = 2000
 # Substring matching on names scans documents; only do it on small scopes.
-SUBSTRING_MAX_DOCUMENTS = 50_000
+SUBSTRING_MAX_DOCUMENTS = 20_000
 
 _KIND_ORDER = {
     "module": 1, "struct": 0, "enum": 0, "trait": 0, "union": 0, "type_alias": 1, "function": 0, "macro": 1,
@@ -95,12 +95,14 @@ def vector_ranking(*, scope: Scope, vector: list[float], depth: int, release_ids
 
 
 def keyword_ranking(*, scope: Scope, tsquery: str, tsquery_all: str, depth: int) -> list[Ranked]:
-    """Chunks matching the query words (identifier-expanded), by ts_rank.
+    """Chunks matching the query words (identifier-expanded), ranked by ts_rank over all of them.
 
-    Candidates are the chunks matching every word plus those matching any word, each set
-    capped at KEYWORD_CANDIDATES: ranking is not index-assisted, and a common word can match
-    most of a large corpus. Below the cap (every corpus of a few crates) this is the exact
-    ranking of all matches; above it, the all-words matches are still all in.
+    ts_rank is not index-assisted, so the candidates to rank are bounded: every chunk that
+    matches all query words, plus those matching any *informative* word: a word that alone
+    would match more than KEYWORD_CANDIDATES chunks (by the planner statistics ANALYZE keeps
+    on ``search_vector``) selects nothing by itself, though it still counts in the rank.
+    Each part is also capped at KEYWORD_CANDIDATES. On corpora of a few crates no word is
+    that common, and this is exactly "rank every chunk matching any word".
     """
     if not tsquery or not scope.releases:
         return []
@@ -120,10 +122,19 @@ def keyword_ranking(*, scope: Scope, tsquery: str, tsquery_all: str, depth: int)
         params["kinds"] = list(scope.kinds)
     sql = (
         "WITH q AS (SELECT to_tsquery('english', %(any)s) AS any_q, to_tsquery('english', %(all)s) AS all_q),"
+        " common AS (SELECT coalesce(array_agg(u.e), '{}') AS lexemes"
+        "  FROM pg_stats s, unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS u(e, f)"
+        "  WHERE s.schemaname = current_schema() AND s.tablename = 'crates_chunk'"
+        "  AND s.attname = 'search_vector' AND u.e IS NOT NULL"
+        "  AND u.f * (SELECT reltuples FROM pg_class WHERE oid = 'crates_chunk'::regclass) > %(cap)s),"
+        " informative AS (SELECT to_tsquery('simple', string_agg(m[1], ' | ')) AS pick_q"
+        "  FROM q, common, regexp_matches(q.any_q::text, '''([a-z0-9]+)''', 'g') AS m"
+        "  WHERE NOT (m[1] = ANY(common.lexemes))),"
         " hits AS MATERIALIZED ("
-        " (SELECT c.id FROM crates_chunk c, q WHERE c.search_vector @@ q.all_q" + where + " LIMIT %(cap)s)"
-        " UNION"
-        " (SELECT c.id FROM crates_chunk c, q WHERE c.search_vector @@ q.any_q" + where + " LIMIT %(cap)s))"
+        "  (SELECT c.id FROM crates_chunk c, q WHERE c.search_vector @@ q.all_q" + where + " LIMIT %(cap)s)"
+        "  UNION"
+        "  (SELECT c.id FROM crates_chunk c, q, informative i"
+        "   WHERE c.search_vector @@ coalesce(i.pick_q, q.any_q)" + where + " LIMIT %(cap)s))"
         " SELECT c.id, c.document_id, ts_rank(c.search_vector, q.any_q, 1) AS rank"
         " FROM hits JOIN crates_chunk c ON c.id = hits.id, q"
         " ORDER BY rank DESC, c.id LIMIT %(depth)s"
