@@ -6,8 +6,8 @@ committed ferro_fixture rustdoc JSON), creates an API key, starts gunicorn and d
 thread-per-client load generator over keep-alive connections (stdlib ``http.client``). No worker
 runs, so queued jobs stay queued; each POST names a new crate so none is deduplicated.
 
-    .venv/bin/python bench/api.py [--requests 400] [--clients 1,16] [--workers 5] [--threads 1]
-                                  [--embedding-provider local|hash] [--keep-db]
+    .venv/bin/python bench/api.py [--requests 400] [--clients 1,16] [--workers 2] [--threads 4]
+                                  [--endpoints post,job,search] [--embedding-provider local|hash] [--skip-ingest]
 """
 
 from __future__ import annotations
@@ -229,8 +229,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=400, help="requests per endpoint and client count")
     parser.add_argument("--clients", default="1,16")
-    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
-    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (gthread when > 1)")
+    # As scripts/up runs it: one process per core (search embeds queries on the CPU), threads for I/O waits.
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (gthread when > 1)")
+    parser.add_argument("--endpoints", default="post,job,search", help="any of post,job,search")
     parser.add_argument("--embedding-provider", default=os.environ.get("EMBEDDING_PROVIDER", "local"))
     parser.add_argument("--crates", default="serde_json,tokio", help="replica crates to ingest for search")
     parser.add_argument("--db-name", default="ferrodex_bench_api")
@@ -257,6 +259,8 @@ def main() -> None:
 
     port = free_port()
     run_id = f"{int(time.time())}"
+    # The machine may be shared: record how busy it was, the figures depend on it.
+    load_before = os.getloadavg()
     rows = []
     with gunicorn(env, port=port, workers=args.workers, threads=args.threads):
         search = Search(crates)
@@ -267,7 +271,8 @@ def main() -> None:
         drive(post, port=port, clients=2, total=20)
         for clients in [int(c) for c in args.clients.split(",")]:
             post.run_id = f"{run_id}c{clients}"
-            for endpoint in (post, GetJob(post.job_ids), search):
+            chosen = {"post": post, "job": GetJob(post.job_ids), "search": search}
+            for endpoint in [chosen[name] for name in args.endpoints.split(",")]:
                 row = drive(endpoint, port=port, clients=clients, total=args.requests)
                 if endpoint is search:
                     search.offset += args.requests
@@ -289,6 +294,8 @@ def main() -> None:
             "server": f"gunicorn, {args.workers} workers x {args.threads} thread(s)",
             "embedding_provider": args.embedding_provider,
             "search_crates": crates,
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
             "rows": rows,
             "targets": targets,
         },

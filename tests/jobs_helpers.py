@@ -96,11 +96,11 @@ def worker_pid(worker_id: str) -> int:
     return int(worker_id.rsplit(":", 1)[1])
 
 
-def other_db_sessions() -> int:
-    """Client sessions on the test database other than this connection (e.g. those of a killed worker)."""
+def db_session_pids() -> set[int]:
+    """Backend pids of the client sessions on the test database other than this connection."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
             "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
         )
-        return cursor.fetchone()[0]
+        return {row[0] for row in cursor.fetchall()}

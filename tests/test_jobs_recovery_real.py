@@ -28,7 +28,7 @@ from crates.pipeline.types import NullProgress
 from jobs import services
 from jobs.models import CrateJob, JobEvent
 from tests.conftest import FIXTURES
-from tests.jobs_helpers import QCluster, other_db_sessions, wait_for, worker_pid
+from tests.jobs_helpers import QCluster, db_session_pids, wait_for, worker_pid
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -116,7 +116,7 @@ def test_kill_9_of_the_cluster_mid_ingest_resumes_the_real_pipeline_from_its_che
     fake_docsrs, settings, tmp_path, insert_log
 ):
     started = time.monotonic()
-    settings.FERRODEX_INGEST_FUNCTION = "tests.pipelines.must_not_run"  # nothing runs in this process
+    settings.FERRODEX_INGEST_FUNCTION = "tests.pipelines.must_not_run"  # no job runs in this process
     settings.EMBEDDING_PROVIDER, settings.INGEST_WRITERS = "hash", 2
     reset_embedders()
     artifact = FIXTURE.read_bytes()
@@ -128,6 +128,7 @@ def test_kill_9_of_the_cluster_mid_ingest_resumes_the_real_pipeline_from_its_che
     fake_docsrs.add_crate(REFERENCE, versions=[VERSION], json_bytes=artifact)
     env = {**fake_docsrs.env(), **WORKER_ENV}
 
+    unrelated_sessions = db_session_pids()  # e.g. a live server thread of an earlier test module
     first = QCluster(log_path=tmp_path / "first.log", env=env).start()
     second = None
     try:
@@ -148,7 +149,8 @@ def test_kill_9_of_the_cluster_mid_ingest_resumes_the_real_pipeline_from_its_che
         killed_at = time.monotonic()
         first.stop()  # SIGKILL to the cluster's whole process group: sentinel, pusher, monitor and worker
         # Nothing of the dead cluster can commit any more once its database sessions are gone.
-        wait_for(lambda: other_db_sessions() == 0, timeout=20, interval=0.01,
+        dead_sessions = db_session_pids() - unrelated_sessions
+        wait_for(lambda: not db_session_pids() & dead_sessions, timeout=20, interval=0.01,
                  what="the killed cluster's database sessions to end")
         sessions_gone_s = time.monotonic() - killed_at
 
@@ -157,7 +159,8 @@ def test_kill_9_of_the_cluster_mid_ingest_resumes_the_real_pipeline_from_its_che
         first_inserts = logged_inserts(release_id=release.pk)
         texts_embedded_before = EmbeddingCache.objects.count()
         stuck = CrateJob.objects.get(pk=job.pk)
-        assert (stuck.status, stuck.attempts) == ("running", 1)
+        lost = f"the first attempt did not live until the kill:\n{first.log()[-3000:]}"
+        assert (stuck.status, stuck.attempts) == ("running", 1), lost
         assert KILL_WINDOW[0] * total <= len(committed) < total
         assert sorted(first_inserts) == sorted((path, kind, 1) for path, kind in committed)  # the log is sound
 

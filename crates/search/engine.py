@@ -16,11 +16,12 @@ logger = logging.getLogger(__name__)
 
 SIGNALS = ("vector", "keyword", "path")
 MAX_LIMIT = 100
-# Weighted reciprocal rank fusion, tuned on bench/queries (bench/search_quality.py): a small k
-# lets a signal's first hits count (k=60, the classic value, scored MRR@10 0.72 vs 0.77), and
-# keyword ranking beat MiniLM on this set, hence its larger weight.
-RRF_K = 3
-SIGNAL_WEIGHTS = {"vector": 0.7, "keyword": 1.0, "path": 1.0}
+# Weighted reciprocal rank fusion. k was tuned on bench/queries (bench/search_quality.py):
+# a small k lets a signal's first hits count -- the classic k=60 scored MRR@10 0.72 against
+# 0.81 at k=5 on that set. Vector and keyword weigh the same; path weights come per match
+# tier (signals.path_weight).
+RRF_K = 5
+SIGNAL_WEIGHTS = {"vector": 1.0, "keyword": 1.0, "path": 1.0}
 # Kind damping of the vector and keyword contributions: module pages are overviews that
 # mention everything, and associated types, fields and variants have one-line docs that
 # repeat their parent's words; when one ties with a function, type or method, the latter is
@@ -53,20 +54,33 @@ class _Fused:
     chunk_id: int | None = None
 
 
-def fuse(rankings: dict[str, list[Ranked]], *, kinds: dict[int, str] | None = None, k: int = RRF_K) -> list[_Fused]:
-    """Weighted reciprocal rank fusion over documents; keeps the best matching chunk of each."""
+def fuse(
+    rankings: dict[str, list[Ranked]], *, info: dict[int, tuple[str, str]] | None = None, k: int = RRF_K
+) -> list[_Fused]:
+    """Weighted reciprocal rank fusion over documents; keeps the best matching chunk of each.
+
+    ``info``: (kind, parent path) by document id, for kind and sibling damping.
+    """
     fused: dict[int, _Fused] = {}
-    kinds = kinds or {}
+    info = info or {}
     # Keyword chunks contain the query words, so they make the best snippet; then vector.
     for name in ("keyword", "vector", "path"):
         for rank, ranked in enumerate(rankings.get(name, []), start=1):
             entry = fused.setdefault(ranked.document_id, _Fused(document_id=ranked.document_id))
-            damping = MODULE_DAMPING if name != "path" and kinds.get(ranked.document_id) == "module" else 1.0
+            kind = info.get(ranked.document_id, ("", ""))[0]
+            damping = KIND_DAMPING.get(kind, 1.0) if name != "path" else 1.0
             entry.score += damping * SIGNAL_WEIGHTS[name] * ranked.weight / (k + rank)
             entry.signals.append(name)
             if entry.chunk_id is None:
                 entry.chunk_id = ranked.chunk_id
-    return sorted(fused.values(), key=lambda f: (-f.score, f.document_id))
+    ordered = sorted(fused.values(), key=lambda f: (-f.score, f.document_id))
+    seen: dict[str, int] = {}
+    for entry in ordered:
+        parent = info.get(entry.document_id, ("", ""))[1]
+        if parent:
+            entry.score *= SIBLING_DAMPING ** seen.get(parent, 0)
+            seen[parent] = seen.get(parent, 0) + 1
+    return sorted(ordered, key=lambda f: (-f.score, f.document_id))
 
 
 def _clean_limit(limit: object) -> int:

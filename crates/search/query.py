@@ -24,6 +24,7 @@ class PathProbe:
     typed: str
     whole_query: bool  # the query IS this path (not a token inside a sentence)
     root: str = ""  # set on a fallback probe: the path must start with this crate segment
+    macro: bool = False  # typed as a macro call (`anyhow!`): macros rank before other kinds
 
     def fallback(self) -> PathProbe | None:
         """``serde_json::Value::as_str`` -> ``value::as_str`` under ``serde_json``.
@@ -36,7 +37,11 @@ class PathProbe:
         if self.root or len(lowered) < 3:
             return None
         return PathProbe(
-            lowered="::".join(lowered[-2:]), typed="::".join(typed[-2:]), whole_query=self.whole_query, root=lowered[0]
+            lowered="::".join(lowered[-2:]),
+            typed="::".join(typed[-2:]),
+            whole_query=self.whole_query,
+            root=lowered[0],
+            macro=self.macro,
         )
 
 
@@ -85,7 +90,8 @@ def path_probes(text: str) -> tuple[PathProbe, ...]:
         whole = f"{head.replace('-', '_')}::{rest}"
     if _PATH_RE.match(whole):
         path = whole.replace(".", "::")
-        probes[path.lower()] = PathProbe(lowered=path.lower(), typed=path, whole_query=True)
+        macro = bool(re.search(r"!\s*(?:\(.*\)|\[.*\]|\{.*\})?$", text))
+        probes[path.lower()] = PathProbe(lowered=path.lower(), typed=path, whole_query=True, macro=macro)
     else:
         words = text.split()
         if 2 <= len(words) <= 3 and all(_IDENT_WORD_RE.match(w) for w in words):

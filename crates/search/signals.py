@@ -213,6 +213,8 @@ def path_ranking(*, scope: Scope, probes: tuple[PathProbe, ...], depth: int) -> 
             if not probe.whole_query and kind == "module" and "::" not in path:
                 continue  # a crate named in a sentence ("... a serde_json Value") is context, not the answer
             tier, case_match = _tier(probe=probe, path=path, aliases=aliases)
+            if probe.macro and kind != "macro":
+                tier += 2  # `anyhow!` asks for the macro, not the crate root of the same name
             key = (
                 tier, not probe.whole_query, probe_index, not case_match, _KIND_ORDER.get(kind, 5),
                 path.count("::"), len(path), path,
@@ -225,7 +227,7 @@ def path_ranking(*, scope: Scope, probes: tuple[PathProbe, ...], depth: int) -> 
 
 # Fusion weight of a path match by how good a match it is: the query *being* a path
 # must put that item first; a tail is strong evidence; prefix/substring are hints.
-_PATH_WEIGHTS = {0: 4.0, 1: 2.0, 2: 0.6, 3: 0.3}
+_PATH_WEIGHTS = {0: 4.0, 1: 3.0, 2: 0.6, 3: 0.3, 4: 0.2}
 
 
 def path_weight(*, tier: int, whole_query: bool) -> float:
