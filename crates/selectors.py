@@ -138,6 +138,8 @@ def _resolve_document(*, release: ReleaseInfo, path: str) -> Document:
                     ambiguous=True,
                 )
     if not exact:
+        exact = _through_reexported_parent(release=release, path=path)
+    if not exact:
         suggestions = _close_paths(release=release, path=path)
         hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else " Try search_docs to find it."
         raise ItemNotFound(
@@ -148,6 +150,27 @@ def _resolve_document(*, release: ReleaseInfo, path: str) -> Document:
             suggestions=suggestions,
         )
     return min(exact, key=lambda d: (_kind_rank(d.kind), d.pk))
+
+
+def _through_reexported_parent(*, release: ReleaseInfo, path: str) -> list[Document]:
+    """``serde_json::Map::with_capacity`` -> ``serde_json::map::Map::with_capacity``.
+
+    Methods are stored under their type's canonical path only; when the typed parent is an
+    alias of a type, look the last segment up under that type.
+    """
+    parent, _, name = path.rpartition("::")
+    if not parent or not name:
+        return []
+    docs = Document.objects.filter(release_id=release.id)
+    tail_sql = 'ferrodex_path_tails("crates_document"."path", "crates_document"."metadata") @> ARRAY[%s]::text[]'
+    parents = [
+        d
+        for d in docs.alias(hit=RawSQL(tail_sql, [parent.lower()], output_field=BooleanField())).filter(hit=True)
+        if parent.lower() in {a.lower() for a in _aliases(d)}
+    ]
+    if len({p.path for p in parents}) != 1:
+        return []
+    return list(docs.filter(parent_path=parents[0].path, name__iexact=name))
 
 
 def _close_paths(*, release: ReleaseInfo, path: str) -> list[str]:

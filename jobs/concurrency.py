@@ -50,6 +50,9 @@ def heartbeat_interval() -> float:
     return max(0.5, min(2.0, settings.JOB_HEARTBEAT_STALE_SECONDS / 4))
 
 
+MIN_IDLE_SESSION_MS = 15_000
+
+
 class LockConnection:
     """A dedicated autocommit psycopg connection that holds a job's slot and job locks."""
 
@@ -66,8 +69,11 @@ class LockConnection:
 
     @staticmethod
     def _session_settings() -> dict[str, str]:
+        # A floor well above the longest GIL-holding call of a live worker (json.loads
+        # of a big rustdoc file, seconds under load): a busy worker must not lose its
+        # locks. A dead one loses them at once, when its socket closes.
         stale_ms = int(settings.JOB_HEARTBEAT_STALE_SECONDS * 1000)
-        return {**_SESSION_SETTINGS, "idle_session_timeout": str(max(stale_ms, 2000))}
+        return {**_SESSION_SETTINGS, "idle_session_timeout": str(max(stale_ms, MIN_IDLE_SESSION_MS))}
 
     def _scalar(self, sql: str, params: tuple = ()) -> object:
         with self.conn.cursor() as cursor:

@@ -198,7 +198,15 @@ SERDE_JSON = [
         "Construct a `serde_json::Value` from a JSON literal.",
     ),
     item(
-        "serde_json::Map::with_capacity",
+        "serde_json::map::Map",
+        "struct",
+        "pub struct Map<K, V>",
+        "Represents a JSON key/value type.",
+        metadata={"aliases": ["serde_json::Map"]},
+    ),
+    # Methods live under their type's canonical path only, as rustdoc JSON has them.
+    item(
+        "serde_json::map::Map::with_capacity",
         "method",
         "pub fn with_capacity(capacity: usize) -> Self",
         "Makes a new empty Map with the given initial capacity.",

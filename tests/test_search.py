@@ -109,6 +109,9 @@ def test_keyword_signal_matches_camel_case_identifier_in_any_spelling(query):
         ("serde_json::value::Value", "serde_json::Value"),
         ("spawn_blocking", "tokio::task::spawn_blocking"),
         ("Runtime", "tokio::runtime::Runtime"),
+        ("serde_json::Map::with_capacity", "serde_json::map::Map::with_capacity"),  # through the type's alias
+        ("select!", "tokio::select"),
+        ("json!", "serde_json::json"),
     ],
 )
 def test_identifier_query_puts_its_item_first(query, expected):

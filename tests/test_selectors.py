@@ -72,6 +72,12 @@ def test_get_item_resolves_suffixes_aliases_and_case(path, expected):
     assert get_item(crate="tokio", path=path).path == expected
 
 
+def test_get_item_through_a_re_exported_parent():
+    detail = get_item(crate="serde_json", path="serde_json::Map::with_capacity")
+    assert detail.path == "serde_json::map::Map::with_capacity"
+    assert get_item(crate="serde_json", path="serde_json::Map").path == "serde_json::map::Map"
+
+
 def test_get_item_suffix_must_be_on_a_segment_boundary():
     with pytest.raises(ItemNotFound):
         get_item(crate="tokio", path="utex::lock")
