@@ -1,6 +1,8 @@
-"""Pieces shared by the fronts: API-key auth and the error body (API), input checks and limits (API and MCP).
+"""Pieces shared by the fronts: API-key auth and the error body (API); input checks, limits and the
+read requests both make (API and MCP), so the two fronts check and answer alike.
 
 Kept apart from ``config.api`` so routers can import them without importing the API that mounts them.
+The output models the fronts share live in ``crates.schemas`` and ``jobs.schemas``.
 """
 
 from __future__ import annotations
@@ -11,15 +13,15 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.http import HttpRequest
-from ninja import Schema
+from ninja import Field, Schema
 from ninja.errors import AuthenticationError, AuthorizationError
 from ninja.security import APIKeyHeader, HttpBearer
-from pydantic import ConfigDict
 
+from crates import selectors
 from crates.apikeys import find_api_key, verify_api_key
 from crates.errors import InvalidInput
 from crates.models import ApiKey
-from crates.names import LATEST, validate_version
+from crates.names import LATEST, validate_crate_name, validate_version
 from crates.search.scope import KINDS
 
 T = TypeVar("T")
@@ -29,6 +31,8 @@ MAX_PAGE_SIZE = 100
 MAX_QUERY_LENGTH = 500
 MAX_SEARCH_LIMIT = 50
 MAX_ITEM_PATH_LENGTH = 1000
+# Long enough for any real crate name / version; longer input is refused by the schema, unread.
+MAX_NAME_INPUT = 200
 AUTH_HINT = (
     "Send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>' "
     "(create one with 'manage.py create_api_key NAME' or in the admin)."
@@ -50,10 +54,9 @@ class ErrorOut(Schema):
 ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
 
 
-class Open(Schema):
-    """Output schema that documents the known fields and passes any newer ones through."""
-
-    model_config = ConfigDict(extra="allow")
+class PageParams(Schema):
+    page: int = Field(1, ge=1, le=MAX_PAGE)
+    page_size: int = Field(20, ge=1, le=MAX_PAGE_SIZE)
 
 
 def _check_key(raw: str) -> ApiKey:
@@ -164,3 +167,58 @@ def check_item_path(path: str) -> str:
             field="path",
         )
     return path
+
+
+def removal_version(value: str | None, *, whole_crate_hint: str) -> str | None:
+    """The exact version a removal targets, or None for the whole crate."""
+    if value is None:
+        return None
+    version = checked("version", validate_version, value)
+    if version == LATEST:
+        # Deleting "the newest version" by accident would be hard to undo; ask for it by number.
+        raise InvalidInput(f"Give the exact version to remove (e.g. '1.0.3'), or {whole_crate_hint}.", field="version")
+    return version
+
+
+# --- the reads both fronts make; they answer in the shapes of crates.schemas ------------------------
+
+
+def crate_page(*, search: str | None, include_deleted: bool, page: int, page_size: int) -> dict[str, Any]:
+    """``CratePage``."""
+    return as_dict(
+        selectors.list_crates(
+            search=search.strip() if search else None,
+            include_deleted=include_deleted,
+            page=page,
+            page_size=page_size,
+        )
+    )
+
+
+def search_results(
+    *, query: str, crate: str | None, version: str | None, kind: str | None, limit: int
+) -> dict[str, Any]:
+    """``SearchOut``."""
+    text = query.strip()
+    if not text or "\x00" in text:
+        raise InvalidInput("The search query is empty.", field="q")
+    hits = selectors.search_docs(
+        query=text,
+        crate=checked("crate", validate_crate_name, crate) if crate else None,
+        version=optional_version("version", version),
+        kinds=parse_kinds(kind),
+        limit=limit,
+    )
+    results = [as_dict(hit) for hit in hits]
+    return {"query": text, "count": len(results), "results": results}
+
+
+def item_detail(*, crate: str, path: str, version: str | None) -> dict[str, Any]:
+    """``ItemOut``."""
+    return as_dict(
+        selectors.get_item(
+            crate=checked("crate", validate_crate_name, crate),
+            path=check_item_path(path),
+            version=optional_version("version", version),
+        )
+    )

@@ -11,17 +11,17 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from crates import portal_views
+from crates.admin_common import PortalAdminMixin, ReadOnlyAdminMixin, job_admin_url
 from crates.apikeys import create_api_key, revoke_api_key
 from crates.errors import FerrodexError
 from crates.models import ApiKey, Chunk, Crate, CrateRelease, Document
@@ -55,10 +55,6 @@ class TitledChangeListMixin:
         return super().changelist_view(request, extra_context=extra_context)
 
 
-def _job_url(job: CrateJob | str) -> str:
-    return reverse("admin:jobs_cratejob_change", args=[getattr(job, "pk", job)])
-
-
 # --- crates ---------------------------------------------------------------------------------------
 class DeletedFilter(admin.SimpleListFilter):
     title = "state"
@@ -76,7 +72,7 @@ class DeletedFilter(admin.SimpleListFilter):
 
 
 @admin.register(Crate)
-class CrateAdmin(TitledChangeListMixin, admin.ModelAdmin):
+class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
     list_display = [
         "name", "active_version_column", "source_column", "documents_column", "chunks_column",
         "embeddings_column", "last_updated_column", "latest_job_column", "deleted_column",
@@ -107,11 +103,9 @@ class CrateAdmin(TitledChangeListMixin, admin.ModelAdmin):
     def has_refresh_permission(self, request: HttpRequest, obj: Crate | None = None) -> bool:
         return request.user.has_perm("crates.change_crate")
 
-    def has_soft_delete_permission(self, request: HttpRequest, obj: Crate | None = None) -> bool:
-        return request.user.has_perm("crates.change_crate")
-
-    def has_restore_permission(self, request: HttpRequest, obj: Crate | None = None) -> bool:
-        return request.user.has_perm("crates.change_crate")
+    # Hiding and restoring change the crate's state, like a refresh; a hard delete needs "delete".
+    has_soft_delete_permission = has_refresh_permission
+    has_restore_permission = has_refresh_permission
 
     # --- list columns ------------------------------------------------------------------------------
     @admin.display(description="Active version", ordering="active_version")
@@ -147,7 +141,7 @@ class CrateAdmin(TitledChangeListMixin, admin.ModelAdmin):
     def latest_job_column(self, crate: Crate) -> str:
         if not crate.latest_job_id:
             return "—"
-        return format_html('<a href="{}">{}</a>', _job_url(crate.latest_job_id), status_badge_html(
+        return format_html('<a href="{}">{}</a>', job_admin_url(crate.latest_job_id), status_badge_html(
             crate.latest_job_status, job_id=crate.latest_job_id))
 
     @admin.display(description="Deleted", boolean=True, ordering="deleted_at")
@@ -183,17 +177,7 @@ class CrateAdmin(TitledChangeListMixin, admin.ModelAdmin):
         return self._render_delete_confirmation(request, summaries, bulk=True)
 
     def _each(self, request: HttpRequest, crates, write, *, done: str) -> None:
-        count, problems = 0, []
-        for crate in crates:
-            try:
-                write(request, crate)
-                count += 1
-            except FerrodexError as exc:
-                problems.append(f"{crate.name}: {exc}")
-        if count:
-            self.message_user(request, done.format(n=count), messages.SUCCESS)
-        if problems:
-            self.message_user(request, "Not done: " + "; ".join(problems), messages.WARNING)
+        self.apply_each(request, crates, write, label=lambda crate: crate.name, done=done, not_done="Not done")
 
     # --- the writes -----------------------------------------------------------------------------------
     def _refresh(self, request: HttpRequest, crate: Crate) -> EnqueueResult:
@@ -220,22 +204,18 @@ class CrateAdmin(TitledChangeListMixin, admin.ModelAdmin):
 
     # --- pages -----------------------------------------------------------------------------------------
     def get_urls(self):
-        wrap = self.admin_site.admin_view
-        name = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
-            path("<path:object_id>/refresh/", wrap(self.refresh_view), name=f"{name}_refresh"),
-            path("<path:object_id>/soft-delete/", wrap(self.soft_delete_view), name=f"{name}_soft_delete"),
-            path("<path:object_id>/restore/", wrap(self.restore_view), name=f"{name}_restore"),
+            self.portal_path("<path:object_id>/refresh/", self.refresh_view, "refresh"),
+            self.portal_path("<path:object_id>/soft-delete/", self.soft_delete_view, "soft_delete"),
+            self.portal_path("<path:object_id>/restore/", self.restore_view, "restore"),
             *super().get_urls(),
         ]
 
-    def _get_crate_or_404(self, request: HttpRequest, object_id: str) -> Crate:
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        crate = self.get_object(request, unquote(object_id))
-        if crate is None:
-            raise Http404("No such crate.")
-        return crate
+    def _get_crate_or_404(self, request: HttpRequest, object_id: str, allowed=None) -> Crate:
+        return self.get_viewable_object_or_404(request, object_id, missing="No such crate.", allowed=allowed)
+
+    def _change_url(self, crate: Crate) -> str:
+        return reverse("admin:crates_crate_change", args=[crate.pk])
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None) -> HttpResponse:
         if not self.has_add_permission(request):
@@ -253,14 +233,10 @@ class CrateAdmin(TitledChangeListMixin, admin.ModelAdmin):
                 self.log_addition(request, result.job, f"Ingest queued from the admin for {result.job.crate_name}.")
                 note = " (an identical job was already queued)" if result.deduplicated else ""
                 self.message_user(request, f"Ingest of {result.job.crate_name} queued{note}.", messages.SUCCESS)
-                return HttpResponseRedirect(_job_url(result.job))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Add a crate",
-            "opts": self.opts,
-            "form": form,
-            "has_view_permission": self.has_view_permission(request),
-        }
+                return HttpResponseRedirect(job_admin_url(result.job))
+        context = self.page_context(
+            request, title="Add a crate", form=form, has_view_permission=self.has_view_permission(request)
+        )
         return TemplateResponse(request, "portal/crate_add.html", context)
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
@@ -268,69 +244,55 @@ class CrateAdmin(TitledChangeListMixin, admin.ModelAdmin):
         releases = list(crate.releases.order_by("-created_at")[:30])
         jobs = list(CrateJob.objects.filter(normalized_name=crate.normalized_name).order_by("-created_at")[:15])
         active = [r for r in releases if r.state == CrateRelease.State.ACTIVE]
-        context = {
-            **self.admin_site.each_context(request),
-            "title": crate.name,
-            "opts": self.opts,
-            "crate": crate,
-            "original": crate,
-            "releases": releases,
-            "active_release": active[0] if active else None,
-            "jobs": jobs,
-            "can_refresh": self.has_refresh_permission(request, crate),
-            "can_soft_delete": self.has_soft_delete_permission(request, crate),
-            "can_delete": self.has_delete_permission(request, crate),
-            "documents_url": reverse("admin:crates_document_changelist")
+        context = self.page_context(
+            request,
+            title=crate.name,
+            crate=crate,
+            original=crate,
+            releases=releases,
+            active_release=active[0] if active else None,
+            jobs=jobs,
+            can_refresh=self.has_refresh_permission(request, crate),
+            can_soft_delete=self.has_soft_delete_permission(request, crate),
+            can_delete=self.has_delete_permission(request, crate),
+            documents_url=reverse("admin:crates_document_changelist")
             + "?" + urlencode({"crate": crate.normalized_name}),
-            "search_url": reverse("admin:crates_document_search") + "?" + urlencode({"crate": crate.name}),
-            "docs_rs_url": f"{settings.DOCSRS_BASE_URL}/crate/{crate.name}/{active[0].version if active else 'latest'}",
-            "has_view_permission": True,
-        }
+            search_url=reverse("admin:crates_document_search") + "?" + urlencode({"crate": crate.name}),
+            docs_rs_url=f"{settings.DOCSRS_BASE_URL}/crate/{crate.name}/{active[0].version if active else 'latest'}",
+        )
         return TemplateResponse(request, "portal/crate_detail.html", context)
 
     def delete_view(self, request: HttpRequest, object_id: str, extra_context=None) -> HttpResponse:
-        crate = self._get_crate_or_404(request, object_id)
-        if not self.has_delete_permission(request, crate):
-            raise PermissionDenied
+        crate = self._get_crate_or_404(request, object_id, allowed=self.has_delete_permission)
         if request.method == "POST" and request.POST.get("confirmed") == "yes":
-            try:
-                result = self._hard_delete(request, crate)
-            except FerrodexError as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-                return HttpResponseRedirect(reverse("admin:crates_crate_change", args=[crate.pk]))
-            self.message_user(request, f"Hard delete of {crate.name} queued.", messages.SUCCESS)
-            return HttpResponseRedirect(_job_url(result.job))
+            return self.enqueue_and_redirect(
+                request, lambda: self._hard_delete(request, crate),
+                done=f"Hard delete of {crate.name} queued.", back=self._change_url(crate),
+            )
         return self._render_delete_confirmation(request, [portal_views.deletion_summary(crate=crate)], bulk=False)
 
     def _render_delete_confirmation(self, request: HttpRequest, summaries, *, bulk: bool) -> TemplateResponse:
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Hard delete: are you sure?",
-            "opts": self.opts,
-            "summaries": summaries,
-            "bulk": bulk,
-            "totals": {
+        context = self.page_context(
+            request,
+            title="Hard delete: are you sure?",
+            summaries=summaries,
+            bulk=bulk,
+            totals={
                 key: sum(getattr(s, key) for s in summaries)
                 for key in ("releases", "documents", "chunks", "embeddings", "active_jobs")
             },
-            "selected_ids": [s.crate.pk for s in summaries],
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            "has_view_permission": True,
-        }
+            selected_ids=[s.crate.pk for s in summaries],
+            action_checkbox_name=admin.helpers.ACTION_CHECKBOX_NAME,
+        )
         return TemplateResponse(request, "portal/crate_delete_confirm.html", context)
 
     @method_decorator(require_POST)
     def refresh_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        crate = self._get_crate_or_404(request, object_id)
-        if not self.has_refresh_permission(request, crate):
-            raise PermissionDenied
-        try:
-            result = self._refresh(request, crate)
-        except FerrodexError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:crates_crate_change", args=[crate.pk]))
-        self.message_user(request, f"Refresh of {crate.name} queued.", messages.SUCCESS)
-        return HttpResponseRedirect(_job_url(result.job))
+        crate = self._get_crate_or_404(request, object_id, allowed=self.has_refresh_permission)
+        return self.enqueue_and_redirect(
+            request, lambda: self._refresh(request, crate),
+            done=f"Refresh of {crate.name} queued.", back=self._change_url(crate),
+        )
 
     @method_decorator(require_POST)
     def soft_delete_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -341,15 +303,10 @@ class CrateAdmin(TitledChangeListMixin, admin.ModelAdmin):
         return self._state_change(request, object_id, self._restore, done="{name} is restored.")
 
     def _state_change(self, request: HttpRequest, object_id: str, write, *, done: str) -> HttpResponse:
-        crate = self._get_crate_or_404(request, object_id)
-        if not self.has_soft_delete_permission(request, crate):
-            raise PermissionDenied
-        try:
-            write(request, crate)
-            self.message_user(request, done.format(name=crate.name), messages.SUCCESS)
-        except FerrodexError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-        return HttpResponseRedirect(reverse("admin:crates_crate_change", args=[crate.pk]))
+        crate = self._get_crate_or_404(request, object_id, allowed=self.has_soft_delete_permission)
+        return self.write_and_redirect(
+            request, lambda: write(request, crate), done=done.format(name=crate.name), back=self._change_url(crate)
+        )
 
 
 def _count(value: int | None) -> str:
@@ -357,22 +314,14 @@ def _count(value: int | None) -> str:
 
 
 @admin.register(CrateRelease)
-class CrateReleaseAdmin(admin.ModelAdmin):
+class CrateReleaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Releases are written by ingest jobs only."""
+
     list_display = ["crate", "version", "state", "docs_source", "format_version", "document_count", "chunk_count",
                     "embedding_count", "embedding_model", "ingested_at"]
     list_filter = ["state", "docs_source", "embedding_model"]
     search_fields = ["crate__name", "version"]
     list_select_related = ["crate"]
-
-    # Releases are written by ingest jobs only.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 # --- documents and the search page ---------------------------------------------------------------
@@ -420,7 +369,9 @@ class ReleaseStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Document)
-class DocumentAdmin(TitledChangeListMixin, admin.ModelAdmin):
+class DocumentAdmin(PortalAdminMixin, ReadOnlyAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
+    """Documents are derived from rustdoc output; fix them by re-ingesting, not by hand."""
+
     list_display = ["path", "kind_column", "crate_column", "version_column", "deprecated"]
     list_filter = [DocumentCrateFilter, "kind", ReleaseStateFilter, "deprecated"]
     search_fields = ["path", "name"]
@@ -428,16 +379,6 @@ class DocumentAdmin(TitledChangeListMixin, admin.ModelAdmin):
     list_select_related = ["release__crate"]
     list_per_page = 50
     show_full_result_count = False
-
-    # Documents are derived from rustdoc output; fix them by re-ingesting, not by hand.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     @admin.display(description="Kind", ordering="kind")
     def kind_column(self, doc: Document) -> str:
@@ -452,33 +393,23 @@ class DocumentAdmin(TitledChangeListMixin, admin.ModelAdmin):
         return doc.release.version
 
     def get_urls(self):
-        name = f"{self.opts.app_label}_{self.opts.model_name}"
-        return [
-            path("search/", self.admin_site.admin_view(self.search_view), name=f"{name}_search"),
-            *super().get_urls(),
-        ]
+        return [self.portal_path("search/", self.search_view, "search"), *super().get_urls()]
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        doc = self.get_object(request, unquote(object_id))
-        if doc is None:
-            raise Http404("No such document.")
+        doc = self.get_viewable_object_or_404(request, object_id, missing="No such document.")
         children = Document.objects.filter(release=doc.release, parent_path=doc.path).order_by("kind", "path")
         parent = Document.objects.filter(release=doc.release, path=doc.parent_path).first() if doc.parent_path else None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": doc.path,
-            "opts": self.opts,
-            "doc": doc,
-            "original": doc,
-            "crate": doc.release.crate,
-            "release": doc.release,
-            "parent": parent,
-            "children": list(children[:200]),
-            "chunks": list(doc.chunks.order_by("ordinal").only("ordinal", "token_count", "text")[:50]),
-            "has_view_permission": True,
-        }
+        context = self.page_context(
+            request,
+            title=doc.path,
+            doc=doc,
+            original=doc,
+            crate=doc.release.crate,
+            release=doc.release,
+            parent=parent,
+            children=list(children[:200]),
+            chunks=list(doc.chunks.order_by("ordinal").only("ordinal", "token_count", "text")[:50]),
+        )
         return TemplateResponse(request, "portal/document_detail.html", context)
 
     def search_view(self, request: HttpRequest) -> HttpResponse:
@@ -502,22 +433,20 @@ class DocumentAdmin(TitledChangeListMixin, admin.ModelAdmin):
             {"hit": hit, "doc_id": doc_ids.get((hit.crate.lower().replace("-", "_"), hit.version, hit.path, hit.kind))}
             for hit in hits or []
         ]
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Search documentation",
-            "opts": self.opts,
-            "form": form,
-            "results": results,
-            "searched": hits is not None,
-            "error": error,
-            "signals": portal_views.SEARCH_SIGNALS,
-            "has_view_permission": True,
-        }
+        context = self.page_context(
+            request,
+            title="Search documentation",
+            form=form,
+            results=results,
+            searched=hits is not None,
+            error=error,
+            signals=portal_views.SEARCH_SIGNALS,
+        )
         return TemplateResponse(request, "portal/search.html", context)
 
 
 @admin.register(Chunk)
-class ChunkAdmin(admin.ModelAdmin):
+class ChunkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["document", "ordinal", "token_count", "has_embedding"]
     search_fields = ["document__path"]
     raw_id_fields = ["document", "release"]
@@ -529,19 +458,10 @@ class ChunkAdmin(admin.ModelAdmin):
     def has_embedding(self, chunk: Chunk) -> bool:
         return chunk.embedding is not None
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
 
 # --- API keys -------------------------------------------------------------------------------------
 @admin.register(ApiKey)
-class ApiKeyAdmin(TitledChangeListMixin, admin.ModelAdmin):
+class ApiKeyAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
     changelist_title = "API keys"
     list_display = ["name", "prefix_column", "is_active", "created_at", "last_used_at"]
     list_filter = ["is_active"]
@@ -568,13 +488,9 @@ class ApiKeyAdmin(TitledChangeListMixin, admin.ModelAdmin):
         if not self.has_add_permission(request):
             raise PermissionDenied
         form = portal_views.ApiKeyCreateForm(request.POST or None)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Create an API key",
-            "opts": self.opts,
-            "form": form,
-            "has_view_permission": self.has_view_permission(request),
-        }
+        context = self.page_context(
+            request, title="Create an API key", form=form, has_view_permission=self.has_view_permission(request)
+        )
         if request.method == "POST" and form.is_valid():
             try:
                 key, plaintext = create_api_key(name=form.cleaned_data["name"])

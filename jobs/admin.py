@@ -9,21 +9,21 @@ import logging
 import re
 import uuid
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import CharField, Q, QuerySet
 from django.db.models.functions import Cast
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import redirect
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
+from crates.admin_common import PortalAdminMixin, ReadOnlyAdminMixin, job_admin_url
 from crates.errors import FerrodexError, JobStateError
 from crates.models import Crate
 from crates.names import normalize_crate_name
@@ -46,10 +46,6 @@ MAX_LIVE_IDS = 200
 _ID_PREFIX_RE = re.compile(r"^[0-9a-fA-F-]{4,36}$")
 
 
-def job_admin_url(job: CrateJob | uuid.UUID | str) -> str:
-    return reverse("admin:jobs_cratejob_change", args=[getattr(job, "pk", job)])
-
-
 def reingest_job(*, job: CrateJob, requested_by: str) -> EnqueueResult:
     """Run a finished ingest again with ``force`` so unchanged docs are re-processed."""
     return job_services.enqueue_ingest(
@@ -58,7 +54,7 @@ def reingest_job(*, job: CrateJob, requested_by: str) -> EnqueueResult:
 
 
 @admin.register(CrateJob)
-class CrateJobAdmin(admin.ModelAdmin):
+class CrateJobAdmin(PortalAdminMixin, admin.ModelAdmin):
     list_display = [
         "short_id", "crate_column", "version_column", "operation", "status_column", "progress_column",
         "requested_by", "age_column", "duration_column",
@@ -85,8 +81,8 @@ class CrateJobAdmin(admin.ModelAdmin):
     def has_retry_permission(self, request: HttpRequest, obj: CrateJob | None = None) -> bool:
         return request.user.has_perm("jobs.add_cratejob")
 
-    def has_reingest_permission(self, request: HttpRequest, obj: CrateJob | None = None) -> bool:
-        return request.user.has_perm("jobs.add_cratejob")
+    # A re-ingest, like a retry, adds a job.
+    has_reingest_permission = has_retry_permission
 
     # --- list ------------------------------------------------------------------------------------
     @admin.display(description="Job", ordering="created_at")
@@ -144,46 +140,22 @@ class CrateJobAdmin(admin.ModelAdmin):
         }
         return super().changelist_view(request, extra_context=extra_context)
 
-    def get_actions(self, request: HttpRequest) -> dict:
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
-
     # --- bulk actions ----------------------------------------------------------------------------
     @admin.action(description="Cancel selected jobs", permissions=["cancel"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        done, skipped = 0, []
-        for job in queryset:
-            try:
-                self._cancel(request, job)
-                done += 1
-            except FerrodexError as exc:
-                skipped.append(f"{job.crate_name} ({str(job.pk)[:8]}): {exc}")
-        if done:
-            self.message_user(request, f"Cancellation requested for {done} job(s).", messages.SUCCESS)
-        if skipped:
-            self.message_user(request, "Not cancelled: " + "; ".join(skipped), messages.WARNING)
+        self._each(request, queryset, self._cancel, done="Cancellation requested for {n} job(s).",
+                   not_done="Not cancelled")
 
     @admin.action(description="Retry selected failed/cancelled jobs", permissions=["retry"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._enqueue_for_each(request, queryset, self._retry, verb="Retried")
+        self._each(request, queryset, self._retry, done="Retried {n} job(s).")
 
     @admin.action(description="Re-ingest selected finished jobs (force)", permissions=["reingest"])
     def reingest_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._enqueue_for_each(request, queryset, self._reingest, verb="Re-ingest queued for")
+        self._each(request, queryset, self._reingest, done="Re-ingest queued for {n} job(s).")
 
-    def _enqueue_for_each(self, request: HttpRequest, queryset: QuerySet, enqueue, *, verb: str) -> None:
-        done, skipped = 0, []
-        for job in queryset:
-            try:
-                enqueue(request, job)
-                done += 1
-            except FerrodexError as exc:
-                skipped.append(f"{job.crate_name} ({str(job.pk)[:8]}): {exc}")
-        if done:
-            self.message_user(request, f"{verb} {done} job(s).", messages.SUCCESS)
-        if skipped:
-            self.message_user(request, "Skipped: " + "; ".join(skipped), messages.WARNING)
+    def _each(self, request: HttpRequest, jobs, write, *, done: str, not_done: str = "Skipped") -> None:
+        self.apply_each(request, jobs, write, label=_job_label, done=done, not_done=not_done)
 
     # --- the writes (thin: services do the work, we log who asked) --------------------------------
     def _cancel(self, request: HttpRequest, job: CrateJob) -> CrateJob:
@@ -215,47 +187,47 @@ class CrateJobAdmin(admin.ModelAdmin):
 
     # --- detail page and JSON endpoints ----------------------------------------------------------
     def get_urls(self):
-        wrap = self.admin_site.admin_view
-        name = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
-            path("live/", wrap(self.live_list_view), name=f"{name}_live"),
-            path("<path:object_id>/live/", wrap(self.live_detail_view), name=f"{name}_live_detail"),
-            path("<path:object_id>/cancel/", wrap(self.cancel_view), name=f"{name}_cancel"),
-            path("<path:object_id>/retry/", wrap(self.retry_view), name=f"{name}_retry"),
-            path("<path:object_id>/reingest/", wrap(self.reingest_view), name=f"{name}_reingest"),
+            self.portal_path("live/", self.live_list_view, "live"),
+            self.portal_path("<path:object_id>/live/", self.live_detail_view, "live_detail"),
+            self.portal_path("<path:object_id>/cancel/", self.cancel_view, "cancel"),
+            self.portal_path("<path:object_id>/retry/", self.retry_view, "retry"),
+            self.portal_path("<path:object_id>/reingest/", self.reingest_view, "reingest"),
             *super().get_urls(),
         ]
 
-    def _get_job_or_404(self, request: HttpRequest, object_id: str) -> CrateJob:
+    def _get_job_or_404(self, request: HttpRequest, object_id: str, allowed=None) -> CrateJob:
+        """The job of a detail page, read through the selector; ``allowed(request, job)`` guards a write on it."""
         if not self.has_view_permission(request):
             raise PermissionDenied
         job_id = unquote(object_id)
         if not _is_uuid(job_id):
             raise Http404("No such job.")
         try:
-            return job_selectors.get_job(job_id=job_id)
+            job = job_selectors.get_job(job_id=job_id)
         except FerrodexError as exc:
             raise Http404(str(exc)) from exc
+        if allowed is not None and not allowed(request, job):
+            raise PermissionDenied
+        return job
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
         job = self._get_job_or_404(request, object_id)
         events = job_selectors.job_events(job_id=job.pk, limit=200)
         crate = Crate.objects.by_name(job.crate_name).first()
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"{job.get_operation_display()} {job.crate_name} {job.requested_version}",
-            "crumb": f"{job.crate_name} · {str(job.pk)[:8]}",
-            "opts": self.opts,
-            "job": job,
-            "events": events,
-            "crate": crate,
-            "duration_s": job_duration_seconds(job),
-            "live_url": reverse("admin:jobs_cratejob_live_detail", args=[job.pk]),
-            "can_cancel": self.has_cancel_permission(request),
-            "can_retry": self.has_retry_permission(request),
-            "can_reingest": self.has_reingest_permission(request) and job.operation == CrateJob.Operation.INGEST,
-            "has_view_permission": True,
-        }
+        context = self.page_context(
+            request,
+            title=f"{job.get_operation_display()} {job.crate_name} {job.requested_version}",
+            crumb=f"{job.crate_name} · {str(job.pk)[:8]}",
+            job=job,
+            events=events,
+            crate=crate,
+            duration_s=job_duration_seconds(job),
+            live_url=reverse("admin:jobs_cratejob_live_detail", args=[job.pk]),
+            can_cancel=self.has_cancel_permission(request),
+            can_retry=self.has_retry_permission(request),
+            can_reingest=self.has_reingest_permission(request) and job.operation == CrateJob.Operation.INGEST,
+        )
         return TemplateResponse(request, "portal/job_detail.html", context)
 
     @method_decorator(require_GET)
@@ -278,45 +250,31 @@ class CrateJobAdmin(admin.ModelAdmin):
 
     @method_decorator(require_POST)
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        job = self._get_job_or_404(request, object_id)
-        if not self.has_cancel_permission(request, job):
-            raise PermissionDenied
-        try:
-            self._cancel(request, job)
-            self.message_user(request, "Cancellation requested; the worker stops at the next batch.", messages.SUCCESS)
-        except FerrodexError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-        return HttpResponseRedirect(job_admin_url(job))
+        job = self._get_job_or_404(request, object_id, allowed=self.has_cancel_permission)
+        return self.write_and_redirect(
+            request, lambda: self._cancel(request, job),
+            done="Cancellation requested; the worker stops at the next batch.", back=job_admin_url(job),
+        )
 
     @method_decorator(require_POST)
     def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        job = self._get_job_or_404(request, object_id)
-        if not self.has_retry_permission(request, job):
-            raise PermissionDenied
+        job = self._get_job_or_404(request, object_id, allowed=self.has_retry_permission)
         return self._enqueue_and_redirect(request, job, self._retry, done="Retry queued.")
 
     @method_decorator(require_POST)
     def reingest_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        job = self._get_job_or_404(request, object_id)
-        if not self.has_reingest_permission(request, job):
-            raise PermissionDenied
+        job = self._get_job_or_404(request, object_id, allowed=self.has_reingest_permission)
         return self._enqueue_and_redirect(request, job, self._reingest, done="Re-ingest queued.")
 
     def _enqueue_and_redirect(self, request: HttpRequest, job: CrateJob, enqueue, *, done: str) -> HttpResponse:
-        try:
-            result = enqueue(request, job)
-        except FerrodexError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-            return HttpResponseRedirect(job_admin_url(job))
-        if result.deduplicated:
-            self.message_user(request, "An identical job is already queued; this is it.", messages.INFO)
-        else:
-            self.message_user(request, done, messages.SUCCESS)
-        return redirect(job_admin_url(result.job))
+        return self.enqueue_and_redirect(
+            request, lambda: enqueue(request, job), done=done, back=job_admin_url(job),
+            deduplicated="An identical job is already queued; this is it.",
+        )
 
 
 @admin.register(JobEvent)
-class JobEventAdmin(admin.ModelAdmin):
+class JobEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["created_at", "job_link", "event_type", "message"]
     list_filter = ["event_type", ("created_at", admin.DateFieldListFilter)]
     search_fields = ["job__crate_name", "message"]
@@ -326,15 +284,6 @@ class JobEventAdmin(admin.ModelAdmin):
     @admin.display(description="Job")
     def job_link(self, event: JobEvent) -> str:
         return format_html('<a href="{}">{}</a>', job_admin_url(event.job), event.job)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 def _is_uuid(value: str) -> bool:
@@ -349,7 +298,8 @@ def _now_iso() -> str:
     return timezone.now().isoformat()
 
 
-
+def _job_label(job: CrateJob) -> str:
+    return f"{job.crate_name} ({str(job.pk)[:8]})"
 
 
 @admin.register(WorkerHeartbeat)

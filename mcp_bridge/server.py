@@ -13,7 +13,6 @@ import inspect
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -21,25 +20,30 @@ from django.db import close_old_connections
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from config.api_common import as_dict, check_item_path, optional_version, parse_kinds
-from crates import selectors as crate_selectors
+from config.api_common import (
+    MAX_ITEM_PATH_LENGTH,
+    MAX_NAME_INPUT,
+    MAX_PAGE,
+    MAX_PAGE_SIZE,
+    MAX_QUERY_LENGTH,
+    MAX_SEARCH_LIMIT,
+    crate_page,
+    item_detail,
+    removal_version,
+    search_results,
+)
 from crates.errors import FerrodexError, InvalidInput
-from crates.names import LATEST, validate_crate_name, validate_version
+from crates.names import validate_crate_name
+from crates.schemas import CratePage, ItemOut, OpenModel, SearchOut
 from jobs import selectors as job_selectors
 from jobs import services as job_services
+from jobs.schemas import JobAcceptedOut, JobEventOut, JobOut
 
 logger = logging.getLogger(__name__)
 
 SERVER_NAME = "ferrodex"
-MAX_QUERY_LENGTH = 500
-MAX_PATH_LENGTH = 1000
-MAX_LIMIT = 50
-MAX_PAGE_SIZE = 100
-MAX_PAGE = 100_000
-# Long enough for any real crate name / version; longer input is refused by the schema, unread.
-MAX_NAME_INPUT = 200
 ITEM_TEXT_DOCS_LIMIT = 6000
 
 INSTRUCTIONS = """\
@@ -50,60 +54,18 @@ a job id at once; poll check_rust_status(job_id) every few seconds until the sta
 (or "failed", with an error that says why), then search again."""
 
 
-# --- output models ---------------------------------------------------------------------------
+# --- output models (the crate, item and job shapes are shared with the API: crates/jobs.schemas) ---
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class JobInfo(JobOut):
+    events: list[JobEventOut] | None = Field(None, description="Recent events, oldest first (check_rust_status)")
 
 
-class JobCounters(_Open):
-    items_found: int = 0
-    items_processed: int = 0
-    documents: int = 0
-    chunks: int = 0
-    embeddings: int = 0
-    http_requests: int = 0
-
-
-class JobError(BaseModel):
-    type: str
-    message: str
-
-
-class JobEvent(_Open):
-    type: str
-    message: str
-    at: datetime | None = None
-
-
-class JobInfo(_Open):
-    id: UUID
-    operation: str = Field(description="ingest or remove")
-    crate: str
-    version: str | None = Field(None, description="Requested version; null means every version (removals)")
-    resolved_version: str | None = None
-    status: str = Field(description="queued, running, complete, failed or cancelled")
-    finished: bool
-    progress: int = Field(description="0-100")
-    stage: str = ""
-    stage_message: str = ""
-    counters: JobCounters
-    attempts: int = 0
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    duration_s: float | None = None
-    error: JobError | None = None
-    events: list[JobEvent] | None = Field(None, description="Recent events, oldest first (check_rust_status)")
-
-
-class JobAccepted(BaseModel):
+class JobAccepted(JobAcceptedOut):
     job: JobInfo
-    deduplicated: bool = Field(description="True when an identical job was already queued or running")
 
 
-class SystemStatus(_Open):
+class SystemStatus(OpenModel):
     queued: int = 0
     running: int = 0
     failed_24h: int | None = None
@@ -115,66 +77,6 @@ class SystemStatus(_Open):
 class StatusResult(BaseModel):
     job: JobInfo | None = Field(None, description="The job asked for, when a job_id was given")
     system: SystemStatus | None = Field(None, description="The queue summary, when no job_id was given")
-
-
-class CrateInfo(_Open):
-    name: str
-    description: str | None = None
-    latest_version: str | None = None
-    docs_source: str | None = None
-    documents: int = 0
-    chunks: int = 0
-    embeddings: int = 0
-    last_updated: datetime | None = None
-    deleted: bool = False
-    latest_job_status: str | None = None
-    latest_job_id: UUID | None = None
-
-
-class CrateList(BaseModel):
-    items: list[CrateInfo]
-    page: int
-    page_size: int
-    total: int
-    pages: int
-
-
-class SearchHitInfo(_Open):
-    crate: str
-    version: str
-    path: str
-    kind: str
-    signature: str = ""
-    snippet: str = ""
-    url: str = ""
-    score: float
-
-
-class SearchResults(BaseModel):
-    query: str
-    count: int
-    results: list[SearchHitInfo]
-
-
-class ItemChild(_Open):
-    path: str
-    kind: str
-    signature: str = ""
-    summary: str = ""
-
-
-class ItemInfo(_Open):
-    crate: str
-    version: str
-    path: str
-    kind: str
-    signature: str = ""
-    docs: str = ""
-    url: str = ""
-    deprecated: bool = False
-    deprecation_note: str = ""
-    parent_path: str = ""
-    children: list[ItemChild] = []
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -286,19 +188,13 @@ def list_rust_crates(
     page_size: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = 20,
     search: Annotated[str | None, Field(max_length=MAX_NAME_INPUT, description="Filter by crate name")] = None,
     include_deleted: Annotated[bool, Field(description="Also list soft-deleted crates")] = False,
-) -> Annotated[CallToolResult, CrateList]:
+) -> Annotated[CallToolResult, CratePage]:
     """List the crates in the index with their newest version, item counts and the state of their
     latest job. Use it to see whether a crate is already available before adding it."""
     with tool_call("list_rust_crates"):
-        page_data = as_dict(
-            crate_selectors.list_crates(
-                search=search.strip() if search else None,
-                include_deleted=include_deleted,
-                page=page,
-                page_size=page_size,
-            )
+        model = CratePage.model_validate(
+            crate_page(search=search, include_deleted=include_deleted, page=page, page_size=page_size)
         )
-        model = CrateList.model_validate(page_data)
         lines = [f"{model.total} crate(s); page {model.page} of {max(model.pages, 1)}."]
         for crate in model.items:
             state = " (deleted)" if crate.deleted else ""
@@ -322,11 +218,7 @@ def remove_rust_crate(
     once; poll check_rust_status for it. soft_delete hides the crate but keeps its data."""
     with tool_call("remove_rust_crate"):
         name = validate_crate_name(name)
-        exact = None
-        if version is not None:
-            exact = validate_version(version)
-            if exact == LATEST:
-                raise InvalidInput("Give the exact version to remove (e.g. '1.0.3'), or omit it to remove the crate.")
+        exact = removal_version(version, whole_crate_hint="omit it to remove the crate")
         result = job_services.enqueue_removal(name=name, version=exact, soft=soft_delete, requested_by="mcp")
         return _accepted(result, verb="removal")
 
@@ -354,26 +246,18 @@ def search_rust_docs(
         str | None,
         Field(max_length=300, description="Only these item kinds, comma-separated, e.g. 'struct,trait'"),
     ] = None,
-    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = 10,
-) -> Annotated[CallToolResult, SearchResults]:
+    limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_LIMIT)] = 10,
+) -> Annotated[CallToolResult, SearchOut]:
     """Search the documentation of the indexed Rust crates by meaning, keywords and item paths. Returns
     the best items with path, kind, signature, a snippet and the docs.rs URL. Use get_rust_item with a
     result's crate and path for its full documentation. If the crate is not indexed, add_rust_crate it."""
     with tool_call("search_rust_docs"):
-        text = query.strip()
-        if not text or "\x00" in text:
-            raise InvalidInput("The search query is empty.")
-        hits = crate_selectors.search_docs(
-            query=text,
-            crate=validate_crate_name(crate) if crate else None,
-            version=optional_version("version", version),
-            kinds=parse_kinds(kind),
-            limit=limit,
+        model = SearchOut.model_validate(
+            search_results(query=query, crate=crate, version=version, kind=kind, limit=limit)
         )
-        model = SearchResults(query=text, count=len(hits), results=[as_dict(hit) for hit in hits])
         if not model.results:
-            return _result(model, f"No results for {text!r}. Is the crate indexed? See list_rust_crates.")
-        lines = [f"{model.count} result(s) for {text!r}:"]
+            return _result(model, f"No results for {model.query!r}. Is the crate indexed? See list_rust_crates.")
+        lines = [f"{model.count} result(s) for {model.query!r}:"]
         for n, hit in enumerate(model.results, 1):
             lines.append(f"{n}. {hit.path} ({hit.kind}, {hit.crate} {hit.version}) {hit.url}")
             if hit.signature:
@@ -389,27 +273,21 @@ def get_rust_item(
         str,
         Field(
             min_length=1,
-            max_length=MAX_PATH_LENGTH,
+            max_length=MAX_ITEM_PATH_LENGTH,
             description="The item's public path, e.g. 'tokio::sync::Mutex' (as returned by search_rust_docs)",
         ),
     ],
     version: OptVersion = None,
-) -> Annotated[CallToolResult, ItemInfo]:
+) -> Annotated[CallToolResult, ItemOut]:
     """Full documentation of one item (struct, trait, function, method, module...) by its public path:
     signature, docs in Markdown, deprecation, parent and children (methods, fields, variants, items of a
     module). Use after search_rust_docs. An unknown path gives an error listing close matches."""
     with tool_call("get_rust_item"):
-        clean = check_item_path(path)
-        detail = as_dict(
-            crate_selectors.get_item(
-                crate=validate_crate_name(crate), path=clean, version=optional_version("version", version)
-            )
-        )
-        model = ItemInfo.model_validate(detail)
+        model = ItemOut.model_validate(item_detail(crate=crate, path=path, version=version))
         return _result(model, _item_text(model))
 
 
-def _item_text(item: ItemInfo) -> str:
+def _item_text(item: ItemOut) -> str:
     lines = [f"{item.kind} {item.path} ({item.crate} {item.version}) {item.url}"]
     if item.deprecated:
         lines.append(f"DEPRECATED{': ' + item.deprecation_note if item.deprecation_note else ''}")

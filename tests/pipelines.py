@@ -21,30 +21,15 @@ import hashlib
 import os
 import re
 import time
-from dataclasses import dataclass
 
 from django.db import transaction
 
 from crates.errors import Cancelled, CrateNotFound, FerrodexError, UpstreamUnavailable
 from crates.models import Crate, CrateRelease, Document
 from crates.names import normalize_crate_name
+from crates.pipeline.ingest import IngestResult
 
 DEFAULT_ITEMS, DEFAULT_BATCH, DEFAULT_DELAY_MS = 40, 10, 20
-
-
-@dataclass(slots=True)
-class FakeIngestResult:
-    crate_name: str
-    version: str
-    release_id: int | None
-    documents: int = 0
-    chunks: int = 0
-    embeddings: int = 0
-    embedded_new: int = 0
-    http_requests: int = 0
-    items_processed: int = 0
-    items_skipped_by_checkpoint: int = 0
-    up_to_date: bool = False
 
 
 def plan(name: str) -> dict:
@@ -88,7 +73,7 @@ def _attempt(job_id) -> int:
 
 
 def slow_ingest(*, name, version="latest", force=False, progress, checkpoint=None, save_checkpoint=None,
-                job_id=None, **_ignored) -> FakeIngestResult:
+                job_id=None, **_ignored) -> IngestResult:
     spec = plan(name)
     checkpoint = dict(checkpoint or {})
     progress.stage("resolve", f"resolving {name} {version}", 0)
@@ -115,7 +100,7 @@ def slow_ingest(*, name, version="latest", force=False, progress, checkpoint=Non
                 save_checkpoint({"release_id": release.pk, "next": 0})
     progress.stage("store", f"storing {total} items", 20)
     progress.update(items_found=total, items_processed=start, documents=start)
-    result = FakeIngestResult(crate_name=crate.name, version=version, release_id=release.pk, http_requests=2,
+    result = IngestResult(crate_name=crate.name, version=version, release_id=release.pk, http_requests=2,
                               items_skipped_by_checkpoint=start)
     try:
         for first in range(start, total, spec["batch"]):
