@@ -99,7 +99,8 @@ def _kind_rank(kind: str) -> int:
 def _clean_item_path(path: object) -> str:
     text = clean_query(path)
     text = re.sub(r"\(.*\)$", "", text).strip().rstrip("!").strip()
-    return text.strip(":").replace(" ", "")
+    text = re.sub(r"\s*::\s*", "::", text)
+    return re.sub(r"\s+", "::", text.strip(":"))  # "Mutex lock" -> "Mutex::lock"
 
 
 def _aliases(doc: Document) -> list[str]:

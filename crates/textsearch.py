@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*")
 _CAMEL_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
@@ -163,29 +164,31 @@ def query_word_groups(query: str) -> list[list[str]]:
     return groups + joined
 
 
-def tsquery_for(query: str) -> str:
+def tsquery_for(query: str, *, skip: Callable[[str], bool] | None = None) -> str:
     """A ``to_tsquery('english', ...)`` string that ORs every query word and expansion.
 
     Only ``[a-z0-9]`` words, ``|`` and spaces are in it, so it can never be a
     tsquery syntax error whatever the user typed. Empty when the query has no words.
+    ``skip(word)`` leaves words out (search drops words too common to select anything).
     """
     words: dict[str, None] = {}
     for group in query_word_groups(query):
         for word in group:
-            if _safe(word):
+            if _safe(word) and not (skip and skip(word)):
                 words.setdefault(word, None)
     return " | ".join(words)
 
 
-def tsquery_all_for(query: str) -> str:
+def tsquery_all_for(query: str, *, skip: Callable[[str], bool] | None = None) -> str:
     """Like :func:`tsquery_for` but every query token must match (in any of its spellings).
 
     ``HashMap::with_capacity`` -> ``(hashmap | hash | map) & (withcapacity | with | capacity)``;
-    stop words drop out inside ``to_tsquery``. Used to find the precise matches first.
+    stop words drop out inside ``to_tsquery``. A token whose spellings are all skipped is
+    left out of the AND. Used to find the precise matches first.
     """
     terms: dict[str, None] = {}
     for group in _token_groups(query):
-        words = [w for w in group if _safe(w)]
+        words = [w for w in group if _safe(w) and not (skip and skip(w))]
         if words:
             terms.setdefault("(" + " | ".join(words) + ")" if len(words) > 1 else words[0], None)
     return " & ".join(terms)

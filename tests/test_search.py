@@ -9,7 +9,7 @@ from crates.errors import CrateNotFound, EmbeddingUnavailable, InvalidInput, Ver
 from crates.models import Crate
 from crates.search import embedding as search_embedding
 from crates.selectors import search_docs
-from crates.textsearch import query_word_groups, search_text_for, tsquery_for
+from crates.textsearch import query_word_groups, search_text_for, tsquery_all_for, tsquery_for
 from tests.search_corpus import GHOST_DOCS, HASHBROWN, SERDE_JSON, TOKIO, item, store_release
 
 LONG_ITEM = item(
@@ -296,3 +296,22 @@ def test_search_without_an_embedder_falls_back_to_keyword_and_path(monkeypatch):
 def test_limit_is_clamped():
     assert len(search_docs(query="tokio", limit=0)) == 1
     assert len(search_docs(query="the", limit=1000)) <= 100
+
+
+def test_common_words_do_not_select_keyword_candidates_but_still_rank(monkeypatch):
+    from crates.search import signals
+
+    # As if "lock" were in most chunks of a huge corpus (planner statistics say so).
+    monkeypatch.setattr(signals, "_common_lexemes", lambda: frozenset({"lock"}))
+    hits = search_docs(query="mutex lock", signals=("keyword",), crate="tokio")
+    assert "tokio::sync::Mutex::lock" in paths(hits)[:3]
+    only_common = search_docs(query="lock", signals=("keyword",), crate="tokio")
+    assert "tokio::sync::Mutex::lock" in paths(only_common)  # nothing informative: any word selects
+
+
+def test_skipped_words_leave_the_tsquery():
+    assert tsquery_for("hash map", skip=lambda w: w == "map") == "hash | hashmap"
+    assert tsquery_all_for("HashMap::with_capacity", skip=lambda w: w in {"hash", "map"}) == (
+        "hashmap & (withcapacity | with | capacity)"
+    )
+    assert tsquery_all_for("map", skip=lambda w: True) == ""

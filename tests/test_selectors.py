@@ -65,6 +65,7 @@ def test_get_item_by_exact_path_lists_its_methods():
         ("tokio::Mutex", "tokio::sync::Mutex"),  # an alias (re-export)
         ("TOKIO::SYNC::MUTEX", "tokio::sync::Mutex"),  # case-insensitive
         ("tokio::sync::Mutex::lock()", "tokio::sync::Mutex::lock"),
+        ("Mutex lock", "tokio::sync::Mutex::lock"),
         ("tokio::task::spawn", "tokio::spawn"),  # alias of a function
     ],
 )

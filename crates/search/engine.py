@@ -115,15 +115,13 @@ def rankings_for(*, query: str, scope: Scope, depth: int, signals: tuple[str, ..
     if "path" in signals:
         rankings["path"] = path_ranking(scope=scope, probes=parsed.probes, depth=depth)
     if "keyword" in signals:
-        rankings["keyword"] = keyword_ranking(
-            scope=scope, tsquery=parsed.tsquery, tsquery_all=parsed.tsquery_all, depth=depth * 2
-        )
+        rankings["keyword"] = keyword_ranking(scope=scope, text=parsed.text, depth=depth * 2)
     if "vector" in signals:
         embedded = embed_query(parsed.embed_text)
         if embedded is not None:
             model_name, vector = embedded
             rankings["vector"] = vector_ranking(
-                scope=scope, vector=vector, depth=depth * 2, release_ids=_vector_releases(scope, model_name)
+                scope=scope, vector=vector, depth=depth + depth // 3, release_ids=_vector_releases(scope, model_name)
             )
     return rankings
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db import connection
+
 from crates.errors import CrateNotFound, InvalidInput, VersionNotFound
 from crates.models import Crate, CrateRelease, Document
 from crates.names import normalize_crate_name, semver_key
@@ -51,22 +53,30 @@ class Scope:
 
 
 def _active_releases(*, crate_id: int | None = None) -> list[ReleaseInfo]:
-    qs = CrateRelease.objects.filter(state=CrateRelease.State.ACTIVE, crate__deleted_at__isnull=True)
-    if crate_id is not None:
-        qs = qs.filter(crate_id=crate_id)
-    rows = qs.values_list(
-        "id", "crate_id", "crate__name", "version", "document_count", "chunk_count", "embedding_model"
+    # Raw SQL: every search reads this, and an ORM round of a thousand rows costs ~8 ms.
+    sql = (
+        "SELECT r.id, r.crate_id, k.name, r.version, r.document_count, r.chunk_count, r.embedding_model"
+        " FROM crates_craterelease r JOIN crates_crate k ON k.id = r.crate_id"
+        " WHERE r.state = %s AND k.deleted_at IS NULL"
     )
-    return [ReleaseInfo(*row) for row in rows]
+    params: list = [CrateRelease.State.ACTIVE.value]
+    if crate_id is not None:
+        sql += " AND r.crate_id = %s"
+        params.append(crate_id)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [ReleaseInfo(*row) for row in cursor.fetchall()]
 
 
 def newest_per_crate(releases: list[ReleaseInfo]) -> list[ReleaseInfo]:
-    best: dict[int, ReleaseInfo] = {}
+    by_crate: dict[int, list[ReleaseInfo]] = {}
     for release in releases:
-        current = best.get(release.crate_id)
-        if current is None or semver_key(release.version) > semver_key(current.version):
-            best[release.crate_id] = release
-    return sorted(best.values(), key=lambda r: r.crate_name.lower())
+        by_crate.setdefault(release.crate_id, []).append(release)
+    # Most crates have one active release: SemVer parsing only where there is a choice.
+    best = [
+        group[0] if len(group) == 1 else max(group, key=lambda r: semver_key(r.version)) for group in by_crate.values()
+    ]
+    return sorted(best, key=lambda r: r.crate_name.lower())
 
 
 def find_crate(*, name: str, include_deleted: bool = False) -> Crate:

@@ -7,19 +7,26 @@ long item cannot fill a signal's list with its chunks.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 from django.db import connection, transaction
 
 from crates.search.query import PathProbe
 from crates.search.scope import Scope
+from crates.textsearch import query_word_groups, tsquery_all_for, tsquery_for
 
-# HNSW candidate list size: higher finds more true neighbours at some latency cost.
-EF_SEARCH = 100
+# HNSW candidate list size: higher finds more true neighbours at some latency cost
+# (at 1M chunks, 100 cost ~30 ms a query on 2 cores, 40 about half).
+EF_SEARCH = 40
 # Stop an iterative (filtered) scan after this many tuples; pgvector's default is 20000.
 MAX_SCAN_TUPLES = 40000
-# Most chunks ranked per keyword query (see keyword_ranking).
+# Up to this many chunks in scope, vector search computes every distance instead of using HNSW.
+EXACT_SCAN_MAX_CHUNKS = 10_000
+# Most chunks ranked per keyword query, and how many chunks a word may match and still
+# select candidates (see keyword_ranking).
 KEYWORD_CANDIDATES = 2000
+COMMON_WORD_MATCHES = 5000
 # Substring matching on names scans documents; only do it on small scopes.
 SUBSTRING_MAX_DOCUMENTS = 20_000
 
@@ -39,6 +46,11 @@ class Ranked:
     weight: float = 1.0  # how strongly this match counts in fusion (path tiers differ)
     score: float = 0.0  # the signal's own score: cosine similarity, ts_rank
     detail: str = ""
+
+
+def _id_array(ids: list[int]) -> str:
+    """A bigint[] literal: one parameter instead of a thousand adapted integers per query."""
+    return "{" + ",".join(str(int(i)) for i in ids) + "}"
 
 
 def _group(rows: list[tuple[int, int, float]]) -> list[Ranked]:
@@ -62,14 +74,14 @@ def vector_ranking(*, scope: Scope, vector: list[float], depth: int, release_ids
         return []
     params: dict = {
         "vec": "[" + ",".join(f"{x:.7g}" for x in vector) + "]",
-        "releases": release_ids,
+        "releases": _id_array(release_ids),
         "depth": depth,
     }
     kind_filter = ""
     if scope.kinds:
         kind_filter = (
             " AND c.document_id IN (SELECT d.id FROM crates_document d"
-            " WHERE d.release_id = ANY(%(releases)s) AND d.kind = ANY(%(kinds)s))"
+            " WHERE d.release_id = ANY(%(releases)s::bigint[]) AND d.kind = ANY(%(kinds)s))"
         )
         params["kinds"] = list(scope.kinds)
     # relaxed_order lets a filtered HNSW scan keep going until it has `depth` rows;
@@ -78,64 +90,108 @@ def vector_ranking(*, scope: Scope, vector: list[float], depth: int, release_ids
         "WITH nearest AS MATERIALIZED ("
         " SELECT c.id, c.document_id, c.embedding <=> %(vec)s::vector AS distance"
         " FROM crates_chunk c"
-        " WHERE c.release_id = ANY(%(releases)s) AND c.embedding IS NOT NULL"
+        " WHERE c.release_id = ANY(%(releases)s::bigint[]) AND c.embedding IS NOT NULL"
         + kind_filter
         + " ORDER BY c.embedding <=> %(vec)s::vector LIMIT %(depth)s"
         ") SELECT id, document_id, 1 - distance FROM nearest ORDER BY distance, id"
     )
+    wanted = set(release_ids)
+    in_scope = sum(r.chunk_count for r in scope.releases if r.id in wanted)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
             " set_config('hnsw.max_scan_tuples', %s, true)",
             [str(max(EF_SEARCH, depth)), str(MAX_SCAN_TUPLES)],
         )
+        if in_scope <= EXACT_SCAN_MAX_CHUNKS:
+            # A crate or two: computing every distance is cheap and exact, while an HNSW scan
+            # filtered down to 0.1% of a big table could stop (max_scan_tuples) before `depth` rows.
+            cursor.execute("SELECT set_config('enable_indexscan', 'off', true)")
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return _group(rows)
 
 
-def keyword_ranking(*, scope: Scope, tsquery: str, tsquery_all: str, depth: int) -> list[Ranked]:
+# Lexemes too common to select keyword candidates, per database, refreshed every few minutes:
+# planner statistics change slowly and a stale list only makes the bound a little loose.
+_COMMON_TTL_SECONDS = 300
+_common_cache: dict[str, tuple[float, frozenset[str]]] = {}
+
+
+def _common_lexemes() -> frozenset[str]:
+    """Lexemes that alone match more than COMMON_WORD_MATCHES chunks (ANALYZE's statistics)."""
+    key = str(connection.settings_dict.get("NAME"))
+    cached = _common_cache.get(key)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT u.e FROM pg_stats s,"
+            " unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS u(e, f)"
+            " WHERE s.schemaname = current_schema() AND s.tablename = 'crates_chunk'"
+            " AND s.attname = 'search_vector' AND u.e IS NOT NULL"
+            " AND u.f * (SELECT reltuples FROM pg_class WHERE oid = 'crates_chunk'::regclass) > %s",
+            [COMMON_WORD_MATCHES],
+        )
+        common = frozenset(row[0] for row in cursor.fetchall())
+    _common_cache[key] = (time.monotonic() + _COMMON_TTL_SECONDS, common)
+    return common
+
+
+def _stems(words: list[str]) -> dict[str, str]:
+    """word -> its english lexeme ('' for a stop word)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT w, coalesce((tsvector_to_array(to_tsvector('english', w)))[1], '') FROM unnest(%s::text[]) AS w",
+            [words],
+        )
+        return dict(cursor.fetchall())
+
+
+def keyword_ranking(*, scope: Scope, text: str, depth: int) -> list[Ranked]:
     """Chunks matching the query words (identifier-expanded), ranked by ts_rank over all of them.
 
-    ts_rank is not index-assisted, so the candidates to rank are bounded: every chunk that
-    matches all query words, plus those matching any *informative* word: a word that alone
-    would match more than KEYWORD_CANDIDATES chunks (by the planner statistics ANALYZE keeps
-    on ``search_vector``) selects nothing by itself, though it still counts in the rank.
-    Each part is also capped at KEYWORD_CANDIDATES. On corpora of a few crates no word is
-    that common, and this is exactly "rank every chunk matching any word".
+    ts_rank is not index-assisted and a GIN probe for a very common word reads a huge posting
+    list, so candidates are selected by the *informative* words only: a word that alone would
+    match more than COMMON_WORD_MATCHES chunks (by the planner statistics ANALYZE keeps on
+    ``search_vector``) does not select, though it still counts in the rank. Candidates are
+    the chunks matching every informative token plus those matching any, each part capped
+    at KEYWORD_CANDIDATES. On corpora of a few crates no word is that common, and this is
+    exactly "rank every chunk matching any word".
     """
-    if not tsquery or not scope.releases:
+    rank_q = tsquery_for(text)
+    if not rank_q or not scope.releases:
         return []
+    common = _common_lexemes()
+    skip = None
+    if common:
+        stems = _stems(sorted({w for group in query_word_groups(text) for w in group}))
+        skip = lambda word: stems.get(word, "") in common  # noqa: E731
+    pick_any = tsquery_for(text, skip=skip) or rank_q
+    pick_all = tsquery_all_for(text, skip=skip) or pick_any
     params: dict = {
-        "any": tsquery,
-        "all": tsquery_all or tsquery,
-        "releases": scope.release_ids,
+        "rank": rank_q,
+        "any": pick_any,
+        "all": pick_all,
+        "releases": _id_array(scope.release_ids),
         "depth": depth,
         "cap": KEYWORD_CANDIDATES,
     }
-    where = " AND c.release_id = ANY(%(releases)s)"
+    where = " AND c.release_id = ANY(%(releases)s::bigint[])"
     if scope.kinds:
         where += (
             " AND c.document_id IN (SELECT d.id FROM crates_document d"
-            " WHERE d.release_id = ANY(%(releases)s) AND d.kind = ANY(%(kinds)s))"
+            " WHERE d.release_id = ANY(%(releases)s::bigint[]) AND d.kind = ANY(%(kinds)s))"
         )
         params["kinds"] = list(scope.kinds)
     sql = (
-        "WITH q AS (SELECT to_tsquery('english', %(any)s) AS any_q, to_tsquery('english', %(all)s) AS all_q),"
-        " common AS (SELECT coalesce(array_agg(u.e), '{}') AS lexemes"
-        "  FROM pg_stats s, unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS u(e, f)"
-        "  WHERE s.schemaname = current_schema() AND s.tablename = 'crates_chunk'"
-        "  AND s.attname = 'search_vector' AND u.e IS NOT NULL"
-        "  AND u.f * (SELECT reltuples FROM pg_class WHERE oid = 'crates_chunk'::regclass) > %(cap)s),"
-        " informative AS (SELECT to_tsquery('simple', string_agg(m[1], ' | ')) AS pick_q"
-        "  FROM q, common, regexp_matches(q.any_q::text, '''([a-z0-9]+)''', 'g') AS m"
-        "  WHERE NOT (m[1] = ANY(common.lexemes))),"
+        "WITH q AS (SELECT to_tsquery('english', %(rank)s) AS rank_q,"
+        " to_tsquery('english', %(any)s) AS any_q, to_tsquery('english', %(all)s) AS all_q),"
         " hits AS MATERIALIZED ("
         "  (SELECT c.id FROM crates_chunk c, q WHERE c.search_vector @@ q.all_q" + where + " LIMIT %(cap)s)"
         "  UNION"
-        "  (SELECT c.id FROM crates_chunk c, q, informative i"
-        "   WHERE c.search_vector @@ coalesce(i.pick_q, q.any_q)" + where + " LIMIT %(cap)s))"
-        " SELECT c.id, c.document_id, ts_rank(c.search_vector, q.any_q, 1) AS rank"
+        "  (SELECT c.id FROM crates_chunk c, q WHERE c.search_vector @@ q.any_q" + where + " LIMIT %(cap)s))"
+        " SELECT c.id, c.document_id, ts_rank(c.search_vector, q.rank_q, 1) AS rank"
         " FROM hits JOIN crates_chunk c ON c.id = hits.id, q"
         " ORDER BY rank DESC, c.id LIMIT %(depth)s"
     )
@@ -150,13 +206,13 @@ def _like_escape(text: str) -> str:
 
 
 def _path_rows(*, scope: Scope, probe: PathProbe, depth: int) -> list[tuple]:
-    params: dict = {"releases": scope.release_ids, "tail": probe.lowered, "depth": depth}
+    params: dict = {"releases": _id_array(scope.release_ids), "tail": probe.lowered, "depth": depth}
     kind_filter = _kind_clause(scope, "d.kind", params)
     if probe.root:
         params["root"] = _like_escape(probe.root) + "::%"
         kind_filter += " AND lower(d.path) LIKE %(root)s"
     select = "SELECT d.id, d.path, d.name, d.kind, d.metadata -> 'aliases' FROM crates_document d"
-    where = " WHERE d.release_id = ANY(%(releases)s)" + kind_filter
+    where = " WHERE d.release_id = ANY(%(releases)s::bigint[])" + kind_filter
     queries = [
         select + where + " AND ferrodex_path_tails(d.path, d.metadata) @> ARRAY[%(tail)s]::text[]"
         " ORDER BY length(d.path), d.path LIMIT %(depth)s"

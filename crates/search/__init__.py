@@ -1,0 +1,7 @@
+"""Hybrid documentation search behind ``crates.selectors.search_docs``.
+
+``query`` turns user text into what each signal needs (pure), ``scope`` decides which
+releases are visible, ``signals`` runs the three ranked SQL queries (pgvector HNSW,
+full-text, path), ``engine`` fuses them (weighted RRF, grouped by item) and builds the hits,
+``embedding`` caches query vectors per process.
+"""
