@@ -61,10 +61,9 @@ def child(crate: str, version: str, provider: str) -> dict:
     import django
 
     django.setup()
-    from crates.pipeline.embed import get_embedder
-
     from crates.errors import CrateNotFound
     from crates.models import EmbeddingCache
+    from crates.pipeline.embed import get_embedder
     from crates.pipeline.ingest import run_ingest
     from crates.services import remove_crate
 
