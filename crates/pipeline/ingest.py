@@ -26,9 +26,11 @@ from crates.pipeline.types import Artifact, ParsedCrate, ParsedItem, Progress, R
 
 logger = logging.getLogger(__name__)
 
-# Items per committed batch: small enough that a crash redoes < 1% of a big
-# crate, large enough that a transaction is not per item.
-MIN_BATCH, MAX_BATCH, BATCHES_PER_CRATE = 1, 64, 100
+# Items per committed batch. A batch commits whole and the stored documents are
+# the checkpoint, so a crash never stores an item twice whatever the size; what
+# it loses is the chunking of uncommitted batches (their embeddings are cached).
+# Fewer, larger transactions keep the database's share off the model's cores.
+MIN_BATCH, MAX_BATCH, BATCHES_PER_CRATE = 1, 64, 20
 # Chunks embedded per model call group: keeps the model busy with full batches.
 EMBED_GROUP_CHUNKS = 256
 
