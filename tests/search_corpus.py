@@ -1,5 +1,5 @@
 """A small, realistic search corpus: items written after the real docs of tokio, serde_json and a
-hash map crate, stored the way the pipeline stores them (chunk_item + search_text_for + the real
+hash map crate, stored by the pipeline's own store stage (chunk_item, store_batch and the real
 local MiniLM embeddings), so ranking tests exercise the real SQL and the real model.
 """
 
@@ -9,10 +9,10 @@ import functools
 
 from django.utils import timezone
 
-from crates.models import Chunk, Crate, CrateRelease, Document
+from crates.models import Crate, CrateRelease
+from crates.pipeline import store
 from crates.pipeline.chunk import chunk_item
 from crates.pipeline.types import ParsedItem
-from crates.textsearch import search_text_for
 
 
 def item(path: str, kind: str, signature: str, docs: str, **extra) -> ParsedItem:
@@ -272,47 +272,17 @@ def store_release(
         embedding_dimension=384,
         ingested_at=timezone.now() if state == "active" else None,
     )
-    documents = Document.objects.bulk_create(
-        [
-            Document(
-                release=release,
-                path=i.path,
-                name=i.name,
-                kind=i.kind,
-                parent_path=i.parent_path,
-                signature=i.signature,
-                docs=i.docs,
-                url=f"https://docs.rs/{crate}/{version}/{i.url}",
-                deprecated=i.deprecated,
-                deprecation_note=i.deprecation_note,
-                content_hash=i.content_hash(),
-                metadata=i.metadata,
-            )
-            for i in items
-        ]
-    )
-    pending = []
-    for doc, parsed in zip(documents, items, strict=True):
-        for chunk in chunk_item(parsed, max_tokens=model.max_tokens, count_tokens=model.count_tokens):
-            pending.append((doc, chunk))
-    vectors = model.embed([c.text for _d, c in pending])
-    Chunk.objects.bulk_create(
-        [
-            Chunk(
-                document=doc,
-                release=release,
-                ordinal=c.ordinal,
-                text=c.text,
-                search_text=search_text_for(c.text),
-                token_count=c.token_count,
-                content_hash=c.content_hash,
-                embedding=vec,
-            )
-            for (doc, c), vec in zip(pending, vectors, strict=True)
-        ]
-    )
-    release.document_count = len(documents)
-    release.chunk_count = len(pending)
-    release.embedding_count = len(pending)
+    chunked = [
+        (item, chunk_item(item, max_tokens=model.max_tokens, count_tokens=model.count_tokens)) for item in items
+    ]
+    vectors = iter(model.embed([c.text for _item, chunks in chunked for c in chunks]))
+    batch = [
+        store.StoredItem(item=item, chunks=chunks, vectors=[next(vectors) for _c in chunks])
+        for item, chunks in chunked
+    ]
+    documents, chunks = store.store_batch(release=release, package=crate, local=False, batch=batch)
+    release.document_count = documents
+    release.chunk_count = chunks
+    release.embedding_count = chunks
     release.save()
     return release
