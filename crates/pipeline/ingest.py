@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
-from django.db import close_old_connections, connection
+from django.db import connection
 
 from crates.errors import Cancelled, FerrodexError
 from crates.models import CrateRelease
@@ -369,8 +369,7 @@ class _BatchWriter:
         except BaseException as exc:  # handed to the main thread
             self.error = self.error or exc
         finally:
-            close_old_connections()
-            connection.close()
+            connection.close()  # this thread's own connection
 
     def _store(self, batch) -> None:
         # The checkpoint write is last in the batch's transaction: a stale attempt is
