@@ -192,3 +192,25 @@ def tsquery_all_for(query: str, *, skip: Callable[[str], bool] | None = None) ->
         if words:
             terms.setdefault("(" + " | ".join(words) + ")" if len(words) > 1 else words[0], None)
     return " & ".join(terms)
+
+
+# More query tokens than this and the pairs query would grow past usefulness (n·(n-1)/2 pairs).
+MAX_PAIR_TOKENS = 8
+
+
+def tsquery_pairs_for(query: str, *, skip: Callable[[str], bool] | None = None) -> str:
+    """Chunks matching at least two query tokens: ``(a & b) | (a & c) | (b & c)``.
+
+    For a sentence no chunk has every word, and "any word" is a third of a small corpus; the
+    chunks that share two informative words are where the answer usually is. Empty with fewer
+    than three usable tokens (then "all" already is "two").
+    """
+    terms: dict[str, None] = {}
+    for group in _token_groups(query):
+        words = [w for w in group if _safe(w) and not (skip and skip(w))]
+        if words:
+            terms.setdefault("(" + " | ".join(words) + ")" if len(words) > 1 else words[0], None)
+    tokens = list(terms)[:MAX_PAIR_TOKENS]
+    if len(tokens) < 3:
+        return ""
+    return " | ".join(f"({a} & {b})" for a, b in itertools.combinations(tokens, 2))

@@ -220,6 +220,52 @@ def test_building_superseded_and_soft_deleted_releases_never_appear(crate):
         assert "ghostcrate" not in {h.crate for h in hits}
 
 
+def test_visible_releases_are_cached_but_every_change_to_them_shows_at_once():
+    from django.db import connection
+
+    from crates import services
+    from crates.models import CrateRelease
+
+    def crates_seen(query: str) -> set[str]:
+        return {h.crate for h in search_docs(query=query, limit=50)}
+
+    assert "hashbrown" in crates_seen("HashMap")
+    with CaptureQueries(connection) as cached:
+        crates_seen("HashMap")
+    assert not [q for q in cached if "crates_craterelease r JOIN" in q], "second search re-read the releases"
+
+    services.remove_crate(name="hashbrown", soft=True)
+    assert "hashbrown" not in crates_seen("HashMap")
+    services.restore_crate(name="hashbrown")
+    assert "hashbrown" in crates_seen("HashMap")
+
+    # A release leaving the active state (superseded by an ingest) disappears too.
+    release = CrateRelease.objects.get(crate__name="hashbrown")
+    CrateRelease.objects.filter(pk=release.pk).update(state="superseded")
+    assert "hashbrown" not in crates_seen("HashMap")
+    CrateRelease.objects.filter(pk=release.pk).update(state="active")
+    assert "hashbrown" in crates_seen("HashMap")
+
+
+class CaptureQueries:
+    """The SQL a block sends (a context manager over connection.execute_wrapper)."""
+
+    def __init__(self, connection) -> None:
+        self.connection, self.sql = connection, []
+
+    def __enter__(self) -> list[str]:
+        self._cm = self.connection.execute_wrapper(self._wrap)
+        self._cm.__enter__()
+        return self.sql
+
+    def __exit__(self, *exc) -> None:
+        self._cm.__exit__(*exc)
+
+    def _wrap(self, execute, sql, params, many, context):
+        self.sql.append(sql)
+        return execute(sql, params, many, context)
+
+
 def test_unknown_or_soft_deleted_crate_and_unindexed_version_are_errors_not_empty_pages():
     with pytest.raises(CrateNotFound):
         search_docs(query="lock", crate="no-such-crate")

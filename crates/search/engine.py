@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from django.db import connection
+
 from crates.errors import InvalidInput
-from crates.models import Chunk, Document
 from crates.search.embedding import embed_query
 from crates.search.query import parse_query
 from crates.search.scope import Scope, search_scope
@@ -135,24 +136,60 @@ def _snippet(text: str, *, path: str, signature: str) -> str:
     return body if len(body) <= SNIPPET_CHARS else body[: SNIPPET_CHARS - 1].rstrip() + "…"
 
 
-def _hits(fused: list[_Fused], scope: Scope) -> list[SearchHit]:
-    releases = scope.by_id()
-    documents = Document.objects.in_bulk([f.document_id for f in fused])
+@dataclass(frozen=True, slots=True)
+class _DocRow:
+    release_id: int
+    path: str
+    kind: str
+    parent_path: str
+    signature: str
+    url: str
+
+
+def _documents(ids: set[int]) -> dict[int, _DocRow]:
+    """The ranked documents' fields, one raw query: fusion needs kind and parent, hits the rest."""
+    if not ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, release_id, path, kind, parent_path, signature, url FROM crates_document"
+            " WHERE id = ANY(%s::bigint[])",
+            ["{" + ",".join(str(int(i)) for i in ids) + "}"],
+        )
+        return {row[0]: _DocRow(*row[1:]) for row in cursor.fetchall()}
+
+
+def _snippet_texts(fused: list[_Fused]) -> dict[int, str]:
+    """document id -> the text its snippet comes from: the matched chunk, else the first chunk, else the docs."""
     chunk_ids = [f.chunk_id for f in fused if f.chunk_id is not None]
-    texts = dict(Chunk.objects.filter(pk__in=chunk_ids).order_by().values_list("pk", "text"))
     missing = [f.document_id for f in fused if f.chunk_id is None]
-    first_chunks: dict[int, str] = {}
-    if missing:
-        rows = Chunk.objects.filter(document_id__in=missing).order_by("document_id", "ordinal")
-        for document_id, text in rows.values_list("document_id", "text"):
-            first_chunks.setdefault(document_id, text)
+    if not fused:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT document_id, text FROM crates_chunk WHERE id = ANY(%s::bigint[])"
+            " UNION ALL (SELECT DISTINCT ON (document_id) document_id, text FROM crates_chunk"
+            "  WHERE document_id = ANY(%s::bigint[]) ORDER BY document_id, ordinal)"
+            " UNION ALL SELECT id, docs FROM crates_document d WHERE id = ANY(%s::bigint[])"
+            "  AND NOT EXISTS (SELECT 1 FROM crates_chunk c WHERE c.document_id = d.id)",
+            [_int_array(chunk_ids), _int_array(missing), _int_array(missing)],
+        )
+        return dict(cursor.fetchall())
+
+
+def _int_array(ids: list[int]) -> str:
+    return "{" + ",".join(str(int(i)) for i in ids) + "}"
+
+
+def _hits(fused: list[_Fused], scope: Scope, documents: dict[int, _DocRow]) -> list[SearchHit]:
+    releases = scope.by_id()
+    texts = _snippet_texts(fused)
     hits = []
     for entry in fused:
         doc = documents.get(entry.document_id)
         if doc is None:  # removed between the ranking and now
             continue
         release = releases[doc.release_id]
-        text = texts.get(entry.chunk_id) if entry.chunk_id else first_chunks.get(doc.pk, doc.docs)
         hits.append(
             SearchHit(
                 crate=release.crate_name,
@@ -160,7 +197,7 @@ def _hits(fused: list[_Fused], scope: Scope) -> list[SearchHit]:
                 path=doc.path,
                 kind=doc.kind,
                 signature=doc.signature,
-                snippet=_snippet(text or doc.docs, path=doc.path, signature=doc.signature),
+                snippet=_snippet(texts.get(entry.document_id) or "", path=doc.path, signature=doc.signature),
                 url=doc.url,
                 score=round(entry.score, 6),
                 signals=sorted(set(entry.signals), key=SIGNALS.index),
@@ -183,13 +220,7 @@ def search(
     scope = search_scope(crate=crate, version=version, kinds=kinds)
     depth = max(limit * 3, 30)
     rankings = rankings_for(query=query if isinstance(query, str) else "", scope=scope, depth=depth, signals=wanted)
-    fused = fuse(rankings, info=_kind_and_parent(rankings))[:limit]
-    return _hits(fused, scope)
-
-
-def _kind_and_parent(rankings: dict[str, list[Ranked]]) -> dict[int, tuple[str, str]]:
-    ids = {r.document_id for ranking in rankings.values() for r in ranking}
-    if not ids:
-        return {}
-    rows = Document.objects.filter(pk__in=ids).order_by().values_list("pk", "kind", "parent_path")
-    return {pk: (kind, parent) for pk, kind, parent in rows}
+    documents = _documents({r.document_id for ranking in rankings.values() for r in ranking})
+    info = {pk: (doc.kind, doc.parent_path) for pk, doc in documents.items()}
+    fused = fuse(rankings, info=info)[:limit]
+    return _hits(fused, scope, documents)

@@ -52,20 +52,44 @@ class Scope:
         return {r.id: r for r in self.releases}
 
 
+_RELEASES_SQL = (
+    "SELECT r.id, r.crate_id, k.name, r.version, r.document_count, r.chunk_count, r.embedding_model"
+    " FROM crates_craterelease r JOIN crates_crate k ON k.id = r.crate_id"
+    " WHERE r.state = %s AND k.deleted_at IS NULL"
+)
+# Visible releases of every crate by database, under the catalog stamp they were read with
+# (migration crates 0004): a search re-reads them only after a change.
+_visible_cache: dict[str, tuple[int, list[ReleaseInfo]]] = {}
+
+
 def _active_releases(*, crate_id: int | None = None) -> list[ReleaseInfo]:
     # Raw SQL: every search reads this, and an ORM round of a thousand rows costs ~8 ms.
-    sql = (
-        "SELECT r.id, r.crate_id, k.name, r.version, r.document_count, r.chunk_count, r.embedding_model"
-        " FROM crates_craterelease r JOIN crates_crate k ON k.id = r.crate_id"
-        " WHERE r.state = %s AND k.deleted_at IS NULL"
-    )
-    params: list = [CrateRelease.State.ACTIVE.value]
-    if crate_id is not None:
-        sql += " AND r.crate_id = %s"
-        params.append(crate_id)
+    if crate_id is None:
+        return _all_active_releases()
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_RELEASES_SQL + " AND r.crate_id = %s", [CrateRelease.State.ACTIVE.value, crate_id])
         return [ReleaseInfo(*row) for row in cursor.fetchall()]
+
+
+def _all_active_releases() -> list[ReleaseInfo]:
+    key = str(connection.settings_dict.get("NAME"))
+    cached = _visible_cache.get(key)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT stamp FROM ferrodex_catalog_stamp WHERE id = 1")
+        row = cursor.fetchone()
+        if row is not None and cached is not None and cached[0] == row[0]:
+            return cached[1]
+        # The stamp is read in the same statement (snapshot) as the rows it labels.
+        cursor.execute(
+            "SELECT s.stamp, v.* FROM (" + _RELEASES_SQL + ") v"
+            " RIGHT JOIN ferrodex_catalog_stamp s ON true WHERE s.id = 1",
+            [CrateRelease.State.ACTIVE.value],
+        )
+        rows = cursor.fetchall()
+    releases = [ReleaseInfo(*r[1:]) for r in rows if r[1] is not None]
+    if rows:
+        _visible_cache[key] = (rows[0][0], releases)
+    return releases
 
 
 def newest_per_crate(releases: list[ReleaseInfo]) -> list[ReleaseInfo]:

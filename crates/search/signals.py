@@ -14,7 +14,7 @@ from django.db import connection, transaction
 
 from crates.search.query import PathProbe
 from crates.search.scope import Scope
-from crates.textsearch import query_word_groups, tsquery_all_for, tsquery_for
+from crates.textsearch import query_word_groups, tsquery_all_for, tsquery_for, tsquery_pairs_for
 
 # HNSW candidate list size: higher finds more true neighbours at some latency cost
 # (at 1M chunks, 100 cost ~30 ms a query on 2 cores, 40 about half).
@@ -25,7 +25,7 @@ MAX_SCAN_TUPLES = 40000
 EXACT_SCAN_MAX_CHUNKS = 10_000
 # Most chunks ranked per keyword query, and how many chunks a word may match and still
 # select candidates (see keyword_ranking).
-KEYWORD_CANDIDATES = 2000
+KEYWORD_CANDIDATES = 500
 COMMON_WORD_MATCHES = 5000
 # Substring matching on names scans documents; only do it on small scopes.
 SUBSTRING_MAX_DOCUMENTS = 20_000
@@ -68,6 +68,18 @@ def _kind_clause(scope: Scope, column: str, params: dict) -> str:
     return f" AND {column} = ANY(%(kinds)s)"
 
 
+def session_settings_sql() -> str:
+    """HNSW search settings every connection starts with (see crates.apps), so a vector query is one round trip.
+
+    relaxed_order lets a filtered HNSW scan keep going until it has enough rows; its output is
+    only roughly ordered, hence the outer ORDER BY in vector_ranking.
+    """
+    return (
+        f"SET hnsw.ef_search = {EF_SEARCH}; SET hnsw.iterative_scan = relaxed_order;"
+        f" SET hnsw.max_scan_tuples = {MAX_SCAN_TUPLES}"
+    )
+
+
 def vector_ranking(*, scope: Scope, vector: list[float], depth: int, release_ids: list[int]) -> list[Ranked]:
     """Nearest chunks by cosine distance (HNSW). ``release_ids``: releases embedded with the query's model."""
     if not release_ids:
@@ -84,31 +96,33 @@ def vector_ranking(*, scope: Scope, vector: list[float], depth: int, release_ids
             " WHERE d.release_id = ANY(%(releases)s::bigint[]) AND d.kind = ANY(%(kinds)s))"
         )
         params["kinds"] = list(scope.kinds)
-    # relaxed_order lets a filtered HNSW scan keep going until it has `depth` rows;
-    # its output is only roughly ordered, hence the outer ORDER BY.
+    wanted = set(release_ids)
+    in_scope = sum(r.chunk_count for r in scope.releases if r.id in wanted)
+    # A crate or two: computing every distance is cheap and exact, while an HNSW scan filtered
+    # down to 0.1% of a big table could stop (max_scan_tuples) before `depth` rows. Ordering by
+    # an expression the index does not match ("+ 0") keeps the planner off HNSW.
+    order = "c.embedding <=> %(vec)s::vector"
+    if in_scope <= EXACT_SCAN_MAX_CHUNKS:
+        order = f"({order}) + 0"
     sql = (
         "WITH nearest AS MATERIALIZED ("
         " SELECT c.id, c.document_id, c.embedding <=> %(vec)s::vector AS distance"
         " FROM crates_chunk c"
         " WHERE c.release_id = ANY(%(releases)s::bigint[]) AND c.embedding IS NOT NULL"
         + kind_filter
-        + " ORDER BY c.embedding <=> %(vec)s::vector LIMIT %(depth)s"
+        + f" ORDER BY {order} LIMIT %(depth)s"
         ") SELECT id, document_id, 1 - distance FROM nearest ORDER BY distance, id"
     )
-    wanted = set(release_ids)
-    in_scope = sum(r.chunk_count for r in scope.releases if r.id in wanted)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-            " set_config('hnsw.max_scan_tuples', %s, true)",
-            [str(max(EF_SEARCH, depth)), str(MAX_SCAN_TUPLES)],
-        )
-        if in_scope <= EXACT_SCAN_MAX_CHUNKS:
-            # A crate or two: computing every distance is cheap and exact, while an HNSW scan
-            # filtered down to 0.1% of a big table could stop (max_scan_tuples) before `depth` rows.
-            cursor.execute("SELECT set_config('enable_indexscan', 'off', true)")
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+    with connection.cursor() as cursor:
+        if depth > EF_SEARCH:
+            # Rare (limit > 13): a bigger candidate list for this query only.
+            with transaction.atomic():
+                cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(depth)])
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
+        else:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
     return _group(rows)
 
 
@@ -138,41 +152,50 @@ def _common_lexemes() -> frozenset[str]:
     return common
 
 
+_stem_cache: dict[str, str] = {}
+_STEM_CACHE_MAX = 50_000
+
+
 def _stems(words: list[str]) -> dict[str, str]:
-    """word -> its english lexeme ('' for a stop word)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT w, coalesce((tsvector_to_array(to_tsvector('english', w)))[1], '') FROM unnest(%s::text[]) AS w",
-            [words],
-        )
-        return dict(cursor.fetchall())
+    """word -> its english lexeme ('' for a stop word); remembered, the dictionary never changes."""
+    missing = [w for w in words if w not in _stem_cache]
+    if missing:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT w, coalesce((tsvector_to_array(to_tsvector('english', w)))[1], '')"
+                " FROM unnest(%s::text[]) AS w",
+                [missing],
+            )
+            if len(_stem_cache) > _STEM_CACHE_MAX:
+                _stem_cache.clear()
+            _stem_cache.update(cursor.fetchall())
+    return {w: _stem_cache.get(w, "") for w in words}
 
 
 def keyword_ranking(*, scope: Scope, text: str, depth: int) -> list[Ranked]:
-    """Chunks matching the query words (identifier-expanded), ranked by ts_rank over all of them.
+    """Chunks matching the query words (identifier-expanded), ranked by ts_rank.
 
-    ts_rank is not index-assisted and a GIN probe for a very common word reads a huge posting
-    list, so candidates are selected by the *informative* words only: a word that alone would
-    match more than COMMON_WORD_MATCHES chunks (by the planner statistics ANALYZE keeps on
-    ``search_vector``) does not select, though it still counts in the rank. Candidates are
-    the chunks matching every informative token plus those matching any, each part capped
-    at KEYWORD_CANDIDATES. On corpora of a few crates no word is that common, and this is
-    exactly "rank every chunk matching any word".
+    ts_rank is not index-assisted and costs a few microseconds a chunk, so it ranks a bounded
+    candidate set, chosen best first: chunks matching every informative query token, then
+    (for three or more tokens) chunks matching any two of them, then chunks matching any one,
+    each part capped at KEYWORD_CANDIDATES. A word is not informative when it is a stop word
+    or alone would match more than COMMON_WORD_MATCHES chunks (by the planner statistics
+    ANALYZE keeps on ``search_vector``); it still counts in the rank.
     """
     rank_q = tsquery_for(text)
     if not rank_q or not scope.releases:
         return []
     common = _common_lexemes()
-    skip = None
-    if common:
-        stems = _stems(sorted({w for group in query_word_groups(text) for w in group}))
-        skip = lambda word: stems.get(word, "") in common  # noqa: E731
+    stems = _stems(sorted({w for group in query_word_groups(text) for w in group}))
+    skip = lambda word: stems.get(word, "") in common or not stems.get(word)  # noqa: E731
     pick_any = tsquery_for(text, skip=skip) or rank_q
     pick_all = tsquery_all_for(text, skip=skip) or pick_any
+    pick_pairs = tsquery_pairs_for(text, skip=skip)
     params: dict = {
         "rank": rank_q,
         "any": pick_any,
         "all": pick_all,
+        "pairs": pick_pairs,
         "releases": _id_array(scope.release_ids),
         "depth": depth,
         "cap": KEYWORD_CANDIDATES,
@@ -184,16 +207,22 @@ def keyword_ranking(*, scope: Scope, text: str, depth: int) -> list[Ranked]:
             " WHERE d.release_id = ANY(%(releases)s::bigint[]) AND d.kind = ANY(%(kinds)s))"
         )
         params["kinds"] = list(scope.kinds)
+    # The rank is computed where the candidate row is read: joining back to the chunk for it
+    # read every candidate's heap page (and its search_vector) a second time.
+    part = (
+        "(SELECT c.id, c.document_id, ts_rank(c.search_vector, q.rank_q, 1) AS rank"
+        " FROM crates_chunk c, q WHERE c.search_vector @@ q.{pick}" + where + " LIMIT %(cap)s)"
+    )
+    parts = [part.format(pick="all_q")]
+    if pick_pairs:
+        parts.append(part.format(pick="pairs_q"))
+    if pick_any != pick_all:
+        parts.append(part.format(pick="any_q"))
     sql = (
-        "WITH q AS (SELECT to_tsquery('english', %(rank)s) AS rank_q,"
-        " to_tsquery('english', %(any)s) AS any_q, to_tsquery('english', %(all)s) AS all_q),"
-        " hits AS MATERIALIZED ("
-        "  (SELECT c.id FROM crates_chunk c, q WHERE c.search_vector @@ q.all_q" + where + " LIMIT %(cap)s)"
-        "  UNION"
-        "  (SELECT c.id FROM crates_chunk c, q WHERE c.search_vector @@ q.any_q" + where + " LIMIT %(cap)s))"
-        " SELECT c.id, c.document_id, ts_rank(c.search_vector, q.rank_q, 1) AS rank"
-        " FROM hits JOIN crates_chunk c ON c.id = hits.id, q"
-        " ORDER BY rank DESC, c.id LIMIT %(depth)s"
+        "WITH q AS (SELECT to_tsquery('english', %(rank)s) AS rank_q, to_tsquery('english', %(any)s) AS any_q,"
+        " to_tsquery('english', %(all)s) AS all_q, to_tsquery('english', %(pairs)s) AS pairs_q)"
+        " SELECT id, document_id, rank FROM (" + " UNION ".join(parts) + ") hits"
+        " ORDER BY rank DESC, id LIMIT %(depth)s"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
