@@ -68,7 +68,7 @@ def list_jobs(request: HttpRequest, params: Query[JobListParams]):
     summary="One job: status, progress, stage, counters, timestamps, error and recent events",
 )
 def get_job(request: HttpRequest, job_id: UUID):
-    return selectors.job_as_dict(selectors.get_job(job_id=job_id), events=True)
+    return selectors.job_status(job_id=job_id)
 
 
 @router.post(

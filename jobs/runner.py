@@ -27,6 +27,7 @@ import traceback
 from collections.abc import Callable
 from time import monotonic
 
+import psycopg
 import requests
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -85,9 +86,9 @@ def run_next_job() -> str:
     outcome = "idle"
     try:
         while True:
-            if not services.due_queued_jobs().exists():
+            if not services.has_due_queued_job():
                 return "idle: no queued job"
-            locks = locks or LockConnection()
+            locks = locks or _lock_session()
             if locks.try_acquire_slot() is None:
                 if monotonic() > deadline:
                     services.wake_workers()
@@ -102,11 +103,62 @@ def run_next_job() -> str:
             break
     finally:
         if locks is not None:
-            locks.close()
+            _end_lock_session(locks)
     touch_worker(current_job_id=None)
-    if services.due_queued_jobs().exists():
-        services.wake_workers()
+    # Every queued job got its own token; this one is for jobs that lost theirs (e.g. held behind a removal).
+    services.wake_if_unserved()
     return outcome
+
+
+# --- the lock session ----------------------------------------------------------------
+
+# In a qcluster worker the lock session outlives its job: opening one per job cost a
+# PostgreSQL backend start (and a cold catalog cache) for every job. Elsewhere (tests,
+# management commands calling run_next_job) each call opens and closes its own.
+_reuse_lock_session = False
+_idle_lock_session: LockConnection | None = None
+
+
+def reuse_lock_sessions() -> None:
+    """Keep this process's lock session between jobs (called in each qcluster worker process)."""
+    global _reuse_lock_session
+    _reuse_lock_session = True
+
+
+def _lock_session() -> LockConnection:
+    global _idle_lock_session
+    locks, _idle_lock_session = _idle_lock_session, None
+    if locks is not None and _lock_session_usable(locks):
+        return locks
+    if locks is not None:
+        locks.close()
+    return LockConnection()
+
+
+def _lock_session_usable(locks: LockConnection) -> bool:
+    """An idle session may have been ended by ``idle_session_timeout``: check with a round trip, quietly."""
+    if locks.conn.closed or locks.conn.broken:
+        return False
+    try:
+        locks.conn.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True
+
+
+def _end_lock_session(locks: LockConnection) -> None:
+    """Release every lock of the job; keep the session for the next job in a qcluster worker."""
+    global _idle_lock_session
+    if not _reuse_lock_session:
+        locks.close()
+        return
+    locks.slot = locks.job_key = None
+    try:
+        locks.conn.execute("SELECT pg_advisory_unlock_all()")
+    except psycopg.Error:
+        locks.close()  # the session (and with it every lock) is gone anyway
+        return
+    _idle_lock_session = locks
 
 
 def execute_job(*, job: CrateJob, locks: LockConnection) -> str:

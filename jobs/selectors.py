@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.db import connections, router
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from crates.errors import InvalidInput, JobNotFound
 from crates.names import normalize_crate_name
 from jobs.models import CrateJob, JobEvent, WorkerHeartbeat
-from jobs.services import ALL_VERSIONS, parse_job_id
+from jobs.services import ALL_VERSIONS, parse_job_id, prepared_cursor
 
 MAX_PAGE_SIZE = 100
 EVENTS_IN_STATUS = 50
@@ -37,8 +40,29 @@ def get_job(*, job_id: uuid.UUID | str) -> CrateJob:
     try:
         return CrateJob.objects.get(pk=pk)
     except CrateJob.DoesNotExist:
-        raise JobNotFound(f"There is no job {pk}; finished jobs are kept {settings.JOB_RETENTION_DAYS} days.",
-                          job_id=str(pk)) from None
+        raise _not_found(pk) from None
+
+
+def job_status(*, job_id: uuid.UUID | str) -> dict:
+    """``job_as_dict(get_job(job_id=...), events=True)`` in ONE round trip and without model instances.
+
+    This is the status poll of every client (API, MCP), so it is one prepared
+    statement: the job row plus its recent events aggregated as JSON in a
+    lateral subquery.
+    """
+    pk = parse_job_id(job_id)
+    alias = router.db_for_read(CrateJob)
+    with prepared_cursor(using=alias) as cursor:
+        cursor.execute(_status_sql(alias), [pk])
+        row = cursor.fetchone()
+    if row is None:
+        raise _not_found(pk)
+    data = _job_dict(*row[:-1])
+    data["events"] = [
+        {"type": kind, "message": message, "data": _json(extra), "at": _utc_iso(at)}
+        for kind, message, extra, at in _json(row[-1]) or ()
+    ]
+    return data
 
 
 def job_events(*, job_id: uuid.UUID | str, limit: int = 50) -> list[JobEvent]:
@@ -108,42 +132,7 @@ def health_summary() -> dict:
 
 def job_as_dict(job: CrateJob, *, events: bool = False) -> dict:
     """The one JSON shape of a job. No traceback here (it can leak paths); the admin shows it from the model."""
-    data = {
-        "id": str(job.pk),
-        "operation": job.operation,
-        "crate": job.crate_name,
-        "normalized_name": job.normalized_name,
-        "version": None if job.requested_version == ALL_VERSIONS else job.requested_version,
-        "resolved_version": job.resolved_version or None,
-        "status": job.status,
-        "finished": job.is_finished,
-        "progress": job.progress,
-        "stage": job.stage,
-        "stage_message": job.stage_message,
-        "counters": {
-            "items_found": job.items_found,
-            "items_processed": job.items_processed,
-            "documents": job.documents,
-            "chunks": job.chunks,
-            "embeddings": job.embeddings,
-            "http_requests": job.http_requests,
-        },
-        "options": job.options,
-        "requested_by": job.requested_by,
-        "attempts": job.attempts,
-        "max_attempts": settings.JOB_MAX_ATTEMPTS,
-        "worker_id": job.worker_id or None,
-        "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
-        "heartbeat_at": _iso(job.heartbeat_at),
-        "cancel_requested_at": _iso(job.cancel_requested_at),
-        "run_after": _iso(job.run_after),
-        "duration_s": _duration(job),
-        "error": {"type": job.error_type, "message": job.error_message} if job.error_message else None,
-        "result": job.result or None,
-        "retry_of": str(job.retry_of_id) if job.retry_of_id else None,
-    }
+    data = _job_dict(*(getattr(job, name) for name in _JOB_FIELDS))
     if events:
         # Plain rows, not model instances: this is the status poll every UI makes.
         rows = list(
@@ -157,6 +146,101 @@ def job_as_dict(job: CrateJob, *, events: bool = False) -> dict:
     return data
 
 
+# What ``_job_dict`` reads, in its parameter order (model attribute names; the SQL uses their columns).
+_JOB_FIELDS = (
+    "id", "operation", "crate_name", "normalized_name", "requested_version", "resolved_version", "status",
+    "progress", "stage", "stage_message", "items_found", "items_processed", "documents", "chunks", "embeddings",
+    "http_requests", "options", "requested_by", "attempts", "worker_id", "created_at", "started_at", "finished_at",
+    "heartbeat_at", "cancel_requested_at", "run_after", "error_type", "error_message", "result", "retry_of_id",
+)
+_FINISHED = frozenset(CrateJob.FINISHED_STATUSES)
+
+
+def _job_dict(
+    pk, operation, crate_name, normalized_name, requested_version, resolved_version, status, progress, stage,
+    stage_message, items_found, items_processed, documents, chunks, embeddings, http_requests, options,
+    requested_by, attempts, worker_id, created_at, started_at, finished_at, heartbeat_at, cancel_requested_at,
+    run_after, error_type, error_message, result, retry_of_id,
+) -> dict:
+    """The job shape from plain values: one builder for model instances and raw rows, so they cannot drift."""
+    result = _json(result)
+    return {
+        "id": str(pk),
+        "operation": operation,
+        "crate": crate_name,
+        "normalized_name": normalized_name,
+        "version": None if requested_version == ALL_VERSIONS else requested_version,
+        "resolved_version": resolved_version or None,
+        "status": status,
+        "finished": status in _FINISHED,
+        "progress": progress,
+        "stage": stage,
+        "stage_message": stage_message,
+        "counters": {
+            "items_found": items_found,
+            "items_processed": items_processed,
+            "documents": documents,
+            "chunks": chunks,
+            "embeddings": embeddings,
+            "http_requests": http_requests,
+        },
+        "options": _json(options),
+        "requested_by": requested_by,
+        "attempts": attempts,
+        "max_attempts": settings.JOB_MAX_ATTEMPTS,
+        "worker_id": worker_id or None,
+        "created_at": _iso(created_at),
+        "started_at": _iso(started_at),
+        "finished_at": _iso(finished_at),
+        "heartbeat_at": _iso(heartbeat_at),
+        "cancel_requested_at": _iso(cancel_requested_at),
+        "run_after": _iso(run_after),
+        "duration_s": _seconds_between(started_at, finished_at),
+        "error": {"type": error_type, "message": error_message} if error_message else None,
+        "result": result or None,
+        "retry_of": str(retry_of_id) if retry_of_id else None,
+    }
+
+
+@functools.cache
+def _status_sql(alias: str) -> str:
+    """The job's columns in ``_JOB_FIELDS`` order plus its latest events (oldest first) as a JSON array."""
+    qn = connections[alias].ops.quote_name
+    job, event = CrateJob._meta, JobEvent._meta
+
+    def col(meta, name: str, alias: str) -> str:
+        return f"{alias}.{qn(meta.get_field(name).column)}"
+
+    job_columns = ", ".join(col(job, name.removesuffix("_id") if name == "retry_of_id" else name, "j")
+                            for name in _JOB_FIELDS)
+    e = {name: col(event, name, "e") for name in ("event_type", "message", "data", "created_at", "id")}
+    # Timestamps leave as UTC text; Python re-renders them (PostgreSQL trims trailing zeros of the fraction).
+    return (
+        f"SELECT {job_columns}, ev.events FROM {qn(job.db_table)} j "
+        f"LEFT JOIN LATERAL (SELECT json_agg(json_build_array({e['event_type']}, {e['message']}, {e['data']}, "
+        f"{e['created_at']} AT TIME ZONE 'UTC') ORDER BY {e['created_at']}, {e['id']}) AS events "
+        f"FROM (SELECT * FROM {qn(event.db_table)} x "
+        f"WHERE x.{qn(event.get_field('job').column)} = j.{qn(job.pk.column)} "
+        f"ORDER BY x.{qn(event.get_field('created_at').column)} DESC, x.{qn(event.pk.column)} DESC "
+        f"LIMIT {EVENTS_IN_STATUS}) e) ev ON true "
+        f"WHERE j.{qn(job.pk.column)} = %s"
+    )
+
+
+def _not_found(pk: uuid.UUID) -> JobNotFound:
+    return JobNotFound(f"There is no job {pk}; finished jobs are kept {settings.JOB_RETENTION_DAYS} days.",
+                       job_id=str(pk))
+
+
+def _json(value):
+    """A JSON column as Python: Django's connection hands jsonb over as text, model fields already decoded."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _utc_iso(text: str | None) -> str | None:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).isoformat() if text else None
+
+
 def event_as_dict(event: JobEvent) -> dict:
     return {"type": event.event_type, "message": event.message, "data": event.data, "at": _iso(event.created_at)}
 
@@ -165,8 +249,8 @@ def _iso(value) -> str | None:
     return value.isoformat() if value else None
 
 
-def _duration(job: CrateJob) -> float | None:
-    if not job.started_at:
+def _seconds_between(started_at, finished_at) -> float | None:
+    if not started_at:
         return None
-    end = job.finished_at or timezone.now()
-    return round((end - job.started_at).total_seconds(), 2)
+    end = finished_at or timezone.now()
+    return round((end - started_at).total_seconds(), 2)

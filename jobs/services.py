@@ -7,13 +7,16 @@ happens in ``jobs.runner`` on a qcluster worker.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import IntegrityError, connections, router, transaction
+from django.db.backends.postgresql.base import ServerBindingCursor
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce, Now
 from django.db.models.sql import InsertQuery
@@ -34,6 +37,10 @@ EventType = JobEvent.Type
 ALL_VERSIONS = "*"
 _DEDUPE_CONSTRAINT = "job_one_active_per_target"
 RUN_JOB_TASK = "jobs.tasks.run_job"
+# A wake-up token's own result is worthless (the job row is the record); django-q2 still saves failures.
+# Saving successes made django-q2's monitor prune its result table for every token, tens of ms each.
+WAKE_UP_OPTIONS = {"save": False}
+_REQUESTED_BY = tuple(CrateJob.RequestedBy.values)
 
 
 @dataclass(slots=True)
@@ -153,7 +160,7 @@ def wake_workers(*, job_id: uuid.UUID | None = None, count: int = 1) -> None:
     from django_q.tasks import async_task
 
     for _ in range(count):
-        async_task(RUN_JOB_TASK, str(job_id) if job_id else "")
+        async_task(RUN_JOB_TASK, str(job_id) if job_id else "", q_options=dict(WAKE_UP_OPTIONS))
 
 
 def wake_after_commit(*, job_id: uuid.UUID) -> None:
@@ -184,6 +191,51 @@ def due_queued_jobs(*, now=None) -> QuerySet[CrateJob]:
         CrateJob.objects.filter(status=Status.QUEUED)
         .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
         .exclude(Q(operation=Operation.INGEST) & Exists(earlier_removal))
+    )
+
+
+def has_due_queued_job() -> bool:
+    """``due_queued_jobs().exists()`` as one prepared statement: every wake-up token asks it first."""
+    alias = router.db_for_read(CrateJob)
+    with prepared_cursor(using=alias) as cursor:
+        cursor.execute(f"SELECT {_due_exists_sql()}", [timezone.now()])
+        return cursor.fetchone()[0]
+
+
+def wake_if_unserved() -> bool:
+    """Send a wake-up task if due queued jobs exist and no token is waiting in the broker; True if sent.
+
+    A waiting token runs the oldest due job whichever job it was sent for, so
+    one is enough; more would only make the workers pick up empty tokens.
+    """
+    from django_q.conf import Conf
+    from django_q.models import OrmQ
+
+    alias = router.db_for_read(CrateJob)
+    now = timezone.now()
+    sql, params = f"SELECT {_due_exists_sql()}", [now]
+    if Conf.ORM and alias == Conf.ORM and not Conf.BROKER_CLASS:
+        sql += f' AND NOT EXISTS (SELECT 1 FROM "{OrmQ._meta.db_table}" WHERE key = %s AND lock <= %s)'
+        params += [Conf.CLUSTER_NAME, now]
+    with prepared_cursor(using=alias) as cursor:
+        cursor.execute(sql, params)
+        needed = cursor.fetchone()[0]
+    if needed:
+        wake_workers()
+    return needed
+
+
+@functools.cache
+def _due_exists_sql() -> str:
+    """The EXISTS of ``due_queued_jobs`` (keep the two in step; a test compares them), now as the one parameter."""
+    table = CrateJob._meta.db_table
+    active = ", ".join(f"'{status}'" for status in CrateJob.ACTIVE_STATUSES)
+    return (
+        f'EXISTS (SELECT 1 FROM "{table}" j WHERE j.status = \'{Status.QUEUED}\' '
+        "AND (j.run_after IS NULL OR j.run_after <= %s) "
+        f"AND NOT (j.operation = '{Operation.INGEST}' AND EXISTS (SELECT 1 FROM \"{table}\" r "
+        f"WHERE r.operation = '{Operation.REMOVE}' AND r.normalized_name = j.normalized_name "
+        f"AND r.status IN ({active}) AND r.created_at < j.created_at)))"
     )
 
 
@@ -290,8 +342,8 @@ def requeue_after_failure(*, job: CrateJob, message: str, error_type: str, delay
 
 def _requested_by(value: str) -> str:
     value = (value or "").strip().lower()
-    if value not in CrateJob.RequestedBy.values:
-        raise InvalidInput(f"requested_by must be one of {', '.join(CrateJob.RequestedBy.values)}; got {value!r}.")
+    if value not in _REQUESTED_BY:
+        raise InvalidInput(f"requested_by must be one of {', '.join(_REQUESTED_BY)}; got {value!r}.")
     return value
 
 
@@ -309,12 +361,14 @@ def _enqueue(
     normalized = normalize_crate_name(crate_name)
     target = {"operation": operation, "normalized_name": normalized, "requested_version": requested_version}
     for _ in range(3):
-        job = CrateJob(crate_name=crate_name, options=options, requested_by=requested_by,
-                       checkpoint=checkpoint or {}, retry_of=retry_of, **target)
-        event = JobEvent(job_id=job.pk, event_type=EventType.CREATED, message=message[:2000],
-                         data={"requested_by": requested_by, **(data or {})})
+        now = timezone.now()
+        job = {"id": uuid.uuid4(), "crate_name": crate_name, "options": options, "requested_by": requested_by,
+               "checkpoint": checkpoint or {}, "retry_of_id": retry_of.pk if retry_of else None,
+               "created_at": now, **target}
+        event = {"job_id": job["id"], "event_type": EventType.CREATED, "message": message[:2000],
+                 "data": {"requested_by": requested_by, **(data or {})}, "created_at": now}
         try:
-            _insert_with_wake_up(job=job, event=event)
+            job = _insert_with_wake_up(job=job, event=event)
         except IntegrityError as exc:
             # No look-up first: the partial unique index decides, also between concurrent enqueues.
             if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", "") != _DEDUPE_CONSTRAINT:
@@ -323,37 +377,97 @@ def _enqueue(
             if existing is not None:
                 return _deduplicated(job=existing, options=options)
             continue  # the active job finished in between: try again
+        if retry_of is not None:
+            job.retry_of = retry_of
         logger.info("job %s queued: %s %s %s by %s", job.pk, operation, crate_name, requested_version, requested_by)
         return EnqueueResult(job=job, deduplicated=False)
     raise JobStateError(f"Could not queue {operation} of {crate_name}: jobs for it keep starting and finishing; "
                         "try again.")
 
 
-def _insert_with_wake_up(*, job: CrateJob, event: JobEvent) -> None:
-    """Write the job, its ``created`` event and its wake-up task in ONE statement.
+def _insert_with_wake_up(*, job: dict, event: dict) -> CrateJob:
+    """Write the job, its ``created`` event and its wake-up task in ONE statement; return the job.
 
     The request path is this one round trip and one commit: data-modifying CTEs
-    built by the ORM's own insert compiler (so new model fields are picked up).
-    With django-q2's ORM broker on the jobs database the task row goes in the
-    same statement, so workers see the task exactly when they can see the job;
-    any other broker gets the task after the commit.
+    whose SQL the ORM's own insert compiler builds once per process (so new
+    model fields are picked up), run as a prepared statement. With django-q2's
+    ORM broker on the jobs database the task row goes in the same statement, so
+    workers see the task exactly when they can see the job; any other broker
+    gets the task after the commit.
     """
     alias = router.db_for_write(CrateJob)
-    task = _wake_up_row(job_id=job.pk, alias=alias)
-    statements = [_insert_statement(job, alias), _insert_statement(event, alias)]
-    if task is not None:
-        statements.append(_insert_statement(task, alias))
-    sql = "WITH " + ", ".join(f"s{i} AS ({stmt})" for i, (stmt, _params) in enumerate(statements)) + " SELECT 1"
-    params = [value for _stmt, stmt_params in statements for value in stmt_params]
     connection = connections[alias]
+    job_insert, event_insert = _row_insert(CrateJob, alias), _row_insert(JobEvent, alias)
+    job_values = job_insert.values(job)
+    params = job_insert.params(job_values, job, connection) + event_insert.params(event_insert.values(event), event,
+                                                                                  connection)
+    payload = _wake_up_payload(job_id=job["id"], alias=alias)
+    if payload is not None:
+        task_insert = _row_insert(_orm_queue_model(), alias)
+        task = {"key": payload[0], "payload": payload[1], "lock": job["created_at"]}
+        params += task_insert.params(task_insert.values(task), task, connection)
     # Inside a caller's transaction a savepoint keeps a dedupe conflict from breaking it;
     # in autocommit the statement is its own transaction.
     guard = transaction.atomic(using=alias) if connection.in_atomic_block else nullcontext()
-    with guard, connection.cursor() as cursor:
-        cursor.execute(sql, params)
-    job._state.adding, job._state.db = False, alias
-    if task is None:
-        transaction.on_commit(lambda: wake_workers(job_id=job.pk), using=alias, robust=True)
+    with guard, prepared_cursor(using=alias) as cursor:
+        cursor.execute(_enqueue_sql(alias, with_task=payload is not None), params)
+    instance = CrateJob(*job_values)
+    instance._state.adding, instance._state.db = False, alias
+    if payload is None:
+        transaction.on_commit(lambda: wake_workers(job_id=instance.pk), using=alias, robust=True)
+    return instance
+
+
+@functools.cache
+def _enqueue_sql(alias: str, *, with_task: bool) -> str:
+    inserts = [_row_insert(CrateJob, alias).sql, _row_insert(JobEvent, alias).sql]
+    if with_task:
+        inserts.append(_row_insert(_orm_queue_model(), alias).sql)
+    return "WITH " + ", ".join(f"s{i} AS ({sql})" for i, sql in enumerate(inserts)) + " SELECT 1"
+
+
+class _RowInsert:
+    """A one-row INSERT of every concrete column of ``model``, compiled once by the ORM's insert compiler.
+
+    Per call only the given values are adapted; every other column gets its
+    field default, adapted once (callable defaults other than dict/list, and
+    auto_now fields, are evaluated per row).
+    """
+
+    _PER_ROW, _CONSTANT, _NOW = range(3)
+
+    def __init__(self, model, alias: str) -> None:
+        meta = model._meta
+        connection = connections[alias]
+        self.fields = tuple(f for f in meta.local_concrete_fields if f is not meta.auto_field)
+        self.sql = _insert_statement(model(), alias)[0]
+        self.plan = []
+        for f in self.fields:
+            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+                self.plan.append((f, self._NOW, None))
+            elif not f.has_default() or not callable(f.default) or f.default in (dict, list):
+                self.plan.append((f, self._CONSTANT, f.get_db_prep_save(f.get_default(), connection)))
+            else:
+                self.plan.append((f, self._PER_ROW, None))
+
+    def values(self, given: dict) -> list:
+        """Python values of the row in field order: the given ones, else the field defaults."""
+        return [
+            given[f.attname] if f.attname in given else timezone.now() if kind == self._NOW else f.get_default()
+            for f, kind, _constant in self.plan
+        ]
+
+    def params(self, values: list, given: dict, connection) -> list:
+        """The values adapted for the database; defaults that are constants were adapted once."""
+        return [
+            constant if kind == self._CONSTANT and f.attname not in given else f.get_db_prep_save(value, connection)
+            for (f, kind, constant), value in zip(self.plan, values, strict=True)
+        ]
+
+
+@functools.cache
+def _row_insert(model, alias: str) -> _RowInsert:
+    return _RowInsert(model, alias)
 
 
 def _insert_statement(obj, alias: str) -> tuple[str, tuple]:
@@ -365,28 +479,65 @@ def _insert_statement(obj, alias: str) -> tuple[str, tuple]:
     return sql, tuple(params)
 
 
-def _wake_up_row(*, job_id: uuid.UUID, alias: str):
-    """The django-q2 OrmQ row ``async_task`` would write, unsaved; None when the broker is not the ORM on ``alias``."""
-    from django_q.brokers.orm import ORM
-    from django_q.conf import Conf
+def _orm_queue_model():
     from django_q.models import OrmQ
+
+    return OrmQ
+
+
+@functools.cache
+def _capture_broker_class():
+    from django_q.brokers.orm import ORM
+
+    class Capture(ORM):
+        """A broker that keeps the signed task instead of writing it (the caller writes it with the job)."""
+
+        def __init__(self, list_key: str) -> None:  # no connection or cache: nothing is sent
+            self.list_key, self.connection, self.cache, self._info, self.payload = list_key, None, None, None, None
+
+        def enqueue(self, task):
+            self.payload = task
+            return None
+
+    return Capture
+
+
+def _wake_up_payload(*, job_id: uuid.UUID, alias: str) -> tuple[str, str] | None:
+    """(queue key, signed task) of the OrmQ row ``async_task`` would write; None when the broker is not the ORM
+    on ``alias``."""
+    from django_q.conf import Conf
     from django_q.tasks import async_task
 
     if not Conf.ORM or alias != Conf.ORM or Conf.BROKER_CLASS:
         return None
+    capture = _capture_broker_class()(Conf.CLUSTER_NAME)
+    async_task(RUN_JOB_TASK, str(job_id), broker=capture, q_options=dict(WAKE_UP_OPTIONS))
+    return capture.list_key, capture.payload
 
-    class Capture(ORM):
-        @staticmethod
-        def get_connection(list_key: str | None = None):
-            return OrmQ.objects.using(alias)
 
-        def enqueue(self, task):
-            self.row = OrmQ(key=self.list_key or Conf.CLUSTER_NAME, payload=task, lock=timezone.now())
-            return None
+class _PreparingCursor(ServerBindingCursor):
+    """Server-side binding, and every statement prepared once per connection (Django disables auto-prepare)."""
 
-    capture = Capture()
-    async_task(RUN_JOB_TASK, str(job_id), broker=capture)
-    return capture.row
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
+
+
+@contextmanager
+def prepared_cursor(*, using: str) -> Iterator:
+    """A Django cursor (error mapping, query log, execute wrappers) whose statements are prepared statements.
+
+    For the constant SQL of the hot paths (enqueue, status poll): PostgreSQL
+    parses and plans them once per connection and psycopg sends the values in
+    binary instead of quoting them in Python.
+    """
+    connection = connections[using]
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        raw = _PreparingCursor(connection.connection)
+    # What connection.cursor() does after create_cursor(); the public API has no way to choose the cursor class.
+    with connection._prepare_cursor(raw) as cursor:
+        yield cursor
 
 
 def _deduplicated(*, job: CrateJob, options: dict) -> EnqueueResult:

@@ -171,7 +171,7 @@ def check_rust_status(
     failed jobs and how many workers are alive (if none are, queued jobs will not start)."""
     with tool_call("check_rust_status"):
         if job_id:
-            job = _job_info(job_selectors.get_job(job_id=_job_id(job_id)), events=True)
+            job = JobInfo.model_validate(job_selectors.job_status(job_id=_job_id(job_id)))
             return _result(StatusResult(job=job), _job_line(job))
         summary = SystemStatus.model_validate(job_selectors.health_summary())
         text = (

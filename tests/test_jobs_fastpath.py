@@ -1,0 +1,185 @@
+"""The request-path fast paths (raw, prepared SQL) agree with the ORM they replace, and the worker's savings.
+
+- ``selectors.job_status``: one round trip, the exact shape of ``job_as_dict(get_job(...), events=True)``;
+- ``services.enqueue_ingest``: the row the insert plan writes is the row the ORM would write, and the
+  wake-up task is a real django-q2 task that does not save its (worthless) result;
+- ``services.has_due_queued_job`` / ``wake_if_unserved``: the same answer as ``due_queued_jobs()``;
+- a qcluster worker keeps its lock session between jobs, and recovers from a session the server ended.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
+
+from crates.errors import JobNotFound
+from jobs import runner, selectors, services
+from jobs.concurrency import job_is_locked, slots_in_use
+from jobs.models import CrateJob, JobEvent
+
+
+def status_pair(pk) -> tuple[dict, dict]:
+    return selectors.job_status(job_id=pk), selectors.job_as_dict(selectors.get_job(job_id=pk), events=True)
+
+
+@pytest.mark.django_db
+def test_job_status_is_job_as_dict_with_events_in_one_statement(django_assert_num_queries):
+    queued = services.enqueue_ingest(name="Serde-Json", version="1.0.3", force=True, requested_by="mcp").job
+    failed = services.enqueue_ingest(name="tokio", requested_by="api").job
+    now = datetime(2036, 3, 4, 5, 6, 7, 120000, tzinfo=UTC)  # after every event written below
+    CrateJob.objects.filter(pk=failed.pk).update(
+        status="failed", started_at=now - timedelta(seconds=3.456), finished_at=now, error_message="Boom; retry.",
+        error_type="UpstreamUnavailable", attempts=2, worker_id="host:7", items_found=9, items_processed=4,
+        documents=4, chunks=7, embeddings=7, http_requests=3, resolved_version="1.2.3", progress=40,
+        stage="store", stage_message="storing", heartbeat_at=now, cancel_requested_at=now, run_after=now,
+        result={"nested": {"k": [1, 2.5, None]}, "ü": "ß"}, options={"force": False, "extra": [1]},
+    )
+    retried = services.retry_job(job_id=failed.pk, requested_by="cli").job
+    # 60 events: only the latest 50 come back, oldest first; equal timestamps are ordered by id; fractions
+    # with trailing zeros and none at all render as Python renders them.
+    stamps = [now, now, now.replace(microsecond=0), now + timedelta(microseconds=5)]
+    for i in range(60):
+        JobEvent.objects.create(job_id=failed.pk, event_type="progress", message=f"m{i}", data={"i": i})
+    for event, at in zip(JobEvent.objects.filter(job_id=failed.pk).order_by("-id")[:4], stamps, strict=True):
+        JobEvent.objects.filter(pk=event.pk).update(created_at=at)
+
+    for pk in (queued.pk, failed.pk, retried.pk):
+        fast, orm = status_pair(pk)
+        assert fast == orm
+    fast = selectors.job_status(job_id=str(failed.pk))
+    assert len(fast["events"]) == 50 and fast["events"][0]["message"] == "m10"
+    assert [(e["message"], e["at"]) for e in fast["events"][-4:]] == [
+        ("m57", "2036-03-04T05:06:07+00:00"), ("m58", "2036-03-04T05:06:07.120000+00:00"),
+        ("m59", "2036-03-04T05:06:07.120000+00:00"), ("m56", "2036-03-04T05:06:07.120005+00:00")]
+    assert fast["result"] == {"nested": {"k": [1, 2.5, None]}, "ü": "ß"} and fast["duration_s"] == 3.46
+    assert fast["error"] == {"type": "UpstreamUnavailable", "message": "Boom; retry."}
+    assert selectors.job_status(job_id=retried.pk)["retry_of"] == str(failed.pk)
+    with django_assert_num_queries(1):
+        selectors.job_status(job_id=failed.pk)
+
+
+@pytest.mark.django_db
+def test_job_status_of_a_removal_and_of_a_running_job():
+    from crates.models import Crate
+
+    Crate.objects.create(name="anyhow")
+    removal = services.enqueue_removal(name="anyhow", requested_by="admin").job
+    fast, orm = status_pair(removal.pk)
+    assert fast == orm and fast["version"] is None and fast["operation"] == "remove"
+    running = services.enqueue_ingest(name="semver", requested_by="api").job
+    CrateJob.objects.filter(pk=running.pk).update(status="running", started_at=timezone.now() - timedelta(seconds=5))
+    fast, orm = status_pair(running.pk)
+    # Unfinished: the duration runs on the clock, so only it may differ between the two reads.
+    assert 5 <= fast.pop("duration_s") <= orm.pop("duration_s") + 1 and fast == orm
+
+
+@pytest.mark.django_db
+def test_job_status_of_an_unknown_or_malformed_id_is_job_not_found():
+    with pytest.raises(JobNotFound, match="finished jobs are kept"):
+        selectors.job_status(job_id=uuid.uuid4())
+    with pytest.raises(JobNotFound, match="not a job id"):
+        selectors.job_status(job_id="nope")
+
+
+@pytest.mark.django_db
+def test_enqueue_writes_what_the_orm_would_write_and_a_task_that_saves_no_result():
+    before = timezone.now()
+    result = services.enqueue_ingest(name="Serde-Json", requested_by="api")
+    returned = result.job
+    stored = CrateJob.objects.get(pk=returned.pk)
+    reference = CrateJob(crate_name="Serde-Json", normalized_name="serde_json", requested_version="latest",
+                         options={"force": False}, requested_by="api")
+    for field in CrateJob._meta.concrete_fields:
+        if field.attname in ("id", "created_at"):
+            continue
+        assert getattr(stored, field.attname) == getattr(reference, field.attname), field.name
+        assert getattr(returned, field.attname) == getattr(stored, field.attname), field.name
+    assert before <= stored.created_at == returned.created_at <= timezone.now()
+    assert not returned._state.adding and returned.is_finished is False
+    (event,) = JobEvent.objects.filter(job_id=stored.pk)
+    assert (event.event_type, event.data, event.created_at) == ("created", {"requested_by": "api"}, stored.created_at)
+    (row,) = OrmQ.objects.all()
+    task = SignedPackage.loads(row.payload)
+    assert (task["func"], task["args"], task["save"]) == ("jobs.tasks.run_job", (str(stored.pk),), False)
+    assert row.key == "ferrodex" and row.lock <= timezone.now()
+
+
+@pytest.mark.django_db
+def test_a_dedupe_conflict_inside_a_callers_transaction_leaves_it_usable():
+    with transaction.atomic():
+        first = services.enqueue_ingest(name="itoa", requested_by="api")
+        again = services.enqueue_ingest(name="ITOA", requested_by="cli")
+        assert again.deduplicated and again.job.pk == first.job.pk
+        assert CrateJob.objects.count() == 1  # the transaction still works after the conflict
+    assert OrmQ.objects.count() == 1 and JobEvent.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_due_check_and_wake_agree_with_the_orm_queryset():
+    def agree() -> bool:
+        fast = services.has_due_queued_job()
+        assert fast == services.due_queued_jobs().exists()
+        return fast
+
+    assert not agree()
+    from crates.models import Crate
+
+    Crate.objects.create(name="log")
+    ingest = services.enqueue_ingest(name="later", requested_by="api").job
+    CrateJob.objects.filter(pk=ingest.pk).update(run_after=timezone.now() + timedelta(minutes=5))
+    assert not agree()  # backing off
+    removal = services.enqueue_removal(name="log", requested_by="api").job
+    blocked = services.enqueue_ingest(name="log", requested_by="api").job
+    CrateJob.objects.filter(pk=removal.pk).update(status="running")
+    assert not agree()  # the ingest waits for the earlier removal
+    CrateJob.objects.filter(pk=removal.pk).update(status="complete", finished_at=timezone.now())
+    assert agree()
+
+    # A token already waiting serves it: no second one. Without one, exactly one is sent.
+    assert OrmQ.objects.count() == 3 and services.wake_if_unserved() is False and OrmQ.objects.count() == 3
+    OrmQ.objects.all().delete()
+    assert services.wake_if_unserved() is True and OrmQ.objects.count() == 1
+    CrateJob.objects.filter(pk=blocked.pk).update(status="cancelled", finished_at=timezone.now())
+    OrmQ.objects.all().delete()
+    assert services.wake_if_unserved() is False and not OrmQ.objects.exists()
+
+
+@pytest.fixture
+def worker_lock_sessions(monkeypatch):
+    monkeypatch.setattr(runner, "_reuse_lock_session", True)
+    yield
+    idle = runner._idle_lock_session
+    runner._idle_lock_session = None
+    if idle is not None:
+        idle.close()  # an open session would keep the test database from being dropped
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_keeps_its_lock_session_between_jobs_and_replaces_a_dead_one(settings, worker_lock_sessions):
+    settings.FERRODEX_INGEST_FUNCTION = "tests.pipelines.slow_ingest"
+    first = services.enqueue_ingest(name="job-n5-b5-d0-one", requested_by="cli").job
+    second = services.enqueue_ingest(name="job-n5-b5-d0-two", requested_by="cli").job
+    third = services.enqueue_ingest(name="job-n5-b5-d0-three", requested_by="cli").job
+
+    assert runner.run_next_job() == "complete"
+    session = runner._idle_lock_session
+    backend = session.conn.info.backend_pid
+    assert slots_in_use() == 0 and not job_is_locked(first.pk)  # the session stays, its locks do not
+
+    assert runner.run_next_job() == "complete"
+    assert runner._idle_lock_session is session and session.conn.info.backend_pid == backend
+    assert slots_in_use() == 0 and not job_is_locked(second.pk)
+
+    # The server ends the idle session (idle_session_timeout, a restart): the next job opens a new one.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [backend])
+    assert runner.run_next_job() == "complete"
+    assert runner._idle_lock_session is not session and runner._idle_lock_session.conn.info.backend_pid != backend
+    assert set(CrateJob.objects.values_list("status", flat=True)) == {"complete"}
+    assert CrateJob.objects.get(pk=third.pk).attempts == 1
