@@ -131,6 +131,59 @@ def test_transient_failure_keeps_building_release_and_resume_skips_committed_bat
     assert Document.objects.filter(release=building).count() == checkpoint["items_total"]
 
 
+def _stored(release_id: int) -> list[tuple]:
+    return list(
+        Chunk.objects.filter(release_id=release_id)
+        .order_by("document__path", "ordinal")
+        .values_list("document__path", "ordinal", "text", "content_hash")
+    )
+
+
+def test_embed_first_mode_stores_the_same_release_and_embeds_every_chunk_once(monkeypatch, settings):
+    from crates.pipeline.embed import get_embedder
+
+    settings.INGEST_OVERLAP_STORE = "on"
+    overlapped = _ingest()
+    reference = _stored(overlapped.release_id)
+    Crate.objects.all().delete()
+    from crates.models import EmbeddingCache
+
+    EmbeddingCache.objects.all().delete()
+
+    settings.INGEST_OVERLAP_STORE = "off"
+    monkeypatch.setattr(ingest, "EMBED_GROUP_CHUNKS", 8)  # many model calls, many batches
+    monkeypatch.setattr(ingest, "batch_size_for", lambda total: 4)
+    embedder = get_embedder()
+    sent: list[str] = []
+    real_embed = embedder.embed
+    monkeypatch.setattr(embedder, "embed", lambda texts: (sent.extend(texts), real_embed(texts))[1])
+    stored_while_embedding: list[int] = []
+    real_store_batch = store.store_batch
+
+    def store_batch(**kwargs):
+        stored_while_embedding.append(len(sent))
+        return real_store_batch(**kwargs)
+
+    monkeypatch.setattr(store, "store_batch", store_batch)
+    progress = Recorder()
+    result = run_ingest(name="ferro-fixture", progress=progress, json_file=FIXTURE_JSON)
+    assert _stored(result.release_id) == reference
+    assert len(sent) == len(set(sent)) == len(reference)  # each chunk through the model once
+    assert stored_while_embedding and min(stored_while_embedding) == len(sent)  # storing began after the model
+    assert progress.percents == sorted(progress.percents) and progress.percents[-1] == 100
+
+
+def test_overlap_mode_follows_where_the_model_runs(settings):
+    from crates.pipeline.embedders.hashing import HashEmbedder
+    from crates.pipeline.embedders.local import LocalEmbedder
+
+    settings.INGEST_OVERLAP_STORE = "auto"
+    assert ingest.overlap_store(HashEmbedder(count_tokens=len)) is True
+    assert ingest.overlap_store(LocalEmbedder()) is False  # not loaded: the flag is on the class setup
+    settings.INGEST_OVERLAP_STORE = "on"
+    assert ingest.overlap_store(LocalEmbedder()) is True
+
+
 def test_store_batch_is_idempotent_when_a_batch_is_retried():
     crate = Crate.objects.create(name="dup")
     release = CrateRelease.objects.create(crate=crate, version="1.0.0", docs_source="rustdoc-json")

@@ -283,9 +283,15 @@ def _write_batches(
 
     from crates.pipeline.embed import embed_cached
 
+    store_from = 20
+    if not overlap_store(embedder):
+        # Vectors go to the embedding cache (committed per group, so a resumed job does not
+        # embed them again); the storing pass below then finds every one of them there.
+        _embed_only(pending=pending, batch=batch, embedder=embedder, progress=progress, result=result)
+        store_from = EMBED_FIRST_STORE_PERCENT
     writer = _BatchWriter(release=release, package=source.resolved.name, local=source.local, result=result,
                           progress=progress, total=total, threads=settings.INGEST_WRITERS,
-                          save_checkpoint=save_checkpoint)
+                          save_checkpoint=save_checkpoint, percent_from=store_from)
     writer.start()
     try:
         for group in _groups(pending, batch, embedder):
@@ -304,6 +310,36 @@ def _write_batches(
         writer.stop()
 
 
+# With the model first, embedding is 20-85% of the progress bar and storing 85-98%.
+EMBED_FIRST_STORE_PERCENT = 85
+
+
+def overlap_store(embedder) -> bool:
+    """Whether batches are stored while the model embeds (settings.INGEST_OVERLAP_STORE)."""
+    from django.conf import settings
+
+    mode = getattr(settings, "INGEST_OVERLAP_STORE", "auto")
+    if mode in ("on", "true", "1", "yes"):
+        return True
+    if mode in ("off", "false", "0", "no"):
+        return False
+    return not getattr(embedder, "uses_local_cpu", False)
+
+
+def _embed_only(*, pending, batch, embedder, progress: Progress, result: IngestResult) -> None:
+    from crates.pipeline.embed import embed_cached
+
+    done, total = 0, len(pending)
+    for group in _groups(pending, batch, embedder):
+        progress.check_cancelled()
+        texts = {c.content_hash: c.text for current in group for _item, chunks in current for c in chunks}
+        _vectors, sent = embed_cached(embedder=embedder, texts=texts)
+        result.embedded_new += sent
+        done += sum(len(current) for current in group)
+        progress.update(percent=20 + (EMBED_FIRST_STORE_PERCENT - 20) * done / max(1, total),
+                        message=f"embedded {done}/{total} items")
+
+
 class _BatchWriter:
     """Stores batches on threads (and database connections) of their own.
 
@@ -311,8 +347,11 @@ class _BatchWriter:
     HNSW index inserts, which dominate the database's share, use every core.
     """
 
-    def __init__(self, *, release, package, local, result, progress, total, threads: int, save_checkpoint) -> None:
+    def __init__(
+        self, *, release, package, local, result, progress, total, threads: int, save_checkpoint, percent_from: int = 20
+    ) -> None:
         self.release, self.package, self.local = release, package, local
+        self.percent_from = percent_from
         self.save_checkpoint = save_checkpoint
         self.result, self.progress, self.total = result, progress, total
         self.queue: queue.Queue = queue.Queue(maxsize=4 * max(1, threads))
@@ -385,5 +424,6 @@ class _BatchWriter:
             processed = min(self.total, r.items_skipped_by_checkpoint + r.items_processed)
             counters = dict(items_processed=processed, documents=r.documents, chunks=r.chunks,
                             embeddings=r.embeddings)
-        self.progress.update(percent=20 + 78 * processed / max(1, self.total),
+        span = 98 - self.percent_from
+        self.progress.update(percent=self.percent_from + span * processed / max(1, self.total),
                              message=f"stored {processed}/{self.total} items", **counters)

@@ -53,6 +53,8 @@ class LocalEmbedder:
     ) -> None:
         self.model_dir = Path(model_dir) if model_dir else bundled_model_dir()
         self.model_name = MODEL_NAME
+        # The model takes every core while it runs (see INGEST_OVERLAP_STORE).
+        self.uses_local_cpu = True
         self.dimension = self._configured_dimension()
         self.max_seq_length = self._configured_max_seq_length()
         limit = max_tokens if max_tokens is not None else settings.EMBEDDING_MAX_TOKENS
