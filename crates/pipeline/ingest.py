@@ -22,6 +22,14 @@ from crates.errors import Cancelled, FerrodexError
 from crates.models import CrateRelease
 from crates.names import normalize_crate_name, validate_crate_name, validate_version
 from crates.pipeline import store
+from crates.pipeline.archive import read_zip_pages
+from crates.pipeline.chunk import chunk_item
+from crates.pipeline.embed import check_embedder_dimension, embed_cached, get_embedder
+from crates.pipeline.fetch import decode_json_body, fetch_docs, load_cached_artifact, save_artifact
+from crates.pipeline.http import HttpClient
+from crates.pipeline.parse_html import parse_html_pages, read_doc_dir
+from crates.pipeline.parse_json import parse_rustdoc_json
+from crates.pipeline.resolve import resolve_release
 from crates.pipeline.types import Artifact, ParsedCrate, ParsedItem, Progress, ResolvedRelease
 
 logger = logging.getLogger(__name__)
@@ -66,7 +74,6 @@ def run_ingest(
     json_file: Path | None = None,
     doc_dir: Path | None = None,
 ) -> IngestResult:
-    from crates.pipeline.embed import check_embedder_dimension, get_embedder
 
     embedder = get_embedder()
     check_embedder_dimension(embedder=embedder)
@@ -104,9 +111,6 @@ def _local_source(
 ) -> _Source:
     from django.conf import settings
 
-    from crates.pipeline.fetch import decode_json_body
-    from crates.pipeline.parse_html import parse_html_pages, read_doc_dir
-    from crates.pipeline.parse_json import parse_rustdoc_json
 
     progress.stage("parse", "parsing local documentation", 15)
     requested = None if version in ("", "latest") else validate_version(version)
@@ -127,9 +131,6 @@ def _local_source(
 
 
 def _remote_source(*, name: str, version: str, force: bool, progress: Progress, checkpoint: dict) -> _Source:
-    from crates.pipeline.fetch import fetch_docs, load_cached_artifact, save_artifact
-    from crates.pipeline.http import HttpClient
-    from crates.pipeline.resolve import resolve_release
 
     name = validate_crate_name(name)
     version = validate_version(version)
@@ -174,9 +175,6 @@ def _active_release(*, name: str, version: str) -> CrateRelease | None:
 def _parse_artifact(*, artifact: Artifact, version: str, progress: Progress) -> ParsedCrate:
     from django.conf import settings
 
-    from crates.pipeline.archive import read_zip_pages
-    from crates.pipeline.parse_html import parse_html_pages
-    from crates.pipeline.parse_json import parse_rustdoc_json
 
     progress.stage("parse", "parsing documentation", 15)
     if artifact.kind == "json":
@@ -257,7 +255,6 @@ def _resume_or_create_release(*, source: _Source, embedder, checkpoint: dict, jo
 
 def _groups(pending: list[ParsedItem], batch: int, embedder) -> Iterator[list[list[tuple[ParsedItem, list]]]]:
     """Yield groups of batches, chunked, with enough chunks for full model batches."""
-    from crates.pipeline.chunk import chunk_item
 
     group: list[list[tuple[ParsedItem, list]]] = []
     chunk_total = 0
@@ -281,7 +278,6 @@ def _write_batches(
 ) -> None:
     from django.conf import settings
 
-    from crates.pipeline.embed import embed_cached
 
     store_from = 20
     if not overlap_store(embedder):
@@ -327,7 +323,6 @@ def overlap_store(embedder) -> bool:
 
 
 def _embed_only(*, pending, batch, embedder, progress: Progress, result: IngestResult) -> None:
-    from crates.pipeline.embed import embed_cached
 
     done, total = 0, len(pending)
     for group in _groups(pending, batch, embedder):
