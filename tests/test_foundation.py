@@ -111,3 +111,36 @@ def test_job_events_are_deleted_with_their_job():
     JobEvent.objects.create(job=job, event_type="created")
     job.delete()
     assert JobEvent.objects.count() == 0
+
+
+def test_embedded_server_tuning_is_sized_from_memory_and_overridable(tmp_path, monkeypatch):
+    from config import embedded_db
+
+    small = embedded_db.tuning(memory_bytes=2 << 30)
+    big = embedded_db.tuning(memory_bytes=64 << 30)
+    assert small["shared_buffers"] == "512MB" and big["shared_buffers"] == "4096MB"
+    assert big["maintenance_work_mem"] == "2048MB" and big["jit"] == "off"
+    monkeypatch.setenv("EMBEDDED_PG_SHARED_BUFFERS", "256MB")
+    assert embedded_db.tuning(memory_bytes=64 << 30)["shared_buffers"] == "256MB"
+
+    (tmp_path / "postgresql.conf").write_text("max_connections = 100\n")
+    embedded_db.write_tuning(tmp_path)
+    embedded_db.write_tuning(tmp_path)  # every start: the include is added once
+    conf = (tmp_path / "postgresql.conf").read_text()
+    assert conf.count(embedded_db.INCLUDE_LINE) == 1
+    assert "shared_buffers = '256MB'" in (tmp_path / embedded_db.TUNING_FILE).read_text()
+
+
+@pytest.mark.django_db
+def test_the_running_embedded_server_uses_the_tuning():
+    import os
+
+    from django.db import connection
+
+    if os.environ.get("DATABASE_URL"):
+        pytest.skip("DATABASE_URL points at an external server: its tuning is the operator's")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
+        cursor.execute("SHOW hnsw.iterative_scan")
+        assert cursor.fetchone()[0] == "relaxed_order"  # per-connection search settings (crates.apps)
