@@ -130,16 +130,22 @@ def main() -> None:
                     raise SystemExit(f"ingest of {crate['name']} with {provider} failed")
                 row = json.loads(out.stdout.strip().splitlines()[-1])
                 row["source"] = "json" if crate["json_available"] else "html"
+                # The replica's own count of rustdoc items (impl blocks, trait-impl methods, `use` items
+                # included), for the JSON crates; "items" above is what Ferrodex stores as documents.
+                row["rustdoc_items"] = crate.get("items")
                 _derive(row)
                 rows.append(row)
                 print(f"  {provider:5} {crate['name']:10} {row['seconds']:.2f}s", file=sys.stderr)
     print_table(rows, ["crate", "source", "provider", "items", "chunks", "requests", "seconds", "items_per_s",
+                       "rustdoc_items_per_s",
                        "chunks_per_s", "model_only_s", "overhead", "peak_rss_mb", "stage_s"])
     write_results("ingest", {"rows": rows, "targets": _targets(rows)})
 
 
 def _derive(row: dict) -> None:
     row["items_per_s"] = row["items"] / row["seconds"] if row["seconds"] else 0.0
+    rustdoc_items = row.get("rustdoc_items")
+    row["rustdoc_items_per_s"] = rustdoc_items / row["seconds"] if rustdoc_items and row["seconds"] else None
     row["chunks_per_s"] = row["chunks"] / row["seconds"] if row["seconds"] else 0.0
     row["model_only_s"] = row.get("model_only_seconds")
     if row.get("model_only_seconds"):
@@ -153,6 +159,7 @@ def _targets(rows: list[dict]) -> dict:
     largest = max(hashed, key=lambda r: r["items"], default=None)
     return {
         "largest_crate_items_per_s_no_model": largest and largest["items_per_s"],
+        "largest_crate_rustdoc_items_per_s_no_model": largest and largest.get("rustdoc_items_per_s"),
         "max_overhead_over_model": max((r["overhead"] for r in local if r.get("overhead")), default=None),
         "max_requests_json": max((r["requests"] for r in rows if r["source"] == "json"), default=None),
         "max_requests_html": max((r["requests"] for r in rows if r["source"] == "html"), default=None),

@@ -14,7 +14,8 @@ mechanics, not ingestion). Then, through the service layer (jobs.services / jobs
 - kill -9 of the worker running a job until the job is ``running`` again on another worker,
   for each ``--stale`` value of JOB_HEARTBEAT_STALE_SECONDS (60 is the default).
 
-    .venv/bin/python bench/jobs.py [--requests 600] [--threads 16] [--processes 2] [--cancels 5] [--kills 2] [--stale 60,10]
+    .venv/bin/python bench/jobs.py [--requests 600] [--threads 16] [--processes 2] [--cancels 5] [--kills 2]
+                                   [--stale 60,10]
 """
 
 from __future__ import annotations
