@@ -19,6 +19,7 @@ thus meets the lexemes of a chunk that mentions ``HashMap::with_capacity``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Callable
@@ -138,7 +139,13 @@ def _safe(word: str) -> bool:
 
 
 def _token_groups(query: str) -> list[list[str]]:
-    groups: list[list[str]] = []
+    # One search tokenizes its query for four tsqueries and the stems: remember the last few.
+    return [list(group) for group in _cached_token_groups(query)]
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_token_groups(query: str) -> tuple[tuple[str, ...], ...]:
+    groups: list[tuple[str, ...]] = []
     tokens = _WORD_RE.findall(clean_query(query))[:MAX_QUERY_WORDS]
     for token in tokens:
         for segment in token.split("::"):
@@ -146,8 +153,8 @@ def _token_groups(query: str) -> list[list[str]]:
             if not words:
                 continue
             alternatives = ["".join(words), *words] if len(words) > 1 else words
-            groups.append(list(dict.fromkeys(alternatives)))
-    return groups
+            groups.append(tuple(dict.fromkeys(alternatives)))
+    return tuple(groups)
 
 
 def query_word_groups(query: str) -> list[list[str]]:

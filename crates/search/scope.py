@@ -9,7 +9,7 @@ shadow a newer one, which ordering by ``ingested_at`` would do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import connection
 
@@ -35,6 +35,12 @@ class ReleaseInfo:
 class Scope:
     releases: tuple[ReleaseInfo, ...]
     kinds: tuple[str, ...] | None
+    # The release ids as one bigint[] literal, built once: every signal's SQL takes it.
+    id_array: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.id_array:
+            object.__setattr__(self, "id_array", "{" + ",".join(str(int(r.id)) for r in self.releases) + "}")
 
     @property
     def release_ids(self) -> list[int]:
@@ -60,6 +66,8 @@ _RELEASES_SQL = (
 # Visible releases of every crate by database, under the catalog stamp they were read with
 # (migration crates 0004): a search re-reads them only after a change.
 _visible_cache: dict[str, tuple[int, list[ReleaseInfo]]] = {}
+# The default scope (newest release of every crate), by database, under the same stamp.
+_newest_cache: dict[str, tuple[int, Scope]] = {}
 
 
 def _active_releases(*, crate_id: int | None = None) -> list[ReleaseInfo]:
@@ -166,7 +174,12 @@ def search_scope(*, crate: str | None, version: str | None, kinds: list[str] | N
         return Scope(releases=(release_for(crate=str(crate), version=version),), kinds=cleaned_kinds)
     releases = _active_releases()
     if version and version != "latest":
-        chosen = [r for r in releases if r.version == version]
-    else:
-        chosen = newest_per_crate(releases)
-    return Scope(releases=tuple(chosen), kinds=cleaned_kinds)
+        return Scope(releases=tuple(r for r in releases if r.version == version), kinds=cleaned_kinds)
+    key = str(connection.settings_dict.get("NAME"))
+    stamp = _visible_cache.get(key, (None,))[0]
+    cached = _newest_cache.get(key)
+    if cached is None or cached[0] != stamp or stamp is None:
+        cached = (stamp, Scope(releases=tuple(newest_per_crate(releases)), kinds=None))
+        _newest_cache[key] = cached
+    scope = cached[1]
+    return scope if cleaned_kinds is None else Scope(scope.releases, cleaned_kinds, scope.id_array)

@@ -86,7 +86,7 @@ def vector_ranking(*, scope: Scope, vector: list[float], depth: int, release_ids
         return []
     params: dict = {
         "vec": "[" + ",".join(f"{x:.7g}" for x in vector) + "]",
-        "releases": _id_array(release_ids),
+        "releases": scope.id_array if len(release_ids) == len(scope.releases) else _id_array(release_ids),
         "depth": depth,
     }
     kind_filter = ""
@@ -196,7 +196,7 @@ def keyword_ranking(*, scope: Scope, text: str, depth: int) -> list[Ranked]:
         "any": pick_any,
         "all": pick_all,
         "pairs": pick_pairs,
-        "releases": _id_array(scope.release_ids),
+        "releases": scope.id_array,
         "depth": depth,
         "cap": KEYWORD_CANDIDATES,
     }
@@ -235,7 +235,7 @@ def _like_escape(text: str) -> str:
 
 
 def _path_rows(*, scope: Scope, probe: PathProbe, depth: int) -> list[tuple]:
-    params: dict = {"releases": _id_array(scope.release_ids), "tail": probe.lowered, "depth": depth}
+    params: dict = {"releases": scope.id_array, "tail": probe.lowered, "depth": depth}
     kind_filter = _kind_clause(scope, "d.kind", params)
     if probe.root:
         params["root"] = _like_escape(probe.root) + "::%"
@@ -256,12 +256,11 @@ def _path_rows(*, scope: Scope, probe: PathProbe, depth: int) -> list[tuple]:
             queries.append(
                 select + where + " AND lower(d.name) LIKE %(contains)s ORDER BY length(d.name), d.path LIMIT %(depth)s"
             )
-    rows: list[tuple] = []
+    # One round trip; each part keeps its own limit. The order of rows does not matter: path_ranking
+    # sorts them by match tier.
     with connection.cursor() as cursor:
-        for sql in queries:
-            cursor.execute(sql, params)
-            rows.extend(cursor.fetchall())
-    return rows
+        cursor.execute(" UNION ALL ".join(f"({q})" for q in queries), params)
+        return cursor.fetchall()
 
 
 def _tier(*, probe: PathProbe, path: str, aliases: object) -> tuple[int, bool]:
