@@ -62,28 +62,37 @@ def child(crate: str, version: str, provider: str) -> dict:
 
     django.setup()
     from crates.errors import CrateNotFound
-    from crates.models import EmbeddingCache
+    from crates.models import EmbeddingCache, FetchedArtifact
     from crates.pipeline.embed import get_embedder
     from crates.pipeline.ingest import run_ingest
     from crates.services import remove_crate
 
     embedder = get_embedder()
-    EmbeddingCache.objects.filter(model=embedder.model_name).delete()
-    with contextlib.suppress(CrateNotFound):
-        remove_crate(name=crate)
     if provider == "local":
         embedder.embed(["warm-up"])  # model load is not part of the pipeline's time
-    progress = TimingProgress()
-    start = time.perf_counter()
-    result = run_ingest(name=crate, version=version, force=True, progress=progress)
-    total = time.perf_counter() - start
+    # With the model, the pipeline runs twice and the best run counts, as the model alone does
+    # below: on a shared VM one sample of either drifts by 10%, which decides a 1.15x verdict.
+    runs = []
+    for _ in range(2 if provider == "local" else 1):
+        EmbeddingCache.objects.filter(model=embedder.model_name).delete()
+        FetchedArtifact.objects.all().delete()  # every run downloads, like the first
+        with contextlib.suppress(CrateNotFound):
+            remove_crate(name=crate)
+        progress = TimingProgress()
+        start = time.perf_counter()
+        result = run_ingest(name=crate, version=version, force=True, progress=progress)
+        total = time.perf_counter() - start
+        runs.append((total, progress, start, result))
+    total, progress, start, result = min(runs, key=lambda run: run[0])
     row = {
         "crate": crate, "provider": provider, "items": progress.counters.get("items_found", 0),
         "documents": result.documents, "chunks": result.chunks, "requests": result.http_requests,
         "seconds": total, "stages": progress.durations(start + total),
+        "all_runs_seconds": [round(run[0], 3) for run in runs],
     }
     if provider == "local":
-        row["model_only_seconds"] = _model_alone(embedder=embedder, release_id=result.release_id)
+        # The last run's release is the one still stored; every run made the same chunks.
+        row["model_only_seconds"] = _model_alone(embedder=embedder, release_id=runs[-1][3].release_id)
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return row
 

@@ -283,7 +283,7 @@ def _write_batches(
     if not overlap_store(embedder):
         # Vectors go to the embedding cache (committed per group, so a resumed job does not
         # embed them again); the storing pass below then finds every one of them there.
-        _embed_only(pending=pending, batch=batch, embedder=embedder, progress=progress, result=result)
+        _embed_only(pending=pending, embedder=embedder, progress=progress, result=result)
         store_from = EMBED_FIRST_STORE_PERCENT
     writer = _BatchWriter(release=release, package=source.resolved.name, local=source.local, result=result,
                           progress=progress, total=total, threads=settings.INGEST_WRITERS,
@@ -322,17 +322,31 @@ def overlap_store(embedder) -> bool:
     return not getattr(embedder, "uses_local_cpu", False)
 
 
-def _embed_only(*, pending, batch, embedder, progress: Progress, result: IngestResult) -> None:
+# Items chunked at a time by the embed-first pass; bounds the chunk texts held in memory.
+EMBED_WINDOW_ITEMS = 4096
 
-    done, total = 0, len(pending)
-    for group in _groups(pending, batch, embedder):
-        progress.check_cancelled()
-        texts = {c.content_hash: c.text for current in group for _item, chunks in current for c in chunks}
-        _vectors, sent = embed_cached(embedder=embedder, texts=texts)
-        result.embedded_new += sent
-        done += sum(len(current) for current in group)
-        progress.update(percent=20 + (EMBED_FIRST_STORE_PERCENT - 20) * done / max(1, total),
-                        message=f"embedded {done}/{total} items")
+
+def _embed_only(*, pending, embedder, progress: Progress, result: IngestResult) -> None:
+    """Embed every chunk of ``pending`` into the cache, shortest texts first.
+
+    Length-sorted groups waste no padding in the model's batches; order does not matter here
+    because nothing is stored yet.
+    """
+    total = len(pending)
+    for start in range(0, total, EMBED_WINDOW_ITEMS):
+        window = pending[start : start + EMBED_WINDOW_ITEMS]
+        texts: dict[str, str] = {}
+        for item in window:
+            for c in chunk_item(item, max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens):
+                texts.setdefault(c.content_hash, c.text)
+        ordered = sorted(texts.items(), key=lambda pair: len(pair[1]))
+        for index in range(0, len(ordered), EMBED_GROUP_CHUNKS):
+            progress.check_cancelled()
+            _vectors, sent = embed_cached(embedder=embedder, texts=dict(ordered[index : index + EMBED_GROUP_CHUNKS]))
+            result.embedded_new += sent
+            embedded = start + len(window) * min(1.0, (index + EMBED_GROUP_CHUNKS) / max(1, len(ordered)))
+            progress.update(percent=20 + (EMBED_FIRST_STORE_PERCENT - 20) * embedded / max(1, total),
+                            message=f"embedded {int(embedded)}/{total} items")
 
 
 class _BatchWriter:
