@@ -98,20 +98,21 @@ def vector_ranking(*, scope: Scope, vector: list[float], depth: int, release_ids
         params["kinds"] = list(scope.kinds)
     wanted = set(release_ids)
     in_scope = sum(r.chunk_count for r in scope.releases if r.id in wanted)
-    # A crate or two: computing every distance is cheap and exact, while an HNSW scan filtered
-    # down to 0.1% of a big table could stop (max_scan_tuples) before `depth` rows. Ordering by
-    # an expression the index does not match ("+ 0") keeps the planner off HNSW.
-    order = "c.embedding <=> %(vec)s::vector"
+    scan = (
+        "SELECT c.id, c.document_id, c.embedding <=> %(vec)s::vector AS distance FROM crates_chunk c"
+        " WHERE c.release_id = ANY(%(releases)s::bigint[]) AND c.embedding IS NOT NULL" + kind_filter
+    )
     if in_scope <= EXACT_SCAN_MAX_CHUNKS:
-        order = f"({order}) + 0"
+        # A crate or two: computing every distance is cheap and exact, while an HNSW scan filtered
+        # down to 0.1% of a big table could stop (max_scan_tuples) before `depth` rows. The OFFSET 0
+        # fence keeps the planner off HNSW and computes each distance once (each reads the
+        # vector from TOAST).
+        nearest = f"SELECT * FROM ({scan} OFFSET 0) s ORDER BY distance LIMIT %(depth)s"
+    else:
+        nearest = scan + " ORDER BY c.embedding <=> %(vec)s::vector LIMIT %(depth)s"
     sql = (
-        "WITH nearest AS MATERIALIZED ("
-        " SELECT c.id, c.document_id, c.embedding <=> %(vec)s::vector AS distance"
-        " FROM crates_chunk c"
-        " WHERE c.release_id = ANY(%(releases)s::bigint[]) AND c.embedding IS NOT NULL"
-        + kind_filter
-        + f" ORDER BY {order} LIMIT %(depth)s"
-        ") SELECT id, document_id, 1 - distance FROM nearest ORDER BY distance, id"
+        f"WITH nearest AS MATERIALIZED ({nearest})"
+        " SELECT id, document_id, 1 - distance FROM nearest ORDER BY distance, id"
     )
     with connection.cursor() as cursor:
         if depth > EF_SEARCH:
