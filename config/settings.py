@@ -145,7 +145,7 @@ EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0)
 INGEST_WRITERS = env_int("INGEST_WRITERS", 2)
 # Store while the model embeds ("on"), or embed everything first ("off"); "auto" embeds first when
 # the model runs on this machine's CPU: there storing competes with the model for the same cores and
-# slowed it more (tokio: +9 s) than storing afterwards costs (+2 s); a remote model overlaps.
+# slowed it more (tokio: ~5 s) than storing afterwards costs (~3 s); a remote model overlaps.
 INGEST_OVERLAP_STORE = os.environ.get("INGEST_OVERLAP_STORE", "auto").strip().lower()
 
 # --- Jobs -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
+from django.conf import settings
 from django.db import connection
 
 from crates.errors import Cancelled, FerrodexError
@@ -74,7 +75,6 @@ def run_ingest(
     json_file: Path | None = None,
     doc_dir: Path | None = None,
 ) -> IngestResult:
-
     embedder = get_embedder()
     check_embedder_dimension(embedder=embedder)
     checkpoint = dict(checkpoint or {})
@@ -109,9 +109,6 @@ class _Source:
 def _local_source(
     *, name: str, version: str, json_file: Path | None, doc_dir: Path | None, progress: Progress
 ) -> _Source:
-    from django.conf import settings
-
-
     progress.stage("parse", "parsing local documentation", 15)
     requested = None if version in ("", "latest") else validate_version(version)
     if json_file is not None:
@@ -131,7 +128,6 @@ def _local_source(
 
 
 def _remote_source(*, name: str, version: str, force: bool, progress: Progress, checkpoint: dict) -> _Source:
-
     name = validate_crate_name(name)
     version = validate_version(version)
     client = HttpClient(on_request=lambda: progress.update(http_requests=client.request_count))
@@ -173,9 +169,6 @@ def _active_release(*, name: str, version: str) -> CrateRelease | None:
 
 
 def _parse_artifact(*, artifact: Artifact, version: str, progress: Progress) -> ParsedCrate:
-    from django.conf import settings
-
-
     progress.stage("parse", "parsing documentation", 15)
     if artifact.kind == "json":
         return parse_rustdoc_json(artifact.body, version=version)
@@ -255,7 +248,6 @@ def _resume_or_create_release(*, source: _Source, embedder, checkpoint: dict, jo
 
 def _groups(pending: list[ParsedItem], batch: int, embedder) -> Iterator[list[list[tuple[ParsedItem, list]]]]:
     """Yield groups of batches, chunked, with enough chunks for full model batches."""
-
     group: list[list[tuple[ParsedItem, list]]] = []
     chunk_total = 0
     for index in range(0, len(pending), batch):
@@ -276,9 +268,6 @@ def _write_batches(
     *, release, pending, batch, embedder, source: _Source, progress: Progress, result: IngestResult, total: int,
     save_checkpoint: Callable[[], None],
 ) -> None:
-    from django.conf import settings
-
-
     store_from = 20
     if not overlap_store(embedder):
         # Vectors go to the embedding cache (committed per group, so a resumed job does not
@@ -312,8 +301,6 @@ EMBED_FIRST_STORE_PERCENT = 85
 
 def overlap_store(embedder) -> bool:
     """Whether batches are stored while the model embeds (settings.INGEST_OVERLAP_STORE)."""
-    from django.conf import settings
-
     mode = getattr(settings, "INGEST_OVERLAP_STORE", "auto")
     if mode in ("on", "true", "1", "yes"):
         return True

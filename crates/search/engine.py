@@ -10,7 +10,7 @@ from django.db import connection
 from crates.errors import InvalidInput
 from crates.search.embedding import embed_query
 from crates.search.query import parse_query
-from crates.search.scope import Scope, search_scope
+from crates.search.scope import Scope, id_array, search_scope
 from crates.search.signals import Ranked, keyword_ranking, path_ranking, vector_ranking
 
 logger = logging.getLogger(__name__)
@@ -154,17 +154,17 @@ def _documents(ids: set[int]) -> dict[int, _DocRow]:
         cursor.execute(
             "SELECT id, release_id, path, kind, parent_path, signature, url FROM crates_document"
             " WHERE id = ANY(%s::bigint[])",
-            ["{" + ",".join(str(int(i)) for i in ids) + "}"],
+            [id_array(ids)],
         )
         return {row[0]: _DocRow(*row[1:]) for row in cursor.fetchall()}
 
 
 def _snippet_texts(fused: list[_Fused]) -> dict[int, str]:
     """document id -> the text its snippet comes from: the matched chunk, else the first chunk, else the docs."""
-    chunk_ids = [f.chunk_id for f in fused if f.chunk_id is not None]
-    missing = [f.document_id for f in fused if f.chunk_id is None]
     if not fused:
         return {}
+    chunk_ids = [f.chunk_id for f in fused if f.chunk_id is not None]
+    missing = [f.document_id for f in fused if f.chunk_id is None]
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT document_id, text FROM crates_chunk WHERE id = ANY(%s::bigint[])"
@@ -172,13 +172,9 @@ def _snippet_texts(fused: list[_Fused]) -> dict[int, str]:
             "  WHERE document_id = ANY(%s::bigint[]) ORDER BY document_id, ordinal)"
             " UNION ALL SELECT id, docs FROM crates_document d WHERE id = ANY(%s::bigint[])"
             "  AND NOT EXISTS (SELECT 1 FROM crates_chunk c WHERE c.document_id = d.id)",
-            [_int_array(chunk_ids), _int_array(missing), _int_array(missing)],
+            [id_array(chunk_ids), id_array(missing), id_array(missing)],
         )
         return dict(cursor.fetchall())
-
-
-def _int_array(ids: list[int]) -> str:
-    return "{" + ",".join(str(int(i)) for i in ids) + "}"
 
 
 def _hits(fused: list[_Fused], scope: Scope, documents: dict[int, _DocRow]) -> list[SearchHit]:

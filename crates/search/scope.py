@@ -31,16 +31,21 @@ class ReleaseInfo:
     embedding_model: str
 
 
+def id_array(ids) -> str:
+    """A bigint[] literal: one parameter instead of a thousand adapted integers per query."""
+    return "{" + ",".join(str(int(i)) for i in ids) + "}"
+
+
 @dataclass(frozen=True, slots=True)
 class Scope:
     releases: tuple[ReleaseInfo, ...]
     kinds: tuple[str, ...] | None
     # The release ids as one bigint[] literal, built once: every signal's SQL takes it.
-    id_array: str = field(default="", compare=False)
+    release_array: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        if not self.id_array:
-            object.__setattr__(self, "id_array", "{" + ",".join(str(int(r.id)) for r in self.releases) + "}")
+        if not self.release_array:
+            object.__setattr__(self, "release_array", id_array(r.id for r in self.releases))
 
     @property
     def release_ids(self) -> list[int]:
@@ -70,23 +75,22 @@ _visible_cache: dict[str, tuple[int, list[ReleaseInfo]]] = {}
 _newest_cache: dict[str, tuple[int, Scope]] = {}
 
 
-def _active_releases(*, crate_id: int | None = None) -> list[ReleaseInfo]:
+def _active_releases(*, crate_id: int) -> list[ReleaseInfo]:
     # Raw SQL: every search reads this, and an ORM round of a thousand rows costs ~8 ms.
-    if crate_id is None:
-        return _all_active_releases()
     with connection.cursor() as cursor:
         cursor.execute(_RELEASES_SQL + " AND r.crate_id = %s", [CrateRelease.State.ACTIVE.value, crate_id])
         return [ReleaseInfo(*row) for row in cursor.fetchall()]
 
 
-def _all_active_releases() -> list[ReleaseInfo]:
+def _visible_releases() -> tuple[int | None, list[ReleaseInfo]]:
+    """(catalog stamp, active releases of every visible crate), re-read only when the stamp moved."""
     key = str(connection.settings_dict.get("NAME"))
     cached = _visible_cache.get(key)
     with connection.cursor() as cursor:
         cursor.execute("SELECT stamp FROM ferrodex_catalog_stamp WHERE id = 1")
         row = cursor.fetchone()
         if row is not None and cached is not None and cached[0] == row[0]:
-            return cached[1]
+            return cached
         # The stamp is read in the same statement (snapshot) as the rows it labels.
         cursor.execute(
             "SELECT s.stamp, v.* FROM (" + _RELEASES_SQL + ") v"
@@ -94,10 +98,10 @@ def _all_active_releases() -> list[ReleaseInfo]:
             [CrateRelease.State.ACTIVE.value],
         )
         rows = cursor.fetchall()
-    releases = [ReleaseInfo(*r[1:]) for r in rows if r[1] is not None]
-    if rows:
-        _visible_cache[key] = (rows[0][0], releases)
-    return releases
+    if not rows:
+        return None, []
+    cached = _visible_cache[key] = (rows[0][0], [ReleaseInfo(*r[1:]) for r in rows if r[1] is not None])
+    return cached
 
 
 def newest_per_crate(releases: list[ReleaseInfo]) -> list[ReleaseInfo]:
@@ -172,14 +176,13 @@ def search_scope(*, crate: str | None, version: str | None, kinds: list[str] | N
     version = version.strip() if isinstance(version, str) else version
     if crate is not None and str(crate).strip():
         return Scope(releases=(release_for(crate=str(crate), version=version),), kinds=cleaned_kinds)
-    releases = _active_releases()
+    stamp, releases = _visible_releases()
     if version and version != "latest":
         return Scope(releases=tuple(r for r in releases if r.version == version), kinds=cleaned_kinds)
     key = str(connection.settings_dict.get("NAME"))
-    stamp = _visible_cache.get(key, (None,))[0]
     cached = _newest_cache.get(key)
     if cached is None or cached[0] != stamp or stamp is None:
         cached = (stamp, Scope(releases=tuple(newest_per_crate(releases)), kinds=None))
         _newest_cache[key] = cached
     scope = cached[1]
-    return scope if cleaned_kinds is None else Scope(scope.releases, cleaned_kinds, scope.id_array)
+    return scope if cleaned_kinds is None else Scope(scope.releases, cleaned_kinds, scope.release_array)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 
 from crates.search.query import PathProbe
-from crates.search.scope import Scope
+from crates.search.scope import Scope, id_array
 from crates.textsearch import query_word_groups, tsquery_all_for, tsquery_for, tsquery_pairs_for
 
 # HNSW candidate list size: higher finds more true neighbours at some latency cost
@@ -46,11 +46,6 @@ class Ranked:
     weight: float = 1.0  # how strongly this match counts in fusion (path tiers differ)
     score: float = 0.0  # the signal's own score: cosine similarity, ts_rank
     detail: str = ""
-
-
-def _id_array(ids: list[int]) -> str:
-    """A bigint[] literal: one parameter instead of a thousand adapted integers per query."""
-    return "{" + ",".join(str(int(i)) for i in ids) + "}"
 
 
 def _group(rows: list[tuple[int, int, float]]) -> list[Ranked]:
@@ -86,7 +81,7 @@ def vector_ranking(*, scope: Scope, vector: list[float], depth: int, release_ids
         return []
     params: dict = {
         "vec": "[" + ",".join(f"{x:.7g}" for x in vector) + "]",
-        "releases": scope.id_array if len(release_ids) == len(scope.releases) else _id_array(release_ids),
+        "releases": scope.release_array if len(release_ids) == len(scope.releases) else id_array(release_ids),
         "depth": depth,
     }
     kind_filter = ""
@@ -197,7 +192,7 @@ def keyword_ranking(*, scope: Scope, text: str, depth: int) -> list[Ranked]:
         "any": pick_any,
         "all": pick_all,
         "pairs": pick_pairs,
-        "releases": scope.id_array,
+        "releases": scope.release_array,
         "depth": depth,
         "cap": KEYWORD_CANDIDATES,
     }
@@ -236,7 +231,7 @@ def _like_escape(text: str) -> str:
 
 
 def _path_rows(*, scope: Scope, probe: PathProbe, depth: int) -> list[tuple]:
-    params: dict = {"releases": scope.id_array, "tail": probe.lowered, "depth": depth}
+    params: dict = {"releases": scope.release_array, "tail": probe.lowered, "depth": depth}
     kind_filter = _kind_clause(scope, "d.kind", params)
     if probe.root:
         params["root"] = _like_escape(probe.root) + "::%"
