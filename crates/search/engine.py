@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.db import connection
 
 from crates.errors import InvalidInput
 from crates.search.embedding import embed_query
-from crates.search.query import parse_query
-from crates.search.scope import Scope, id_array, search_scope
-from crates.search.signals import Ranked, keyword_ranking, path_ranking, vector_ranking
+from crates.search.query import ParsedQuery, parse_query
+from crates.search.scope import STAMP_SQL, Scope, forget_catalog, id_array, search_scope
+from crates.search.signals import (
+    DocRow,
+    Ranked,
+    Statement,
+    keyword_statement,
+    path_ranking,
+    path_statement,
+    vector_statement,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +75,9 @@ def fuse(
     # Keyword chunks contain the query words, so they make the best snippet; then vector.
     for name in ("keyword", "vector", "path"):
         for rank, ranked in enumerate(rankings.get(name, []), start=1):
-            entry = fused.setdefault(ranked.document_id, _Fused(document_id=ranked.document_id))
+            entry = fused.get(ranked.document_id)
+            if entry is None:
+                entry = fused[ranked.document_id] = _Fused(document_id=ranked.document_id)
             kind = info.get(ranked.document_id, ("", ""))[0]
             damping = KIND_DAMPING.get(kind, 1.0) if name != "path" else 1.0
             entry.score += damping * SIGNAL_WEIGHTS[name] * ranked.weight / (k + rank)
@@ -108,23 +118,91 @@ def _vector_releases(scope: Scope, model_name: str) -> list[int]:
     return [r.id for r in scope.releases if r.embedding_model in ("", model_name)]
 
 
-def rankings_for(*, query: str, scope: Scope, depth: int, signals: tuple[str, ...]) -> dict[str, list[Ranked]]:
-    parsed = parse_query(query)
-    rankings: dict[str, list[Ranked]] = {}
-    if parsed.empty or not scope.releases:
-        return rankings
+class _StampMoved(Exception):
+    """The catalog changed after the scope was read from this process's cache."""
+
+
+def _statements(
+    *, parsed: ParsedQuery, scope: Scope, depth: int, signals: tuple[str, ...]
+) -> dict[str, Statement]:
+    statements: dict[str, Statement] = {}
     if "path" in signals:
-        rankings["path"] = path_ranking(scope=scope, probes=parsed.probes, depth=depth)
+        for index, probe in enumerate(parsed.probes):
+            statements[f"path{index}"] = path_statement(scope=scope, probe=probe, depth=depth)
     if "keyword" in signals:
-        rankings["keyword"] = keyword_ranking(scope=scope, text=parsed.text, depth=depth * 2)
+        keyword = keyword_statement(scope=scope, text=parsed.text, depth=depth * 2)
+        if keyword is not None:
+            statements["keyword"] = keyword
     if "vector" in signals:
         embedded = embed_query(parsed.embed_text)
         if embedded is not None:
             model_name, vector = embedded
-            rankings["vector"] = vector_ranking(
+            vector = vector_statement(
                 scope=scope, vector=vector, depth=depth + depth // 3, release_ids=_vector_releases(scope, model_name)
             )
+            if vector is not None:
+                statements["vector"] = vector
+    return statements
+
+
+def run_statements(statements: dict[str, Statement], *, stamp: int | None = None) -> dict[str, list[tuple]]:
+    """Rows of every statement, sent as one round trip (the simple protocol runs them in one transaction).
+
+    ``stamp``: the catalog stamp the statements' scope was read under; _StampMoved if it moved.
+    """
+    names = list(statements)
+    parts = [statements[name].prefixed(f"s{i}_") for i, name in enumerate(names)]
+    sql = "; ".join(([STAMP_SQL] if stamp is not None else []) + [part.sql for part in parts])
+    params = {key: value for part in parts for key, value in part.params.items()}
+    rows: dict[str, list[tuple]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if stamp is not None:
+            current = cursor.fetchone()
+            if current is None or current[0] != stamp:
+                raise _StampMoved
+            cursor.nextset()
+        for name, part in zip(names, parts, strict=True):
+            results = part.extra.get("results", 1)
+            for index in range(results):
+                fetched = cursor.fetchall()
+                if index == part.extra.get("rows_at", 0):
+                    rows[name] = fetched
+                cursor.nextset()
+    return rows
+
+
+def _rank(
+    *, parsed: ParsedQuery, scope: Scope, statements: dict[str, Statement], rows: dict[str, list[tuple]], depth: int
+) -> dict[str, list[Ranked]]:
+    rankings = {name: statements[name].rank(rows[name]) for name in ("keyword", "vector") if name in rows}
+    path_names = [name for name in statements if name.startswith("path")]
+    if path_names:
+        matches = [(i, parsed.probes[i], rows[name]) for i, name in enumerate(path_names)]
+        # A probe that found nothing may be a crate-qualified path ("tokio::Mutex"): one more round trip.
+        fallbacks = {i: probe.fallback() for i, probe, found in matches if not found}
+        fallbacks = {i: probe for i, probe in fallbacks.items() if probe is not None}
+        if fallbacks:
+            extra = run_statements(
+                {f"path{i}": path_statement(scope=scope, probe=probe, depth=depth) for i, probe in fallbacks.items()}
+            )
+            matches = [(i, fallbacks[i], extra[f"path{i}"]) if i in fallbacks else (i, p, r) for i, p, r in matches]
+        rankings["path"] = path_ranking(matches=matches, depth=depth)
     return rankings
+
+
+def rankings_for(*, query: str, scope: Scope, depth: int, signals: tuple[str, ...]) -> dict[str, list[Ranked]]:
+    """Every wanted signal's ranking, from one round trip (two when a path probe needs its fallback)."""
+    parsed = parse_query(query)
+    if parsed.empty or not scope.releases:
+        if scope.stamp is not None:
+            run_statements({}, stamp=scope.stamp)  # an empty cached catalog may be stale
+        return {}
+    statements = _statements(parsed=parsed, scope=scope, depth=depth, signals=signals)
+    if not statements:
+        return {}
+    rows = run_statements(statements, stamp=scope.stamp)
+    return _rank(parsed=parsed, scope=scope, statements=statements, rows=rows, depth=depth)
 
 
 def _snippet(text: str, *, path: str, signature: str) -> str:
@@ -134,29 +212,6 @@ def _snippet(text: str, *, path: str, signature: str) -> str:
         lines.pop(0)
     body = " ".join(" ".join(lines).split()) or " ".join(text.split())
     return body if len(body) <= SNIPPET_CHARS else body[: SNIPPET_CHARS - 1].rstrip() + "…"
-
-
-@dataclass(frozen=True, slots=True)
-class _DocRow:
-    release_id: int
-    path: str
-    kind: str
-    parent_path: str
-    signature: str
-    url: str
-
-
-def _documents(ids: set[int]) -> dict[int, _DocRow]:
-    """The ranked documents' fields, one raw query: fusion needs kind and parent, hits the rest."""
-    if not ids:
-        return {}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id, release_id, path, kind, parent_path, signature, url FROM crates_document"
-            " WHERE id = ANY(%s::bigint[])",
-            [id_array(ids)],
-        )
-        return {row[0]: _DocRow(*row[1:]) for row in cursor.fetchall()}
 
 
 def _snippet_texts(fused: list[_Fused]) -> dict[int, str]:
@@ -177,7 +232,7 @@ def _snippet_texts(fused: list[_Fused]) -> dict[int, str]:
         return dict(cursor.fetchall())
 
 
-def _hits(fused: list[_Fused], scope: Scope, documents: dict[int, _DocRow]) -> list[SearchHit]:
+def _hits(fused: list[_Fused], scope: Scope, documents: dict[int, DocRow]) -> list[SearchHit]:
     releases = scope.by_id()
     texts = _snippet_texts(fused)
     hits = []
@@ -213,10 +268,16 @@ def search(
 ) -> list[SearchHit]:
     limit = _clean_limit(limit)
     wanted = _clean_signals(signals)
-    scope = search_scope(crate=crate, version=version, kinds=kinds)
     depth = max(limit * 3, 30)
-    rankings = rankings_for(query=query if isinstance(query, str) else "", scope=scope, depth=depth, signals=wanted)
-    documents = _documents({r.document_id for ranking in rankings.values() for r in ranking})
+    text = query if isinstance(query, str) else ""
+    try:
+        scope = search_scope(crate=crate, version=version, kinds=kinds, trust_cache=True)
+        rankings = rankings_for(query=text, scope=scope, depth=depth, signals=wanted)
+    except _StampMoved:
+        forget_catalog()
+        scope = search_scope(crate=crate, version=version, kinds=kinds)
+        rankings = rankings_for(query=text, scope=replace(scope, stamp=None), depth=depth, signals=wanted)
+    documents = {r.document_id: r.doc for ranking in rankings.values() for r in ranking if r.doc is not None}
     info = {pk: (doc.kind, doc.parent_path) for pk, doc in documents.items()}
     fused = fuse(rankings, info=info)[:limit]
     return _hits(fused, scope, documents)

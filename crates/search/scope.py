@@ -42,6 +42,9 @@ class Scope:
     kinds: tuple[str, ...] | None
     # The release ids as one bigint[] literal, built once: every signal's SQL takes it.
     release_array: str = field(default="", compare=False)
+    # The catalog stamp the releases were read under (None: read from the database just now,
+    # or not known); a search checks it in the same round trip as its signals.
+    stamp: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.release_array:
@@ -68,11 +71,29 @@ _RELEASES_SQL = (
     " FROM crates_craterelease r JOIN crates_crate k ON k.id = r.crate_id"
     " WHERE r.state = %s AND k.deleted_at IS NULL"
 )
-# Visible releases of every crate by database, under the catalog stamp they were read with
-# (migration crates 0004): a search re-reads them only after a change.
-_visible_cache: dict[str, tuple[int, list[ReleaseInfo]]] = {}
+STAMP_SQL = "SELECT stamp FROM ferrodex_catalog_stamp WHERE id = 1"
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """The active releases of every visible crate, read under one catalog stamp (migration crates 0004)."""
+
+    stamp: int | None
+    releases: list[ReleaseInfo]
+    by_crate: dict[str, list[ReleaseInfo]] = field(default_factory=dict)  # normalized crate name -> releases
+
+    @classmethod
+    def of(cls, stamp: int | None, releases: list[ReleaseInfo]) -> Catalog:
+        by_crate: dict[str, list[ReleaseInfo]] = {}
+        for release in releases:
+            by_crate.setdefault(normalize_crate_name(release.crate_name), []).append(release)
+        return cls(stamp=stamp, releases=releases, by_crate=by_crate)
+
+
+# By database: the catalog, re-read only after the stamp moved.
+_catalog_cache: dict[str, Catalog] = {}
 # The default scope (newest release of every crate), by database, under the same stamp.
-_newest_cache: dict[str, tuple[int, Scope]] = {}
+_newest_cache: dict[str, tuple[int | None, Scope]] = {}
 
 
 def _active_releases(*, crate_id: int) -> list[ReleaseInfo]:
@@ -82,14 +103,16 @@ def _active_releases(*, crate_id: int) -> list[ReleaseInfo]:
         return [ReleaseInfo(*row) for row in cursor.fetchall()]
 
 
-def _visible_releases() -> tuple[int | None, list[ReleaseInfo]]:
-    """(catalog stamp, active releases of every visible crate), re-read only when the stamp moved."""
+def catalog(*, trust_cache: bool = False) -> Catalog:
+    """The visible releases. ``trust_cache``: skip the stamp check; the caller checks ``STAMP_SQL`` itself."""
     key = str(connection.settings_dict.get("NAME"))
-    cached = _visible_cache.get(key)
+    cached = _catalog_cache.get(key)
+    if trust_cache and cached is not None and cached.stamp is not None:
+        return cached
     with connection.cursor() as cursor:
-        cursor.execute("SELECT stamp FROM ferrodex_catalog_stamp WHERE id = 1")
+        cursor.execute(STAMP_SQL)
         row = cursor.fetchone()
-        if row is not None and cached is not None and cached[0] == row[0]:
+        if row is not None and cached is not None and cached.stamp == row[0]:
             return cached
         # The stamp is read in the same statement (snapshot) as the rows it labels.
         cursor.execute(
@@ -99,9 +122,15 @@ def _visible_releases() -> tuple[int | None, list[ReleaseInfo]]:
         )
         rows = cursor.fetchall()
     if not rows:
-        return None, []
-    cached = _visible_cache[key] = (rows[0][0], [ReleaseInfo(*r[1:]) for r in rows if r[1] is not None])
-    return cached
+        return Catalog(stamp=None, releases=[])
+    fresh = _catalog_cache[key] = Catalog.of(rows[0][0], [ReleaseInfo(*r[1:]) for r in rows if r[1] is not None])
+    return fresh
+
+
+def forget_catalog() -> None:
+    """Drop this process's cached catalogs (a search saw the stamp move)."""
+    _catalog_cache.clear()
+    _newest_cache.clear()
 
 
 def newest_per_crate(releases: list[ReleaseInfo]) -> list[ReleaseInfo]:
@@ -170,19 +199,40 @@ def clean_kinds(kinds: list[str] | tuple[str, ...] | str | None) -> tuple[str, .
     return wanted
 
 
-def search_scope(*, crate: str | None, version: str | None, kinds: list[str] | None) -> Scope:
-    """Releases and kinds a search covers. Unknown crate/version raise, so a typo is not an empty page."""
+def _cached_release(found: Catalog, *, crate: str, version: str | None) -> ReleaseInfo | None:
+    """``release_for`` answered from the catalog; None when only the database can say (or raise)."""
+    releases = found.by_crate.get(normalize_crate_name(crate)[:64]) if crate.strip() else None
+    if not releases:
+        return None
+    if version is None or not version or version == "latest":
+        return newest_per_crate(releases)[0]
+    return next((r for r in releases if r.version == version), None)
+
+
+def search_scope(
+    *, crate: str | None, version: str | None, kinds: list[str] | None, trust_cache: bool = False
+) -> Scope:
+    """Releases and kinds a search covers. Unknown crate/version raise, so a typo is not an empty page.
+
+    ``trust_cache``: use the cached catalog without checking its stamp; the scope carries the stamp
+    so the caller can check it (crates.search.engine does, in the same round trip as the signals).
+    """
     cleaned_kinds = clean_kinds(kinds)
     version = version.strip() if isinstance(version, str) else version
     if crate is not None and str(crate).strip():
-        return Scope(releases=(release_for(crate=str(crate), version=version),), kinds=cleaned_kinds)
-    stamp, releases = _visible_releases()
+        found = catalog(trust_cache=trust_cache)
+        release = _cached_release(found, crate=str(crate), version=version)
+        if release is None:  # not visible in the cache: the database decides, and explains a miss
+            return Scope(releases=(release_for(crate=str(crate), version=version),), kinds=cleaned_kinds)
+        return Scope(releases=(release,), kinds=cleaned_kinds, stamp=found.stamp)
+    found = catalog(trust_cache=trust_cache)
     if version and version != "latest":
-        return Scope(releases=tuple(r for r in releases if r.version == version), kinds=cleaned_kinds)
+        return Scope(releases=tuple(r for r in found.releases if r.version == version), kinds=cleaned_kinds,
+                     stamp=found.stamp)  # fmt: skip
     key = str(connection.settings_dict.get("NAME"))
     cached = _newest_cache.get(key)
-    if cached is None or cached[0] != stamp or stamp is None:
-        cached = (stamp, Scope(releases=tuple(newest_per_crate(releases)), kinds=None))
+    if cached is None or cached[0] != found.stamp or found.stamp is None:
+        cached = (found.stamp, Scope(releases=tuple(newest_per_crate(found.releases)), kinds=None, stamp=found.stamp))
         _newest_cache[key] = cached
     scope = cached[1]
-    return scope if cleaned_kinds is None else Scope(scope.releases, cleaned_kinds, scope.release_array)
+    return scope if cleaned_kinds is None else Scope(scope.releases, cleaned_kinds, scope.release_array, scope.stamp)

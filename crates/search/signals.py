@@ -7,10 +7,12 @@ long item cannot fill a signal's list with its chunks.
 from __future__ import annotations
 
 import json
+import re
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from django.db import connection, transaction
+from django.db import connection
 
 from crates.search.query import PathProbe
 from crates.search.scope import Scope, id_array
@@ -37,6 +39,24 @@ _KIND_ORDER = {
 }  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class DocRow:
+    """What fusion (kind, parent) and the hits (the rest) need of a ranked document."""
+
+    release_id: int
+    path: str
+    kind: str
+    parent_path: str
+    signature: str
+    url: str
+
+
+# Every signal statement ends its rows with these columns of the document (alias d), so
+# fusion and the hits need no further query.
+DOC_COLUMNS = "d.release_id, d.path, d.kind, d.parent_path, d.signature, d.url"
+_DOC_WIDTH = 6
+
+
 @dataclass(slots=True)
 class Ranked:
     """A document in one signal's ranking."""
@@ -46,13 +66,39 @@ class Ranked:
     weight: float = 1.0  # how strongly this match counts in fusion (path tiers differ)
     score: float = 0.0  # the signal's own score: cosine similarity, ts_rank
     detail: str = ""
+    doc: DocRow | None = None
 
 
-def _group(rows: list[tuple[int, int, float]]) -> list[Ranked]:
+@dataclass(slots=True)
+class Statement:
+    """One signal's SQL, its parameters and how its rows become a ranking.
+
+    The engine sends the statements of a search together, in one round trip, so
+    parameter names are made unique per statement (``prefixed``).
+    """
+
+    sql: str
+    params: dict
+    rank: Callable[[list[tuple]], list[Ranked]]
+    extra: dict = field(default_factory=dict)
+
+    def prefixed(self, prefix: str) -> Statement:
+        sql = re.sub(r"%\((\w+)\)s", lambda m: f"%({prefix}{m.group(1)})s", self.sql)
+        params = {f"{prefix}{key}": value for key, value in self.params.items()}
+        return Statement(sql=sql, params=params, rank=self.rank, extra=self.extra)
+
+
+def _doc(row: tuple) -> DocRow:
+    return DocRow(*row[-_DOC_WIDTH:])
+
+
+def _group(rows: list[tuple]) -> list[Ranked]:
+    """Chunk rows (chunk id, document id, score, document columns...) best first -> one entry per document."""
     seen: dict[int, Ranked] = {}
-    for chunk_id, document_id, score in rows:
+    for row in rows:
+        document_id = row[1]
         if document_id not in seen:
-            seen[document_id] = Ranked(document_id=document_id, chunk_id=chunk_id, score=float(score))
+            seen[document_id] = Ranked(document_id=document_id, chunk_id=row[0], score=float(row[2]), doc=_doc(row))
     return list(seen.values())
 
 
@@ -75,12 +121,17 @@ def session_settings_sql() -> str:
     )
 
 
-def vector_ranking(*, scope: Scope, vector: list[float], depth: int, release_ids: list[int]) -> list[Ranked]:
+def vector_literal(vector: list[float]) -> str:
+    """The pgvector text form; repr is the shortest exact form of a float and the fastest to make."""
+    return "[" + ",".join(map(repr, vector)) + "]"
+
+
+def vector_statement(*, scope: Scope, vector: list[float], depth: int, release_ids: list[int]) -> Statement | None:
     """Nearest chunks by cosine distance (HNSW). ``release_ids``: releases embedded with the query's model."""
     if not release_ids:
-        return []
+        return None
     params: dict = {
-        "vec": "[" + ",".join(f"{x:.7g}" for x in vector) + "]",
+        "vec": vector_literal(vector),
         "releases": scope.release_array if len(release_ids) == len(scope.releases) else id_array(release_ids),
         "depth": depth,
     }
@@ -100,26 +151,25 @@ def vector_ranking(*, scope: Scope, vector: list[float], depth: int, release_ids
     if in_scope <= EXACT_SCAN_MAX_CHUNKS:
         # A crate or two: computing every distance is cheap and exact, while an HNSW scan filtered
         # down to 0.1% of a big table could stop (max_scan_tuples) before `depth` rows. The OFFSET 0
-        # fence keeps the planner off HNSW and computes each distance once (each reads the
-        # vector from TOAST).
+        # fence keeps the planner off HNSW and computes each distance once.
         nearest = f"SELECT * FROM ({scan} OFFSET 0) s ORDER BY distance LIMIT %(depth)s"
     else:
         nearest = scan + " ORDER BY c.embedding <=> %(vec)s::vector LIMIT %(depth)s"
     sql = (
         f"WITH nearest AS MATERIALIZED ({nearest})"
-        " SELECT id, document_id, 1 - distance FROM nearest ORDER BY distance, id"
+        f" SELECT n.id, n.document_id, 1 - n.distance, {DOC_COLUMNS}"
+        " FROM nearest n JOIN crates_document d ON d.id = n.document_id ORDER BY n.distance, n.id"
     )
-    with connection.cursor() as cursor:
-        if depth > EF_SEARCH:
-            # Rare (limit > 13): a bigger candidate list for this query only.
-            with transaction.atomic():
-                cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(depth)])
-                cursor.execute(sql, params)
-                rows = cursor.fetchall()
-        else:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-    return _group(rows)
+    if depth > EF_SEARCH:
+        # Rare (limit > 13): a bigger candidate list for this statement only. The statements of a
+        # search run as one implicit transaction, so is_local ends with it; the reset covers an
+        # enclosing transaction.
+        sql = (
+            f"SELECT set_config('hnsw.ef_search', '{int(depth)}', true);"
+            f" {sql}; SELECT set_config('hnsw.ef_search', '{EF_SEARCH}', true)"
+        )
+        return Statement(sql=sql, params=params, rank=_group, extra={"results": 3, "rows_at": 1})
+    return Statement(sql=sql, params=params, rank=_group)
 
 
 # Lexemes too common to select keyword candidates, per database, refreshed every few minutes:
@@ -168,7 +218,7 @@ def _stems(words: list[str]) -> dict[str, str]:
     return {w: _stem_cache.get(w, "") for w in words}
 
 
-def keyword_ranking(*, scope: Scope, text: str, depth: int) -> list[Ranked]:
+def keyword_statement(*, scope: Scope, text: str, depth: int) -> Statement | None:
     """Chunks matching the query words (identifier-expanded), ranked by ts_rank.
 
     ts_rank is not index-assisted and costs a few microseconds a chunk, so it ranks a bounded
@@ -180,7 +230,7 @@ def keyword_ranking(*, scope: Scope, text: str, depth: int) -> list[Ranked]:
     """
     rank_q = tsquery_for(text)
     if not rank_q or not scope.releases:
-        return []
+        return None
     common = _common_lexemes()
     stems = _stems(sorted({w for group in query_word_groups(text) for w in group}))
     skip = lambda word: stems.get(word, "") in common or not stems.get(word)  # noqa: E731
@@ -217,26 +267,26 @@ def keyword_ranking(*, scope: Scope, text: str, depth: int) -> list[Ranked]:
     sql = (
         "WITH q AS (SELECT to_tsquery('english', %(rank)s) AS rank_q, to_tsquery('english', %(any)s) AS any_q,"
         " to_tsquery('english', %(all)s) AS all_q, to_tsquery('english', %(pairs)s) AS pairs_q)"
+        f" SELECT h.id, h.document_id, h.rank, {DOC_COLUMNS} FROM ("
         " SELECT id, document_id, rank FROM (" + " UNION ".join(parts) + ") hits"
-        " ORDER BY rank DESC, id LIMIT %(depth)s"
+        " ORDER BY rank DESC, id LIMIT %(depth)s) h JOIN crates_document d ON d.id = h.document_id"
+        " ORDER BY h.rank DESC, h.id"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    return _group(rows)
+    return Statement(sql=sql, params=params, rank=_group)
 
 
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _path_rows(*, scope: Scope, probe: PathProbe, depth: int) -> list[tuple]:
+def path_statement(*, scope: Scope, probe: PathProbe, depth: int) -> Statement:
+    """Documents whose path, alias tail, prefix or name matches ``probe``; ranked by ``path_ranking``."""
     params: dict = {"releases": scope.release_array, "tail": probe.lowered, "depth": depth}
     kind_filter = _kind_clause(scope, "d.kind", params)
     if probe.root:
         params["root"] = _like_escape(probe.root) + "::%"
         kind_filter += " AND lower(d.path) LIKE %(root)s"
-    select = "SELECT d.id, d.path, d.name, d.kind, d.metadata -> 'aliases' FROM crates_document d"
+    select = f"SELECT d.id, d.path, d.name, d.kind, d.metadata -> 'aliases', {DOC_COLUMNS} FROM crates_document d"
     where = " WHERE d.release_id = ANY(%(releases)s::bigint[])" + kind_filter
     queries = [
         select + where + " AND ferrodex_path_tails(d.path, d.metadata) @> ARRAY[%(tail)s]::text[]"
@@ -252,11 +302,12 @@ def _path_rows(*, scope: Scope, probe: PathProbe, depth: int) -> list[tuple]:
             queries.append(
                 select + where + " AND lower(d.name) LIKE %(contains)s ORDER BY length(d.name), d.path LIMIT %(depth)s"
             )
-    # One round trip; each part keeps its own limit. The order of rows does not matter: path_ranking
-    # sorts them by match tier.
-    with connection.cursor() as cursor:
-        cursor.execute(" UNION ALL ".join(f"({q})" for q in queries), params)
-        return cursor.fetchall()
+    # Each part keeps its own limit. The order of rows does not matter: path_ranking sorts them by match tier.
+    return Statement(sql=" UNION ALL ".join(f"({q})" for q in queries), params=params, rank=_unranked)
+
+
+def _unranked(rows: list[tuple]) -> list[Ranked]:
+    raise TypeError("path rows are ranked across probes by path_ranking")
 
 
 def _tier(*, probe: PathProbe, path: str, aliases: object) -> tuple[int, bool]:
@@ -279,17 +330,12 @@ def _tier(*, probe: PathProbe, path: str, aliases: object) -> tuple[int, bool]:
     return 3, probe.typed in path
 
 
-def path_ranking(*, scope: Scope, probes: tuple[PathProbe, ...], depth: int) -> list[Ranked]:
-    """Documents whose path (or an alias) is, ends with, or starts with a path in the query."""
-    if not probes or not scope.releases:
-        return []
+def path_ranking(*, matches: list[tuple[int, PathProbe, list[tuple]]], depth: int) -> list[Ranked]:
+    """Rank the rows of every probe's ``path_statement``: (probe index, the probe that ran, its rows)."""
     scored: dict[int, tuple[tuple, Ranked]] = {}
-    for probe_index, probe in enumerate(probes):
-        rows = _path_rows(scope=scope, probe=probe, depth=depth)
-        fallback = probe.fallback() if not rows else None
-        if fallback is not None:
-            probe, rows = fallback, _path_rows(scope=scope, probe=fallback, depth=depth)
-        for doc_id, path, _name, kind, aliases in rows:
+    for probe_index, probe, rows in matches:
+        for row in rows:
+            doc_id, path, _name, kind, aliases = row[:5]
             if not probe.whole_query and kind == "module" and "::" not in path:
                 continue  # a crate named in a sentence ("... a serde_json Value") is context, not the answer
             tier, case_match = _tier(probe=probe, path=path, aliases=aliases)
@@ -299,9 +345,12 @@ def path_ranking(*, scope: Scope, probes: tuple[PathProbe, ...], depth: int) -> 
                 tier, not probe.whole_query, probe_index, not case_match, _KIND_ORDER.get(kind, 5),
                 path.count("::"), len(path), path,
             )  # fmt: skip
-            weight = path_weight(tier=tier, whole_query=probe.whole_query)
             if doc_id not in scored or key < scored[doc_id][0]:
-                scored[doc_id] = (key, Ranked(document_id=doc_id, chunk_id=None, weight=weight, detail=f"tier{tier}"))
+                ranked = Ranked(
+                    document_id=doc_id, chunk_id=None, weight=path_weight(tier=tier, whole_query=probe.whole_query),
+                    detail=f"tier{tier}", doc=_doc(row),
+                )
+                scored[doc_id] = (key, ranked)
     return [ranked for _key, ranked in sorted(scored.values(), key=lambda pair: pair[0])][:depth]
 
 
