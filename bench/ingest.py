@@ -2,7 +2,9 @@
 
 For each crate and embedder (the local MiniLM model, and the deterministic
 `hash` embedder that measures everything but the model): HTTP requests, seconds
-per stage, items/s, chunks/s, peak RSS (each ingest runs in its own process).
+per stage, items/s, chunks/s, peak RSS (each ingest runs in its own process). "seconds" ends when the
+job is done and the crate fully searchable; "background_index_s" is the later move of its staged
+vectors into the HNSW index (crates.services.index_staged_chunks), reported apart.
 With the model, it also times the model alone on the same chunk texts, so the
 pipeline's overhead over the model can be read off.
 
@@ -65,7 +67,7 @@ def child(crate: str, version: str, provider: str) -> dict:
     from crates.models import EmbeddingCache, FetchedArtifact
     from crates.pipeline.embed import get_embedder
     from crates.pipeline.ingest import run_ingest
-    from crates.services import remove_crate
+    from crates.services import index_staged_chunks, remove_crate
 
     embedder = get_embedder()
     if provider == "local":
@@ -82,13 +84,19 @@ def child(crate: str, version: str, provider: str) -> dict:
         start = time.perf_counter()
         result = run_ingest(name=crate, version=version, force=True, progress=progress)
         total = time.perf_counter() - start
-        runs.append((total, progress, start, result))
-    total, progress, start, result = min(runs, key=lambda run: run[0])
+        # After the job the crate is fully searchable (staged vectors are scanned exactly); moving
+        # them into the HNSW index is background work, timed here on its own.
+        index_start = time.perf_counter()
+        index_staged_chunks()
+        indexing = time.perf_counter() - index_start
+        runs.append((total, progress, start, result, indexing))
+    total, progress, start, result, indexing = min(runs, key=lambda run: run[0])
     row = {
         "crate": crate, "provider": provider, "items": progress.counters.get("items_found", 0),
         "documents": result.documents, "chunks": result.chunks, "requests": result.http_requests,
         "seconds": total, "stages": progress.durations(start + total),
         "all_runs_seconds": [round(run[0], 3) for run in runs],
+        "background_index_seconds": indexing,
     }
     if provider == "local":
         # The last run's release is the one still stored; every run made the same chunks.
@@ -147,7 +155,7 @@ def main() -> None:
                 print(f"  {provider:5} {crate['name']:10} {row['seconds']:.2f}s", file=sys.stderr)
     print_table(rows, ["crate", "source", "provider", "items", "chunks", "requests", "seconds", "items_per_s",
                        "rustdoc_items_per_s",
-                       "chunks_per_s", "model_only_s", "overhead", "peak_rss_mb", "stage_s"])
+                       "chunks_per_s", "model_only_s", "overhead", "background_index_s", "peak_rss_mb", "stage_s"])
     write_results("ingest", {"rows": rows, "targets": _targets(rows)})
 
 
@@ -159,6 +167,7 @@ def _derive(row: dict) -> None:
     row["model_only_s"] = row.get("model_only_seconds")
     if row.get("model_only_seconds"):
         row["overhead"] = row["seconds"] / row["model_only_seconds"]
+    row["background_index_s"] = row.get("background_index_seconds")
     row["stage_s"] = " ".join(f"{k}={v:.2f}" for k, v in row["stages"].items())
 
 

@@ -157,6 +157,10 @@ class Chunk(models.Model):
     token_count = models.PositiveIntegerField(default=0)
     content_hash = models.CharField(max_length=64)
     embedding = VectorField(dimensions=settings.EMBEDDING_DIMENSION, null=True, blank=True)
+    # The ingest writes vectors here, where no HNSW index maintains them (that insert was most of the
+    # store stage's cost); crates.services.index_staged_chunks later moves them into ``embedding``.
+    # Search scans staged rows exactly, so a chunk is findable either way. At most one of the two is set.
+    staged_embedding = VectorField(dimensions=settings.EMBEDDING_DIMENSION, null=True, blank=True)
     search_vector = models.GeneratedField(
         expression=SearchVector("search_text", config="english"),
         output_field=SearchVectorField(),
@@ -178,6 +182,10 @@ class Chunk(models.Model):
             ),
             GinIndex(fields=["search_vector"], name="chunk_search_vector_gin"),
             models.Index(fields=["release"], name="chunk_release_idx"),
+            # Finds the (few) staged chunks of a search's releases, and the indexer's next batch.
+            models.Index(
+                fields=["release"], name="chunk_staged_release_idx", condition=Q(staged_embedding__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:

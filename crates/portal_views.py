@@ -114,7 +114,8 @@ def deletion_summary(*, crate: Crate) -> DeletionSummary:
     """What a hard delete removes, counted from the rows themselves rather than the cached counters."""
     releases = CrateRelease.objects.filter(crate=crate)
     chunk_counts = Chunk.objects.filter(release__crate=crate).aggregate(
-        chunks=Count("id"), embeddings=Count("id", filter=Q(embedding__isnull=False))
+        chunks=Count("id"),
+        embeddings=Count("id", filter=Q(embedding__isnull=False) | Q(staged_embedding__isnull=False)),
     )
     return DeletionSummary(
         crate=crate,

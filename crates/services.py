@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from crates.errors import CrateNotFound, VersionNotFound
@@ -84,3 +84,36 @@ def restore_crate(*, name: str) -> Crate:
             crate.save(update_fields=["deleted_at", "updated_at"])
             logger.info("restored crate %s", crate.name)
     return crate
+
+
+# Chunks moved from staged_embedding into the HNSW-indexed embedding per transaction: small enough
+# that a batch holds its row locks briefly and a kill loses little, large enough to amortise commits.
+INDEX_STAGED_BATCH = 500
+
+
+def index_staged_chunks(*, batch_size: int = INDEX_STAGED_BATCH, max_batches: int | None = None) -> int:
+    """Move staged vectors into ``Chunk.embedding`` (and so into the HNSW index); return how many moved.
+
+    The ingest stores vectors in ``staged_embedding`` (no index to maintain, searched by an exact scan);
+    this is the deferred HNSW insert. Each batch is one transaction that sets ``embedding`` and clears
+    ``staged_embedding`` on the same rows, so a chunk is never in neither or both; a killed run loses
+    at most its open batch, and running it again (or two at once: SKIP LOCKED) just continues.
+    """
+    moved = 0
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE crates_chunk c SET embedding = c.staged_embedding, staged_embedding = NULL"
+                " WHERE c.id IN (SELECT id FROM crates_chunk WHERE staged_embedding IS NOT NULL"
+                " LIMIT %s FOR UPDATE SKIP LOCKED)",
+                [batch_size],
+            )
+            count = cursor.rowcount
+        moved += count
+        batches += 1
+        if count < batch_size:
+            break
+    if moved:
+        logger.info("indexed %d staged chunk embeddings in %d batches", moved, batches)
+    return moved

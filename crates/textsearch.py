@@ -117,12 +117,27 @@ def search_text_for(text: str) -> str:
     inflating its term frequencies.
     """
     seen: dict[str, None] = {}
-    for match in _IDENT_RE.finditer(text):
-        token = match.group(0)
-        if _is_compound(token):
-            for form in _extra_forms(token):
-                seen.setdefault(form, None)
+    forms_of = _forms_cache
+    for token in _IDENT_RE.findall(text):
+        forms = forms_of.get(token)
+        if forms is None:
+            forms = _token_forms(token)
+        for form in forms:
+            seen.setdefault(form, None)
     return text if not seen else f"{text}\n{' '.join(seen)}"
+
+
+# Identifiers repeat a lot across a crate's chunks: their extra forms are computed once per process.
+_forms_cache: dict[str, tuple[str, ...]] = {}
+_MAX_CACHED_TOKENS = 200_000
+
+
+def _token_forms(token: str) -> tuple[str, ...]:
+    forms = tuple(_extra_forms(token)) if _is_compound(token) else ()
+    if len(_forms_cache) >= _MAX_CACHED_TOKENS:
+        _forms_cache.clear()
+    _forms_cache[token] = forms
+    return forms
 
 
 def clean_query(query: object) -> str:

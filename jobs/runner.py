@@ -193,7 +193,19 @@ def execute_job(*, job: CrateJob, locks: LockConnection) -> str:
         logger.warning("job %s finished but another worker owns it now; result not recorded", job.pk)
         return "lost"
     logger.info("job %s complete: %s", job.pk, message)
+    if job.operation != CrateJob.Operation.REMOVE:
+        _queue_indexing(job=job)
     return "complete"
+
+
+def _queue_indexing(*, job: CrateJob) -> None:
+    """The ingest staged its vectors (searchable at once, by exact scan); HNSW-index them in the background."""
+    from django_q.tasks import async_task
+
+    try:
+        async_task("jobs.tasks.index_staged_chunks", q_options={"save": False})
+    except Exception:  # the every-minute schedule indexes them anyway
+        logger.warning("job %s: could not queue the indexing of its staged embeddings", job.pk, exc_info=True)
 
 
 # --- the operations -----------------------------------------------------------------

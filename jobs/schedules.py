@@ -14,6 +14,8 @@ logger = logging.getLogger(__name__)
 _SCHEDULES_LOCK_KEY = 0x4644585300000001
 RETENTION_SCHEDULE = "ferrodex: purge finished jobs"
 SWEEPER_SCHEDULE = "ferrodex: recover stale jobs"
+# Catches staged vectors whose after-ingest indexing task was lost (a killed worker).
+INDEXER_SCHEDULE = "ferrodex: index staged embeddings"
 
 
 def _next_retention_run() -> datetime:
@@ -24,7 +26,7 @@ def _next_retention_run() -> datetime:
 
 
 def ensure_schedules() -> dict[str, str]:
-    """Create or repair the retention (daily) and sweeper (every minute: django-q2's finest grain) schedules."""
+    """Create or repair the retention (daily), sweeper and staged-embedding indexer (every minute) schedules."""
     from django_q.models import Schedule
 
     wanted = {
@@ -32,6 +34,8 @@ def ensure_schedules() -> dict[str, str]:
                              "next_run": _next_retention_run},
         SWEEPER_SCHEDULE: {"func": "jobs.tasks.sweep", "schedule_type": Schedule.MINUTES, "minutes": 1,
                            "next_run": timezone.now},
+        INDEXER_SCHEDULE: {"func": "jobs.tasks.index_staged_chunks", "schedule_type": Schedule.MINUTES,
+                           "minutes": 1, "next_run": timezone.now},
     }
     outcome = {}
     with transaction.atomic():

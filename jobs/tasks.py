@@ -30,3 +30,10 @@ def purge_old_jobs() -> int:
     from jobs.retention import purge_old_jobs as purge
 
     return purge()
+
+
+def index_staged_chunks() -> int:
+    """Move vectors staged by ingests into the HNSW index (queued after each ingest, and every minute)."""
+    from crates.services import index_staged_chunks as index
+
+    return index()

@@ -103,7 +103,8 @@ def release_snapshot(*, release: CrateRelease, crate: str) -> tuple[dict, dict]:
     }
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""SELECT d.path, d.kind, c.ordinal, c.content_hash, c.token_count, c.text, md5(c.embedding::text)
+            f"""SELECT d.path, d.kind, c.ordinal, c.content_hash, c.token_count, c.text,
+                       md5(coalesce(c.embedding, c.staged_embedding)::text)
                 FROM {Chunk._meta.db_table} c JOIN {Document._meta.db_table} d ON d.id = c.document_id
                 WHERE c.release_id = %s""",
             [release.pk],

@@ -441,6 +441,7 @@ def test_ensure_schedules_is_idempotent():
     assert rows == {
         "ferrodex: purge finished jobs": ("jobs.tasks.purge_old_jobs", "D", None),
         "ferrodex: recover stale jobs": ("jobs.tasks.sweep", "I", 1),
+        "ferrodex: index staged embeddings": ("jobs.tasks.index_staged_chunks", "I", 1),
     }
 
 

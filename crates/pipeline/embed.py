@@ -146,16 +146,38 @@ def embed_cached(*, embedder: Embedder, texts: dict[str, str]) -> tuple[dict[str
                 expected=embedder.dimension,
                 actual=len(vector),
             )
-    new_rows = []
     for content_hash, vector in zip(misses, fresh, strict=True):
-        vector = _as_list(vector)
-        vectors[content_hash] = vector
-        new_rows.append(EmbeddingCache(model=embedder.model_name, content_hash=content_hash, embedding=vector))
-    EmbeddingCache.objects.bulk_create(new_rows, batch_size=INSERT_BATCH, ignore_conflicts=True)
+        vectors[content_hash] = _as_list(vector)
+    _store_in_cache(model=embedder.model_name, vectors={h: vectors[h] for h in misses})
     logger.debug(
         "embedded %d new texts with %s (%d from cache)", len(misses), embedder.model_name, len(hashes) - len(misses)
     )
     return vectors, len(misses)
+
+
+def _store_in_cache(*, model: str, vectors: dict[str, list[float]]) -> None:
+    """Insert new cache rows; a row a concurrent worker stored first is left as it is.
+
+    One pipelined INSERT per row with the vector in binary: Django's bulk_create formatted each
+    vector as text, which cost more than the hash embedder itself.
+    """
+    from django.db import connection, transaction
+
+    from crates.models import EmbeddingCache
+    from crates.pipeline import pgcopy
+
+    sql = (
+        f'INSERT INTO "{EmbeddingCache._meta.db_table}" (model, content_hash, embedding, created_at)'
+        " VALUES (%s, %s, %s, now()) ON CONFLICT (model, content_hash) DO NOTHING"
+    )
+    items = list(vectors.items())
+    for start in range(0, len(items), INSERT_BATCH):
+        chunk = items[start : start + INSERT_BATCH]
+        rows = [(model, h, pgcopy.EncodedVector(pgcopy.encode_vector(v))) for h, v in chunk]
+        with transaction.atomic(), connection.cursor() as cursor:
+            raw, _oid = pgcopy.binary_cursor(cursor.cursor)
+            with raw:
+                raw.executemany(sql, rows)
 
 
 def _as_list(vector: object) -> list[float]:

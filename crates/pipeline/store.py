@@ -15,9 +15,12 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from crates.models import Chunk, Crate, CrateRelease, Document
+from crates.pipeline import pgcopy
 from crates.pipeline.types import ChunkData, ParsedCrate, ParsedItem, ResolvedRelease
 from crates.textsearch import search_text_for
 
@@ -94,27 +97,49 @@ def store_batch(
             # commits in this same transaction: waiting for the WAL flush buys nothing.
             cursor.execute("SET LOCAL synchronous_commit = off")
         _delete_existing(release=release, batch=batch)
-        documents = Document.objects.bulk_create(
-            [_document(release=release, package=package, local=local, item=s.item) for s in batch]
-        )
-        chunks = [
-            Chunk(
-                document=doc,
-                release=release,
-                ordinal=c.ordinal,
-                text=c.text,
-                search_text=search_text_for(c.text),
-                token_count=c.token_count,
-                content_hash=c.content_hash,
-                embedding=vec,
-            )
-            for doc, stored in zip(documents, batch, strict=True)
-            for c, vec in zip(stored.chunks, stored.vectors, strict=True)
-        ]
-        Chunk.objects.bulk_create(chunks, batch_size=500)
+        with connection.cursor() as cursor:
+            raw, vector_oid = pgcopy.binary_cursor(cursor.cursor)
+            with raw:
+                documents, chunks = _copy_batch(raw=raw, vector_oid=vector_oid, release=release, package=package,
+                                                local=local, batch=batch)
         if before_commit is not None:
             before_commit()
-    return len(documents), len(chunks)
+    return documents, chunks
+
+
+_DOCUMENT_COLUMNS = (
+    ("id", "int8"), ("release_id", "int8"), ("path", "text"), ("name", "text"), ("kind", "text"),
+    ("parent_path", "text"), ("signature", "text"), ("docs", "text"), ("url", "text"), ("deprecated", "bool"),
+    ("deprecation_note", "text"), ("content_hash", "text"), ("metadata", "jsonb"),
+)
+_CHUNK_COLUMNS = (
+    ("document_id", "int8"), ("release_id", "int8"), ("ordinal", "int4"), ("text", "text"),
+    ("search_text", "text"), ("token_count", "int4"), ("content_hash", "text"), ("staged_embedding", "vector"),
+)
+
+
+def _copy_batch(
+    *, raw, vector_oid: int, release: CrateRelease, package: str, local: bool, batch: Sequence[StoredItem]
+) -> tuple[int, int]:
+    """COPY the batch's documents, then its chunks with their vectors staged (see Chunk.staged_embedding)."""
+    doc_ids = pgcopy.allocate_ids(raw, table=Document._meta.db_table, count=len(batch))
+    pgcopy.copy_rows(
+        raw, table=Document._meta.db_table, columns=[c for c, _t in _DOCUMENT_COLUMNS],
+        types=[t for _c, t in _DOCUMENT_COLUMNS],
+        rows=(_document_row(doc_id=doc_id, release=release, package=package, local=local, item=s.item)
+              for doc_id, s in zip(doc_ids, batch, strict=True)),
+    )
+    chunk_rows = [
+        (doc_id, release.pk, c.ordinal, c.text, search_text_for(c.text), c.token_count, c.content_hash,
+         None if vec is None else pgcopy.EncodedVector(pgcopy.encode_vector(vec)))
+        for doc_id, stored in zip(doc_ids, batch, strict=True)
+        for c, vec in zip(stored.chunks, stored.vectors, strict=True)
+    ]
+    pgcopy.copy_rows(
+        raw, table=Chunk._meta.db_table, columns=[c for c, _t in _CHUNK_COLUMNS],
+        types=[vector_oid if t == "vector" else t for _c, t in _CHUNK_COLUMNS], rows=chunk_rows,
+    )
+    return len(doc_ids), len(chunk_rows)
 
 
 def _delete_existing(*, release: CrateRelease, batch: Sequence[StoredItem]) -> None:
@@ -127,20 +152,12 @@ def _delete_existing(*, release: CrateRelease, batch: Sequence[StoredItem]) -> N
         Document.objects.filter(pk__in=ids).delete()
 
 
-def _document(*, release: CrateRelease, package: str, local: bool, item: ParsedItem) -> Document:
-    return Document(
-        release=release,
-        path=item.path[:1000],
-        name=item.name[:300],
-        kind=item.kind,
-        parent_path=item.parent_path[:1000],
-        signature=item.signature,
-        docs=item.docs,
-        url=docs_url(package=package, version=release.version, relative=item.url, local=local)[:1500],
-        deprecated=item.deprecated,
-        deprecation_note=item.deprecation_note,
-        content_hash=item.content_hash(),
-        metadata=item.metadata,
+def _document_row(*, doc_id: int, release: CrateRelease, package: str, local: bool, item: ParsedItem) -> tuple:
+    """One crates_document row in _DOCUMENT_COLUMNS order, cut to the model's field lengths."""
+    url = docs_url(package=package, version=release.version, relative=item.url, local=local)
+    return (
+        doc_id, release.pk, item.path[:1000], item.name[:300], item.kind, item.parent_path[:1000], item.signature,
+        item.docs, url[:1500], item.deprecated, item.deprecation_note, item.content_hash(), Jsonb(item.metadata),
     )
 
 
@@ -171,7 +188,8 @@ def _refresh_counts(*, release: CrateRelease) -> None:
     chunks = Chunk.objects.filter(release=release)
     release.document_count = Document.objects.filter(release=release).count()
     release.chunk_count = chunks.count()
-    release.embedding_count = chunks.exclude(embedding=None).count()
+    # A staged vector counts: the chunk is searchable by it (see Chunk.staged_embedding).
+    release.embedding_count = chunks.filter(Q(embedding__isnull=False) | Q(staged_embedding__isnull=False)).count()
 
 
 def _newest_active_version(*, crate: Crate) -> str:

@@ -144,22 +144,7 @@ def vector_statement(*, scope: Scope, vector: list[float], depth: int, release_i
         params["kinds"] = list(scope.kinds)
     wanted = set(release_ids)
     in_scope = sum(r.chunk_count for r in scope.releases if r.id in wanted)
-    scan = (
-        "SELECT c.id, c.document_id, c.embedding <=> %(vec)s::vector AS distance FROM crates_chunk c"
-        " WHERE c.release_id = ANY(%(releases)s::bigint[]) AND c.embedding IS NOT NULL" + kind_filter
-    )
-    if in_scope <= EXACT_SCAN_MAX_CHUNKS:
-        # A crate or two: computing every distance is cheap and exact, while an HNSW scan filtered
-        # down to 0.1% of a big table could stop (max_scan_tuples) before `depth` rows. The OFFSET 0
-        # fence keeps the planner off HNSW and computes each distance once.
-        nearest = f"SELECT * FROM ({scan} OFFSET 0) s ORDER BY distance LIMIT %(depth)s"
-    else:
-        nearest = scan + " ORDER BY c.embedding <=> %(vec)s::vector LIMIT %(depth)s"
-    sql = (
-        f"WITH nearest AS MATERIALIZED ({nearest})"
-        f" SELECT n.id, n.document_id, 1 - n.distance, {DOC_COLUMNS}"
-        " FROM nearest n JOIN crates_document d ON d.id = n.document_id ORDER BY n.distance, n.id"
-    )
+    sql = _nearest_sql(exact=in_scope <= EXACT_SCAN_MAX_CHUNKS, kind_filter=kind_filter)
     if depth > EF_SEARCH:
         # Rare (limit > 13): a bigger candidate list for this statement only. The statements of a
         # search run as one implicit transaction, so is_local ends with it; the reset covers an
@@ -170,6 +155,43 @@ def vector_statement(*, scope: Scope, vector: list[float], depth: int, release_i
         )
         return Statement(sql=sql, params=params, rank=_group, extra={"results": 3, "rows_at": 1})
     return Statement(sql=sql, params=params, rank=_group)
+
+
+def _nearest_sql(*, exact: bool, kind_filter: str) -> str:
+    """Nearest chunks over both vector columns: ``embedding`` (HNSW) and ``staged_embedding``.
+
+    A chunk has at most one of the two (see Chunk.staged_embedding); one statement sees one snapshot,
+    so a chunk the indexer moves meanwhile is counted exactly once.
+    """
+    in_scope = " FROM crates_chunk c WHERE c.release_id = ANY(%(releases)s::bigint[])"
+    if exact:
+        # A crate or two: computing every distance is cheap and exact, while an HNSW scan filtered
+        # down to 0.1% of a big table could stop (max_scan_tuples) before `depth` rows. The OFFSET 0
+        # fence keeps the planner off HNSW and computes each distance once.
+        scan = (
+            "SELECT c.id, c.document_id, coalesce(c.embedding, c.staged_embedding) <=> %(vec)s::vector AS distance"
+            + in_scope + " AND (c.embedding IS NOT NULL OR c.staged_embedding IS NOT NULL)" + kind_filter
+        )
+        nearest = f"SELECT * FROM ({scan} OFFSET 0) s ORDER BY distance LIMIT %(depth)s"
+    else:
+        indexed = (
+            "SELECT c.id, c.document_id, c.embedding <=> %(vec)s::vector AS distance" + in_scope
+            + " AND c.embedding IS NOT NULL" + kind_filter + " ORDER BY c.embedding <=> %(vec)s::vector LIMIT %(depth)s"
+        )
+        # Chunks of recent ingests not yet moved into the HNSW graph: few, found by a partial index.
+        staged = (
+            "SELECT c.id, c.document_id, c.staged_embedding <=> %(vec)s::vector AS distance" + in_scope
+            + " AND c.staged_embedding IS NOT NULL" + kind_filter
+        )
+        nearest = (
+            f"SELECT * FROM (({indexed}) UNION ALL (SELECT * FROM ({staged} OFFSET 0) s"
+            " ORDER BY distance LIMIT %(depth)s)) u ORDER BY distance LIMIT %(depth)s"
+        )
+    return (
+        f"WITH nearest AS MATERIALIZED ({nearest})"
+        f" SELECT n.id, n.document_id, 1 - n.distance, {DOC_COLUMNS}"
+        " FROM nearest n JOIN crates_document d ON d.id = n.document_id ORDER BY n.distance, n.id"
+    )
 
 
 # Lexemes too common to select keyword candidates, per database, refreshed every few minutes:

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from crates.cli_progress import CliProgress
 from crates.errors import FerrodexError
 from crates.pipeline.ingest import run_ingest
+from crates.services import index_staged_chunks
 
 
 class Command(BaseCommand):
@@ -51,6 +52,10 @@ class Command(BaseCommand):
             progress.finish()
             raise CommandError("interrupted; the previous release (if any) is still active") from None
         progress.finish()
+        if not result.up_to_date:
+            # The crate is searchable already (staged vectors are scanned exactly); without a worker
+            # running, nobody else moves them into the HNSW index, so do it before returning.
+            index_staged_chunks()
         if options["as_json"]:
             from dataclasses import asdict
 

@@ -60,8 +60,13 @@ class WordPieceCounter:
 
     def _ascii(self, text: str) -> int:
         words = self._words
+        found = _BERT_WORD_RE.findall(text.lower())
+        try:
+            return sum(map(words.__getitem__, found))  # the common case: every word seen before
+        except KeyError:
+            pass
         total = 0
-        for word in _BERT_WORD_RE.findall(text.lower()):
+        for word in found:
             pieces = words.get(word)
             if pieces is None:
                 pieces = self._remember(word, len(self._model.tokenize(word)))

@@ -1,0 +1,77 @@
+"""Bulk writes for the store stage: binary COPY with vectors encoded by numpy.
+
+Django's ``bulk_create`` formats every vector as text (``str(float(v))`` per component) and builds a
+model instance per row; for a large crate that was most of the Python time of the store stage.
+Binary COPY sends float32 components as they are, which pgvector stores bit for bit the same.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import psycopg
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+from psycopg.types import TypeInfo
+
+_vector_oids: dict[int, int] = {}  # per server connection (backend pid): vector's oid is per database
+
+
+def encode_vector(vector: Sequence[float]) -> bytes:
+    """pgvector's binary wire format: uint16 dimension, uint16 unused, big-endian float32 components."""
+    array = np.asarray(vector, dtype=">f4")
+    return struct.pack(">HH", array.shape[0], 0) + array.tobytes()
+
+
+class _EncodedVectorDumper(Dumper):
+    """Passes bytes from ``encode_vector`` through; the oid is set per database by a subclass."""
+
+    format = Format.BINARY
+
+    def dump(self, obj: bytes) -> bytes:
+        return obj
+
+
+class EncodedVector(bytes):
+    """Marks bytes from ``encode_vector`` as a vector parameter (plain bytes would be bytea)."""
+
+
+def binary_cursor(django_cursor) -> tuple[psycopg.Cursor, int]:
+    """A server-binding psycopg cursor on ``django_cursor``'s connection (same transaction) that sends
+    ``EncodedVector`` as vector, and the vector type's oid.
+
+    Django's own cursors bind parameters client-side, as text; the dumper is registered on the new
+    cursor only, so nothing else on the connection changes.
+    """
+    conn = django_cursor.connection
+    oid = _vector_oids.get(conn.info.backend_pid)
+    if oid is None:
+        info = TypeInfo.fetch(conn, "vector")
+        if info is None:
+            raise RuntimeError("the pgvector extension is not installed in this database")
+        oid = _vector_oids[conn.info.backend_pid] = info.oid
+    raw = psycopg.Cursor(conn)
+    raw.adapters.register_dumper(EncodedVector, type("VectorDumper", (_EncodedVectorDumper,), {"oid": oid}))
+    return raw, oid
+
+
+def copy_rows(raw_cursor, *, table: str, columns: Sequence[str], types: Sequence[str | int],
+              rows: Iterable[Sequence]) -> None:
+    """COPY ``rows`` into ``table`` in binary; ``types`` are PostgreSQL type names or oids per column."""
+    column_list = ", ".join(f'"{c}"' for c in columns)
+    with raw_cursor.copy(f'COPY "{table}" ({column_list}) FROM STDIN (FORMAT BINARY)') as copy:
+        copy.set_types(list(types))
+        for row in rows:
+            copy.write_row(row)
+
+
+def allocate_ids(raw_cursor, *, table: str, count: int) -> list[int]:
+    """``count`` fresh values of ``table``'s id sequence, so COPY can write rows that others point to."""
+    if count <= 0:
+        return []
+    raw_cursor.execute(
+        "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", (table, count)
+    )
+    return [row[0] for row in raw_cursor.fetchall()]
