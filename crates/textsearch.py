@@ -201,18 +201,37 @@ def tsquery_for(query: str, *, skip: Callable[[str], bool] | None = None) -> str
     return " | ".join(words)
 
 
-def tsquery_all_for(query: str, *, skip: Callable[[str], bool] | None = None) -> str:
-    """Like :func:`tsquery_for` but every query token must match (in any of its spellings).
+def _group_term(group: tuple[str, ...] | list[str], skip: Callable[[str], bool] | None) -> str:
+    """One query token as a tsquery term that a precise match must satisfy.
 
-    ``HashMap::with_capacity`` -> ``(hashmap | hash | map) & (withcapacity | with | capacity)``;
+    A compound token's group is [joined, *parts] (``HashMap`` -> hashmap, hash, map): a chunk
+    matches it with the joined spelling or with every part (``hashmap | (hash & map)``), not with
+    one part alone -- a chunk that only says "map" is a loose match, left to the any-word tier.
+    """
+    words = [w for w in group if _safe(w) and not (skip and skip(w))]
+    if len(words) <= 1:
+        return words[0] if words else ""
+    joined, parts = group[0], list(group[1:])
+    if joined not in words or len(parts) < 2:
+        return "(" + " | ".join(words) + ")"
+    kept = [w for w in parts if w in words]
+    if not kept:
+        return joined
+    return f"({joined} | {kept[0]})" if len(kept) == 1 else f"({joined} | ({' & '.join(kept)}))"
+
+
+def tsquery_all_for(query: str, *, skip: Callable[[str], bool] | None = None) -> str:
+    """Like :func:`tsquery_for` but every query token must match (see :func:`_group_term`).
+
+    ``HashMap::with_capacity`` -> ``(hashmap | (hash & map)) & (withcapacity | (with & capacity))``;
     stop words drop out inside ``to_tsquery``. A token whose spellings are all skipped is
     left out of the AND. Used to find the precise matches first.
     """
     terms: dict[str, None] = {}
     for group in _token_groups(query):
-        words = [w for w in group if _safe(w) and not (skip and skip(w))]
-        if words:
-            terms.setdefault("(" + " | ".join(words) + ")" if len(words) > 1 else words[0], None)
+        term = _group_term(group, skip)
+        if term:
+            terms.setdefault(term, None)
     return " & ".join(terms)
 
 
@@ -229,9 +248,9 @@ def tsquery_pairs_for(query: str, *, skip: Callable[[str], bool] | None = None) 
     """
     terms: dict[str, None] = {}
     for group in _token_groups(query):
-        words = [w for w in group if _safe(w) and not (skip and skip(w))]
-        if words:
-            terms.setdefault("(" + " | ".join(words) + ")" if len(words) > 1 else words[0], None)
+        term = _group_term(group, skip)
+        if term:
+            terms.setdefault(term, None)
     tokens = list(terms)[:MAX_PAIR_TOKENS]
     if len(tokens) < 3:
         return ""

@@ -355,9 +355,16 @@ def test_common_words_do_not_select_keyword_candidates_but_still_rank(monkeypatc
     assert "tokio::sync::Mutex::lock" in paths(only_common)  # nothing informative: any word selects
 
 
+def test_a_precise_match_of_a_compound_token_needs_its_joined_form_or_every_part():
+    # "hash" alone is a loose match of HashMap: it is left to the any-word tier.
+    assert tsquery_all_for("HashMap") == "(hashmap | (hash & map))"
+    assert tsquery_all_for("HashMap", skip=lambda w: w == "map") == "(hashmap | hash)"
+    assert tsquery_for("HashMap") == "hashmap | hash | map"
+
+
 def test_skipped_words_leave_the_tsquery():
     assert tsquery_for("hash map", skip=lambda w: w == "map") == "hash | hashmap"
     assert tsquery_all_for("HashMap::with_capacity", skip=lambda w: w in {"hash", "map"}) == (
-        "hashmap & (withcapacity | with | capacity)"
+        "hashmap & (withcapacity | (with & capacity))"
     )
     assert tsquery_all_for("map", skip=lambda w: True) == ""
