@@ -282,22 +282,32 @@ def keyword_statement(*, scope: Scope, text: str, depth: int) -> Statement | Non
         )
         params["kinds"] = list(scope.kinds)
     # The rank is computed where the candidate row is read: joining back to the chunk for it
-    # read every candidate's heap page (and its search_vector) a second time.
+    # read every candidate's heap page (and its search_vector) a second time. A looser tier only
+    # runs while the tighter ones found fewer than `depth` chunks (a one-time filter: its scan is
+    # skipped, not filtered): a chunk with fewer of the words rarely outranks one with all of them,
+    # and every candidate costs a heap visit.
     part = (
-        "(SELECT c.id, c.document_id, ts_rank(c.search_vector, q.rank_q, 1) AS rank"
-        " FROM crates_chunk c, q WHERE c.search_vector @@ q.{pick}" + where + " LIMIT %({cap})s)"
+        "SELECT c.id, c.document_id, ts_rank(c.search_vector, q.rank_q, 1) AS rank"
+        " FROM crates_chunk c, q WHERE c.search_vector @@ q.{pick}" + where + "{gate} LIMIT %({cap})s"
     )
-    parts = [part.format(pick="all_q", cap="cap")]
+    tiers = [("all_q", "cap")]
     if pick_pairs:
-        parts.append(part.format(pick="pairs_q", cap="cap"))
+        tiers.append(("pairs_q", "cap"))
     if pick_any != pick_all:
-        parts.append(part.format(pick="any_q", cap="anycap"))
+        tiers.append(("any_q", "anycap"))
+    ctes, found = [], []
+    for index, (pick, cap) in enumerate(tiers):
+        gate = f" AND ({' + '.join(found)}) < %(depth)s" if found else ""
+        ctes.append(f"t{index} AS MATERIALIZED ({part.format(pick=pick, cap=cap, gate=gate)})")
+        found.append(f"(SELECT count(*) FROM t{index})")
     sql = (
         "WITH q AS (SELECT to_tsquery('english', %(rank)s) AS rank_q, to_tsquery('english', %(any)s) AS any_q,"
-        " to_tsquery('english', %(all)s) AS all_q, to_tsquery('english', %(pairs)s) AS pairs_q)"
-        f" SELECT h.id, h.document_id, h.rank, {DOC_COLUMNS} FROM ("
-        " SELECT id, document_id, rank FROM (" + " UNION ".join(parts) + ") hits"
-        " ORDER BY rank DESC, id LIMIT %(depth)s) h JOIN crates_document d ON d.id = h.document_id"
+        " to_tsquery('english', %(all)s) AS all_q, to_tsquery('english', %(pairs)s) AS pairs_q), "
+        + ", ".join(ctes)
+        + f" SELECT h.id, h.document_id, h.rank, {DOC_COLUMNS} FROM ("
+        " SELECT id, document_id, rank FROM ("
+        + " UNION ".join(f"SELECT * FROM t{index}" for index in range(len(tiers)))
+        + ") hits ORDER BY rank DESC, id LIMIT %(depth)s) h JOIN crates_document d ON d.id = h.document_id"
         " ORDER BY h.rank DESC, h.id"
     )
     return Statement(sql=sql, params=params, rank=_group)
