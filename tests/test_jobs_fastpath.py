@@ -150,6 +150,25 @@ def test_due_check_and_wake_agree_with_the_orm_queryset():
     assert services.wake_if_unserved() is False and not OrmQ.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_hot_statements_are_server_side_prepared_and_the_orm_queries_are_not():
+    # Django opens connections with prepare_threshold=None, under which psycopg ignored prepare=True:
+    # the "prepared" status poll was parsed and planned by PostgreSQL on every call.
+    job = services.enqueue_ingest(name="itoa", requested_by="api").job
+    for _ in range(3):
+        selectors.job_status(job_id=job.pk)
+    services.has_due_queued_job()
+    CrateJob.objects.filter(pk=job.pk).count()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
+        prepared = dict(cursor.fetchall())
+    assert {sql for sql in prepared if "json_agg" in sql} and {sql for sql in prepared if "crate_jobs" in sql
+                                                               and "INSERT" in sql}
+    (status_runs,) = [runs for sql, runs in prepared.items() if "json_agg" in sql]
+    assert status_runs == 3  # one statement, prepared once, executed three times
+    assert not any("COUNT(*)" in sql for sql in prepared)  # the ORM keeps Django's unprepared default
+
+
 @pytest.fixture
 def worker_lock_sessions(monkeypatch):
     monkeypatch.setattr(runner, "_reuse_lock_session", True)
