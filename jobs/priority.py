@@ -42,7 +42,7 @@ def lower_worker_priority() -> int:
         return os.getpriority(os.PRIO_PROCESS, 0)
     for tid in _thread_ids():
         _renice(pid=tid, nice=nice)
-    _backend_nice = nice
+    _backend_nice = nice if settings.JOB_WORKER_NICE_DATABASE else None
     for wrapper in connections.all(initialized_only=True):
         if wrapper.connection is not None and wrapper.vendor == "postgresql":
             lower_backend_priority(wrapper.connection)
