@@ -332,8 +332,9 @@ def main() -> None:
         print(f"  {CrateJob.objects.count()} jobs in the table; worker running", file=sys.stderr)
         rows += bench_enqueue_and_status(args.requests, args.threads, args.processes, url)
         rows.append(bench_cancel(args.cancels))
-        rows.append(bench_kill(args.kills, stale_values[0]))
-    for stale in stale_values[1:]:
+        if args.kills:
+            rows.append(bench_kill(args.kills, stale_values[0]))
+    for stale in stale_values[1:] if args.kills else ():
         with Worker(url, logs / f"jobs-qcluster-stale{stale}.log", stale=stale):
             rows.append(bench_kill(args.kills, stale))
 

@@ -155,6 +155,9 @@ JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
 JOB_TIMEOUT = env_int("JOB_TIMEOUT", 3600)
 JOB_HEARTBEAT_STALE_SECONDS = env_int("JOB_HEARTBEAT_STALE_SECONDS", 60)
 JOB_WAIT_SLOT_SECONDS = env_float("JOB_WAIT_SLOT_SECONDS", 1.0)
+# qcluster worker processes (and their embedded-server backends) run at this nice value; 0 disables it.
+JOB_WORKER_NICE = env_int("JOB_WORKER_NICE", 10)
+JOB_WORKER_NICE_DATABASE = env_bool("JOB_WORKER_NICE_DATABASE", True)
 # First delay before a transient failure is retried; doubles per attempt.
 JOB_RETRY_BACKOFF_SECONDS = env_float("JOB_RETRY_BACKOFF_SECONDS", 30.0)
 # Dotted path of the pipeline a job runs (tests point it at a fake pipeline in worker processes).

@@ -26,6 +26,8 @@ import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 
+from jobs.priority import lower_backend_priority
+
 logger = logging.getLogger(__name__)
 
 # First key of the two-int advisory locks that are concurrency slots ("FDXS").
@@ -64,6 +66,7 @@ class LockConnection:
             [params.pop("options", ""), *(f"-c {k}={v}" for k, v in self._session_settings().items())]
         ).strip()
         self.conn = psycopg.connect(**params, autocommit=True, options=options)
+        lower_backend_priority(self.conn)
         self.slot: int | None = None
         self.job_key: int | None = None
 

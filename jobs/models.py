@@ -30,8 +30,10 @@ class CrateJob(models.Model):
     FINISHED_STATUSES = (Status.COMPLETE, Status.FAILED, Status.CANCELLED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    crate_name = models.CharField(max_length=64, db_index=True)
-    normalized_name = models.CharField(max_length=64, db_index=True)
+    # No single-column indexes on the names: every enqueue writes every index of this table, lookups by
+    # name use job_crate_status_idx / job_one_active_per_target, and the admin's search is icontains.
+    crate_name = models.CharField(max_length=64)
+    normalized_name = models.CharField(max_length=64)
     requested_version = models.CharField(max_length=128, default="latest")
     resolved_version = models.CharField(max_length=128, blank=True, default="")
     operation = models.CharField(max_length=16, choices=Operation.choices, default=Operation.INGEST)
@@ -114,7 +116,8 @@ class JobEvent(models.Model):
         FAILED = "failed"
         RECOVERED = "recovered"
 
-    job = models.ForeignKey(CrateJob, on_delete=models.CASCADE, related_name="events")
+    # jobevent_job_created_idx (job, created_at) serves the job's lookups and the cascade.
+    job = models.ForeignKey(CrateJob, on_delete=models.CASCADE, related_name="events", db_index=False)
     event_type = models.CharField(max_length=20, choices=Type.choices)
     message = models.TextField(blank=True, default="")
     data = models.JSONField(default=dict, blank=True)

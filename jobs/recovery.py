@@ -195,9 +195,11 @@ def _pending_wakeups() -> int:
 
 def on_worker_spawn(sender=None, **kwargs) -> None:
     """django-q2 ``post_spawn`` receiver: runs in each new worker process."""
-    from jobs.runner import reuse_lock_sessions
+    from jobs.priority import lower_worker_priority
+    from jobs.runner import reuse_worker_sessions
 
-    reuse_lock_sessions()
+    lower_worker_priority()  # first: the threads started below inherit it
+    reuse_worker_sessions()
     start_worker_monitor()
 
 

@@ -16,6 +16,7 @@ is written there) cannot deadlock against progress writes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -24,16 +25,26 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from time import monotonic
 
 import psycopg
 import requests
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection, transaction
-from django.db.models import F
-from django.db.models.functions import Greatest, Now
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    connections,
+    router,
+)
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from crates.errors import Cancelled, FerrodexError
@@ -112,17 +123,20 @@ def run_next_job() -> str:
 
 # --- the lock session ----------------------------------------------------------------
 
-# In a qcluster worker the lock session outlives its job: opening one per job cost a
-# PostgreSQL backend start (and a cold catalog cache) for every job. Elsewhere (tests,
-# management commands calling run_next_job) each call opens and closes its own.
-_reuse_lock_session = False
+# In a qcluster worker the lock session and the reporter's database connection outlive
+# their job: opening them per job cost two PostgreSQL backend starts (each with a cold
+# catalog cache) for every job. Elsewhere (tests, management commands calling
+# run_next_job) each job opens and closes its own.
+_reuse_sessions = False
 _idle_lock_session: LockConnection | None = None
+_idle_reporter_db: BaseDatabaseWrapper | None = None
+_idle_reporter_db_mutex = threading.Lock()
 
 
-def reuse_lock_sessions() -> None:
-    """Keep this process's lock session between jobs (called in each qcluster worker process)."""
-    global _reuse_lock_session
-    _reuse_lock_session = True
+def reuse_worker_sessions() -> None:
+    """Keep this process's lock session and reporter connection between jobs (each qcluster worker process)."""
+    global _reuse_sessions
+    _reuse_sessions = True
 
 
 def _lock_session() -> LockConnection:
@@ -149,7 +163,7 @@ def _lock_session_usable(locks: LockConnection) -> bool:
 def _end_lock_session(locks: LockConnection) -> None:
     """Release every lock of the job; keep the session for the next job in a qcluster worker."""
     global _idle_lock_session
-    if not _reuse_lock_session:
+    if not _reuse_sessions:
         locks.close()
         return
     locks.slot = locks.job_key = None
@@ -159,6 +173,31 @@ def _end_lock_session(locks: LockConnection) -> None:
         locks.close()  # the session (and with it every lock) is gone anyway
         return
     _idle_lock_session = locks
+
+
+def _adopt_reporter_db(alias: str) -> None:
+    """Make the connection the previous job's reporter left this thread's connection for ``alias``."""
+    global _idle_reporter_db
+    with _idle_reporter_db_mutex:
+        wrapper, _idle_reporter_db = _idle_reporter_db, None
+    if wrapper is not None:
+        connections[alias] = wrapper
+
+
+def _release_reporter_db(alias: str) -> None:
+    """End of a reporter thread: in a qcluster worker keep its connection for the next job, else close it."""
+    global _idle_reporter_db
+    wrapper = connections[alias]
+    if _reuse_sessions:
+        wrapper.close_if_unusable_or_obsolete()  # broken, or older than CONN_MAX_AGE: the next job reconnects
+        with _idle_reporter_db_mutex:
+            if _idle_reporter_db is None:
+                if not wrapper.allow_thread_sharing:
+                    # Handed from one reporter thread to the next, never used by two at once.
+                    wrapper.inc_thread_sharing()
+                _idle_reporter_db = wrapper
+                return
+    wrapper.close()
 
 
 def execute_job(*, job: CrateJob, locks: LockConnection) -> str:
@@ -385,13 +424,14 @@ class JobProgress:
         self._message = job.stage_message
         self._counters: dict[str, int] = {}
         self._dirty = False
-        self._pending_events: list[JobEvent] = []
+        self._pending_events: list[dict] = []
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._cancelled = threading.Event()
         self._lost = threading.Event()
         self._last_poll = monotonic()
         self._last_direct_check = 0.0
+        self._alias = router.db_for_write(CrateJob)
         self._thread = threading.Thread(target=self._run, name=f"ferrodex-job-{job.pk}", daemon=True)
 
     # Progress protocol -------------------------------------------------------------
@@ -402,10 +442,10 @@ class JobProgress:
             self._message = message[:500]
             if name[:32] != self._stage:
                 self._stage = name[:32]
-                self._pending_events.append(JobEvent(
-                    job_id=self.job.pk, event_type=JobEvent.Type.PROGRESS, message=f"{name}: {message}"[:2000],
-                    data={"stage": name, "percent": self._percent},
-                ))
+                self._pending_events.append({
+                    "type": JobEvent.Type.PROGRESS, "message": f"{name}: {message}"[:2000],
+                    "data": {"stage": name, "percent": self._percent}, "at": timezone.now().isoformat(),
+                })
             self._dirty = True
         self._wake.set()
 
@@ -455,6 +495,7 @@ class JobProgress:
     def _run(self) -> None:
         interval = heartbeat_interval()
         last_flush = last_beat = monotonic()
+        _adopt_reporter_db(self._alias)
         try:
             while True:
                 stopping = self._stopping.is_set()
@@ -476,7 +517,7 @@ class JobProgress:
                 self._wake.wait(TICK_SECONDS)
                 self._wake.clear()
         finally:
-            connection.close()
+            _release_reporter_db(self._alias)
 
     def _observe(self, row: tuple | None) -> None:
         if row is None or row[0] != CrateJob.Status.RUNNING or row[1] != self.job.attempts:
@@ -485,31 +526,23 @@ class JobProgress:
             self._cancelled.set()
 
     def _poll(self) -> None:
-        self._observe(
-            CrateJob.objects.filter(pk=self.job.pk).values_list("status", "attempts", "cancel_requested_at").first()
-        )
+        with _reporter_cursor(self._alias) as cursor:
+            cursor.execute(_poll_sql(), [self.job.pk])
+            self._observe(cursor.fetchone())
         self._last_poll = monotonic()
 
     def _flush(self) -> None:
+        """Progress, counters (never lowered), heartbeat and the pending stage events: ONE prepared statement."""
         with self._mutex:
-            fields = {
-                "progress": Greatest(F("progress"), self._percent),
-                "stage": self._stage,
-                "stage_message": self._message,
-                "heartbeat_at": Now(),
-            }
-            for key, value in self._counters_snapshot().items():
-                fields[key] = Greatest(F(key), value)
+            counters = self._counters_snapshot()
+            params = [self._percent, self._stage, self._message, *(counters.get(key) for key in COUNTERS),
+                      self.job.pk, self.job.attempts]
             events, self._pending_events = self._pending_events, []
             self._dirty = False
         try:
-            with transaction.atomic():
-                with connection.cursor() as cursor:
-                    # Never queue behind a batch transaction that holds the row; try again next tick.
-                    cursor.execute("SET LOCAL lock_timeout = '500ms'")
-                updated = services.running_job(job=self.job).update(**fields)
-                if updated and events:
-                    JobEvent.objects.bulk_create(events)
+            with _reporter_cursor(self._alias) as cursor:
+                cursor.execute(_flush_sql(), [*params, json.dumps(events)])
+                updated = cursor.fetchone()[0]
             if not updated:
                 self._lost.set()
         except DatabaseError:
@@ -532,3 +565,51 @@ class JobProgress:
             logger.error("job %s: the lock session is gone; stopping this attempt", self.job.pk)
             self._lost.set()
         touch_worker(current_job_id=self.job.pk)
+
+
+# --- the reporter's SQL ------------------------------------------------------------------
+# The reporter writes several times a second per running job: constant statements,
+# prepared once per connection, instead of ORM queries compiled at every tick.
+
+
+@contextmanager
+def _reporter_cursor(alias: str) -> Iterator:
+    """A prepared-statement cursor whose session never queues long behind a row lock.
+
+    The pipeline holds the job row in its batch transactions (the checkpoint is
+    written there); a flush that waited for one would stall cancel polling.
+    Failing after 500 ms is fine: the next tick tries again.
+    """
+    with services.prepared_cursor(using=alias) as cursor:
+        session = cursor.connection
+        if session not in _lock_timeout_sessions:
+            cursor.execute("SELECT set_config('lock_timeout', '500ms', false)")
+            _lock_timeout_sessions.add(session)
+        yield cursor
+
+
+_lock_timeout_sessions: weakref.WeakSet = weakref.WeakSet()
+
+
+@functools.cache
+def _poll_sql() -> str:
+    return f'SELECT status, attempts, cancel_requested_at FROM "{CrateJob._meta.db_table}" WHERE id = %s'
+
+
+@functools.cache
+def _flush_sql() -> str:
+    """Parameters: percent, stage, message, the COUNTERS (NULL: unchanged), job id, attempt, events as JSON.
+
+    GREATEST ignores NULL, and keeps progress and counters monotonic. The events
+    go in only if the attempt still owns the job, in their order (ids follow it).
+    """
+    counters = ", ".join(f"{name} = GREATEST({name}, %s)" for name in COUNTERS)
+    return (
+        f'WITH job AS (UPDATE "{CrateJob._meta.db_table}" SET progress = GREATEST(progress, %s), stage = %s, '
+        f"stage_message = %s, heartbeat_at = statement_timestamp(), {counters} "
+        f"WHERE id = %s AND status = '{CrateJob.Status.RUNNING}' AND attempts = %s RETURNING id), "
+        f'events AS (INSERT INTO "{JobEvent._meta.db_table}" (job_id, event_type, message, data, created_at) '
+        "SELECT job.id, e.item->>'type', e.item->>'message', e.item->'data', (e.item->>'at')::timestamptz "
+        "FROM job, jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e(item, n) ORDER BY e.n) "
+        "SELECT count(*) FROM job"
+    )

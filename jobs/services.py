@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -515,6 +516,12 @@ def _wake_up_payload(*, job_id: uuid.UUID, alias: str) -> tuple[str, str] | None
     return capture.list_key, capture.payload
 
 
+# psycopg prepares nothing, not even ``execute(prepare=True)``, while a connection's prepare_threshold is
+# None, and Django sets None unless OPTIONS ask otherwise. A threshold no statement ever reaches keeps
+# the ORM's queries unprepared (pooler-friendly, as Django intends) and makes ``prepare=True`` work.
+_EXPLICIT_PREPARE_ONLY = sys.maxsize
+
+
 class _PreparingCursor(ServerBindingCursor):
     """Server-side binding, and every statement prepared once per connection (Django disables auto-prepare)."""
 
@@ -533,6 +540,8 @@ def prepared_cursor(*, using: str) -> Iterator:
     connection = connections[using]
     connection.close_if_health_check_failed()
     connection.ensure_connection()
+    if connection.connection.prepare_threshold is None:
+        connection.connection.prepare_threshold = _EXPLICIT_PREPARE_ONLY
     with connection.wrap_database_errors:
         raw = _PreparingCursor(connection.connection)
     # What connection.cursor() does after create_cursor(); the public API has no way to choose the cursor class.

@@ -4,7 +4,8 @@
 - ``services.enqueue_ingest``: the row the insert plan writes is the row the ORM would write, and the
   wake-up task is a real django-q2 task that does not save its (worthless) result;
 - ``services.has_due_queued_job`` / ``wake_if_unserved``: the same answer as ``due_queued_jobs()``;
-- a qcluster worker keeps its lock session between jobs, and recovers from a session the server ended.
+- a qcluster worker keeps its lock session and its reporter connection between jobs, and recovers from a
+  session the server ended.
 """
 
 from __future__ import annotations
@@ -150,14 +151,35 @@ def test_due_check_and_wake_agree_with_the_orm_queryset():
     assert services.wake_if_unserved() is False and not OrmQ.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_hot_statements_are_server_side_prepared_and_the_orm_queries_are_not():
+    # Django opens connections with prepare_threshold=None, under which psycopg ignored prepare=True:
+    # the "prepared" status poll was parsed and planned by PostgreSQL on every call.
+    job = services.enqueue_ingest(name="itoa", requested_by="api").job
+    for _ in range(3):
+        selectors.job_status(job_id=job.pk)
+    services.has_due_queued_job()
+    CrateJob.objects.filter(pk=job.pk).count()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
+        prepared = dict(cursor.fetchall())
+    assert {sql for sql in prepared if "json_agg" in sql} and {sql for sql in prepared if "crate_jobs" in sql
+                                                               and "INSERT" in sql}
+    (status_runs,) = [runs for sql, runs in prepared.items() if "json_agg" in sql]
+    assert status_runs == 3  # one statement, prepared once, executed three times
+    assert not any("COUNT(*)" in sql for sql in prepared)  # the ORM keeps Django's unprepared default
+
+
 @pytest.fixture
 def worker_lock_sessions(monkeypatch):
-    monkeypatch.setattr(runner, "_reuse_lock_session", True)
+    monkeypatch.setattr(runner, "_reuse_sessions", True)
     yield
-    idle = runner._idle_lock_session
-    runner._idle_lock_session = None
+    idle, runner._idle_lock_session = runner._idle_lock_session, None
     if idle is not None:
         idle.close()  # an open session would keep the test database from being dropped
+    reporter_db, runner._idle_reporter_db = runner._idle_reporter_db, None
+    if reporter_db is not None:
+        reporter_db.close()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -170,10 +192,14 @@ def test_a_worker_keeps_its_lock_session_between_jobs_and_replaces_a_dead_one(se
     assert runner.run_next_job() == "complete"
     session = runner._idle_lock_session
     backend = session.conn.info.backend_pid
+    reporter_backend = runner._idle_reporter_db.connection.info.backend_pid
     assert slots_in_use() == 0 and not job_is_locked(first.pk)  # the session stays, its locks do not
 
     assert runner.run_next_job() == "complete"
     assert runner._idle_lock_session is session and session.conn.info.backend_pid == backend
+    # The progress reporter (a new thread per job) wrote through the same connection as the first job's.
+    assert runner._idle_reporter_db.connection.info.backend_pid == reporter_backend
+    assert JobEvent.objects.filter(job_id=second.pk, event_type="progress").count() >= 5
     assert slots_in_use() == 0 and not job_is_locked(second.pk)
 
     # The server ends the idle session (idle_session_timeout, a restart): the next job opens a new one.

@@ -308,6 +308,47 @@ def test_progress_is_monotonic_and_cancel_is_seen_by_the_reporter(settings):
         "fetch", "parse"]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_flush_never_queues_behind_a_transaction_holding_the_job_row():
+    """The pipeline's batch transactions hold the job row; a flush gives up after 500 ms and keeps its events."""
+    import psycopg
+    from django.db import DatabaseError
+
+    from tests.jobs_helpers import test_database_url
+
+    job = services.enqueue_ingest(name="serde", requested_by="api").job
+    with LockConnection() as locks:
+        claimed = services.claim_next_job(locks=locks, worker_id="test:1")
+        progress = JobProgress(job=claimed, locks=locks)
+        progress.stage("fetch", "downloading", 10)
+        outcome = {}
+
+        def flush() -> None:  # the reporter's own thread and connection, as in a worker
+            started = time.monotonic()
+            try:
+                progress._flush()
+                outcome["ok"] = True
+            except DatabaseError as exc:
+                outcome["error"] = exc
+            finally:
+                outcome["seconds"] = time.monotonic() - started
+                connection.close()
+
+        with psycopg.connect(test_database_url()) as holder:  # a batch transaction holding the row
+            holder.execute("SELECT 1 FROM crate_jobs WHERE id = %s FOR UPDATE", [job.pk])
+            thread = threading.Thread(target=flush)
+            thread.start()
+            thread.join(5)
+            assert "error" in outcome and 0.4 < outcome["seconds"] < 2, outcome
+        assert not JobEvent.objects.filter(job=job, event_type="progress").exists()
+        thread = threading.Thread(target=flush)
+        thread.start()
+        thread.join(5)
+    assert outcome.get("ok") and CrateJob.objects.get(pk=job.pk).stage == "fetch"
+    assert list(JobEvent.objects.filter(job=job, event_type="progress").values_list("message", flat=True)) == [
+        "fetch: downloading"]
+
+
 # --- recovery -------------------------------------------------------------------------
 
 

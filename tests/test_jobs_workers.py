@@ -200,3 +200,34 @@ def test_kill_9_of_the_worker_mid_job_resumes_from_the_checkpoint(cluster, ledge
     assert sorted(counts) == list(range(total))
     assert redone <= total // 100, f"{redone} items processed twice"
     print(f"\nkill -9 -> running again in {recovery_s:.2f} s; items redone: {redone}/{total}")
+
+
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads niceness from Linux /proc")
+def test_the_worker_and_its_embedded_server_backends_run_niced(cluster):
+    from django.db import connection
+
+    from jobs.priority import local_postmaster_pid
+
+    job = services.enqueue_ingest(name="job-n200-b10-d20-nice", requested_by="api").job
+    running = wait_for(lambda: CrateJob.objects.filter(pk=job.pk, status="running", items_processed__gte=20).first(),
+                       timeout=20, interval=0.01, what="the job to be under way")
+    pid = worker_pid(running.worker_id)
+    # Every thread of the worker process (main, monitor, progress reporter): Linux renices per thread.
+    threads = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    assert len(threads) >= 3 and {_nice(tid) for tid in threads} == {10}
+    assert _nice(cluster.proc.pid) == 0  # the cluster's own processes (sentinel, pusher, monitor) are not
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND application_name = 'ferrodex-job-locks'")
+        lock_backends = [row[0] for row in cursor.fetchall()]
+        cursor.execute("SELECT pg_backend_pid()")
+        own_backend = cursor.fetchone()[0]
+    assert lock_backends
+    if local_postmaster_pid(socket_dir=connection.settings_dict["HOST"]) is not None:
+        # The embedded server: the job's lock session runs niced, this (interactive) session does not.
+        assert {_nice(p) for p in lock_backends} == {10} and _nice(own_backend) == 0
+    wait_status(job, ["complete"])
