@@ -368,3 +368,24 @@ def test_skipped_words_leave_the_tsquery():
         "hashmap & (withcapacity | (with & capacity))"
     )
     assert tsquery_all_for("map", skip=lambda w: True) == ""
+
+
+def test_unknown_words_are_guessed_then_checked_in_the_same_round_trip():
+    from django.db import connection
+
+    from crates.search import signals
+
+    query = "how do I lock a mutex from sync code"
+    signals._stem_cache.clear()
+    with CaptureQueries(connection) as cold:
+        guessed = search_docs(query=query, signals=("keyword",), crate="tokio")
+    assert signals._stem_cache["how"] == ""  # learnt: a stop word
+    assert signals._stem_cache["mutex"] == "mutex"
+    # No round trip of its own for the stems: they ride with the signals, and the keyword
+    # statement ran again because "how", "do", "i", "a" were guessed informative.
+    assert not [q for q in cold if q.startswith("SELECT w, coalesce")]
+    assert len([q for q in cold if "ts_rank" in q]) == 2
+    with CaptureQueries(connection) as warm:
+        known = search_docs(query=query, signals=("keyword",), crate="tokio")
+    assert len([q for q in warm if "ts_rank" in q]) == 1
+    assert paths(guessed) == paths(known)

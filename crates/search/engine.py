@@ -15,9 +15,12 @@ from crates.search.signals import (
     DocRow,
     Ranked,
     Statement,
+    guessed_stems_hold,
     keyword_statement,
+    learn_stems,
     path_ranking,
     path_statement,
+    stems_statement,
     vector_statement,
 )
 
@@ -130,9 +133,11 @@ def _statements(
         for index, probe in enumerate(parsed.probes):
             statements[f"path{index}"] = path_statement(scope=scope, probe=probe, depth=depth)
     if "keyword" in signals:
-        keyword = keyword_statement(scope=scope, text=parsed.text, depth=depth * 2)
+        keyword = keyword_statement(scope=scope, text=parsed.text, depth=depth * 2, guess=True)
         if keyword is not None:
             statements["keyword"] = keyword
+            if keyword.extra.get("guessed"):
+                statements["stems"] = stems_statement(keyword.extra["guessed"])
     if "vector" in signals:
         embedded = embed_query(parsed.embed_text)
         if embedded is not None:
@@ -175,6 +180,12 @@ def run_statements(statements: dict[str, Statement], *, stamp: int | None = None
 def _rank(
     *, parsed: ParsedQuery, scope: Scope, statements: dict[str, Statement], rows: dict[str, list[tuple]], depth: int
 ) -> dict[str, list[Ranked]]:
+    if "stems" in rows:
+        learn_stems(rows["stems"])
+        if not guessed_stems_hold(statements["keyword"].extra["guessed"]):
+            keyword = keyword_statement(scope=scope, text=parsed.text, depth=depth * 2)
+            statements["keyword"] = keyword
+            rows["keyword"] = run_statements({"keyword": keyword})["keyword"]
     rankings = {name: statements[name].rank(rows[name]) for name in ("keyword", "vector") if name in rows}
     path_names = [name for name in statements if name.startswith("path")]
     if path_names:
@@ -220,15 +231,18 @@ def _snippet_texts(fused: list[_Fused]) -> dict[int, str]:
         return {}
     chunk_ids = [f.chunk_id for f in fused if f.chunk_id is not None]
     missing = [f.document_id for f in fused if f.chunk_id is None]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT document_id, text FROM crates_chunk WHERE id = ANY(%s::bigint[])"
+    sql = "SELECT document_id, text FROM crates_chunk WHERE id = ANY(%s::bigint[])"
+    params = [id_array(chunk_ids)]
+    if missing:  # path-only hits: their first chunk, else their docs
+        sql += (
             " UNION ALL (SELECT DISTINCT ON (document_id) document_id, text FROM crates_chunk"
             "  WHERE document_id = ANY(%s::bigint[]) ORDER BY document_id, ordinal)"
             " UNION ALL SELECT id, docs FROM crates_document d WHERE id = ANY(%s::bigint[])"
-            "  AND NOT EXISTS (SELECT 1 FROM crates_chunk c WHERE c.document_id = d.id)",
-            [id_array(chunk_ids), id_array(missing), id_array(missing)],
+            "  AND NOT EXISTS (SELECT 1 FROM crates_chunk c WHERE c.document_id = d.id)"
         )
+        params += [id_array(missing), id_array(missing)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
         return dict(cursor.fetchall())
 
 

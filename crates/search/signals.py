@@ -239,23 +239,42 @@ _stem_cache: dict[str, str] = {}
 _STEM_CACHE_MAX = 50_000
 
 
+_STEMS_SQL = (
+    "SELECT w, coalesce((tsvector_to_array(to_tsvector('english', w)))[1], '') FROM unnest(%(words)s::text[]) AS w"
+)
+
+
+def learn_stems(rows: list[tuple[str, str]]) -> None:
+    """Remember word -> english lexeme ('' for a stop word); the dictionary never changes."""
+    if len(_stem_cache) > _STEM_CACHE_MAX:
+        _stem_cache.clear()
+    _stem_cache.update(rows)
+
+
+def stems_statement(words: list[str]) -> Statement:
+    """The lexemes of ``words``, for ``learn_stems``."""
+    return Statement(sql=_STEMS_SQL, params={"words": list(words)}, rank=_unranked)
+
+
 def _stems(words: list[str]) -> dict[str, str]:
-    """word -> its english lexeme ('' for a stop word); remembered, the dictionary never changes."""
+    """word -> its english lexeme ('' for a stop word), asking the database for the unknown ones."""
     missing = [w for w in words if w not in _stem_cache]
     if missing:
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT w, coalesce((tsvector_to_array(to_tsvector('english', w)))[1], '')"
-                " FROM unnest(%s::text[]) AS w",
-                [missing],
-            )
-            if len(_stem_cache) > _STEM_CACHE_MAX:
-                _stem_cache.clear()
-            _stem_cache.update(cursor.fetchall())
+            cursor.execute(_STEMS_SQL, {"words": missing})
+            learn_stems(cursor.fetchall())
     return {w: _stem_cache.get(w, "") for w in words}
 
 
-def keyword_statement(*, scope: Scope, text: str, depth: int) -> Statement | None:
+def guessed_stems_hold(words: list[str]) -> bool:
+    """Whether treating ``words`` as their own lexemes (see keyword_statement) picked the same candidates."""
+    common = _common_lexemes()
+    return all(
+        (not _stem_cache.get(w, w) or _stem_cache.get(w, w) in common) == (w in common) for w in words
+    )
+
+
+def keyword_statement(*, scope: Scope, text: str, depth: int, guess: bool = False) -> Statement | None:
     """Chunks matching the query words (identifier-expanded), ranked by ts_rank.
 
     ts_rank is not index-assisted and costs a few microseconds a chunk, so it ranks a bounded
@@ -264,12 +283,19 @@ def keyword_statement(*, scope: Scope, text: str, depth: int) -> Statement | Non
     each part capped at KEYWORD_CANDIDATES. A word is not informative when it is a stop word
     or alone would match more than COMMON_WORD_MATCHES chunks (by the planner statistics
     ANALYZE keeps on ``search_vector``); it still counts in the rank.
+
+    ``guess``: words whose lexeme this process has not seen yet count as their own lexeme
+    instead of costing a round trip; ``extra["guessed"]`` lists them, for the caller to look
+    up in the same round trip (stems_statement) and to redo the statement when a guess was
+    wrong (guessed_stems_hold) -- rare: mostly stop words, which are learnt on first sight.
     """
     rank_q = tsquery_for(text)
     if not rank_q or not scope.releases:
         return None
     common = _common_lexemes()
-    stems = _stems(sorted({w for group in query_word_groups(text) for w in group}))
+    words = sorted({w for group in query_word_groups(text) for w in group})
+    guessed = [w for w in words if w not in _stem_cache] if guess else []
+    stems = {w: _stem_cache.get(w, w) for w in words} if guess else _stems(words)
     skip = lambda word: stems.get(word, "") in common or not stems.get(word)  # noqa: E731
     pick_any = tsquery_for(text, skip=skip) or rank_q
     pick_all = tsquery_all_for(text, skip=skip) or pick_any
@@ -320,7 +346,7 @@ def keyword_statement(*, scope: Scope, text: str, depth: int) -> Statement | Non
         + ") hits ORDER BY rank DESC, id LIMIT %(depth)s) h JOIN crates_document d ON d.id = h.document_id"
         " ORDER BY h.rank DESC, h.id"
     )
-    return Statement(sql=sql, params=params, rank=_group)
+    return Statement(sql=sql, params=params, rank=_group, extra={"guessed": guessed} if guessed else {})
 
 
 def _like_escape(text: str) -> str:
