@@ -521,3 +521,24 @@ def test_unusable_urls_fail_clearly_without_retries():
         http.get("ftp://docs.rs/crate/x/1.0.0/json")
     assert not caught.value.transient
     assert http.request_count == 1
+
+
+def test_every_response_is_read_with_quick_acks(fake_docsrs, client, monkeypatch):
+    # Without them a kept-alive connection waits ~40 ms per response on a Nagle server (delayed ACK).
+    from crates.pipeline import http
+
+    seen = []
+    original = http._quickack
+
+    def spy(sock):
+        seen.append((sock.family, sock.type))
+        original(sock)
+
+    monkeypatch.setattr(http, "_quickack", spy)
+    served = (FIXTURES / "rustdoc" / "ferro_fixture.json.zst").read_bytes()
+    fake_docsrs.add_crate(NAME, versions=[VERSION], json_bytes=served)
+    resolved = resolve_release(name=NAME, version="latest", client=client)
+    fetch(client)
+    assert resolved.version == VERSION
+    assert client.request_count == 3
+    assert seen == [(socket.AF_INET, socket.SOCK_STREAM)] * 3
