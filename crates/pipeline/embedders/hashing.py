@@ -40,6 +40,7 @@ class HashEmbedder:
         self.max_tokens = max_tokens or _setting("EMBEDDING_MAX_TOKENS", DEFAULT_MAX_TOKENS + 2) - 2
         self.batch_size = batch_size
         self._count = count_tokens or approx_token_count
+        self.counts_additively = bool(getattr(self._count, "additive", False))
         self._features: dict[str, tuple[list[int], list[float]]] = {}
 
     def __repr__(self) -> str:
