@@ -67,13 +67,3 @@ def copy_rows(raw_cursor, *, table: str, columns: Sequence[str], types: Sequence
         copy.set_types(list(types))
         for row in rows:
             copy.write_row(row)
-
-
-def allocate_ids(raw_cursor, *, table: str, count: int) -> list[int]:
-    """``count`` fresh values of ``table``'s id sequence, so COPY can write rows that others point to."""
-    if count <= 0:
-        return []
-    raw_cursor.execute(
-        "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", (table, count)
-    )
-    return [row[0] for row in raw_cursor.fetchall()]
