@@ -55,8 +55,9 @@ class HashEmbedder:
     def _vector(self, text: str) -> np.ndarray:
         indices: list[int] = []
         signs: list[float] = []
+        cached = self._features.get  # hit for nearly every word: no method call per word
         for word in _WORD_RE.findall(text):
-            word_indices, word_signs = self._word_features(word)
+            word_indices, word_signs = cached(word) or self._word_features(word)
             indices.extend(word_indices)
             signs.extend(word_signs)
         if not indices:
