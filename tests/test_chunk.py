@@ -292,3 +292,26 @@ def test_tokens_are_counted_once_per_piece_not_per_attempt(real_items, counter, 
 def test_budget_too_small_is_refused(counter):
     with pytest.raises(ValueError):
         chunk_item(_item(docs="x"), max_tokens=4, count_tokens=counter)
+
+
+def test_chunk_counts_summed_from_parts_equal_counting_each_chunk_whole(real_items, counter, tokenizer):
+    # An additive counter lets the chunker add up the counts of a chunk's parts instead of counting the
+    # chunk again; chunks and token counts must be exactly those of counting every chunk whole.
+    class Opaque:  # the same counts, but not known to be additive
+        def __call__(self, text: str) -> int:
+            return counter(text)
+
+    odd = _item(docs="Alpha\x1cbeta.\n\nGamma\u00a0delta\u2003epsilon.\n\n" + "Ünïcödé wörds, " * 40 + "x" * 900)
+    items = [*real_items, _item(docs=synthetic_docs()), odd]
+    for max_tokens in (254, 40, 12):
+        for additive_counter, opaque in ((counter, Opaque()), (approx_token_count, lambda t: approx_token_count(t))):
+            assert CachedCounter(additive_counter).additive and not CachedCounter(opaque).additive
+            summed = [chunk_item(item, max_tokens=max_tokens, count_tokens=additive_counter) for item in items]
+            whole = [chunk_item(item, max_tokens=max_tokens, count_tokens=opaque) for item in items]
+            assert summed == whole
+    for chunks in summed:
+        for chunk in chunks:
+            assert chunk.token_count == approx_token_count(chunk.text)
+    for item in items:
+        for chunk in chunk_item(item, max_tokens=254, count_tokens=counter):
+            assert chunk.token_count == len(tokenizer.encode(chunk.text, add_special_tokens=False).ids)

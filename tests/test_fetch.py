@@ -483,6 +483,18 @@ def test_saved_json_artifact_is_loaded_back_and_upserted(raw_json):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("served_name", ["ferro_fixture.json.zst", "ferro_fixture.json.gz"])
+def test_downloaded_compressed_json_is_cached_as_downloaded(fake_docsrs, client, raw_json, served_name):
+    served = (FIXTURES / "rustdoc" / served_name).read_bytes()
+    fake_docsrs.add_crate(NAME, versions=[VERSION], json_bytes=served)
+    artifact = fetch(client)
+    save_artifact(name=NAME, version=VERSION, artifact=artifact)
+    assert bytes(FetchedArtifact.objects.get().body) == served  # not decoded and compressed again
+    loaded = load_cached_artifact(name=NAME, version=VERSION)
+    assert loaded is not None and loaded.body == raw_json and loaded.sha256 == artifact.sha256
+
+
+@pytest.mark.django_db
 def test_saved_zip_and_crawled_pages_are_loaded_back(fake_docsrs, client, doc_zip):
     fake_docsrs.add_crate(NAME, versions=[VERSION], pages=crate_pages(doc_zip))
     crawled = fetch(client)
@@ -521,3 +533,24 @@ def test_unusable_urls_fail_clearly_without_retries():
         http.get("ftp://docs.rs/crate/x/1.0.0/json")
     assert not caught.value.transient
     assert http.request_count == 1
+
+
+def test_every_response_is_read_with_quick_acks(fake_docsrs, client, monkeypatch):
+    # Without them a kept-alive connection waits ~40 ms per response on a Nagle server (delayed ACK).
+    from crates.pipeline import http
+
+    seen = []
+    original = http._quickack
+
+    def spy(sock):
+        seen.append((sock.family, sock.type))
+        original(sock)
+
+    monkeypatch.setattr(http, "_quickack", spy)
+    served = (FIXTURES / "rustdoc" / "ferro_fixture.json.zst").read_bytes()
+    fake_docsrs.add_crate(NAME, versions=[VERSION], json_bytes=served)
+    resolved = resolve_release(name=NAME, version="latest", client=client)
+    fetch(client)
+    assert resolved.version == VERSION
+    assert client.request_count == 3
+    assert seen == [(socket.AF_INET, socket.SOCK_STREAM)] * 3

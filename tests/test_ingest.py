@@ -192,10 +192,14 @@ def test_store_batch_is_idempotent_when_a_batch_is_retried():
 
     chunk = ChunkData(ordinal=0, text="dup::f (function)\npub fn f()\n\nDoes f.", token_count=9, content_hash="h")
     batch = [store.StoredItem(item=item, chunks=[chunk], vectors=[None])]
+    # Same path, other kind (a macro and a function may share one): a different document, never replaced.
+    namesake = ParsedItem(path="dup::f", name="f", kind="macro", signature="macro_rules! f", docs="")
+    store.store_batch(release=release, package="dup", local=False,
+                      batch=[store.StoredItem(item=namesake, chunks=[chunk], vectors=[None])])
     for _ in range(2):
         store.store_batch(release=release, package="dup", local=False, batch=batch)
-    assert Document.objects.filter(release=release).count() == 1
-    assert Chunk.objects.filter(release=release).count() == 1
+    assert sorted(Document.objects.filter(release=release).values_list("kind", flat=True)) == ["function", "macro"]
+    assert Chunk.objects.filter(release=release).count() == 2
 
 
 def test_ingest_crate_command_reports_and_fails_cleanly(tmp_path):

@@ -614,3 +614,28 @@ def test_signatures_of_unusual_types() -> None:
     assert items["render_cases::Tuple::0"].url == "render_cases/struct.Tuple.html#structfield.0"
     assert items["render_cases::Wrapper::LEN"].kind == "assoc_const"
     assert items["render_cases::Wrapper::LEN"].url == "render_cases/struct.Wrapper.html#associatedconstant.LEN"
+
+
+def test_json_the_fast_decoder_refuses_still_parses_like_the_stdlib(fixture_doc: dict, parsed: ParsedCrate) -> None:
+    # orjson refuses integers beyond 64 bits; such a file must load exactly as the stdlib reads it.
+    doc = copy.deepcopy(fixture_doc)
+    doc["extra_unused_field"] = 1 << 70
+    again = parse_rustdoc_json(json.dumps(doc).encode())
+    assert _comparable(again) == _comparable(parsed)
+
+
+def test_parsing_leaves_the_garbage_collector_as_it_found_it(fixture_bytes: bytes) -> None:
+    import gc
+
+    assert gc.isenabled()
+    parse_rustdoc_json(fixture_bytes)
+    assert gc.isenabled()
+    with pytest.raises(CorruptArtifact):
+        parse_rustdoc_json(b"{not json")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse_rustdoc_json(fixture_bytes)
+        assert not gc.isenabled()  # a caller that turned it off keeps it off
+    finally:
+        gc.enable()

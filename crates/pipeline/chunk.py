@@ -42,6 +42,8 @@ KIND_LABELS = {
 }
 ELLIPSIS = " …"
 BLOCK_SEP = "\n\n"
+# Joins made of these only are whitespace to BERT's pre-tokenizer and to the chunker's token counters.
+_ADDITIVE_SEPARATORS = " \t\n\r"
 # A continuation chunk repeats the header; a long signature there is cut to this share of the budget.
 CONTINUATION_HEADER_SHARE = 4
 # When the full signature leaves less than this share of the budget in the first chunk, the first
@@ -97,12 +99,18 @@ class _Piece:
 
 
 class CachedCounter:
-    """Memoises a token counter: headers and paragraphs repeat a lot across items (trait impls)."""
+    """Memoises a token counter: headers and paragraphs repeat a lot across items (trait impls).
 
-    def __init__(self, count_tokens: CountTokens, *, max_entries: int = 200_000) -> None:
+    ``additive``: the counter's count of texts joined with ASCII whitespace is the sum of their counts (true of
+    BERT word pieces and of ``approx_token_count``); taken from the wrapped counter's own ``additive`` attribute
+    unless given.
+    """
+
+    def __init__(self, count_tokens: CountTokens, *, max_entries: int = 200_000, additive: bool | None = None) -> None:
         self._count = count_tokens
         self._cache: dict[str, int] = {}
         self._max_entries = max_entries
+        self.additive = bool(getattr(count_tokens, "additive", False) if additive is None else additive)
 
     def __call__(self, text: str) -> int:
         cached = self._cache.get(text)
@@ -123,8 +131,9 @@ def chunk_item(item: ParsedItem, *, max_tokens: int, count_tokens: CountTokens) 
 
     budget = max_tokens
     for _attempt in range(MAX_REPACK_ATTEMPTS):
-        texts = _pack_item(blocks, first_header, cont_header, budget=budget, max_tokens=max_tokens, count=count)
-        counts = [count(text) for text in texts]
+        packed = _pack_item(blocks, first_header, cont_header, budget=budget, max_tokens=max_tokens, count=count)
+        texts = [text for text, _tokens in packed]
+        counts = [count(text) if tokens is None else tokens for text, tokens in packed]
         overflow = max(counts) - max_tokens
         if overflow <= 0:
             return [_chunk(ordinal, text, n) for ordinal, (text, n) in enumerate(zip(texts, counts, strict=True))]
@@ -135,11 +144,16 @@ def chunk_item(item: ParsedItem, *, max_tokens: int, count_tokens: CountTokens) 
     return [_chunk(ordinal, text, count(text)) for ordinal, text in enumerate(texts)]
 
 
+def token_counter(embedder: Embedder) -> CachedCounter:
+    """One memoising counter for many items (``counts_additively``: see CachedCounter's ``additive``)."""
+    return CachedCounter(embedder.count_tokens, additive=getattr(embedder, "counts_additively", False))
+
+
 def chunk_items(
     items: Iterable[ParsedItem], *, embedder: Embedder, max_tokens: int | None = None
 ) -> Iterator[tuple[ParsedItem, list[ChunkData]]]:
     """Chunk many items with the embedder's tokenizer and budget, sharing one token-count cache."""
-    count = CachedCounter(embedder.count_tokens)
+    count = token_counter(embedder)
     budget = max_tokens or embedder.max_tokens
     for item in items:
         yield item, chunk_item(item, max_tokens=budget, count_tokens=count)
@@ -393,11 +407,12 @@ def _split_chars(text: str, cap: int, count: CountTokens) -> list[tuple[str, str
 
 def _pack_item(
     blocks: list[_Block], first_header: str, cont_header: str, *, budget: int, max_tokens: int, count: CountTokens
-) -> list[str]:
+) -> list[tuple[str, int | None]]:
+    """(chunk text, its token count when known without counting it again, else None)."""
     first_room = budget - count(first_header)
     cont_room = budget - count(cont_header)
     if not blocks:
-        return [first_header]
+        return [(first_header, count(first_header))]
     pieces = _pieces(blocks, max(cont_room, 1), count)
     bodies: list[list[_Piece]] = []
     if first_room < max_tokens // MIN_FIRST_BODY_SHARE:
@@ -405,11 +420,29 @@ def _pack_item(
         bodies.append([])
         first_room = cont_room
     bodies.extend(_pack(pieces, first_room=max(first_room, 1), room=max(cont_room, 1), count=count))
-    texts = []
+    additive = getattr(count, "additive", False)
+    packed = []
     for index, body in enumerate(bodies):
         header = first_header if index == 0 else cont_header
-        texts.append(f"{header}{BLOCK_SEP}{_join(body)}" if body else header)
-    return texts
+        text = f"{header}{BLOCK_SEP}{_join(body)}" if body else header
+        packed.append((text, _joined_count(header, body, count) if additive else None))
+    return packed
+
+
+def _joined_count(header: str, body: list[_Piece], count: CountTokens) -> int | None:
+    """Tokens of header + pieces as ``_pack_item`` joins them, from the (memoised) counts of the parts.
+
+    Exact for an additive counter when every join is ASCII whitespace; any other join (a giant word cut
+    with no separator) returns None and the chunk is counted whole. Each piece is counted by its own text,
+    never by the packer's running sums, so nothing rests on how a piece was merged.
+    """
+    total = count(header)
+    for position, piece in enumerate(body):
+        sep = BLOCK_SEP if position == 0 else piece.sep
+        if not sep or sep.strip(_ADDITIVE_SEPARATORS):
+            return None
+        total += count(piece.text)
+    return total
 
 
 def _pack(pieces: list[_Piece], *, first_room: int, room: int, count: CountTokens) -> list[list[_Piece]]:

@@ -163,7 +163,11 @@ def save_artifact(*, name: str, version: str, artifact: Artifact) -> None:
     """Keep the download (upsert), so a resumed or retried job does not fetch it again."""
     if artifact.not_modified:
         return
-    if artifact.kind == "json":
+    if artifact.kind == "json" and artifact.download.startswith((ZSTD_MAGIC, GZIP_MAGIC)):
+        # Already compressed as docs.rs sent it (decoded by its magic bytes on load): compressing the
+        # decoded JSON again cost more than the rest of the fetch stage.
+        stored = artifact.download
+    elif artifact.kind == "json":
         # Stored compressed: rustdoc JSON shrinks ~10x, and load decodes it by its magic bytes.
         stored = zstandard.ZstdCompressor(level=3).compress(artifact.body)
     elif artifact.kind == "zip":
@@ -239,6 +243,7 @@ def _json_artifact(response, *, url: str, etag: str) -> Artifact:
         kind="json",
         url=url,
         body=body,
+        download=response.content,
         etag=response.headers.get("ETag", ""),
         sha256=hashlib.sha256(body).hexdigest(),
     )

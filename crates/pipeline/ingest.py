@@ -24,7 +24,7 @@ from crates.models import CrateRelease
 from crates.names import normalize_crate_name, validate_crate_name, validate_version
 from crates.pipeline import store
 from crates.pipeline.archive import read_zip_pages
-from crates.pipeline.chunk import chunk_item
+from crates.pipeline.chunk import chunk_item, token_counter
 from crates.pipeline.embed import check_embedder_dimension, embed_cached, get_embedder
 from crates.pipeline.fetch import decode_json_body, fetch_docs, load_cached_artifact, save_artifact
 from crates.pipeline.http import HttpClient
@@ -250,10 +250,11 @@ def _groups(pending: list[ParsedItem], batch: int, embedder) -> Iterator[list[li
     """Yield groups of batches, chunked, with enough chunks for full model batches."""
     group: list[list[tuple[ParsedItem, list]]] = []
     chunk_total = 0
+    count = token_counter(embedder)
     for index in range(0, len(pending), batch):
         current = []
         for item in pending[index:index + batch]:
-            chunks = chunk_item(item, max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens)
+            chunks = chunk_item(item, max_tokens=embedder.max_tokens, count_tokens=count)
             current.append((item, chunks))
             chunk_total += len(chunks)
         group.append(current)
@@ -320,11 +321,12 @@ def _embed_only(*, pending, embedder, progress: Progress, result: IngestResult) 
     because nothing is stored yet.
     """
     total = len(pending)
+    count = token_counter(embedder)
     for start in range(0, total, EMBED_WINDOW_ITEMS):
         window = pending[start : start + EMBED_WINDOW_ITEMS]
         texts: dict[str, str] = {}
         for item in window:
-            for c in chunk_item(item, max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens):
+            for c in chunk_item(item, max_tokens=embedder.max_tokens, count_tokens=count):
                 texts.setdefault(c.content_hash, c.text)
         ordered = sorted(texts.items(), key=lambda pair: len(pair[1]))
         for index in range(0, len(ordered), EMBED_GROUP_CHUNKS):

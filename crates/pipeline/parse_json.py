@@ -17,12 +17,16 @@ older ones; both are normalised to ``str``. Shapes that differ between versions 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+import orjson
 
 from crates.errors import CorruptArtifact, UnsupportedFormat
 from crates.pipeline import rustdoc_render as render
@@ -88,6 +92,24 @@ def parse_rustdoc_json(data: bytes | dict, *, version: str = "") -> ParsedCrate:
     for anything that is not rustdoc JSON.
     """
     started = time.perf_counter()
+    # The decoded document is a tree of a few hundred thousand containers and holds no cycles: left on, the
+    # cyclic collector walks all of it several times while it is built (a third of the parse).
+    with _gc_paused():
+        return _parse(data, version=version, started=started)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _parse(data: bytes | dict, *, version: str, started: float) -> ParsedCrate:
     doc = _load(data)
     format_version = _check_format_version(doc)
     index = doc.get("index")
@@ -144,7 +166,7 @@ def _load(data: bytes | bytearray | memoryview | str | dict) -> dict:
     else:
         raise CorruptArtifact(f"Expected rustdoc JSON as bytes or a dict, got {type(data).__name__}.")
     try:
-        doc = json.loads(raw)
+        doc = _decode(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CorruptArtifact(
             f"The rustdoc JSON could not be read ({exc}); the download is probably truncated or corrupt."
@@ -152,6 +174,16 @@ def _load(data: bytes | bytearray | memoryview | str | dict) -> dict:
     if not isinstance(doc, dict):
         raise CorruptArtifact("The rustdoc JSON is not an object; this is not rustdoc output.")
     return doc
+
+
+def _decode(raw: bytes | str) -> Any:
+    """orjson, 3-4x faster than the stdlib on multi-megabyte rustdoc output; anything it refuses (NaN, integers
+    beyond 64 bits, nesting deeper than 1024) goes to the stdlib, so what loads and which errors are raised
+    stay exactly the stdlib's."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 def _check_format_version(doc: Mapping[str, Any]) -> int:

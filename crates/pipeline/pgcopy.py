@@ -16,7 +16,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from psycopg.types import TypeInfo
 
-_vector_oids: dict[int, int] = {}  # per server connection (backend pid): vector's oid is per database
+_vector_types: dict[int, TypeInfo] = {}  # per server connection (backend pid): vector's oid is per database
 
 
 def encode_vector(vector: Sequence[float]) -> bytes:
@@ -46,15 +46,17 @@ def binary_cursor(django_cursor) -> tuple[psycopg.Cursor, int]:
     cursor only, so nothing else on the connection changes.
     """
     conn = django_cursor.connection
-    oid = _vector_oids.get(conn.info.backend_pid)
-    if oid is None:
+    info = _vector_types.get(conn.info.backend_pid)
+    if info is None:
         info = TypeInfo.fetch(conn, "vector")
         if info is None:
             raise RuntimeError("the pgvector extension is not installed in this database")
-        oid = _vector_oids[conn.info.backend_pid] = info.oid
+        _vector_types[conn.info.backend_pid] = info
     raw = psycopg.Cursor(conn)
-    raw.adapters.register_dumper(EncodedVector, type("VectorDumper", (_EncodedVectorDumper,), {"oid": oid}))
-    return raw, oid
+    # Known by oid, a list of EncodedVector binds as vector[] (with a binary ``%b`` placeholder).
+    info.register(raw)
+    raw.adapters.register_dumper(EncodedVector, type("VectorDumper", (_EncodedVectorDumper,), {"oid": info.oid}))
+    return raw, info.oid
 
 
 def copy_rows(raw_cursor, *, table: str, columns: Sequence[str], types: Sequence[str | int],
@@ -65,13 +67,3 @@ def copy_rows(raw_cursor, *, table: str, columns: Sequence[str], types: Sequence
         copy.set_types(list(types))
         for row in rows:
             copy.write_row(row)
-
-
-def allocate_ids(raw_cursor, *, table: str, count: int) -> list[int]:
-    """``count`` fresh values of ``table``'s id sequence, so COPY can write rows that others point to."""
-    if count <= 0:
-        return []
-    raw_cursor.execute(
-        "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", (table, count)
-    )
-    return [row[0] for row in raw_cursor.fetchall()]

@@ -93,18 +93,44 @@ def store_batch(
     """
     with transaction.atomic():
         with connection.cursor() as cursor:
-            # Batches of a building release are replayable from the checkpoint, which
-            # commits in this same transaction: waiting for the WAL flush buys nothing.
-            cursor.execute("SET LOCAL synchronous_commit = off")
-        _delete_existing(release=release, batch=batch)
-        with connection.cursor() as cursor:
+            doc_ids = _prepare_batch(cursor=cursor, release=release, batch=batch)
             raw, vector_oid = pgcopy.binary_cursor(cursor.cursor)
             with raw:
-                documents, chunks = _copy_batch(raw=raw, vector_oid=vector_oid, release=release, package=package,
-                                                local=local, batch=batch)
+                documents, chunks = _copy_batch(raw=raw, vector_oid=vector_oid, doc_ids=doc_ids, release=release,
+                                                package=package, local=local, batch=batch)
         if before_commit is not None:
             before_commit()
     return documents, chunks
+
+
+def _prepare_batch(*, cursor, release: CrateRelease, batch: Sequence[StoredItem]) -> list[int]:
+    """One round trip: drop rows an earlier attempt stored for this batch's items, and allocate document ids.
+
+    Batches of a building release are replayable from the checkpoint, which commits in this same
+    transaction: waiting for the WAL flush buys nothing (synchronous_commit off). The statements run in
+    one simple-protocol message; each batch had paid a round trip apiece for them, on a thread that then
+    waits for the GIL again after each one.
+    """
+    documents, chunks = Document._meta.db_table, Chunk._meta.db_table
+    cursor.execute(
+        "SET LOCAL synchronous_commit = off; "
+        f'WITH stale AS (SELECT id FROM "{documents}" WHERE release_id = %(release)s'
+        " AND (path, kind) IN (SELECT * FROM unnest(%(paths)s::text[], %(kinds)s::text[]))),"
+        f' gone AS (DELETE FROM "{chunks}" WHERE document_id IN (SELECT id FROM stale))'
+        f' DELETE FROM "{documents}" WHERE id IN (SELECT id FROM stale); '
+        f"SELECT nextval(pg_get_serial_sequence('{documents}', 'id')) FROM generate_series(1, %(count)s)",
+        {
+            "release": release.pk,
+            "paths": [s.item.path[:1000] for s in batch],
+            "kinds": [s.item.kind for s in batch],
+            "count": len(batch),
+        },
+    )
+    cursor.nextset()
+    if cursor.rowcount:
+        logger.info("replaced %d documents of release %s from an earlier attempt", cursor.rowcount, release.pk)
+    cursor.nextset()
+    return [row[0] for row in cursor.fetchall()]
 
 
 _DOCUMENT_COLUMNS = (
@@ -119,10 +145,10 @@ _CHUNK_COLUMNS = (
 
 
 def _copy_batch(
-    *, raw, vector_oid: int, release: CrateRelease, package: str, local: bool, batch: Sequence[StoredItem]
+    *, raw, vector_oid: int, doc_ids: list[int], release: CrateRelease, package: str, local: bool,
+    batch: Sequence[StoredItem],
 ) -> tuple[int, int]:
     """COPY the batch's documents, then its chunks with their vectors staged (see Chunk.staged_embedding)."""
-    doc_ids = pgcopy.allocate_ids(raw, table=Document._meta.db_table, count=len(batch))
     pgcopy.copy_rows(
         raw, table=Document._meta.db_table, columns=[c for c, _t in _DOCUMENT_COLUMNS],
         types=[t for _c, t in _DOCUMENT_COLUMNS],
@@ -140,16 +166,6 @@ def _copy_batch(
         types=[vector_oid if t == "vector" else t for _c, t in _CHUNK_COLUMNS], rows=chunk_rows,
     )
     return len(doc_ids), len(chunk_rows)
-
-
-def _delete_existing(*, release: CrateRelease, batch: Sequence[StoredItem]) -> None:
-    paths = {s.item.path for s in batch}
-    stale = Document.objects.filter(release=release, path__in=paths)
-    keys = {(s.item.path, s.item.kind) for s in batch}
-    ids = [pk for pk, path, kind in stale.values_list("pk", "path", "kind") if (path, kind) in keys]
-    if ids:
-        logger.info("replacing %d documents of release %s from an earlier attempt", len(ids), release.pk)
-        Document.objects.filter(pk__in=ids).delete()
 
 
 def _document_row(*, doc_id: int, release: CrateRelease, package: str, local: bool, item: ParsedItem) -> tuple:

@@ -69,6 +69,7 @@ class Artifact:
     kind: ArtifactKind
     url: str
     body: bytes = b""  # decompressed rustdoc JSON, or the ZIP bytes
+    download: bytes = b""  # rustdoc JSON as it came over the wire (often zstd/gzip); kept to cache it as is
     pages: dict[str, bytes] = field(default_factory=dict)  # relative path -> HTML, for kind="pages"
     etag: str = ""
     sha256: str = ""

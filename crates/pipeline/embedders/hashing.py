@@ -40,6 +40,7 @@ class HashEmbedder:
         self.max_tokens = max_tokens or _setting("EMBEDDING_MAX_TOKENS", DEFAULT_MAX_TOKENS + 2) - 2
         self.batch_size = batch_size
         self._count = count_tokens or approx_token_count
+        self.counts_additively = bool(getattr(self._count, "additive", False))
         self._features: dict[str, tuple[list[int], list[float]]] = {}
 
     def __repr__(self) -> str:
@@ -54,8 +55,9 @@ class HashEmbedder:
     def _vector(self, text: str) -> np.ndarray:
         indices: list[int] = []
         signs: list[float] = []
+        cached = self._features.get  # hit for nearly every word: no method call per word
         for word in _WORD_RE.findall(text):
-            word_indices, word_signs = self._word_features(word)
+            word_indices, word_signs = cached(word) or self._word_features(word)
             indices.extend(word_indices)
             signs.extend(word_signs)
         if not indices:

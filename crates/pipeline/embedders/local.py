@@ -74,6 +74,8 @@ class LocalEmbedder:
     def loaded(self) -> bool:
         return self._model is not None
 
+    counts_additively = True  # count_tokens is a WordPieceCounter
+
     def count_tokens(self, text: str) -> int:
         """Word pieces of ``text`` without [CLS]/[SEP]; loads only the tokenizer."""
         if self._counter is None:

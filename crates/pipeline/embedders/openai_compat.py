@@ -53,6 +53,8 @@ class OpenAIEmbedder:
     def __repr__(self) -> str:
         return f"OpenAIEmbedder({self.model_name}, dim={self.dimension}, base_url={self.base_url or 'api.openai.com'})"
 
+    counts_additively = True  # approx_token_count
+
     def count_tokens(self, text: str) -> int:
         return approx_token_count(text)
 
