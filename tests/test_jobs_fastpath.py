@@ -111,6 +111,32 @@ def test_enqueue_writes_what_the_orm_would_write_and_a_task_that_saves_no_result
     assert row.key == "ferrodex" and row.lock <= timezone.now()
 
 
+def test_the_wake_up_task_is_the_package_async_task_builds():
+    """The enqueue path signs its own task dict: same keys in the same order and same values as django-q2's
+    ``async_task`` (ids, name and start time aside), signed so that django-q2's own ``SignedPackage`` loads it."""
+    from django_q.tasks import async_task
+
+    class Keep:
+        list_key = "ferrodex"
+
+        def enqueue(self, package):
+            self.package = package
+
+    job_id = uuid.uuid4()
+    keep = Keep()
+    async_task(services.RUN_JOB_TASK, str(job_id), broker=keep, q_options=dict(services.WAKE_UP_OPTIONS))
+    reference = SignedPackage.loads(keep.package)
+    key, package = services._wake_up_payload(job_id=job_id, alias="default")
+    ours = SignedPackage.loads(package)
+    assert key == "ferrodex" and list(ours) == list(reference)
+    varying = ("id", "name", "started")
+    assert {k: v for k, v in ours.items() if k not in varying} == {
+        k: v for k, v in reference.items() if k not in varying}
+    assert len(ours["id"]) == len(reference["id"]) and ours["id"] != reference["id"]
+    assert isinstance(ours["name"], str) and str(job_id) in ours["name"]
+    assert abs((ours["started"] - reference["started"]).total_seconds()) < 5
+
+
 @pytest.mark.django_db
 def test_a_dedupe_conflict_inside_a_callers_transaction_leaves_it_usable():
     with transaction.atomic():
