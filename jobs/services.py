@@ -8,13 +8,15 @@ happens in ``jobs.runner`` on a qcluster worker.
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import logging
 import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, connections, router, transaction
 from django.db.backends.postgresql.base import ServerBindingCursor
@@ -445,25 +447,56 @@ class _RowInsert:
         self.plan = []
         for f in self.fields:
             if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-                self.plan.append((f, self._NOW, None))
+                self.plan.append((f, self._NOW, None, None))
             elif not f.has_default() or not callable(f.default) or f.default in (dict, list):
-                self.plan.append((f, self._CONSTANT, f.get_db_prep_save(f.get_default(), connection)))
+                self.plan.append((f, self._CONSTANT, f.get_db_prep_save(f.get_default(), connection),
+                                  _passthrough_type(f, connection)))
             else:
-                self.plan.append((f, self._PER_ROW, None))
+                self.plan.append((f, self._PER_ROW, None, _passthrough_type(f, connection)))
 
     def values(self, given: dict) -> list:
         """Python values of the row in field order: the given ones, else the field defaults."""
         return [
             given[f.attname] if f.attname in given else timezone.now() if kind == self._NOW else f.get_default()
-            for f, kind, _constant in self.plan
+            for f, kind, _constant, _passthrough in self.plan
         ]
 
     def params(self, values: list, given: dict, connection) -> list:
-        """The values adapted for the database; defaults that are constants were adapted once."""
-        return [
-            constant if kind == self._CONSTANT and f.attname not in given else f.get_db_prep_save(value, connection)
-            for (f, kind, constant), value in zip(self.plan, values, strict=True)
-        ]
+        """The values adapted for the database; defaults that are constants were adapted once, and values that
+        the field would hand to psycopg unchanged are not run through its adaptation."""
+        params = []
+        for (f, kind, constant, passthrough), value in zip(self.plan, values, strict=True):
+            if kind == self._CONSTANT and f.attname not in given:
+                params.append(constant)
+            elif passthrough and (value is None or (isinstance(value, passthrough) and (
+                passthrough is not datetime or value.tzinfo is not None
+            ))):
+                params.append(value)
+            else:
+                params.append(f.get_db_prep_save(value, connection))
+        return params
+
+
+def _passthrough_type(field, connection) -> type | tuple:
+    """The Python type whose values (and None) ``field.get_db_prep_save`` returns unchanged on PostgreSQL; ()
+    when there is none.
+
+    Exact field classes only: a subclass may adapt differently. Aware datetimes only: a naive one is made
+    aware (with a warning) by the field. JSON fields always adapt (None is JSON null or SQL NULL by field).
+    """
+    from django.conf import settings
+    from django.db import models
+
+    if connection.vendor != "postgresql":
+        return ()
+    kind = type(field)
+    if kind in (models.CharField, models.TextField, models.SlugField):
+        return str
+    if kind is models.UUIDField:
+        return uuid.UUID
+    if kind is models.DateTimeField and settings.USE_TZ:
+        return datetime
+    return ()
 
 
 @functools.cache
@@ -489,21 +522,38 @@ def _orm_queue_model():
 @functools.cache
 def _task_signer():
     """django-q2's ``SignedPackage.dumps`` signer, built once: its per-call construction was a third of the cost."""
-    from django.core.signing import TimestampSigner
+    from django.core.signing import TimestampSigner, b64_encode
+    from django.utils.encoding import force_bytes
     from django_q.conf import Conf
 
-    return TimestampSigner(key=Conf.SECRET_KEY, salt=Conf.PREFIX)
+    class TaskSigner(TimestampSigner):
+        """Django's signature with the HMAC key derived once (``salted_hmac`` derives it at every call)."""
+
+        def __init__(self, **kwargs) -> None:
+            super().__init__(**kwargs)
+            derived = hashlib.sha256(force_bytes(self.salt + "signer") + force_bytes(self.key)).digest()
+            self._mac = hmac.new(derived, digestmod=hashlib.sha256)
+
+        def signature(self, value, key=None):
+            if self.algorithm != "sha256" or (key is not None and key != self.key):
+                return super().signature(value, key)
+            mac = self._mac.copy()
+            mac.update(force_bytes(value))
+            return b64_encode(mac.digest()).decode()
+
+    return TaskSigner(key=Conf.SECRET_KEY, salt=Conf.PREFIX)
 
 
 def _wake_up_task(*, job_id: uuid.UUID) -> dict:
     """The task dict ``async_task(RUN_JOB_TASK, str(job_id), q_options=WAKE_UP_OPTIONS)`` builds, same keys in the
     same order (a test compares the two), without its per-call broker and option lookups.
 
-    The name says which job the token was sent for instead of django-q2's humanhash words (same type, cheaper).
+    The id is the job's (one enqueue token per job, and job ids are random UUIDs like django-q2's) and the name
+    says which job it was sent for, instead of a second random UUID and its humanhash words.
     """
     from django_q.conf import Conf
 
-    task = {"id": uuid.uuid4().hex, "name": f"wake-up {job_id}", "func": RUN_JOB_TASK, "args": (str(job_id),),
+    task = {"id": job_id.hex, "name": f"wake-up {job_id}", "func": RUN_JOB_TASK, "args": (str(job_id),),
             **WAKE_UP_OPTIONS}
     if Conf.CACHED:
         task["cached"] = Conf.CACHED
@@ -547,18 +597,33 @@ def prepared_cursor(*, using: str) -> Iterator:
 
     For the constant SQL of the hot paths (enqueue, status poll): PostgreSQL
     parses and plans them once per connection and psycopg sends the values in
-    binary instead of quoting them in Python.
+    binary instead of quoting them in Python. The psycopg cursor is kept for the
+    connection's next call: building one, and the adapters psycopg looks up for
+    a statement it saw last, cost more than the rest of a status poll's Python.
     """
     connection = connections[using]
     connection.close_if_health_check_failed()
     connection.ensure_connection()
-    if connection.connection.prepare_threshold is None:
-        connection.connection.prepare_threshold = _EXPLICIT_PREPARE_ONLY
-    with connection.wrap_database_errors:
-        raw = _PreparingCursor(connection.connection)
+    session = connection.connection
+    if session.prepare_threshold is None:
+        session.prepare_threshold = _EXPLICIT_PREPARE_ONLY
+    # Django's connection objects are per thread, so the idle cursor is too; a nested call makes its own.
+    kept = connection.__dict__.pop(_IDLE_CURSOR, None)
+    raw = kept[1] if kept is not None and kept[0] is session and not kept[1].closed else None
+    if raw is None:
+        with connection.wrap_database_errors:
+            raw = _PreparingCursor(session)
     # What connection.cursor() does after create_cursor(); the public API has no way to choose the cursor class.
-    with connection._prepare_cursor(raw) as cursor:
+    cursor = connection._prepare_cursor(raw)
+    try:
         yield cursor
+    except BaseException:
+        raw.close()
+        raise
+    connection.__dict__[_IDLE_CURSOR] = (session, raw)
+
+
+_IDLE_CURSOR = "_ferrodex_idle_prepared_cursor"
 
 
 def _deduplicated(*, job: CrateJob, options: dict) -> EnqueueResult:

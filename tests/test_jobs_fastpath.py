@@ -111,6 +111,25 @@ def test_enqueue_writes_what_the_orm_would_write_and_a_task_that_saves_no_result
     assert row.key == "ferrodex" and row.lock <= timezone.now()
 
 
+@pytest.mark.django_db
+def test_the_insert_plan_adapts_values_as_the_fields_do():
+    """Values passed to psycopg unchanged are exactly what the fields' own adaptation would give."""
+    from django.db import connection as conn
+
+    aware, naive = timezone.now(), datetime(2030, 1, 2, 3, 4, 5)
+    given = {"id": uuid.uuid4(), "crate_name": "Serde", "normalized_name": None, "options": {"force": True},
+             "operation": CrateJob.Operation.INGEST, "requested_by": "api", "checkpoint": {}, "retry_of_id": None,
+             "created_at": aware, "heartbeat_at": naive, "requested_version": str(uuid.uuid4())}
+    plan = services._row_insert(CrateJob, "default")
+    values = plan.values(given)
+    with pytest.warns(RuntimeWarning):  # the naive datetime still goes through the field, which warns
+        fast = plan.params(values, given, conn)
+    with pytest.warns(RuntimeWarning):
+        slow = [f.get_db_prep_save(v, conn) for f, v in zip(plan.fields, values, strict=True)]
+    for field, a, b in zip(plan.fields, fast, slow, strict=True):
+        assert type(a) is type(b) and (a == b or getattr(a, "obj", a) == getattr(b, "obj", b)), field.name
+
+
 def test_the_wake_up_task_is_the_package_async_task_builds():
     """The enqueue path signs its own task dict: same keys in the same order and same values as django-q2's
     ``async_task`` (ids, name and start time aside), signed so that django-q2's own ``SignedPackage`` loads it."""
@@ -132,9 +151,16 @@ def test_the_wake_up_task_is_the_package_async_task_builds():
     varying = ("id", "name", "started")
     assert {k: v for k, v in ours.items() if k not in varying} == {
         k: v for k, v in reference.items() if k not in varying}
-    assert len(ours["id"]) == len(reference["id"]) and ours["id"] != reference["id"]
+    assert ours["id"] == job_id.hex and len(ours["id"]) == len(reference["id"])
     assert isinstance(ours["name"], str) and str(job_id) in ours["name"]
     assert abs((ours["started"] - reference["started"]).total_seconds()) < 5
+    # The signer that derives its key once signs exactly as Django's.
+    from django.core.signing import TimestampSigner
+    from django_q.conf import Conf
+
+    for value in ("", "abc:1Qz", package.rsplit(":", 1)[0]):
+        assert services._task_signer().signature(value) == TimestampSigner(
+            key=Conf.SECRET_KEY, salt=Conf.PREFIX).signature(value)
 
 
 @pytest.mark.django_db
