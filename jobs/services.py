@@ -24,6 +24,7 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce, Now
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
+from psycopg.sql import Literal
 
 from crates.errors import CrateNotFound, InvalidInput, JobNotFound, JobStateError
 from crates.models import Crate
@@ -407,13 +408,14 @@ def _insert_with_wake_up(*, job: dict, event: dict) -> CrateJob:
     payload = _wake_up_payload(job_id=job["id"], alias=alias)
     if payload is not None:
         task_insert = _row_insert(_orm_queue_model(), alias)
-        task = {"key": payload[0], "payload": payload[1], "lock": job["created_at"]}
+        task = dict(zip(_TASK_KEYS, (payload[0], payload[1], job["created_at"]), strict=True))
         params += task_insert.params(task_insert.values(task), task, connection)
     # Inside a caller's transaction a savepoint keeps a dedupe conflict from breaking it;
     # in autocommit the statement is its own transaction.
     guard = transaction.atomic(using=alias) if connection.in_atomic_block else nullcontext()
     with guard, prepared_cursor(using=alias) as cursor:
-        cursor.execute(_enqueue_sql(alias, with_task=payload is not None), params)
+        cursor.execute(_enqueue_sql(alias, with_task=payload is not None, job_keys=frozenset(job),
+                                    event_keys=frozenset(event)), params)
     instance = CrateJob(*job_values)
     instance._state.adding, instance._state.db = False, alias
     if payload is None:
@@ -422,11 +424,14 @@ def _insert_with_wake_up(*, job: dict, event: dict) -> CrateJob:
 
 
 @functools.cache
-def _enqueue_sql(alias: str, *, with_task: bool) -> str:
-    inserts = [_row_insert(CrateJob, alias).sql, _row_insert(JobEvent, alias).sql]
+def _enqueue_sql(alias: str, *, with_task: bool, job_keys: frozenset, event_keys: frozenset) -> str:
+    inserts = [_row_insert(CrateJob, alias).statement(job_keys), _row_insert(JobEvent, alias).statement(event_keys)]
     if with_task:
-        inserts.append(_row_insert(_orm_queue_model(), alias).sql)
+        inserts.append(_row_insert(_orm_queue_model(), alias).statement(frozenset(_TASK_KEYS)))
     return "WITH " + ", ".join(f"s{i} AS ({sql})" for i, sql in enumerate(inserts)) + " SELECT 1"
+
+
+_TASK_KEYS = ("key", "payload", "lock")
 
 
 class _RowInsert:
@@ -461,14 +466,27 @@ class _RowInsert:
             for f, kind, _constant, _passthrough in self.plan
         ]
 
+    def statement(self, given_keys: frozenset) -> str:
+        """The INSERT for rows given ``given_keys``, with every other constant default written as a literal: fewer
+        parameters for psycopg to adapt and send and for PostgreSQL to bind (40 -> 18 for an enqueue)."""
+        parts = self.sql.split("%s")
+        if len(parts) != len(self.plan) + 1:  # pragma: no cover - the ORM's insert SQL has one %s per column
+            raise RuntimeError(f"unexpected insert SQL for {self.fields[0].model.__name__}: {self.sql}")
+        pieces = [parts[0]]
+        for (f, kind, constant, _passthrough), part in zip(self.plan, parts[1:], strict=True):
+            literal = kind == self._CONSTANT and f.attname not in given_keys
+            pieces += [Literal(constant).as_string().replace("%", "%%") if literal else "%s", part]
+        return "".join(pieces)
+
     def params(self, values: list, given: dict, connection) -> list:
-        """The values adapted for the database; defaults that are constants were adapted once, and values that
-        the field would hand to psycopg unchanged are not run through its adaptation."""
+        """The parameters of ``statement(given)``: values adapted for the database, constant defaults left out
+        (they are literals), and values that the field would hand to psycopg unchanged not run through its
+        adaptation."""
         params = []
-        for (f, kind, constant, passthrough), value in zip(self.plan, values, strict=True):
+        for (f, kind, _constant, passthrough), value in zip(self.plan, values, strict=True):
             if kind == self._CONSTANT and f.attname not in given:
-                params.append(constant)
-            elif passthrough and (value is None or (isinstance(value, passthrough) and (
+                continue
+            if passthrough and (value is None or (isinstance(value, passthrough) and (
                 passthrough is not datetime or value.tzinfo is not None
             ))):
                 params.append(value)

@@ -113,8 +113,10 @@ def test_enqueue_writes_what_the_orm_would_write_and_a_task_that_saves_no_result
 
 @pytest.mark.django_db
 def test_the_insert_plan_adapts_values_as_the_fields_do():
-    """Values passed to psycopg unchanged are exactly what the fields' own adaptation would give."""
+    """Values passed to psycopg unchanged are exactly what the fields' own adaptation would give, and the
+    constant defaults written into the statement are the adapted defaults, as literals."""
     from django.db import connection as conn
+    from psycopg.sql import Literal
 
     aware, naive = timezone.now(), datetime(2030, 1, 2, 3, 4, 5)
     given = {"id": uuid.uuid4(), "crate_name": "Serde", "normalized_name": None, "options": {"force": True},
@@ -123,11 +125,17 @@ def test_the_insert_plan_adapts_values_as_the_fields_do():
     plan = services._row_insert(CrateJob, "default")
     values = plan.values(given)
     with pytest.warns(RuntimeWarning):  # the naive datetime still goes through the field, which warns
-        fast = plan.params(values, given, conn)
+        fast = iter(plan.params(values, given, conn))
     with pytest.warns(RuntimeWarning):
         slow = [f.get_db_prep_save(v, conn) for f, v in zip(plan.fields, values, strict=True)]
-    for field, a, b in zip(plan.fields, fast, slow, strict=True):
-        assert type(a) is type(b) and (a == b or getattr(a, "obj", a) == getattr(b, "obj", b)), field.name
+    placeholders = plan.statement(frozenset(given)).split("VALUES (", 1)[1].rstrip(")").split(", ")
+    for field, placeholder, b in zip(plan.fields, placeholders, slow, strict=True):
+        if placeholder == "%s":
+            a = next(fast)
+            assert type(a) is type(b) and (a == b or getattr(a, "obj", a) == getattr(b, "obj", b)), field.name
+        else:
+            assert field.attname not in given and placeholder == Literal(b).as_string().replace("%", "%%")
+    assert next(fast, None) is None
 
 
 def test_the_wake_up_task_is_the_package_async_task_builds():
