@@ -112,6 +112,66 @@ def test_enqueue_writes_what_the_orm_would_write_and_a_task_that_saves_no_result
 
 
 @pytest.mark.django_db
+def test_the_insert_plan_adapts_values_as_the_fields_do():
+    """Values passed to psycopg unchanged are exactly what the fields' own adaptation would give, and the
+    constant defaults written into the statement are the adapted defaults, as literals."""
+    from django.db import connection as conn
+    from psycopg.sql import Literal
+
+    aware, naive = timezone.now(), datetime(2030, 1, 2, 3, 4, 5)
+    given = {"id": uuid.uuid4(), "crate_name": "Serde", "normalized_name": None, "options": {"force": True},
+             "operation": CrateJob.Operation.INGEST, "requested_by": "api", "checkpoint": {}, "retry_of_id": None,
+             "created_at": aware, "heartbeat_at": naive, "requested_version": str(uuid.uuid4())}
+    plan = services._row_insert(CrateJob, "default")
+    values = plan.values(given)
+    with pytest.warns(RuntimeWarning):  # the naive datetime still goes through the field, which warns
+        fast = iter(plan.params(values, given, conn))
+    with pytest.warns(RuntimeWarning):
+        slow = [f.get_db_prep_save(v, conn) for f, v in zip(plan.fields, values, strict=True)]
+    placeholders = plan.statement(frozenset(given)).split("VALUES (", 1)[1].rstrip(")").split(", ")
+    for field, placeholder, b in zip(plan.fields, placeholders, slow, strict=True):
+        if placeholder == "%s":
+            a = next(fast)
+            assert type(a) is type(b) and (a == b or getattr(a, "obj", a) == getattr(b, "obj", b)), field.name
+        else:
+            assert field.attname not in given and placeholder == Literal(b).as_string().replace("%", "%%")
+    assert next(fast, None) is None
+
+
+def test_the_wake_up_task_is_the_package_async_task_builds():
+    """The enqueue path signs its own task dict: same keys in the same order and same values as django-q2's
+    ``async_task`` (ids, name and start time aside), signed so that django-q2's own ``SignedPackage`` loads it."""
+    from django_q.tasks import async_task
+
+    class Keep:
+        list_key = "ferrodex"
+
+        def enqueue(self, package):
+            self.package = package
+
+    job_id = uuid.uuid4()
+    keep = Keep()
+    async_task(services.RUN_JOB_TASK, str(job_id), broker=keep, q_options=dict(services.WAKE_UP_OPTIONS))
+    reference = SignedPackage.loads(keep.package)
+    key, package = services._wake_up_payload(job_id=job_id, alias="default")
+    ours = SignedPackage.loads(package)
+    assert key == "ferrodex" and list(ours) == list(reference)
+    varying = ("id", "name", "started")
+    assert {k: v for k, v in ours.items() if k not in varying} == {
+        k: v for k, v in reference.items() if k not in varying}
+    assert ours["id"] == job_id.hex and len(ours["id"]) == len(reference["id"])
+    assert isinstance(ours["name"], str) and str(job_id) in ours["name"]
+    assert abs((ours["started"] - reference["started"]).total_seconds()) < 5
+    # The signer that derives its key once signs exactly as Django's.
+    from django.core.signing import TimestampSigner
+    from django_q.conf import Conf
+
+    for value in ("", "abc:1Qz", package.rsplit(":", 1)[0]):
+        assert services._task_signer().signature(value) == TimestampSigner(
+            key=Conf.SECRET_KEY, salt=Conf.PREFIX).signature(value)
+
+
+@pytest.mark.django_db
 def test_a_dedupe_conflict_inside_a_callers_transaction_leaves_it_usable():
     with transaction.atomic():
         first = services.enqueue_ingest(name="itoa", requested_by="api")
