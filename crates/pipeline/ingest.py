@@ -246,11 +246,12 @@ def _resume_or_create_release(*, source: _Source, embedder, checkpoint: dict, jo
     )
 
 
-def _groups(pending: list[ParsedItem], batch: int, embedder) -> Iterator[list[list[tuple[ParsedItem, list]]]]:
+def _groups(
+    pending: list[ParsedItem], batch: int, embedder, count: Callable[[str], int]
+) -> Iterator[list[list[tuple[ParsedItem, list]]]]:
     """Yield groups of batches, chunked, with enough chunks for full model batches."""
     group: list[list[tuple[ParsedItem, list]]] = []
     chunk_total = 0
-    count = token_counter(embedder)
     for index in range(0, len(pending), batch):
         current = []
         for item in pending[index:index + batch]:
@@ -270,17 +271,20 @@ def _write_batches(
     save_checkpoint: Callable[[], None],
 ) -> None:
     store_from = 20
+    # One memoising counter for the run: the embed-first pass and the storing pass chunk the same
+    # items, so the second one finds every token count already made.
+    count = token_counter(embedder)
     if not overlap_store(embedder):
         # Vectors go to the embedding cache (committed per group, so a resumed job does not
         # embed them again); the storing pass below then finds every one of them there.
-        _embed_only(pending=pending, embedder=embedder, progress=progress, result=result)
+        _embed_only(pending=pending, embedder=embedder, count=count, progress=progress, result=result)
         store_from = EMBED_FIRST_STORE_PERCENT
     writer = _BatchWriter(release=release, package=source.resolved.name, local=source.local, result=result,
                           progress=progress, total=total, threads=settings.INGEST_WRITERS,
                           save_checkpoint=save_checkpoint, percent_from=store_from)
     writer.start()
     try:
-        for group in _groups(pending, batch, embedder):
+        for group in _groups(pending, batch, embedder, count):
             progress.check_cancelled()
             writer.raise_if_failed()
             texts = {c.content_hash: c.text for current in group for _item, chunks in current for c in chunks}
@@ -314,14 +318,15 @@ def overlap_store(embedder) -> bool:
 EMBED_WINDOW_ITEMS = 4096
 
 
-def _embed_only(*, pending, embedder, progress: Progress, result: IngestResult) -> None:
+def _embed_only(
+    *, pending, embedder, count: Callable[[str], int], progress: Progress, result: IngestResult
+) -> None:
     """Embed every chunk of ``pending`` into the cache, shortest texts first.
 
     Length-sorted groups waste no padding in the model's batches; order does not matter here
     because nothing is stored yet.
     """
     total = len(pending)
-    count = token_counter(embedder)
     for start in range(0, total, EMBED_WINDOW_ITEMS):
         window = pending[start : start + EMBED_WINDOW_ITEMS]
         texts: dict[str, str] = {}

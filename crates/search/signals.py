@@ -116,6 +116,17 @@ def _in_releases(alias: str, *, releases: int) -> str:
     return f"{column} = ANY(%(releases)s::bigint[])"
 
 
+def _chunk_kind_clause(scope: Scope, params: dict) -> str:
+    """Chunks (alias c) of documents of the scope's kinds; empty without a kind filter."""
+    if not scope.kinds:
+        return ""
+    params["kinds"] = list(scope.kinds)
+    return (
+        " AND c.document_id IN (SELECT d.id FROM crates_document d"
+        " WHERE d.release_id = ANY(%(releases)s::bigint[]) AND d.kind = ANY(%(kinds)s))"
+    )
+
+
 def _kind_clause(scope: Scope, column: str, params: dict) -> str:
     if not scope.kinds:
         return ""
@@ -149,13 +160,7 @@ def vector_statement(*, scope: Scope, vector: list[float], depth: int, release_i
         "releases": scope.release_array if len(release_ids) == len(scope.releases) else id_array(release_ids),
         "depth": depth,
     }
-    kind_filter = ""
-    if scope.kinds:
-        kind_filter = (
-            " AND c.document_id IN (SELECT d.id FROM crates_document d"
-            " WHERE d.release_id = ANY(%(releases)s::bigint[]) AND d.kind = ANY(%(kinds)s))"
-        )
-        params["kinds"] = list(scope.kinds)
+    kind_filter = _chunk_kind_clause(scope, params)
     wanted = set(release_ids)
     in_scope = sum(r.chunk_count for r in scope.releases if r.id in wanted)
     sql = _nearest_sql(exact=in_scope <= EXACT_SCAN_MAX_CHUNKS, kind_filter=kind_filter, releases=len(release_ids))
@@ -310,13 +315,7 @@ def keyword_statement(*, scope: Scope, text: str, depth: int, guess: bool = Fals
         "cap": KEYWORD_CANDIDATES,
         "anycap": KEYWORD_ANY_CANDIDATES,
     }
-    where = " AND " + _in_releases("c", releases=len(scope.releases))
-    if scope.kinds:
-        where += (
-            " AND c.document_id IN (SELECT d.id FROM crates_document d"
-            " WHERE d.release_id = ANY(%(releases)s::bigint[]) AND d.kind = ANY(%(kinds)s))"
-        )
-        params["kinds"] = list(scope.kinds)
+    where = " AND " + _in_releases("c", releases=len(scope.releases)) + _chunk_kind_clause(scope, params)
     # The rank is computed where the candidate row is read: joining back to the chunk for it
     # read every candidate's heap page (and its search_vector) a second time. A looser tier only
     # runs while the tighter ones found fewer than `depth` chunks (a one-time filter: its scan is
