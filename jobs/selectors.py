@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from crates.errors import InvalidInput, JobNotFound
 from crates.names import normalize_crate_name
+from jobs import direct
 from jobs.models import CrateJob, JobEvent, WorkerHeartbeat
-from jobs.services import ALL_VERSIONS, parse_job_id, prepared_cursor
+from jobs.services import ALL_VERSIONS, parse_job_id
 
 MAX_PAGE_SIZE = 100
 EVENTS_IN_STATUS = 50
@@ -54,12 +55,10 @@ def job_status(*, job_id: uuid.UUID | str) -> dict:
     """
     pk = parse_job_id(job_id)
     alias = router.db_for_read(CrateJob)
-    with prepared_cursor(using=alias) as cursor:
-        cursor.execute(_status_sql(alias), [pk])
-        row = cursor.fetchone()
-    if row is None:
+    rows = direct.fetch_all(using=alias, sql=_status_sql(alias), params=[pk])
+    if not rows:
         raise _not_found(pk)
-    data = json.loads(row[0])
+    data = json.loads(rows[0][0])
     data["max_attempts"] = settings.JOB_MAX_ATTEMPTS
     run_us = data["duration_s"]  # microseconds between start and finish, when both are set
     if run_us is not None:

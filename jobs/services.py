@@ -29,6 +29,7 @@ from psycopg.sql import Literal
 from crates.errors import CrateNotFound, InvalidInput, JobNotFound, JobStateError
 from crates.models import Crate
 from crates.names import normalize_crate_name, validate_crate_name, validate_version
+from jobs import direct
 from jobs.models import CrateJob, JobEvent
 
 logger = logging.getLogger(__name__)
@@ -413,9 +414,9 @@ def _insert_with_wake_up(*, job: dict, event: dict) -> CrateJob:
     # Inside a caller's transaction a savepoint keeps a dedupe conflict from breaking it;
     # in autocommit the statement is its own transaction.
     guard = transaction.atomic(using=alias) if connection.in_atomic_block else nullcontext()
-    with guard, prepared_cursor(using=alias) as cursor:
-        cursor.execute(_enqueue_sql(alias, with_task=payload is not None, job_keys=frozenset(job),
-                                    event_keys=frozenset(event)), params)
+    sql = _enqueue_sql(alias, with_task=payload is not None, job_keys=frozenset(job), event_keys=frozenset(event))
+    with guard:
+        direct.fetch_all(using=alias, sql=sql, params=params)
     instance = CrateJob(*job_values)
     instance._state.adding, instance._state.db = False, alias
     if payload is None:

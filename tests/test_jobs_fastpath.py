@@ -230,6 +230,26 @@ def test_hot_statements_are_server_side_prepared_and_the_orm_queries_are_not():
     assert not any("COUNT(*)" in sql for sql in prepared)  # the ORM keeps Django's unprepared default
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_direct_libpq_path_answers_as_the_cursor_does_and_survives_deallocation():
+    """Outside a transaction the status poll and the enqueue go straight through libpq (jobs.direct)."""
+    job = services.enqueue_ingest(name="itoa", requested_by="api").job
+    fast = selectors.job_status(job_id=job.pk)
+    assert fast == selectors.job_as_dict(selectors.get_job(job_id=job.pk), events=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'ferrodex_%%'")
+        assert len(cursor.fetchall()) == 2  # the status poll and the enqueue, prepared by the direct path
+        # What a pooler's DISCARD ALL does, and psycopg at a rollback once it prepared statements of its own.
+        cursor.execute("DEALLOCATE ALL")
+    assert selectors.job_status(job_id=job.pk) == fast
+    again = services.enqueue_ingest(name="ITOA", requested_by="cli")  # the dedupe index's IntegrityError
+    assert again.deduplicated and again.job.pk == job.pk and CrateJob.objects.count() == 1
+    with connection.execute_wrapper(lambda execute, *args: execute(*args)):  # watched: the Django cursor
+        assert selectors.job_status(job_id=job.pk) == fast
+    with pytest.raises(JobNotFound):
+        selectors.job_status(job_id=uuid.uuid4())
+
+
 @pytest.fixture
 def worker_lock_sessions(monkeypatch):
     monkeypatch.setattr(runner, "_reuse_sessions", True)
