@@ -65,7 +65,10 @@ class CrateJob(models.Model):
     # IngestResult (or the removal summary) of a complete job.
     result = models.JSONField(default=dict, blank=True)
     # An operator retry is a new job that resumes from the checkpoint of this one.
-    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+    # Indexed only where set (job_retry_of_idx): the enqueue of a new job writes no entry.
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries", db_index=False
+    )
 
     class Meta:
         db_table = "crate_jobs"
@@ -91,7 +94,9 @@ class CrateJob(models.Model):
             models.Index(
                 fields=["heartbeat_at"], name="job_running_heartbeat_idx", condition=Q(status="running")
             ),
-            models.Index(fields=["finished_at"], name="job_finished_idx"),
+            # Partial, like job_retry_of_idx: retention looks only at finished jobs and an enqueue adds no entry.
+            models.Index(fields=["finished_at"], name="job_finished_idx", condition=Q(finished_at__isnull=False)),
+            models.Index(fields=["retry_of"], name="job_retry_of_idx", condition=Q(retry_of__isnull=False)),
             # The claim query: oldest queued job first, without touching the finished ones.
             models.Index(fields=["created_at"], name="job_queued_created_idx", condition=Q(status="queued")),
         ]
