@@ -36,6 +36,35 @@ def machine() -> dict:
     }
 
 
+class CpuShare:
+    """Where the machine's CPU time went while a measurement ran (/proc/stat), in percent.
+
+    ``steal`` is time the hypervisor gave to other guests while this one wanted to run: on a
+    shared VM it stalls whatever was on the CPU (a lock holder, a backend) and moves latency
+    tails by itself, so a row carries it next to its percentiles.
+    """
+
+    def __enter__(self) -> CpuShare:
+        self._start = _cpu_ticks()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        delta = [b - a for a, b in zip(self._start, _cpu_ticks(), strict=True)]
+        total = sum(delta) or 1
+        # user nice system idle iowait irq softirq steal
+        self.busy = round(100 * (sum(delta[:3]) + sum(delta[5:7])) / total, 1)
+        self.idle = round(100 * sum(delta[3:5]) / total, 1)
+        self.steal = round(100 * delta[7] / total, 1)
+
+
+def _cpu_ticks() -> list[int]:
+    try:
+        with open("/proc/stat") as fh:
+            return [int(x) for x in fh.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return [0] * 8
+
+
 def bench_database_url(name: str = "ferrodex_bench") -> str:
     """A separate database on the embedded server (or DATABASE_URL's server), created if missing."""
     if os.environ.get("BENCH_DATABASE_URL"):

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, bench_database_url, print_table, write_results
+from bench.common import ROOT, CpuShare, bench_database_url, print_table, write_results
 
 SEED_JOBS = 100_000
 TARGETS_MS = {"enqueue": 20.0, "status": 10.0, "cancel": 1000.0}
@@ -203,12 +203,13 @@ def bench_enqueue_and_status(requests: int, threads: int, processes: int, url: s
         for _ in range(20):  # warm connections and caches
             calls["status"](0)
         for metric in ("enqueue", "status"):
-            if n_procs == 1:
-                samples, cpu = timed(calls[metric], requests, n_threads), timed.cpu_ms
-            else:
-                samples, cpu = _in_processes(url, metric, f"{tag}{metric[0]}", ids, requests, n_threads, n_procs)
+            with CpuShare() as share:
+                if n_procs == 1:
+                    samples, cpu = timed(calls[metric], requests, n_threads), timed.cpu_ms
+                else:
+                    samples, cpu = _in_processes(url, metric, f"{tag}{metric[0]}", ids, requests, n_threads, n_procs)
             rows.append({"metric": metric, "mode": label, **percentiles(samples), "cpu_ms_per_call": cpu,
-                         "target_p95_ms": TARGETS_MS[metric]})
+                         "steal_pct": share.steal, "idle_pct": share.idle, "target_p95_ms": TARGETS_MS[metric]})
         _cancel_queued()
     return rows
 
@@ -340,7 +341,8 @@ def main() -> None:
 
     load = os.getloadavg()
     print(f"\nload average at the end (1/5/15 min, other work on the machine included): {load}")
-    columns = ["metric", "mode", "n", "p50_ms", "p95_ms", "p99_ms", "max_ms", "cpu_ms_per_call", "target_p95_ms"]
+    columns = ["metric", "mode", "n", "p50_ms", "p95_ms", "p99_ms", "max_ms", "cpu_ms_per_call", "steal_pct",
+               "idle_pct", "target_p95_ms"]
     print_table(rows, columns)
     write_results("jobs", {"jobs_in_table": CrateJob.objects.count(), "rows": rows, "load_average_end": load,
                            "notes": "service-layer calls in the bench process while a qcluster (2 workers, "
