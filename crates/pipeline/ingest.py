@@ -38,8 +38,9 @@ logger = logging.getLogger(__name__)
 # Items per committed batch. A batch commits whole and the stored documents are
 # the checkpoint, so a crash never stores an item twice whatever the size; what
 # it loses is the chunking of uncommitted batches (their embeddings are cached).
-# Fewer, larger transactions keep the database's share off the model's cores.
-MIN_BATCH, MAX_BATCH, BATCHES_PER_CRATE = 1, 64, 20
+# Fewer, larger transactions keep the database's share off the model's cores, and a crate of at
+# most MIN_BATCH items is one batch, stored on the calling thread (see _InlineWriter).
+MIN_BATCH, MAX_BATCH, BATCHES_PER_CRATE = 32, 64, 20
 # Chunks embedded per model call group: keeps the model busy with full batches.
 EMBED_GROUP_CHUNKS = 256
 
@@ -197,10 +198,11 @@ def _build_release(
 ) -> IngestResult:
     items = _unique_items(source.parsed.items)
     resolved = source.resolved
-    release = _resume_or_create_release(source=source, embedder=embedder, checkpoint=checkpoint, job_id=job_id)
+    release, resumed = _resume_or_create_release(source=source, embedder=embedder, checkpoint=checkpoint,
+                                                 job_id=job_id)
     # The stored documents are the checkpoint: a batch commits whole, so an item
-    # whose document exists is done, whichever writer stored it.
-    done = store.stored_keys(release=release)
+    # whose document exists is done, whichever writer stored it. A release made just now has none.
+    done = store.stored_keys(release=release) if resumed else set()
     pending = [item for item in items if (item.path, item.kind) not in done]
     checkpoint.update(release_id=release.pk, version=resolved.version, items_total=len(items))
     if source.artifact is not None:
@@ -230,20 +232,23 @@ def _build_release(
     return result
 
 
-def _resume_or_create_release(*, source: _Source, embedder, checkpoint: dict, job_id) -> CrateRelease:
+def _resume_or_create_release(
+    *, source: _Source, embedder, checkpoint: dict, job_id
+) -> tuple[CrateRelease, bool]:
+    """(the release to build, whether it is one a previous attempt started)."""
     release_id = checkpoint.get("release_id")
     if release_id and checkpoint.get("version") == source.resolved.version:
         release = CrateRelease.objects.filter(pk=release_id, state=CrateRelease.State.BUILDING).first()
         if release is not None:
             logger.info("resuming release %s of %s", release_id, source.resolved.name)
-            return release
+            return release, True
     crate = store.upsert_crate(resolved=source.resolved)
     artifact = source.artifact
     return store.create_building_release(
         crate=crate, parsed=source.parsed, version=source.resolved.version, embedding_model=embedder.model_name,
         embedding_dimension=embedder.dimension, etag=artifact.etag if artifact else "",
         artifact_sha256=artifact.sha256 if artifact else "", job_id=job_id,
-    )
+    ), False
 
 
 def _groups(
@@ -274,12 +279,15 @@ def _write_batches(
     # One memoising counter for the run: the embed-first pass and the storing pass chunk the same
     # items, so the second one finds every token count already made.
     count = token_counter(embedder)
+    embedded: dict[str, list[float]] = {}
     if not overlap_store(embedder):
         # Vectors go to the embedding cache (committed per group, so a resumed job does not
-        # embed them again); the storing pass below then finds every one of them there.
-        _embed_only(pending=pending, embedder=embedder, count=count, progress=progress, result=result)
+        # embed them again) and stay in memory for the storing pass below.
+        embedded = _embed_only(pending=pending, embedder=embedder, count=count, progress=progress, result=result)
         store_from = EMBED_FIRST_STORE_PERCENT
-    writer = _BatchWriter(release=release, package=source.resolved.name, local=source.local, result=result,
+    # A crate that is one batch has nothing to overlap with its storing: no threads, no extra connections.
+    writer_class = _InlineWriter if len(pending) <= batch else _BatchWriter
+    writer = writer_class(release=release, package=source.resolved.name, local=source.local, result=result,
                           progress=progress, total=total, threads=settings.INGEST_WRITERS,
                           save_checkpoint=save_checkpoint, percent_from=store_from)
     writer.start()
@@ -288,7 +296,7 @@ def _write_batches(
             progress.check_cancelled()
             writer.raise_if_failed()
             texts = {c.content_hash: c.text for current in group for _item, chunks in current for c in chunks}
-            vectors, sent = embed_cached(embedder=embedder, texts=texts)
+            vectors, sent = _vectors_for(texts=texts, embedded=embedded, embedder=embedder)
             result.embedded_new += sent
             for current in group:
                 writer.put([
@@ -298,6 +306,15 @@ def _write_batches(
         writer.finish()
     finally:
         writer.stop()
+
+
+def _vectors_for(
+    *, texts: dict[str, str], embedded: dict[str, list[float]], embedder
+) -> tuple[dict[str, list[float]], int]:
+    """Vectors of ``texts``: those the embed-first pass made, the rest through the cache (and model)."""
+    if embedded and all(content_hash in embedded for content_hash in texts):
+        return embedded, 0
+    return embed_cached(embedder=embedder, texts=texts)
 
 
 # With the model first, embedding is 20-85% of the progress bar and storing 85-98%.
@@ -320,12 +337,14 @@ EMBED_WINDOW_ITEMS = 4096
 
 def _embed_only(
     *, pending, embedder, count: Callable[[str], int], progress: Progress, result: IngestResult
-) -> None:
-    """Embed every chunk of ``pending`` into the cache, shortest texts first.
+) -> dict[str, list[float]]:
+    """Embed every chunk of ``pending`` into the cache, shortest texts first; return the vectors by hash.
 
     Length-sorted groups waste no padding in the model's batches; order does not matter here
-    because nothing is stored yet.
+    because nothing is stored yet. The storing pass takes the vectors from the returned dict instead
+    of reading them back from the cache (~1.5 KB each, in memory only as long as the ingest).
     """
+    vectors: dict[str, list[float]] = {}
     total = len(pending)
     for start in range(0, total, EMBED_WINDOW_ITEMS):
         window = pending[start : start + EMBED_WINDOW_ITEMS]
@@ -336,19 +355,17 @@ def _embed_only(
         ordered = sorted(texts.items(), key=lambda pair: len(pair[1]))
         for index in range(0, len(ordered), EMBED_GROUP_CHUNKS):
             progress.check_cancelled()
-            _vectors, sent = embed_cached(embedder=embedder, texts=dict(ordered[index : index + EMBED_GROUP_CHUNKS]))
+            fresh, sent = embed_cached(embedder=embedder, texts=dict(ordered[index : index + EMBED_GROUP_CHUNKS]))
+            vectors.update(fresh)
             result.embedded_new += sent
             embedded = start + len(window) * min(1.0, (index + EMBED_GROUP_CHUNKS) / max(1, len(ordered)))
             progress.update(percent=20 + (EMBED_FIRST_STORE_PERCENT - 20) * embedded / max(1, total),
                             message=f"embedded {int(embedded)}/{total} items")
+    return vectors
 
 
-class _BatchWriter:
-    """Stores batches on threads (and database connections) of their own.
-
-    The model never waits for the database, and with several writers the
-    HNSW index inserts, which dominate the database's share, use every core.
-    """
+class _Writer:
+    """Stores batches and reports progress; subclasses decide on which thread."""
 
     def __init__(
         self, *, release, package, local, result, progress, total, threads: int, save_checkpoint, percent_from: int = 20
@@ -357,9 +374,57 @@ class _BatchWriter:
         self.percent_from = percent_from
         self.save_checkpoint = save_checkpoint
         self.result, self.progress, self.total = result, progress, total
+        self.lock = threading.Lock()
+
+    def _store(self, batch) -> None:
+        # The checkpoint write is last in the batch's transaction: a stale attempt is
+        # refused there and its batch rolls back.
+        docs, chunks = store.store_batch(release=self.release, package=self.package, local=self.local, batch=batch,
+                                         before_commit=self.save_checkpoint)
+        with self.lock:
+            r = self.result
+            r.items_processed += len(batch)
+            r.documents += docs
+            r.chunks += chunks
+            r.embeddings += sum(1 for s in batch for v in s.vectors if v is not None)
+            processed = min(self.total, r.items_skipped_by_checkpoint + r.items_processed)
+            counters = dict(items_processed=processed, documents=r.documents, chunks=r.chunks,
+                            embeddings=r.embeddings)
+        span = 98 - self.percent_from
+        self.progress.update(percent=self.percent_from + span * processed / max(1, self.total),
+                             message=f"stored {processed}/{self.total} items", **counters)
+
+
+class _InlineWriter(_Writer):
+    """Stores each batch at once on the calling thread and its connection."""
+
+    def start(self) -> None:
+        pass
+
+    def put(self, batch) -> None:
+        self._store(batch)
+
+    def finish(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def raise_if_failed(self) -> None:
+        pass
+
+
+class _BatchWriter(_Writer):
+    """Stores batches on threads (and database connections) of their own.
+
+    The model never waits for the database, and with several writers the
+    HNSW index inserts, which dominate the database's share, use every core.
+    """
+
+    def __init__(self, *, threads: int, **kwargs) -> None:
+        super().__init__(threads=threads, **kwargs)
         self.queue: queue.Queue = queue.Queue(maxsize=4 * max(1, threads))
         self.error: BaseException | None = None
-        self.lock = threading.Lock()
         self.threads = [
             threading.Thread(target=self._run, name=f"ferrodex-store-{n}", daemon=True) for n in range(max(1, threads))
         ]
@@ -412,21 +477,3 @@ class _BatchWriter:
             self.error = self.error or exc
         finally:
             connection.close()  # this thread's own connection
-
-    def _store(self, batch) -> None:
-        # The checkpoint write is last in the batch's transaction: a stale attempt is
-        # refused there and its batch rolls back.
-        docs, chunks = store.store_batch(release=self.release, package=self.package, local=self.local, batch=batch,
-                                         before_commit=self.save_checkpoint)
-        with self.lock:
-            r = self.result
-            r.items_processed += len(batch)
-            r.documents += docs
-            r.chunks += chunks
-            r.embeddings += sum(1 for s in batch for v in s.vectors if v is not None)
-            processed = min(self.total, r.items_skipped_by_checkpoint + r.items_processed)
-            counters = dict(items_processed=processed, documents=r.documents, chunks=r.chunks,
-                            embeddings=r.embeddings)
-        span = 98 - self.percent_from
-        self.progress.update(percent=self.percent_from + span * processed / max(1, self.total),
-                             message=f"stored {processed}/{self.total} items", **counters)
