@@ -25,7 +25,7 @@ from crates.names import normalize_crate_name, validate_crate_name, validate_ver
 from crates.pipeline import store
 from crates.pipeline.archive import read_zip_pages
 from crates.pipeline.chunk import chunk_item, token_counter
-from crates.pipeline.embed import check_embedder_dimension, embed_cached, get_embedder
+from crates.pipeline.embed import check_embedder_dimension, embed_cached, embed_uncached, get_embedder, store_in_cache
 from crates.pipeline.fetch import decode_json_body, fetch_docs, load_cached_artifact, save_artifact
 from crates.pipeline.http import HttpClient
 from crates.pipeline.parse_html import parse_html_pages, read_doc_dir
@@ -296,13 +296,17 @@ def _write_batches(
             progress.check_cancelled()
             writer.raise_if_failed()
             texts = {c.content_hash: c.text for current in group for _item, chunks in current for c in chunks}
-            vectors, sent = _vectors_for(texts=texts, embedded=embedded, embedder=embedder)
-            result.embedded_new += sent
+            vectors, fresh = _vectors_for(texts=texts, embedded=embedded, embedder=embedder)
+            result.embedded_new += len(fresh)
+            # The group's new vectors go to the embedding cache on a writer (before its first batch),
+            # not on this thread, which chunks and embeds the next group meanwhile.
+            cache = {h: vectors[h] for h in fresh}
             for current in group:
                 writer.put([
                     store.StoredItem(item=i, chunks=cs, vectors=[vectors.get(c.content_hash) for c in cs])
                     for i, cs in current
-                ])
+                ], cache=(embedder.model_name, cache) if cache else None)
+                cache = {}
         writer.finish()
     finally:
         writer.stop()
@@ -310,11 +314,12 @@ def _write_batches(
 
 def _vectors_for(
     *, texts: dict[str, str], embedded: dict[str, list[float]], embedder
-) -> tuple[dict[str, list[float]], int]:
-    """Vectors of ``texts``: those the embed-first pass made, the rest through the cache (and model)."""
+) -> tuple[dict[str, list[float]], list[str]]:
+    """(vectors of ``texts``, hashes the model embedded just now and the cache does not hold yet):
+    those the embed-first pass made, the rest from the cache or the model."""
     if embedded and all(content_hash in embedded for content_hash in texts):
-        return embedded, 0
-    return embed_cached(embedder=embedder, texts=texts)
+        return embedded, []
+    return embed_uncached(embedder=embedder, texts=texts)
 
 
 # With the model first, embedding is 20-85% of the progress bar and storing 85-98%.
@@ -376,7 +381,9 @@ class _Writer:
         self.result, self.progress, self.total = result, progress, total
         self.lock = threading.Lock()
 
-    def _store(self, batch) -> None:
+    def _store(self, batch, cache: tuple[str, dict] | None = None) -> None:
+        if cache is not None:
+            store_in_cache(model=cache[0], vectors=cache[1])
         # The checkpoint write is last in the batch's transaction: a stale attempt is
         # refused there and its batch rolls back.
         docs, chunks = store.store_batch(release=self.release, package=self.package, local=self.local, batch=batch,
@@ -401,8 +408,8 @@ class _InlineWriter(_Writer):
     def start(self) -> None:
         pass
 
-    def put(self, batch) -> None:
-        self._store(batch)
+    def put(self, batch, cache: tuple[str, dict] | None = None) -> None:
+        self._store(batch, cache)
 
     def finish(self) -> None:
         pass
@@ -433,16 +440,25 @@ class _BatchWriter(_Writer):
         for thread in self.threads:
             thread.start()
 
-    def put(self, batch) -> None:
+    def put(self, batch, cache: tuple[str, dict] | None = None) -> None:
         while True:
             self.raise_if_failed()
             try:
-                self.queue.put(batch, timeout=0.2)
+                self.queue.put((batch, cache), timeout=0.2)
                 return
             except queue.Full:
                 self.progress.check_cancelled()
 
     def finish(self) -> None:
+        # Nothing more to chunk or embed: this thread stores queued batches too (on its own
+        # connection) instead of only waiting for the writers, which shortens the tail.
+        while True:
+            self.raise_if_failed()
+            try:
+                queued = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            self._store(*queued)
         for _ in self.threads:
             self.queue.put(None)
         for thread in self.threads:
@@ -469,10 +485,10 @@ class _BatchWriter(_Writer):
 
     def _run(self) -> None:
         try:
-            while (batch := self.queue.get()) is not None:
+            while (queued := self.queue.get()) is not None:
                 if self.error is not None:
                     return
-                self._store(batch)
+                self._store(*queued)
         except BaseException as exc:  # handed to the main thread
             self.error = self.error or exc
         finally:
