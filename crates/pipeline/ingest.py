@@ -17,7 +17,7 @@ from pathlib import Path
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from crates.errors import Cancelled, FerrodexError
 from crates.models import CrateRelease
@@ -224,7 +224,6 @@ def _build_release(
         if not (isinstance(exc, FerrodexError) and exc.transient) or isinstance(exc, Cancelled):
             store.discard_release(release_id=release.pk)
         raise
-    release.refresh_from_db()
     result.documents, result.chunks = release.document_count, release.chunk_count
     result.embeddings = release.embedding_count
     progress.update(documents=result.documents, chunks=result.chunks, embeddings=result.embeddings)
@@ -242,13 +241,19 @@ def _resume_or_create_release(
         if release is not None:
             logger.info("resuming release %s of %s", release_id, source.resolved.name)
             return release, True
-    crate = store.upsert_crate(resolved=source.resolved)
     artifact = source.artifact
-    return store.create_building_release(
-        crate=crate, parsed=source.parsed, version=source.resolved.version, embedding_model=embedder.model_name,
-        embedding_dimension=embedder.dimension, etag=artifact.etag if artifact else "",
-        artifact_sha256=artifact.sha256 if artifact else "", job_id=job_id,
-    ), False
+    with transaction.atomic():
+        # One commit for both, without waiting for the WAL flush: a building release is invisible, and
+        # any later synchronous commit (the checkpoint, the activation) flushes it first.
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+        crate = store.upsert_crate(resolved=source.resolved)
+        release = store.create_building_release(
+            crate=crate, parsed=source.parsed, version=source.resolved.version,
+            embedding_model=embedder.model_name, embedding_dimension=embedder.dimension,
+            etag=artifact.etag if artifact else "", artifact_sha256=artifact.sha256 if artifact else "", job_id=job_id,
+        )
+    return release, False
 
 
 def _groups(
