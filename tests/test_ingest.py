@@ -200,6 +200,13 @@ def test_store_batch_is_idempotent_when_a_batch_is_retried():
         store.store_batch(release=release, package="dup", local=False, batch=batch)
     assert sorted(Document.objects.filter(release=release).values_list("kind", flat=True)) == ["function", "macro"]
     assert Chunk.objects.filter(release=release).count() == 2
+    # Without the look-up for earlier rows (a release made by this very run), a repeat still cannot
+    # store a duplicate: the unique (release, path, kind) constraint refuses the whole batch.
+    import psycopg
+
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        store.store_batch(release=release, package="dup", local=False, batch=batch, replace=False)
+    assert Chunk.objects.filter(release=release).count() == 2
 
 
 def test_ingest_crate_command_reports_and_fails_cleanly(tmp_path):

@@ -216,7 +216,7 @@ def _build_release(
     try:
         _write_batches(release=release, pending=pending, batch=batch_size_for(len(items)), embedder=embedder,
                        source=source, progress=progress, result=result, total=len(items),
-                       save_checkpoint=lambda: save(dict(checkpoint)))
+                       save_checkpoint=lambda: save(dict(checkpoint)), replace=resumed)
         progress.check_cancelled()
         progress.stage("activate", "swapping in the new release", 98)
         store.activate_release(release=release)
@@ -278,7 +278,7 @@ def _groups(
 
 def _write_batches(
     *, release, pending, batch, embedder, source: _Source, progress: Progress, result: IngestResult, total: int,
-    save_checkpoint: Callable[[], None],
+    save_checkpoint: Callable[[], None], replace: bool = True,
 ) -> None:
     store_from = 20
     # One memoising counter for the run: the embed-first pass and the storing pass chunk the same
@@ -294,7 +294,7 @@ def _write_batches(
     writer_class = _InlineWriter if len(pending) <= batch else _BatchWriter
     writer = writer_class(release=release, package=source.resolved.name, local=source.local, result=result,
                           progress=progress, total=total, threads=settings.INGEST_WRITERS,
-                          save_checkpoint=save_checkpoint, percent_from=store_from)
+                          save_checkpoint=save_checkpoint, percent_from=store_from, replace=replace)
     writer.start()
     try:
         for group in _groups(pending, batch, embedder, count):
@@ -378,9 +378,10 @@ class _Writer:
     """Stores batches and reports progress; subclasses decide on which thread."""
 
     def __init__(
-        self, *, release, package, local, result, progress, total, threads: int, save_checkpoint, percent_from: int = 20
+        self, *, release, package, local, result, progress, total, threads: int, save_checkpoint,
+        percent_from: int = 20, replace: bool = True,
     ) -> None:
-        self.release, self.package, self.local = release, package, local
+        self.release, self.package, self.local, self.replace = release, package, local, replace
         self.percent_from = percent_from
         self.save_checkpoint = save_checkpoint
         self.result, self.progress, self.total = result, progress, total
@@ -392,7 +393,7 @@ class _Writer:
         # The checkpoint write is last in the batch's transaction: a stale attempt is
         # refused there and its batch rolls back.
         docs, chunks = store.store_batch(release=self.release, package=self.package, local=self.local, batch=batch,
-                                         before_commit=self.save_checkpoint)
+                                         before_commit=self.save_checkpoint, replace=self.replace)
         with self.lock:
             r = self.result
             r.items_processed += len(batch)

@@ -82,7 +82,7 @@ def stored_keys(*, release: CrateRelease) -> set[tuple[str, str]]:
 
 def store_batch(
     *, release: CrateRelease, package: str, local: bool, batch: Sequence[StoredItem],
-    before_commit: Callable[[], None] | None = None,
+    before_commit: Callable[[], None] | None = None, replace: bool = True,
 ) -> tuple[int, int]:
     """Write one batch of items in one transaction; return (documents, chunks).
 
@@ -90,10 +90,13 @@ def store_batch(
     Idempotent: rows of this release with the same (path, kind) are replaced,
     so re-running a batch cannot create duplicates. ``before_commit`` runs
     last inside the transaction: the job runner fences a stale attempt there.
+    ``replace=False`` skips looking for such rows, for a release this very run created (no earlier
+    attempt can have stored anything in it); a duplicate would still fail on the unique (release,
+    path, kind) constraint rather than be stored twice.
     """
     with transaction.atomic():
         with connection.cursor() as cursor:
-            doc_ids = _prepare_batch(cursor=cursor, release=release, batch=batch)
+            doc_ids = _prepare_batch(cursor=cursor, release=release, batch=batch, replace=replace)
             raw, vector_oid = pgcopy.binary_cursor(cursor.cursor)
             with raw:
                 documents, chunks = _copy_batch(raw=raw, vector_oid=vector_oid, doc_ids=doc_ids, release=release,
@@ -103,7 +106,7 @@ def store_batch(
     return documents, chunks
 
 
-def _prepare_batch(*, cursor, release: CrateRelease, batch: Sequence[StoredItem]) -> list[int]:
+def _prepare_batch(*, cursor, release: CrateRelease, batch: Sequence[StoredItem], replace: bool = True) -> list[int]:
     """One round trip: drop rows an earlier attempt stored for this batch's items, and allocate document ids.
 
     Batches of a building release are replayable from the checkpoint, which commits in this same
@@ -112,13 +115,17 @@ def _prepare_batch(*, cursor, release: CrateRelease, batch: Sequence[StoredItem]
     waits for the GIL again after each one.
     """
     documents, chunks = Document._meta.db_table, Chunk._meta.db_table
+    allocate = f"SELECT nextval(pg_get_serial_sequence('{documents}', 'id')) FROM generate_series(1, %(count)s)"
+    if not replace:
+        cursor.execute(f"SET LOCAL synchronous_commit = off; {allocate}", {"count": len(batch)})
+        cursor.nextset()
+        return [row[0] for row in cursor.fetchall()]
     cursor.execute(
         "SET LOCAL synchronous_commit = off; "
         f'WITH stale AS (SELECT id FROM "{documents}" WHERE release_id = %(release)s'
         " AND (path, kind) IN (SELECT * FROM unnest(%(paths)s::text[], %(kinds)s::text[]))),"
         f' gone AS (DELETE FROM "{chunks}" WHERE document_id IN (SELECT id FROM stale))'
-        f' DELETE FROM "{documents}" WHERE id IN (SELECT id FROM stale); '
-        f"SELECT nextval(pg_get_serial_sequence('{documents}', 'id')) FROM generate_series(1, %(count)s)",
+        f' DELETE FROM "{documents}" WHERE id IN (SELECT id FROM stale); {allocate}',
         {
             "release": release.pk,
             "paths": [s.item.path[:1000] for s in batch],
