@@ -151,6 +151,51 @@ def test_hash_embedder_is_deterministic_normalised_and_lexical():
     assert HashEmbedder(dimension=64).embed(["Mutex"]) != HashEmbedder(dimension=64).embed(["Notify"])
 
 
+def _hash_reference(text: str, dimension: int) -> list[float]:
+    """The hash embedder's definition, one text and one word at a time (its first implementation)."""
+    import re
+    import zlib
+
+    import numpy as np
+
+    indices, signs = [], []
+    for word in re.findall(r"[A-Za-z0-9_]+", text):
+        tokens = [word.lower()]
+        parts = [p.lower() for p in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+", word)]
+        if len(parts) > 1:
+            tokens.extend(parts)
+        for token in tokens:
+            digest = zlib.crc32(token.encode())
+            indices.append(digest % dimension)
+            signs.append(1.0 if (digest >> 31) & 1 else -1.0)
+    if not indices:
+        vector = np.zeros(dimension)
+        vector[0] = 1.0
+        return vector.tolist()
+    vector = np.bincount(indices, weights=signs, minlength=dimension)
+    norm = np.linalg.norm(vector)
+    if norm == 0.0:
+        vector[indices[0]] = 1.0
+        return vector.tolist()
+    return (vector / norm).tolist()
+
+
+def test_hash_embedder_batches_are_bit_identical_to_one_text_at_a_time(monkeypatch):
+    """The numpy pass over many texts gives exactly the per-text vectors: no words, words that cancel
+    out (dimension 2 makes collisions of opposite sign common), slices, a word cache that overflows."""
+    from crates.pipeline.embedders import hashing
+
+    monkeypatch.setattr(hashing, "_MAX_CACHED_WORDS", 50)
+    texts = [f"tokio::sync::Mutex{i}::lock (method)\nLocks mutex {i}, HTTPServer read_to_end. " * (i % 7)
+             for i in range(1100)]
+    texts += ["", "  ::  ", "a b", "x", "Mutex Mutex Notify", "é ü 字"]
+    for dimension in (2, 3, 384):
+        expected = [_hash_reference(text, dimension) for text in texts]
+        assert HashEmbedder(dimension=dimension).embed(texts) == expected
+        embedder = HashEmbedder(dimension=dimension)  # one text per call: the same again
+        assert [embedder.embed([text])[0] for text in texts[-40:]] == expected[-40:]
+
+
 def test_hash_embedder_is_fast():
     import time
 

@@ -200,6 +200,13 @@ def test_store_batch_is_idempotent_when_a_batch_is_retried():
         store.store_batch(release=release, package="dup", local=False, batch=batch)
     assert sorted(Document.objects.filter(release=release).values_list("kind", flat=True)) == ["function", "macro"]
     assert Chunk.objects.filter(release=release).count() == 2
+    # Without the look-up for earlier rows (a release made by this very run), a repeat still cannot
+    # store a duplicate: the unique (release, path, kind) constraint refuses the whole batch.
+    import psycopg
+
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        store.store_batch(release=release, package="dup", local=False, batch=batch, replace=False)
+    assert Chunk.objects.filter(release=release).count() == 2
 
 
 def test_ingest_crate_command_reports_and_fails_cleanly(tmp_path):
@@ -282,3 +289,40 @@ def test_unknown_crate_fails_before_any_docs_rs_request(fake_docsrs):
     with pytest.raises(CrateNotFound):
         run_ingest(name="no-such-crate", progress=NullProgress())
     assert fake_docsrs.docsrs_requests() == []
+
+
+def test_activate_release_supersedes_counts_and_sets_the_latest_version():
+    from django.utils import timezone
+
+    from crates.pipeline.types import ChunkData
+
+    crate = Crate.objects.create(name="act", deleted_at=timezone.now())  # a soft-deleted crate comes back
+    newer = CrateRelease.objects.create(crate=crate, version="1.10.0", docs_source="rustdoc-json", state="active")
+    old = CrateRelease.objects.create(crate=crate, version="1.9.0", docs_source="rustdoc-json", state="active")
+    building = CrateRelease.objects.create(crate=crate, version="1.9.0", docs_source="rustdoc-json")
+    items = [ParsedItem(path=f"act::f{i}", name=f"f{i}", kind="function", docs="Does f.") for i in range(3)]
+    batch = [
+        store.StoredItem(
+            item=item,
+            chunks=[ChunkData(ordinal=n, text=f"{item.path} {n}", token_count=2, content_hash=f"{item.path}{n}")
+                    for n in range(2)],
+            vectors=[[1.0] + [0.0] * 383, None],  # one chunk of each item has no vector
+        )
+        for item in items
+    ]
+    store.store_batch(release=building, package="act", local=False, batch=batch)
+
+    activated = store.activate_release(release=building)
+    assert (activated.document_count, activated.chunk_count, activated.embedding_count) == (3, 6, 3)
+    stored = CrateRelease.objects.get(pk=building.pk)
+    assert stored.state == "active" and stored.ingested_at is not None
+    assert (stored.document_count, stored.chunk_count, stored.embedding_count) == (3, 6, 3)
+    assert not CrateRelease.objects.filter(pk=old.pk).exists()  # superseded, then discarded
+    assert CrateRelease.objects.get(pk=newer.pk).state == "active"  # another version: untouched
+    crate.refresh_from_db()
+    assert crate.deleted_at is None and crate.latest_version == "1.10.0"  # semver order, not text order
+
+    again = CrateRelease.objects.create(crate=crate, version="2.0.0-rc.1", docs_source="rustdoc-json")
+    store.activate_release(release=again)
+    crate.refresh_from_db()
+    assert crate.latest_version == "2.0.0-rc.1"

@@ -119,10 +119,21 @@ def embed_cached(*, embedder: Embedder, texts: dict[str, str]) -> tuple[dict[str
     Returns (vector by content hash, number of texts sent to the model). New vectors are stored in
     ``EmbeddingCache`` under (model, content hash); a concurrent worker storing the same ones is fine.
     """
+    vectors, fresh = embed_uncached(embedder=embedder, texts=texts)
+    if fresh:
+        store_in_cache(model=embedder.model_name, vectors={h: vectors[h] for h in fresh})
+    return vectors, len(fresh)
+
+
+def embed_uncached(*, embedder: Embedder, texts: dict[str, str]) -> tuple[dict[str, list[float]], list[str]]:
+    """``embed_cached`` without storing the new vectors: (vector by content hash, hashes sent to the model).
+
+    For a caller that stores the new vectors itself, off its own thread (``store_in_cache``).
+    """
     from crates.models import EmbeddingCache
 
     if not texts:
-        return {}, 0
+        return {}, []
     hashes = list(texts)
     vectors: dict[str, list[float]] = {}
     for start in range(0, len(hashes), LOOKUP_CHUNK):
@@ -134,7 +145,7 @@ def embed_cached(*, embedder: Embedder, texts: dict[str, str]) -> tuple[dict[str
 
     misses = [content_hash for content_hash in hashes if content_hash not in vectors]
     if not misses:
-        return vectors, 0
+        return vectors, []
     fresh = embedder.embed([texts[content_hash] for content_hash in misses])
     if len(fresh) != len(misses):
         raise EmbeddingError(f"The embedding model returned {len(fresh)} vectors for {len(misses)} texts.")
@@ -148,15 +159,17 @@ def embed_cached(*, embedder: Embedder, texts: dict[str, str]) -> tuple[dict[str
             )
     for content_hash, vector in zip(misses, fresh, strict=True):
         vectors[content_hash] = _as_list(vector)
-    _store_in_cache(model=embedder.model_name, vectors={h: vectors[h] for h in misses})
     logger.debug(
         "embedded %d new texts with %s (%d from cache)", len(misses), embedder.model_name, len(hashes) - len(misses)
     )
-    return vectors, len(misses)
+    return vectors, misses
 
 
-def _store_in_cache(*, model: str, vectors: dict[str, list[float]]) -> None:
+def store_in_cache(*, model: str, vectors: dict[str, list[float]]) -> None:
     """Insert new cache rows; a row a concurrent worker stored first is left as it is.
+
+    A cache: losing the last rows in a database crash costs their re-embedding, so no wait for the
+    WAL flush.
 
     One INSERT ... SELECT FROM unnest() per INSERT_BATCH rows, vectors bound as one binary vector[]:
     a statement per row cost the server a parse, a plan and a round trip each (3x slower).
@@ -179,9 +192,13 @@ def _store_in_cache(*, model: str, vectors: dict[str, list[float]]) -> None:
         hashes = [h for h, _v in chunk]
         encoded = [pgcopy.EncodedVector(pgcopy.encode_vector(v)) for _h, v in chunk]
         with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
             raw, _oid = pgcopy.binary_cursor(cursor.cursor)
             with raw:
                 raw.execute(sql, (model, hashes, encoded))
+
+
+_store_in_cache = store_in_cache
 
 
 def _as_list(vector: object) -> list[float]:

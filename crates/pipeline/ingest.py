@@ -17,7 +17,7 @@ from pathlib import Path
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from crates.errors import Cancelled, FerrodexError
 from crates.models import CrateRelease
@@ -25,7 +25,7 @@ from crates.names import normalize_crate_name, validate_crate_name, validate_ver
 from crates.pipeline import store
 from crates.pipeline.archive import read_zip_pages
 from crates.pipeline.chunk import chunk_item, token_counter
-from crates.pipeline.embed import check_embedder_dimension, embed_cached, get_embedder
+from crates.pipeline.embed import check_embedder_dimension, embed_cached, embed_uncached, get_embedder, store_in_cache
 from crates.pipeline.fetch import decode_json_body, fetch_docs, load_cached_artifact, save_artifact
 from crates.pipeline.http import HttpClient
 from crates.pipeline.parse_html import parse_html_pages, read_doc_dir
@@ -38,8 +38,9 @@ logger = logging.getLogger(__name__)
 # Items per committed batch. A batch commits whole and the stored documents are
 # the checkpoint, so a crash never stores an item twice whatever the size; what
 # it loses is the chunking of uncommitted batches (their embeddings are cached).
-# Fewer, larger transactions keep the database's share off the model's cores.
-MIN_BATCH, MAX_BATCH, BATCHES_PER_CRATE = 1, 64, 20
+# Fewer, larger transactions keep the database's share off the model's cores, and a crate of at
+# most MIN_BATCH items is one batch, stored on the calling thread (see _InlineWriter).
+MIN_BATCH, MAX_BATCH, BATCHES_PER_CRATE = 32, 64, 20
 # Chunks embedded per model call group: keeps the model busy with full batches.
 EMBED_GROUP_CHUNKS = 256
 
@@ -197,10 +198,11 @@ def _build_release(
 ) -> IngestResult:
     items = _unique_items(source.parsed.items)
     resolved = source.resolved
-    release = _resume_or_create_release(source=source, embedder=embedder, checkpoint=checkpoint, job_id=job_id)
+    release, resumed = _resume_or_create_release(source=source, embedder=embedder, checkpoint=checkpoint,
+                                                 job_id=job_id)
     # The stored documents are the checkpoint: a batch commits whole, so an item
-    # whose document exists is done, whichever writer stored it.
-    done = store.stored_keys(release=release)
+    # whose document exists is done, whichever writer stored it. A release made just now has none.
+    done = store.stored_keys(release=release) if resumed else set()
     pending = [item for item in items if (item.path, item.kind) not in done]
     checkpoint.update(release_id=release.pk, version=resolved.version, items_total=len(items))
     if source.artifact is not None:
@@ -214,7 +216,7 @@ def _build_release(
     try:
         _write_batches(release=release, pending=pending, batch=batch_size_for(len(items)), embedder=embedder,
                        source=source, progress=progress, result=result, total=len(items),
-                       save_checkpoint=lambda: save(dict(checkpoint)))
+                       save_checkpoint=lambda: save(dict(checkpoint)), replace=resumed)
         progress.check_cancelled()
         progress.stage("activate", "swapping in the new release", 98)
         store.activate_release(release=release)
@@ -222,7 +224,6 @@ def _build_release(
         if not (isinstance(exc, FerrodexError) and exc.transient) or isinstance(exc, Cancelled):
             store.discard_release(release_id=release.pk)
         raise
-    release.refresh_from_db()
     result.documents, result.chunks = release.document_count, release.chunk_count
     result.embeddings = release.embedding_count
     progress.update(documents=result.documents, chunks=result.chunks, embeddings=result.embeddings)
@@ -230,20 +231,29 @@ def _build_release(
     return result
 
 
-def _resume_or_create_release(*, source: _Source, embedder, checkpoint: dict, job_id) -> CrateRelease:
+def _resume_or_create_release(
+    *, source: _Source, embedder, checkpoint: dict, job_id
+) -> tuple[CrateRelease, bool]:
+    """(the release to build, whether it is one a previous attempt started)."""
     release_id = checkpoint.get("release_id")
     if release_id and checkpoint.get("version") == source.resolved.version:
         release = CrateRelease.objects.filter(pk=release_id, state=CrateRelease.State.BUILDING).first()
         if release is not None:
             logger.info("resuming release %s of %s", release_id, source.resolved.name)
-            return release
-    crate = store.upsert_crate(resolved=source.resolved)
+            return release, True
     artifact = source.artifact
-    return store.create_building_release(
-        crate=crate, parsed=source.parsed, version=source.resolved.version, embedding_model=embedder.model_name,
-        embedding_dimension=embedder.dimension, etag=artifact.etag if artifact else "",
-        artifact_sha256=artifact.sha256 if artifact else "", job_id=job_id,
-    )
+    with transaction.atomic():
+        # One commit for both, without waiting for the WAL flush: a building release is invisible, and
+        # any later synchronous commit (the checkpoint, the activation) flushes it first.
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+        crate = store.upsert_crate(resolved=source.resolved)
+        release = store.create_building_release(
+            crate=crate, parsed=source.parsed, version=source.resolved.version,
+            embedding_model=embedder.model_name, embedding_dimension=embedder.dimension,
+            etag=artifact.etag if artifact else "", artifact_sha256=artifact.sha256 if artifact else "", job_id=job_id,
+        )
+    return release, False
 
 
 def _groups(
@@ -268,36 +278,53 @@ def _groups(
 
 def _write_batches(
     *, release, pending, batch, embedder, source: _Source, progress: Progress, result: IngestResult, total: int,
-    save_checkpoint: Callable[[], None],
+    save_checkpoint: Callable[[], None], replace: bool = True,
 ) -> None:
     store_from = 20
     # One memoising counter for the run: the embed-first pass and the storing pass chunk the same
     # items, so the second one finds every token count already made.
     count = token_counter(embedder)
+    embedded: dict[str, list[float]] = {}
     if not overlap_store(embedder):
         # Vectors go to the embedding cache (committed per group, so a resumed job does not
-        # embed them again); the storing pass below then finds every one of them there.
-        _embed_only(pending=pending, embedder=embedder, count=count, progress=progress, result=result)
+        # embed them again) and stay in memory for the storing pass below.
+        embedded = _embed_only(pending=pending, embedder=embedder, count=count, progress=progress, result=result)
         store_from = EMBED_FIRST_STORE_PERCENT
-    writer = _BatchWriter(release=release, package=source.resolved.name, local=source.local, result=result,
+    # A crate that is one batch has nothing to overlap with its storing: no threads, no extra connections.
+    writer_class = _InlineWriter if len(pending) <= batch else _BatchWriter
+    writer = writer_class(release=release, package=source.resolved.name, local=source.local, result=result,
                           progress=progress, total=total, threads=settings.INGEST_WRITERS,
-                          save_checkpoint=save_checkpoint, percent_from=store_from)
+                          save_checkpoint=save_checkpoint, percent_from=store_from, replace=replace)
     writer.start()
     try:
         for group in _groups(pending, batch, embedder, count):
             progress.check_cancelled()
             writer.raise_if_failed()
             texts = {c.content_hash: c.text for current in group for _item, chunks in current for c in chunks}
-            vectors, sent = embed_cached(embedder=embedder, texts=texts)
-            result.embedded_new += sent
+            vectors, fresh = _vectors_for(texts=texts, embedded=embedded, embedder=embedder)
+            result.embedded_new += len(fresh)
+            # The group's new vectors go to the embedding cache on a writer (before its first batch),
+            # not on this thread, which chunks and embeds the next group meanwhile.
+            cache = {h: vectors[h] for h in fresh}
             for current in group:
                 writer.put([
                     store.StoredItem(item=i, chunks=cs, vectors=[vectors.get(c.content_hash) for c in cs])
                     for i, cs in current
-                ])
+                ], cache=(embedder.model_name, cache) if cache else None)
+                cache = {}
         writer.finish()
     finally:
         writer.stop()
+
+
+def _vectors_for(
+    *, texts: dict[str, str], embedded: dict[str, list[float]], embedder
+) -> tuple[dict[str, list[float]], list[str]]:
+    """(vectors of ``texts``, hashes the model embedded just now and the cache does not hold yet):
+    those the embed-first pass made, the rest from the cache or the model."""
+    if embedded and all(content_hash in embedded for content_hash in texts):
+        return embedded, []
+    return embed_uncached(embedder=embedder, texts=texts)
 
 
 # With the model first, embedding is 20-85% of the progress bar and storing 85-98%.
@@ -320,12 +347,14 @@ EMBED_WINDOW_ITEMS = 4096
 
 def _embed_only(
     *, pending, embedder, count: Callable[[str], int], progress: Progress, result: IngestResult
-) -> None:
-    """Embed every chunk of ``pending`` into the cache, shortest texts first.
+) -> dict[str, list[float]]:
+    """Embed every chunk of ``pending`` into the cache, shortest texts first; return the vectors by hash.
 
     Length-sorted groups waste no padding in the model's batches; order does not matter here
-    because nothing is stored yet.
+    because nothing is stored yet. The storing pass takes the vectors from the returned dict instead
+    of reading them back from the cache (~1.5 KB each, in memory only as long as the ingest).
     """
+    vectors: dict[str, list[float]] = {}
     total = len(pending)
     for start in range(0, total, EMBED_WINDOW_ITEMS):
         window = pending[start : start + EMBED_WINDOW_ITEMS]
@@ -336,30 +365,79 @@ def _embed_only(
         ordered = sorted(texts.items(), key=lambda pair: len(pair[1]))
         for index in range(0, len(ordered), EMBED_GROUP_CHUNKS):
             progress.check_cancelled()
-            _vectors, sent = embed_cached(embedder=embedder, texts=dict(ordered[index : index + EMBED_GROUP_CHUNKS]))
+            fresh, sent = embed_cached(embedder=embedder, texts=dict(ordered[index : index + EMBED_GROUP_CHUNKS]))
+            vectors.update(fresh)
             result.embedded_new += sent
             embedded = start + len(window) * min(1.0, (index + EMBED_GROUP_CHUNKS) / max(1, len(ordered)))
             progress.update(percent=20 + (EMBED_FIRST_STORE_PERCENT - 20) * embedded / max(1, total),
                             message=f"embedded {int(embedded)}/{total} items")
+    return vectors
 
 
-class _BatchWriter:
+class _Writer:
+    """Stores batches and reports progress; subclasses decide on which thread."""
+
+    def __init__(
+        self, *, release, package, local, result, progress, total, threads: int, save_checkpoint,
+        percent_from: int = 20, replace: bool = True,
+    ) -> None:
+        self.release, self.package, self.local, self.replace = release, package, local, replace
+        self.percent_from = percent_from
+        self.save_checkpoint = save_checkpoint
+        self.result, self.progress, self.total = result, progress, total
+        self.lock = threading.Lock()
+
+    def _store(self, batch, cache: tuple[str, dict] | None = None) -> None:
+        if cache is not None:
+            store_in_cache(model=cache[0], vectors=cache[1])
+        # The checkpoint write is last in the batch's transaction: a stale attempt is
+        # refused there and its batch rolls back.
+        docs, chunks = store.store_batch(release=self.release, package=self.package, local=self.local, batch=batch,
+                                         before_commit=self.save_checkpoint, replace=self.replace)
+        with self.lock:
+            r = self.result
+            r.items_processed += len(batch)
+            r.documents += docs
+            r.chunks += chunks
+            r.embeddings += sum(1 for s in batch for v in s.vectors if v is not None)
+            processed = min(self.total, r.items_skipped_by_checkpoint + r.items_processed)
+            counters = dict(items_processed=processed, documents=r.documents, chunks=r.chunks,
+                            embeddings=r.embeddings)
+        span = 98 - self.percent_from
+        self.progress.update(percent=self.percent_from + span * processed / max(1, self.total),
+                             message=f"stored {processed}/{self.total} items", **counters)
+
+
+class _InlineWriter(_Writer):
+    """Stores each batch at once on the calling thread and its connection."""
+
+    def start(self) -> None:
+        pass
+
+    def put(self, batch, cache: tuple[str, dict] | None = None) -> None:
+        self._store(batch, cache)
+
+    def finish(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def raise_if_failed(self) -> None:
+        pass
+
+
+class _BatchWriter(_Writer):
     """Stores batches on threads (and database connections) of their own.
 
     The model never waits for the database, and with several writers the
     HNSW index inserts, which dominate the database's share, use every core.
     """
 
-    def __init__(
-        self, *, release, package, local, result, progress, total, threads: int, save_checkpoint, percent_from: int = 20
-    ) -> None:
-        self.release, self.package, self.local = release, package, local
-        self.percent_from = percent_from
-        self.save_checkpoint = save_checkpoint
-        self.result, self.progress, self.total = result, progress, total
+    def __init__(self, *, threads: int, **kwargs) -> None:
+        super().__init__(threads=threads, **kwargs)
         self.queue: queue.Queue = queue.Queue(maxsize=4 * max(1, threads))
         self.error: BaseException | None = None
-        self.lock = threading.Lock()
         self.threads = [
             threading.Thread(target=self._run, name=f"ferrodex-store-{n}", daemon=True) for n in range(max(1, threads))
         ]
@@ -368,16 +446,25 @@ class _BatchWriter:
         for thread in self.threads:
             thread.start()
 
-    def put(self, batch) -> None:
+    def put(self, batch, cache: tuple[str, dict] | None = None) -> None:
         while True:
             self.raise_if_failed()
             try:
-                self.queue.put(batch, timeout=0.2)
+                self.queue.put((batch, cache), timeout=0.2)
                 return
             except queue.Full:
                 self.progress.check_cancelled()
 
     def finish(self) -> None:
+        # Nothing more to chunk or embed: this thread stores queued batches too (on its own
+        # connection) instead of only waiting for the writers, which shortens the tail.
+        while True:
+            self.raise_if_failed()
+            try:
+                queued = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            self._store(*queued)
         for _ in self.threads:
             self.queue.put(None)
         for thread in self.threads:
@@ -404,29 +491,11 @@ class _BatchWriter:
 
     def _run(self) -> None:
         try:
-            while (batch := self.queue.get()) is not None:
+            while (queued := self.queue.get()) is not None:
                 if self.error is not None:
                     return
-                self._store(batch)
+                self._store(*queued)
         except BaseException as exc:  # handed to the main thread
             self.error = self.error or exc
         finally:
             connection.close()  # this thread's own connection
-
-    def _store(self, batch) -> None:
-        # The checkpoint write is last in the batch's transaction: a stale attempt is
-        # refused there and its batch rolls back.
-        docs, chunks = store.store_batch(release=self.release, package=self.package, local=self.local, batch=batch,
-                                         before_commit=self.save_checkpoint)
-        with self.lock:
-            r = self.result
-            r.items_processed += len(batch)
-            r.documents += docs
-            r.chunks += chunks
-            r.embeddings += sum(1 for s in batch for v in s.vectors if v is not None)
-            processed = min(self.total, r.items_skipped_by_checkpoint + r.items_processed)
-            counters = dict(items_processed=processed, documents=r.documents, chunks=r.chunks,
-                            embeddings=r.embeddings)
-        span = 98 - self.percent_from
-        self.progress.update(percent=self.percent_from + span * processed / max(1, self.total),
-                             message=f"stored {processed}/{self.total} items", **counters)
