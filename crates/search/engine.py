@@ -80,14 +80,16 @@ def fuse(
     fused: dict[int, _Fused] = {}
     info = info or {}
     # Keyword chunks contain the query words, so they make the best snippet; then vector.
+    no_info = ("", "")
     for name in ("keyword", "vector", "path"):
-        for rank, ranked in enumerate(rankings.get(name, []), start=1):
-            entry = fused.get(ranked.document_id)
+        weight, damped = SIGNAL_WEIGHTS[name], name != "path"
+        for rank, ranked in enumerate(rankings.get(name, ()), start=1):
+            document_id = ranked.document_id
+            entry = fused.get(document_id)
             if entry is None:
-                entry = fused[ranked.document_id] = _Fused(document_id=ranked.document_id)
-            kind = info.get(ranked.document_id, ("", ""))[0]
-            damping = KIND_DAMPING.get(kind, 1.0) if name != "path" else 1.0
-            entry.score += damping * SIGNAL_WEIGHTS[name] * ranked.weight / (k + rank)
+                entry = fused[document_id] = _Fused(document_id)
+            damping = KIND_DAMPING.get(info.get(document_id, no_info)[0], 1.0) if damped else 1.0
+            entry.score += damping * weight * ranked.weight / (k + rank)
             entry.signals.append(name)
             if entry.chunk_id is None:
                 entry.chunk_id = ranked.chunk_id
@@ -241,10 +243,11 @@ def run_statements(statements: dict[str, Statement], *, stamp: int | None = None
             raise
         known.update(new)
         results: list[list[tuple]] = []
+        raw_cursor = cursor.cursor  # past Django's per-call wrappers: the rows are in memory already
         for ignored in skip:
             if not ignored:
-                results.append(cursor.fetchall())
-            cursor.nextset()
+                results.append(raw_cursor.fetchall())
+            raw_cursor.nextset()
     if stamp is not None:
         current = results.pop(0)
         if not current or current[0][0] != stamp:

@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from django.db import connection
 
@@ -47,9 +48,11 @@ _KIND_ORDER = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class DocRow:
-    """What fusion (kind, parent) and the hits (the rest) need of a ranked document."""
+class DocRow(NamedTuple):
+    """What fusion (kind, parent) and the hits (the rest) need of a ranked document.
+
+    A named tuple: one is made per ranked row (~100 a search), straight from the row's last columns.
+    """
 
     release_id: int
     path: str
@@ -100,8 +103,11 @@ class Statement:
     after: str = ""
 
 
+_make_doc = DocRow._make
+
+
 def _doc(row: tuple) -> DocRow:
-    return DocRow(*row[-_DOC_WIDTH:])
+    return _make_doc(row[-_DOC_WIDTH:])
 
 
 def _group(rows: list[tuple]) -> list[Ranked]:
@@ -110,7 +116,7 @@ def _group(rows: list[tuple]) -> list[Ranked]:
     for row in rows:
         document_id = row[1]
         if document_id not in seen:
-            seen[document_id] = Ranked(document_id=document_id, chunk_id=row[0], score=float(row[2]), doc=_doc(row))
+            seen[document_id] = Ranked(document_id, row[0], 1.0, float(row[2]), "", _make_doc(row[-_DOC_WIDTH:]))
     return list(seen.values())
 
 
