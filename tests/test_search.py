@@ -445,3 +445,13 @@ def test_a_failed_batch_leaves_no_prepared_statement_unknown():
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'ferrodex%%'")
         assert cursor.fetchone()[0] == 1
+
+
+def test_one_batch_may_run_the_same_new_statement_twice():
+    from crates.search.engine import run_statements
+    from crates.search.signals import Statement
+
+    _reset_prepared()  # two path probes of one query can share their SQL: one PREPARE, two EXECUTEs
+    probe = Statement(sql="SELECT %(x)s::int * 2", params={"x": 2}, rank=list, plan="custom")
+    other = Statement(sql="SELECT %(x)s::int * 2", params={"x": 5}, rank=list, plan="custom")
+    assert run_statements({"path0": probe, "path1": other}) == {"path0": [(4,)], "path1": [(10,)]}

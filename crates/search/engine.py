@@ -160,7 +160,10 @@ def _statements(
 _prepared: weakref.WeakKeyDictionary[object, set[str] | None] = weakref.WeakKeyDictionary()
 _PARAM = re.compile(r"%\((\w+)\)s")
 # Transaction-local, so an error mid-batch cannot leave the session on generic plans.
-_GENERIC_PLAN = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
+_FORCE_PLAN = {
+    "generic": "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)",
+    "custom": "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)",
+}
 _AUTO_PLAN = "SELECT set_config('plan_cache_mode', 'auto', true)"
 
 
@@ -192,7 +195,8 @@ def run_statements(statements: dict[str, Statement], *, stamp: int | None = None
 
     Statements marked ``prepare`` run as EXECUTE of a statement this connection PREPAREd on first
     use (in the same batch): PostgreSQL parses the long signal SQL once, and may settle on a
-    generic plan, instead of parsing and planning it on every search. Each statement is labelled with
+    generic plan (or must, or must not: ``Statement.plan``), instead of parsing and planning it on
+    every search. Each statement is labelled with
     its name in a comment (``/* keyword */``), for logs and tests.
     ``stamp``: the catalog stamp the statements' scope was read under; _StampMoved if it moved.
     """
@@ -210,7 +214,7 @@ def run_statements(statements: dict[str, Statement], *, stamp: int | None = None
                 params.update({prefix + key: value for key, value in values.items()})
                 return
             name, positional, order = _preparable(sql)
-            if name not in known:
+            if name not in known and name not in new:  # two path probes can share their SQL
                 parts.append(f"PREPARE {name} AS {positional}")
                 skip.append(1)
                 new.append(name)
@@ -225,8 +229,8 @@ def run_statements(statements: dict[str, Statement], *, stamp: int | None = None
             statement = statements[name]
             before = [statement.before] if statement.before else []
             after = [statement.after] if statement.after else []
-            if statement.generic and statement.prepare:
-                before.append(_GENERIC_PLAN)
+            if statement.plan and statement.prepare:
+                before.append(_FORCE_PLAN[statement.plan])
                 after.append(_AUTO_PLAN)
             for sql in before:
                 parts.append(sql)

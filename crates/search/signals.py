@@ -92,12 +92,12 @@ class Statement:
     params: dict
     rank: Callable[[list[tuple]], list[Ranked]]
     extra: dict = field(default_factory=dict)
-    # Server-side prepared statement: parsed once per connection, and PostgreSQL may settle on a
-    # generic plan. False where only a plan made for the real values is good (path_statement).
+    # Server-side prepared statement: parsed once per connection, planned as ``plan`` says.
     prepare: bool = True
-    # Always run the prepared statement's generic plan: for a statement whose plan does not depend on its
-    # values, which PostgreSQL's estimate of the generic plan cannot tell (see vector_statement).
-    generic: bool = False
+    # "generic": always the prepared statement's one generic plan, for SQL whose plan does not depend on
+    # its values, which PostgreSQL's estimate of the generic plan cannot tell (see vector_statement);
+    # "custom": planned for the values every time (path_statement); "": PostgreSQL chooses (plan_cache_mode auto).
+    plan: str = ""
     # Parameterless SQL run just before / after this statement, in the same transaction.
     before: str = ""
     after: str = ""
@@ -177,7 +177,7 @@ def vector_statement(*, scope: Scope, vector: list[float], depth: int, release_i
     # The HNSW plan is the same for any vector and release list: the index scan in distance order, the
     # filter, the partial index of staged chunks. PostgreSQL costs the generic plan ~3x the custom one (it
     # cannot see the LIMIT) and so would plan every search (~0.5 ms); both run alike (EXPLAIN ANALYZE, 100k).
-    generic = not exact and not kind_filter
+    plan = "generic" if not exact and not kind_filter else ""
     if depth > EF_SEARCH:
         # Rare (limit > 13): a bigger candidate list for this statement only. The statements of a
         # search run as one implicit transaction, so is_local ends with it; the reset covers an
@@ -186,11 +186,11 @@ def vector_statement(*, scope: Scope, vector: list[float], depth: int, release_i
             sql=sql,
             params=params,
             rank=_group,
-            generic=generic,
+            plan=plan,
             before=f"SELECT set_config('hnsw.ef_search', '{int(depth)}', true)",
             after=f"SELECT set_config('hnsw.ef_search', '{EF_SEARCH}', true)",
         )
-    return Statement(sql=sql, params=params, rank=_group, generic=generic)
+    return Statement(sql=sql, params=params, rank=_group, plan=plan)
 
 
 def _nearest_sql(*, exact: bool, kind_filter: str, releases: int) -> str:
@@ -362,7 +362,13 @@ def keyword_statement(*, scope: Scope, text: str, depth: int, guess: bool = Fals
         + ") hits ORDER BY rank DESC, id LIMIT %(depth)s) h JOIN crates_document d ON d.id = h.document_id"
         " ORDER BY h.rank DESC, h.id"
     )
-    return Statement(sql=sql, params=params, rank=_group, extra={"guessed": guessed} if guessed else {})
+    # Each tier takes its first `cap` matches in the order its scan yields them, so a plan other than the one
+    # made for the values could pick other candidates. Over many releases (a plain hashed filter) the scans
+    # can only be the GIN bitmap ones; over a few, a generic plan might read the release index instead.
+    plan = "" if len(scope.releases) > FILTER_ONLY_RELEASES and not scope.kinds else "custom"
+    return Statement(
+        sql=sql, params=params, rank=_group, extra={"guessed": guessed} if guessed else {}, plan=plan
+    )
 
 
 def _like_escape(text: str) -> str:
@@ -393,8 +399,8 @@ def path_statement(*, scope: Scope, probe: PathProbe, depth: int) -> Statement:
                 select + where + " AND lower(d.name) LIKE %(contains)s ORDER BY length(d.name), d.path LIMIT %(depth)s"
             )
     # Each part keeps its own limit. The order of rows does not matter: path_ranking sorts them by match tier.
-    # Never prepared: a generic plan, blind to the release array and the pattern, took 65 ms instead of 0.7.
-    return Statement(sql=" UNION ALL ".join(f"({q})" for q in queries), params=params, rank=_unranked, prepare=False)
+    # Always a custom plan: a generic one, blind to the release array and the pattern, took 65 ms instead of 0.7.
+    return Statement(sql=" UNION ALL ".join(f"({q})" for q in queries), params=params, rank=_unranked, plan="custom")
 
 
 def _unranked(rows: list[tuple]) -> list[Ranked]:
