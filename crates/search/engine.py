@@ -10,6 +10,7 @@ import weakref
 from dataclasses import dataclass, field, replace
 
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 
 from crates.errors import InvalidInput
 from crates.search.embedding import embed_query
@@ -181,7 +182,8 @@ def _preparable(sql: str) -> tuple[str, str, tuple[str, ...]]:
     return "ferrodex_" + hashlib.blake2b(sql.encode(), digest_size=12).hexdigest(), positional, tuple(names)
 
 
-def _known_prepared(cursor) -> set[str]:
+def _known_prepared(cursor: CursorWrapper) -> set[str]:
+    """This connection's PREPAREd statements; read from the session when not known (one query per connection)."""
     raw = connection.connection
     known = _prepared.get(raw)
     if known is None:  # first use of this connection, or an error may have left statements half-known
@@ -196,8 +198,8 @@ def run_statements(statements: dict[str, Statement], *, stamp: int | None = None
     Statements marked ``prepare`` run as EXECUTE of a statement this connection PREPAREd on first
     use (in the same batch): PostgreSQL parses the long signal SQL once, and may settle on a
     generic plan (or must, or must not: ``Statement.plan``), instead of parsing and planning it on
-    every search. Each statement is labelled with
-    its name in a comment (``/* keyword */``), for logs and tests.
+    every search. Each statement is labelled with its name in a comment (``/* keyword */``), for logs
+    and tests.
     ``stamp``: the catalog stamp the statements' scope was read under; _StampMoved if it moved.
     """
     names = list(statements)

@@ -84,8 +84,8 @@ class Ranked:
 class Statement:
     """One signal's SQL, its parameters and how its rows become a ranking.
 
-    The engine sends the statements of a search together, pipelined in one round trip
-    (crates.search.engine.run_statements), each with its own parameters.
+    The engine sends the statements of a search together, in one multi-statement round trip
+    (crates.search.engine.run_statements), with parameter names made unique per statement.
     """
 
     sql: str
