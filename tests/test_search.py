@@ -384,8 +384,74 @@ def test_unknown_words_are_guessed_then_checked_in_the_same_round_trip():
     # No round trip of its own for the stems: they ride with the signals, and the keyword
     # statement ran again because "how", "do", "i", "a" were guessed informative.
     assert not [q for q in cold if q.startswith("SELECT w, coalesce")]
-    assert len([q for q in cold if "ts_rank" in q]) == 2
+    assert len([q for q in cold if "/* keyword */" in q]) == 2
     with CaptureQueries(connection) as warm:
         known = search_docs(query=query, signals=("keyword",), crate="tokio")
-    assert len([q for q in warm if "ts_rank" in q]) == 1
+    assert len([q for q in warm if "/* keyword */" in q]) == 1
     assert paths(guessed) == paths(known)
+
+
+def _reset_prepared() -> None:
+    from django.db import connection
+
+    from crates.search import engine
+
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    engine._prepared.clear()
+
+
+def test_prepared_signal_statements_give_the_hits_of_their_first_run(monkeypatch):
+    import re
+
+    from django.db import connection
+
+    from crates.search import signals
+
+    # Force the HNSW statement (the one that always runs its generic plan) on this small corpus.
+    monkeypatch.setattr(signals, "EXACT_SCAN_MAX_CHUNKS", 0)
+    _reset_prepared()
+    queries = ["Mutex::lock", "how do I run a future to completion", "HashMap with_capacity"]
+    with CaptureQueries(connection) as first:
+        firsts = [search_docs(query=q) for q in queries]
+    assert any(q.startswith("PREPARE ferrodex_") or "; PREPARE ferrodex_" in q for q in first)
+    for _ in range(6):  # past PostgreSQL's five custom plans, after which it may settle on a generic one
+        with CaptureQueries(connection) as again:
+            assert [search_docs(query=q) for q in queries] == firsts
+        assert not any("PREPARE" in q for q in again)
+    vector = {m for q in again for m in re.findall(r"EXECUTE (ferrodex_\w+)\([^;]*/\* vector \*/", q)}
+    assert len(vector) == 1
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = %s", [vector.pop()])
+        generic, custom = cursor.fetchone()
+        assert generic >= 6 * len(queries) and custom == 0
+        cursor.execute("SHOW plan_cache_mode")  # the forced generic plan was transaction-local and reset
+        assert cursor.fetchone()[0] == "auto"
+
+
+def test_a_failed_batch_leaves_no_prepared_statement_unknown():
+    from django.db import DatabaseError, connection, transaction
+
+    from crates.search.engine import run_statements
+    from crates.search.signals import Statement
+
+    _reset_prepared()
+    fresh = Statement(sql="SELECT %(x)s::int + 1", params={"x": 1}, rank=list)
+    broken = Statement(sql="SELECT 1 / %(zero)s::int", params={"zero": 0}, rank=list, prepare=False)
+    with pytest.raises(DatabaseError), transaction.atomic():
+        run_statements({"fresh": fresh, "broken": broken})  # PREPAREd `fresh`, then failed
+    # Not PREPAREd a second time ("already exists"): the runner re-reads what the session has.
+    assert run_statements({"fresh": fresh, "again": fresh}) == {"fresh": [(2,)], "again": [(2,)]}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'ferrodex%%'")
+        assert cursor.fetchone()[0] == 1
+
+
+def test_one_batch_may_run_the_same_new_statement_twice():
+    from crates.search.engine import run_statements
+    from crates.search.signals import Statement
+
+    _reset_prepared()  # two path probes of one query can share their SQL: one PREPARE, two EXECUTEs
+    probe = Statement(sql="SELECT %(x)s::int * 2", params={"x": 2}, rank=list, plan="custom")
+    other = Statement(sql="SELECT %(x)s::int * 2", params={"x": 5}, rank=list, plan="custom")
+    assert run_statements({"path0": probe, "path1": other}) == {"path0": [(4,)], "path1": [(10,)]}

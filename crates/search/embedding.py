@@ -45,10 +45,10 @@ def embed_query(text: str) -> tuple[str, list[float]] | None:
         logger.warning("query embedding failed, searching without vectors: %s", exc)
         return None
     with _lock:
-        _cache[key] = tuple(float(x) for x in vector)
+        _cache[key] = cached = tuple(map(float, vector))
         while len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
-    return embedder.model_name, [float(x) for x in vector]
+    return embedder.model_name, list(cached)
 
 
 def clear_cache() -> None:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
+import re
+import weakref
 from dataclasses import dataclass, field, replace
 
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 
 from crates.errors import InvalidInput
 from crates.search.embedding import embed_query
@@ -76,14 +81,16 @@ def fuse(
     fused: dict[int, _Fused] = {}
     info = info or {}
     # Keyword chunks contain the query words, so they make the best snippet; then vector.
+    no_info = ("", "")
     for name in ("keyword", "vector", "path"):
-        for rank, ranked in enumerate(rankings.get(name, []), start=1):
-            entry = fused.get(ranked.document_id)
+        weight, damped = SIGNAL_WEIGHTS[name], name != "path"
+        for rank, ranked in enumerate(rankings.get(name, ()), start=1):
+            document_id = ranked.document_id
+            entry = fused.get(document_id)
             if entry is None:
-                entry = fused[ranked.document_id] = _Fused(document_id=ranked.document_id)
-            kind = info.get(ranked.document_id, ("", ""))[0]
-            damping = KIND_DAMPING.get(kind, 1.0) if name != "path" else 1.0
-            entry.score += damping * SIGNAL_WEIGHTS[name] * ranked.weight / (k + rank)
+                entry = fused[document_id] = _Fused(document_id)
+            damping = KIND_DAMPING.get(info.get(document_id, no_info)[0], 1.0) if damped else 1.0
+            entry.score += damping * weight * ranked.weight / (k + rank)
             entry.signals.append(name)
             if entry.chunk_id is None:
                 entry.chunk_id = ranked.chunk_id
@@ -150,31 +157,108 @@ def _statements(
     return statements
 
 
+# Prepared statement names this process created, by (raw) connection; None: not known after an error.
+_prepared: weakref.WeakKeyDictionary[object, set[str] | None] = weakref.WeakKeyDictionary()
+_PARAM = re.compile(r"%\((\w+)\)s")
+# Transaction-local, so an error mid-batch cannot leave the session on generic plans.
+_FORCE_PLAN = {
+    "generic": "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)",
+    "custom": "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)",
+}
+_AUTO_PLAN = "SELECT set_config('plan_cache_mode', 'auto', true)"
+
+
+@functools.lru_cache(maxsize=256)
+def _preparable(sql: str) -> tuple[str, str, tuple[str, ...]]:
+    """(statement name, the SQL with $n placeholders, the parameter names in $n order)."""
+    names: list[str] = []
+
+    def number(match: re.Match) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    positional = _PARAM.sub(number, sql)
+    return "ferrodex_" + hashlib.blake2b(sql.encode(), digest_size=12).hexdigest(), positional, tuple(names)
+
+
+def _known_prepared(cursor: CursorWrapper) -> set[str]:
+    """This connection's PREPAREd statements; read from the session when not known (one query per connection)."""
+    raw = connection.connection
+    known = _prepared.get(raw)
+    if known is None:  # first use of this connection, or an error may have left statements half-known
+        cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'ferrodex\\_%%'")
+        known = _prepared[raw] = {row[0] for row in cursor.fetchall()}
+    return known
+
+
 def run_statements(statements: dict[str, Statement], *, stamp: int | None = None) -> dict[str, list[tuple]]:
     """Rows of every statement, sent as one round trip (the simple protocol runs them in one transaction).
 
+    Statements marked ``prepare`` run as EXECUTE of a statement this connection PREPAREd on first
+    use (in the same batch): PostgreSQL parses the long signal SQL once, and may settle on a
+    generic plan (or must, or must not: ``Statement.plan``), instead of parsing and planning it on
+    every search. Each statement is labelled with its name in a comment (``/* keyword */``), for logs
+    and tests.
     ``stamp``: the catalog stamp the statements' scope was read under; _StampMoved if it moved.
     """
     names = list(statements)
-    parts = [statements[name].prefixed(f"s{i}_") for i, name in enumerate(names)]
-    sql = "; ".join(([STAMP_SQL] if stamp is not None else []) + [part.sql for part in parts])
-    params = {key: value for part in parts for key, value in part.params.items()}
-    rows: dict[str, list[tuple]] = {}
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        known = _known_prepared(cursor)
+        parts: list[str] = []
+        params: dict = {}
+        skip: list[int] = []  # per result set: 1 = not a signal's rows
+        new: list[str] = []
+
+        def add(sql: str, values: dict, *, prepare: bool, prefix: str, label: str) -> None:
+            if not prepare:
+                parts.append(_PARAM.sub(lambda m: f"%({prefix}{m.group(1)})s", sql) + f" /* {label} */")
+                params.update({prefix + key: value for key, value in values.items()})
+                return
+            name, positional, order = _preparable(sql)
+            if name not in known and name not in new:  # two path probes can share their SQL
+                parts.append(f"PREPARE {name} AS {positional}")
+                skip.append(1)
+                new.append(name)
+            arguments = f"({', '.join(f'%({prefix}{p})s' for p in order)})" if order else ""
+            parts.append(f"EXECUTE {name}{arguments} /* {label} */")
+            params.update({prefix + p: values[p] for p in order})
+
         if stamp is not None:
-            current = cursor.fetchone()
-            if current is None or current[0] != stamp:
-                raise _StampMoved
-            cursor.nextset()
-        for name, part in zip(names, parts, strict=True):
-            results = part.extra.get("results", 1)
-            for index in range(results):
-                fetched = cursor.fetchall()
-                if index == part.extra.get("rows_at", 0):
-                    rows[name] = fetched
-                cursor.nextset()
-    return rows
+            add(STAMP_SQL, {}, prepare=True, prefix="", label="stamp")
+            skip.append(0)
+        for index, name in enumerate(names):
+            statement = statements[name]
+            before = [statement.before] if statement.before else []
+            after = [statement.after] if statement.after else []
+            if statement.plan and statement.prepare:
+                before.append(_FORCE_PLAN[statement.plan])
+                after.append(_AUTO_PLAN)
+            for sql in before:
+                parts.append(sql)
+                skip.append(1)
+            add(statement.sql, statement.params, prepare=statement.prepare, prefix=f"s{index}_", label=name)
+            skip.append(0)
+            for sql in after:
+                parts.append(sql)
+                skip.append(1)
+        try:
+            cursor.execute("; ".join(parts), params)
+        except Exception:
+            _prepared[connection.connection] = None  # which PREPAREs ran is unknown now
+            raise
+        known.update(new)
+        results: list[list[tuple]] = []
+        raw_cursor = cursor.cursor  # past Django's per-call wrappers: the rows are in memory already
+        for ignored in skip:
+            if not ignored:
+                results.append(raw_cursor.fetchall())
+            raw_cursor.nextset()
+    if stamp is not None:
+        current = results.pop(0)
+        if not current or current[0][0] != stamp:
+            raise _StampMoved
+    return dict(zip(names, results, strict=True))
 
 
 def _rank(
@@ -231,19 +315,22 @@ def _snippet_texts(fused: list[_Fused]) -> dict[int, str]:
         return {}
     chunk_ids = [f.chunk_id for f in fused if f.chunk_id is not None]
     missing = [f.document_id for f in fused if f.chunk_id is None]
-    sql = "SELECT document_id, text FROM crates_chunk WHERE id = ANY(%s::bigint[])"
-    params = [id_array(chunk_ids)]
+    sql = "SELECT document_id, text FROM crates_chunk WHERE id = ANY(%(chunks)s::bigint[])"
+    params = {"chunks": id_array(chunk_ids)}
     if missing:  # path-only hits: their first chunk, else their docs
         sql += (
             " UNION ALL (SELECT DISTINCT ON (document_id) document_id, text FROM crates_chunk"
-            "  WHERE document_id = ANY(%s::bigint[]) ORDER BY document_id, ordinal)"
-            " UNION ALL SELECT id, docs FROM crates_document d WHERE id = ANY(%s::bigint[])"
+            "  WHERE document_id = ANY(%(missing)s::bigint[]) ORDER BY document_id, ordinal)"
+            " UNION ALL SELECT id, docs FROM crates_document d WHERE id = ANY(%(missing)s::bigint[])"
             "  AND NOT EXISTS (SELECT 1 FROM crates_chunk c WHERE c.document_id = d.id)"
         )
-        params += [id_array(missing), id_array(missing)]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return dict(cursor.fetchall())
+        params["missing"] = id_array(missing)
+    statement = Statement(sql=sql, params=params, rank=_no_ranking)
+    return dict(run_statements({"snippets": statement})["snippets"])
+
+
+def _no_ranking(rows: list[tuple]) -> list[Ranked]:
+    raise TypeError("snippet rows are not a ranking")
 
 
 def _hits(fused: list[_Fused], scope: Scope, documents: dict[int, DocRow]) -> list[SearchHit]:
