@@ -455,3 +455,20 @@ def test_one_batch_may_run_the_same_new_statement_twice():
     probe = Statement(sql="SELECT %(x)s::int * 2", params={"x": 2}, rank=list, plan="custom")
     other = Statement(sql="SELECT %(x)s::int * 2", params={"x": 5}, rank=list, plan="custom")
     assert run_statements({"path0": probe, "path1": other}) == {"path0": [(4,)], "path1": [(10,)]}
+
+
+def test_a_search_after_its_prepared_statements_vanished_prepares_them_again():
+    """psycopg deallocates every prepared statement of a session at a rollback once it prepared one of its own,
+    and a pooler may DISCARD ALL: the next search must not fail, nor abort the caller's transaction."""
+    from django.db import connection
+
+    queries = ["Mutex::lock", "how do I run a future to completion"]
+    before = [search_docs(query=q) for q in queries]
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # behind the runner's back: it still believes they exist
+    with CaptureQueries(connection) as again:
+        assert [search_docs(query=q) for q in queries] == before
+    assert any("PREPARE ferrodex_" in q for q in again)
+    with connection.cursor() as cursor:  # the test's transaction is still usable
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'ferrodex%%'")
+        assert cursor.fetchone()[0] >= 3

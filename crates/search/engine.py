@@ -7,10 +7,12 @@ import hashlib
 import logging
 import re
 import weakref
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
+from psycopg import errors as psycopg_errors
 
 from crates.errors import InvalidInput
 from crates.search.embedding import embed_query
@@ -199,54 +201,27 @@ def run_statements(statements: dict[str, Statement], *, stamp: int | None = None
     use (in the same batch): PostgreSQL parses the long signal SQL once, and may settle on a
     generic plan (or must, or must not: ``Statement.plan``), instead of parsing and planning it on
     every search. Each statement is labelled with its name in a comment (``/* keyword */``), for logs
-    and tests.
+    and tests. A session's prepared statements can vanish (psycopg deallocates them all at a rollback
+    once it prepared one of its own; a pooler's DISCARD ALL): a batch that met one is sent again,
+    inside a caller's transaction from a savepoint, so the failure does not abort that transaction.
     ``stamp``: the catalog stamp the statements' scope was read under; _StampMoved if it moved.
     """
     names = list(statements)
     with connection.cursor() as cursor:
-        known = _known_prepared(cursor)
-        parts: list[str] = []
-        params: dict = {}
-        skip: list[int] = []  # per result set: 1 = not a signal's rows
-        new: list[str] = []
-
-        def add(sql: str, values: dict, *, prepare: bool, prefix: str, label: str) -> None:
-            if not prepare:
-                parts.append(_PARAM.sub(lambda m: f"%({prefix}{m.group(1)})s", sql) + f" /* {label} */")
-                params.update({prefix + key: value for key, value in values.items()})
-                return
-            name, positional, order = _preparable(sql)
-            if name not in known and name not in new:  # two path probes can share their SQL
-                parts.append(f"PREPARE {name} AS {positional}")
-                skip.append(1)
-                new.append(name)
-            arguments = f"({', '.join(f'%({prefix}{p})s' for p in order)})" if order else ""
-            parts.append(f"EXECUTE {name}{arguments} /* {label} */")
-            params.update({prefix + p: values[p] for p in order})
-
-        if stamp is not None:
-            add(STAMP_SQL, {}, prepare=True, prefix="", label="stamp")
-            skip.append(0)
-        for index, name in enumerate(names):
-            statement = statements[name]
-            before = [statement.before] if statement.before else []
-            after = [statement.after] if statement.after else []
-            if statement.plan and statement.prepare:
-                before.append(_FORCE_PLAN[statement.plan])
-                after.append(_AUTO_PLAN)
-            for sql in before:
-                parts.append(sql)
-                skip.append(1)
-            add(statement.sql, statement.params, prepare=statement.prepare, prefix=f"s{index}_", label=name)
-            skip.append(0)
-            for sql in after:
-                parts.append(sql)
-                skip.append(1)
-        try:
-            cursor.execute("; ".join(parts), params)
-        except Exception:
-            _prepared[connection.connection] = None  # which PREPAREs ran is unknown now
-            raise
+        for attempt in (1, 2):
+            known = _known_prepared(cursor)
+            sql, params, skip, new = _batch(statements, names=names, stamp=stamp, known=known)
+            # A savepoint only inside a transaction: in autocommit the failed batch ended its own.
+            guard = transaction.atomic() if attempt == 1 and connection.in_atomic_block else nullcontext()
+            try:
+                with guard:
+                    cursor.execute(sql, params)
+            except Exception as exc:
+                _prepared[connection.connection] = None  # which PREPAREs ran is unknown now
+                if attempt == 1 and isinstance(exc.__cause__, psycopg_errors.InvalidSqlStatementName):
+                    continue
+                raise
+            break
         known.update(new)
         results: list[list[tuple]] = []
         raw_cursor = cursor.cursor  # past Django's per-call wrappers: the rows are in memory already
@@ -259,6 +234,51 @@ def run_statements(statements: dict[str, Statement], *, stamp: int | None = None
         if not current or current[0][0] != stamp:
             raise _StampMoved
     return dict(zip(names, results, strict=True))
+
+
+def _batch(
+    statements: dict[str, Statement], *, names: list[str], stamp: int | None, known: set[str]
+) -> tuple[str, dict, list[int], list[str]]:
+    """(SQL, parameters, per result set 1 = not a signal's rows, statements it PREPAREs) of one batch."""
+    parts: list[str] = []
+    params: dict = {}
+    skip: list[int] = []
+    new: list[str] = []
+
+    def add(sql: str, values: dict, *, prepared: bool, prefix: str, label: str) -> None:
+        if not prepared:
+            parts.append(_PARAM.sub(lambda m: f"%({prefix}{m.group(1)})s", sql) + f" /* {label} */")
+            params.update({prefix + key: value for key, value in values.items()})
+            return
+        name, positional, order = _preparable(sql)
+        if name not in known and name not in new:  # two path probes can share their SQL
+            parts.append(f"PREPARE {name} AS {positional}")
+            skip.append(1)
+            new.append(name)
+        arguments = f"({', '.join(f'%({prefix}{p})s' for p in order)})" if order else ""
+        parts.append(f"EXECUTE {name}{arguments} /* {label} */")
+        params.update({prefix + p: values[p] for p in order})
+
+    if stamp is not None:
+        add(STAMP_SQL, {}, prepared=True, prefix="", label="stamp")
+        skip.append(0)
+    for index, name in enumerate(names):
+        statement = statements[name]
+        prepared = statement.prepare
+        before = [statement.before] if statement.before else []
+        after = [statement.after] if statement.after else []
+        if statement.plan and prepared:
+            before.append(_FORCE_PLAN[statement.plan])
+            after.append(_AUTO_PLAN)
+        for sql in before:
+            parts.append(sql)
+            skip.append(1)
+        add(statement.sql, statement.params, prepared=prepared, prefix=f"s{index}_", label=name)
+        skip.append(0)
+        for sql in after:
+            parts.append(sql)
+            skip.append(1)
+    return "; ".join(parts), params, skip, new
 
 
 def _rank(
