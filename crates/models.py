@@ -118,10 +118,13 @@ class Document(models.Model):
         PRIMITIVE = "primitive"
         KEYWORD = "keyword"
 
-    release = models.ForeignKey(CrateRelease, on_delete=models.CASCADE, related_name="documents")
+    # Indexed by document_release_kind_idx (release, kind): a second index on release alone only slowed ingest.
+    release = models.ForeignKey(CrateRelease, on_delete=models.CASCADE, related_name="documents", db_index=False)
     path = models.CharField(max_length=1000, help_text="Full public path, e.g. tokio::sync::Mutex::lock.")
     name = models.CharField(max_length=300)
-    kind = models.CharField(max_length=16, choices=Kind.choices, db_index=True)
+    # No index of its own: a kind alone selects a large share of the table; with a release it is
+    # document_release_kind_idx.
+    kind = models.CharField(max_length=16, choices=Kind.choices)
     parent_path = models.CharField(max_length=1000, blank=True, default="")
     signature = models.TextField(blank=True, default="")
     docs = models.TextField(blank=True, default="", help_text="Markdown.")
@@ -146,9 +149,10 @@ class Document(models.Model):
 
 
 class Chunk(models.Model):
-    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    # Indexed by chunk_unique_ordinal (document, ordinal); chunk_release_idx serves release below.
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks", db_index=False)
     # Denormalised so search can filter by release without a join.
-    release = models.ForeignKey(CrateRelease, on_delete=models.CASCADE, related_name="chunks")
+    release = models.ForeignKey(CrateRelease, on_delete=models.CASCADE, related_name="chunks", db_index=False)
     ordinal = models.PositiveIntegerField()
     text = models.TextField()
     search_text = models.TextField(
