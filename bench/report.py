@@ -46,10 +46,10 @@ def ingest() -> str:
 
 def jobs() -> str:
     data = load("jobs")
-    rows = [[r["metric"], r["mode"], r["n"], r["p50_ms"], r["p95_ms"], r["p99_ms"], r.get("target_p95_ms")]
-            for r in data["rows"]]
+    rows = [[r["metric"], r["mode"], r["n"], r["p50_ms"], r["p95_ms"], r["p99_ms"], r.get("steal_pct"),
+             r.get("target_p95_ms")] for r in data["rows"]]
     return machine(data) + f", {data['jobs_in_table']:,} jobs in the table\n\n" + table(
-        ["metric", "mode", "n", "p50 ms", "p95 ms", "p99 ms", "target p95 ms"], rows)
+        ["metric", "mode", "n", "p50 ms", "p95 ms", "p99 ms", "CPU steal %", "target p95 ms"], rows)
 
 
 def api() -> str:
