@@ -57,6 +57,9 @@ class TimingProgress:
         return out
 
 
+MODEL_REPEATS = 3
+
+
 def child(crate: str, version: str, provider: str) -> dict:
     os.environ["EMBEDDING_PROVIDER"] = provider
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -72,12 +75,12 @@ def child(crate: str, version: str, provider: str) -> dict:
     embedder = get_embedder()
     if provider == "local":
         embedder.embed(["warm-up"])  # model load is not part of the pipeline's time
-    # With the model, the pipeline runs twice and the best run counts, as the model alone does: on a
-    # shared VM one sample of either drifts by 10-20%, which decides a 1.15x verdict. The model-alone
-    # runs are interleaved with the pipeline runs (P, M, P, M), so a quieter or busier minute does not
-    # land on one side of the ratio only.
+    # With the model, the pipeline runs three times and the best run counts, as the model alone does: on
+    # a shared VM one sample of either drifts by 10-20%, which decides a 1.15x verdict. The model-alone
+    # runs are interleaved with the pipeline runs (P, M, P, M, P, M), so a quieter or busier minute does
+    # not land on one side of the ratio only.
     runs, model_runs, texts = [], [], None
-    for _ in range(2 if provider == "local" else 1):
+    for _ in range(MODEL_REPEATS if provider == "local" else 1):
         EmbeddingCache.objects.filter(model=embedder.model_name).delete()
         FetchedArtifact.objects.all().delete()  # every run downloads, like the first
         with contextlib.suppress(CrateNotFound):
