@@ -16,6 +16,7 @@ those need the Django cursor.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 
@@ -73,13 +74,13 @@ def _direct_session(db) -> _Session | None:
 
 def _run(session: _Session, *, sql: str, params: Sequence) -> list[tuple]:
     pgconn = session.connection.pgconn
-    name = _statement_name(sql)
+    name, numbered = _preparable(sql)
     transformer = session.transformer
     # Text values and no declared types: the server types each parameter from where it is used.
     values = transformer.dump_sequence(list(params), [PyFormat.TEXT] * len(params))
     for attempt in (1, 2):
         if name not in session.prepared:
-            _check(session, pgconn.prepare(name, _numbered(sql).encode()))
+            _check(session, pgconn.prepare(name, numbered))
             session.prepared.add(name)
         result = pgconn.exec_prepared(name, values)
         if attempt == 1 and _statement_lost(result):
@@ -105,12 +106,13 @@ def _check(session: _Session, result) -> None:
         raise errors.error_from_result(result, encoding=session.connection.info.encoding)
 
 
-def _statement_name(sql: str) -> bytes:
-    return b"ferrodex_" + hashlib.blake2b(sql.encode(), digest_size=8).hexdigest().encode()
+@functools.lru_cache(maxsize=64)
+def _preparable(sql: str) -> tuple[bytes, bytes]:
+    """(statement name, the SQL with ``$1, $2, ...`` for its ``%s`` placeholders), once per SQL text.
 
-
-def _numbered(sql: str) -> str:
-    """``%s`` placeholders as ``$1, $2, ...`` (the SQL given here has no other ``%``, or ``%%`` for a literal one)."""
+    The SQL given here has no other ``%``, or ``%%`` for a literal one.
+    """
+    name = b"ferrodex_" + hashlib.blake2b(sql.encode(), digest_size=8).hexdigest().encode()
     pieces = sql.replace("%%", "\0").split("%s")
     numbered = pieces[0] + "".join(f"${i}{piece}" for i, piece in enumerate(pieces[1:], start=1))
-    return numbered.replace("\0", "%")
+    return name, numbered.replace("\0", "%").encode()

@@ -401,14 +401,14 @@ def test_embed_cached_refuses_vectors_of_the_wrong_dimension():
 
 @pytest.mark.django_db
 def test_cache_writes_keep_float32_bits_and_never_overwrite_an_existing_row():
-    from crates.pipeline.embed import _store_in_cache
+    from crates.pipeline.embed import store_in_cache
 
     first = HashEmbedder(dimension=DIM).embed(["tokio::spawn (function)"])[0]
-    _store_in_cache(model="m", vectors={"h-old": first})
+    store_in_cache(model="m", vectors={"h-old": first})
     # A concurrent worker stored "h-old" first: its row stays; the new rows (more than one INSERT's worth) go in.
     other = [1.0] + [0.0] * (DIM - 1)
     fresh = {f"h-{i:05d}": HashEmbedder(dimension=DIM).embed([f"text {i}"])[0] for i in range(1005)}
-    _store_in_cache(model="m", vectors={"h-old": other, **fresh})
+    store_in_cache(model="m", vectors={"h-old": other, **fresh})
     rows = dict(EmbeddingCache.objects.filter(model="m").values_list("content_hash", "embedding"))
     assert len(rows) == 1006
     assert np.array_equal(np.asarray(rows["h-old"], dtype=np.float32), np.asarray(first, dtype=np.float32))

@@ -198,9 +198,6 @@ def store_in_cache(*, model: str, vectors: dict[str, list[float]]) -> None:
                 raw.execute(sql, (model, hashes, encoded))
 
 
-_store_in_cache = store_in_cache
-
-
 def _as_list(vector: object) -> list[float]:
     tolist = getattr(vector, "tolist", None)
     return tolist() if callable(tolist) else list(vector)  # type: ignore[call-overload]

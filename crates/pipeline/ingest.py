@@ -365,8 +365,8 @@ def _embed_only(
         ordered = sorted(texts.items(), key=lambda pair: len(pair[1]))
         for index in range(0, len(ordered), EMBED_GROUP_CHUNKS):
             progress.check_cancelled()
-            fresh, sent = embed_cached(embedder=embedder, texts=dict(ordered[index : index + EMBED_GROUP_CHUNKS]))
-            vectors.update(fresh)
+            group, sent = embed_cached(embedder=embedder, texts=dict(ordered[index : index + EMBED_GROUP_CHUNKS]))
+            vectors.update(group)
             result.embedded_new += sent
             embedded = start + len(window) * min(1.0, (index + EMBED_GROUP_CHUNKS) / max(1, len(ordered)))
             progress.update(percent=20 + (EMBED_FIRST_STORE_PERCENT - 20) * embedded / max(1, total),
@@ -375,7 +375,22 @@ def _embed_only(
 
 
 class _Writer:
-    """Stores batches and reports progress; subclasses decide on which thread."""
+    """Stores batches and reports progress; subclasses decide on which thread (``put``).
+
+    The lifecycle hooks do nothing here: a writer without threads has nothing to start, drain or stop.
+    """
+
+    def start(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def raise_if_failed(self) -> None:
+        pass
 
     def __init__(
         self, *, release, package, local, result, progress, total, threads: int, save_checkpoint,
@@ -411,20 +426,8 @@ class _Writer:
 class _InlineWriter(_Writer):
     """Stores each batch at once on the calling thread and its connection."""
 
-    def start(self) -> None:
-        pass
-
     def put(self, batch, cache: tuple[str, dict] | None = None) -> None:
         self._store(batch, cache)
-
-    def finish(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def raise_if_failed(self) -> None:
-        pass
 
 
 class _BatchWriter(_Writer):

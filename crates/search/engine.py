@@ -264,16 +264,15 @@ def _batch(
         skip.append(0)
     for index, name in enumerate(names):
         statement = statements[name]
-        prepared = statement.prepare
         before = [statement.before] if statement.before else []
         after = [statement.after] if statement.after else []
-        if statement.plan and prepared:
+        if statement.plan and statement.prepare:
             before.append(_FORCE_PLAN[statement.plan])
             after.append(_AUTO_PLAN)
         for sql in before:
             parts.append(sql)
             skip.append(1)
-        add(statement.sql, statement.params, prepared=prepared, prefix=f"s{index}_", label=name)
+        add(statement.sql, statement.params, prepared=statement.prepare, prefix=f"s{index}_", label=name)
         skip.append(0)
         for sql in after:
             parts.append(sql)
