@@ -173,6 +173,56 @@ def test_embed_first_mode_stores_the_same_release_and_embeds_every_chunk_once(mo
     assert progress.percents == sorted(progress.percents) and progress.percents[-1] == 100
 
 
+def test_embed_first_mode_creates_the_release_while_the_model_embeds(monkeypatch, settings):
+    import threading
+
+    from crates.models import EmbeddingCache
+    from crates.pipeline.embed import get_embedder
+
+    settings.INGEST_OVERLAP_STORE = "off"
+    monkeypatch.setattr(ingest, "EMBED_GROUP_CHUNKS", 8)
+    embedder = get_embedder()
+    real_embed, real_create = embedder.embed, ingest._resume_or_create_release
+    model_started = threading.Event()
+    model_was_running: list[bool] = []
+
+    def embed(texts):
+        model_started.set()
+        return real_embed(texts)
+
+    def create(**kwargs):
+        # Sequentially, the release came first and the model only after: this wait would time out.
+        model_was_running.append(model_started.wait(timeout=10))
+        return real_create(**kwargs)
+
+    monkeypatch.setattr(embedder, "embed", embed)
+    monkeypatch.setattr(ingest, "_resume_or_create_release", create)
+    result = _ingest()
+    assert model_was_running == [True]
+    release = CrateRelease.objects.get(pk=result.release_id)
+    assert release.state == "active" and release.embedding_count == release.chunk_count > 8
+    # The last group's vectors reach the cache too (with the first stored batch), not only the earlier groups'.
+    hashes = set(Chunk.objects.filter(release=release).values_list("content_hash", flat=True))
+    cached = set(EmbeddingCache.objects.filter(content_hash__in=hashes).values_list("content_hash", flat=True))
+    assert cached == hashes
+    assert not [t for t in threading.enumerate() if t.name.startswith("ferrodex-model")]
+
+
+def test_embed_first_mode_stops_the_model_thread_when_the_release_cannot_be_made(monkeypatch, settings):
+    import threading
+
+    settings.INGEST_OVERLAP_STORE = "off"
+
+    def create(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(ingest, "_resume_or_create_release", create)
+    with pytest.raises(RuntimeError, match="database went away"):
+        _ingest()
+    assert not [t for t in threading.enumerate() if t.name.startswith("ferrodex-model")]
+    assert not CrateRelease.objects.exists()
+
+
 def test_overlap_mode_follows_where_the_model_runs(settings):
     from crates.pipeline.embedders.hashing import HashEmbedder
     from crates.pipeline.embedders.local import LocalEmbedder

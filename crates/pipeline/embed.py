@@ -130,10 +130,19 @@ def embed_uncached(*, embedder: Embedder, texts: dict[str, str]) -> tuple[dict[s
 
     For a caller that stores the new vectors itself, off its own thread (``store_in_cache``).
     """
+    vectors, misses = cached_vectors(embedder=embedder, texts=texts)
+    if misses:
+        vectors.update(checked_vectors(embedder=embedder, hashes=misses,
+                                       vectors=embedder.embed([texts[h] for h in misses])))
+        logger.debug("embedded %d new texts with %s (%d from cache)", len(misses), embedder.model_name,
+                     len(texts) - len(misses))
+    return vectors, misses
+
+
+def cached_vectors(*, embedder: Embedder, texts: dict[str, str]) -> tuple[dict[str, list[float]], list[str]]:
+    """(the cached vectors of ``texts`` by content hash, the hashes the cache does not hold)."""
     from crates.models import EmbeddingCache
 
-    if not texts:
-        return {}, []
     hashes = list(texts)
     vectors: dict[str, list[float]] = {}
     for start in range(0, len(hashes), LOOKUP_CHUNK):
@@ -142,14 +151,14 @@ def embed_uncached(*, embedder: Embedder, texts: dict[str, str]) -> tuple[dict[s
         ).values_list("content_hash", "embedding")
         for content_hash, embedding in rows:
             vectors[content_hash] = _as_list(embedding)
+    return vectors, [content_hash for content_hash in hashes if content_hash not in vectors]
 
-    misses = [content_hash for content_hash in hashes if content_hash not in vectors]
-    if not misses:
-        return vectors, []
-    fresh = embedder.embed([texts[content_hash] for content_hash in misses])
-    if len(fresh) != len(misses):
-        raise EmbeddingError(f"The embedding model returned {len(fresh)} vectors for {len(misses)} texts.")
-    for vector in fresh:
+
+def checked_vectors(*, embedder: Embedder, hashes: list[str], vectors: Sequence) -> dict[str, list[float]]:
+    """The model's ``vectors`` for ``hashes`` (in order), refused when their number or size is wrong."""
+    if len(vectors) != len(hashes):
+        raise EmbeddingError(f"The embedding model returned {len(vectors)} vectors for {len(hashes)} texts.")
+    for vector in vectors:
         if len(vector) != embedder.dimension:
             raise EmbeddingDimensionMismatch(
                 f"The embedding model {embedder.model_name!r} returned a {len(vector)}-dimensional vector, "
@@ -157,12 +166,7 @@ def embed_uncached(*, embedder: Embedder, texts: dict[str, str]) -> tuple[dict[s
                 expected=embedder.dimension,
                 actual=len(vector),
             )
-    for content_hash, vector in zip(misses, fresh, strict=True):
-        vectors[content_hash] = _as_list(vector)
-    logger.debug(
-        "embedded %d new texts with %s (%d from cache)", len(misses), embedder.model_name, len(hashes) - len(misses)
-    )
-    return vectors, misses
+    return {content_hash: _as_list(vector) for content_hash, vector in zip(hashes, vectors, strict=True)}
 
 
 def store_in_cache(*, model: str, vectors: dict[str, list[float]]) -> None:

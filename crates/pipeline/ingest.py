@@ -12,6 +12,8 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
@@ -25,7 +27,14 @@ from crates.names import normalize_crate_name, validate_crate_name, validate_ver
 from crates.pipeline import store
 from crates.pipeline.archive import read_zip_pages
 from crates.pipeline.chunk import chunk_item, token_counter
-from crates.pipeline.embed import check_embedder_dimension, embed_cached, embed_uncached, get_embedder, store_in_cache
+from crates.pipeline.embed import (
+    cached_vectors,
+    check_embedder_dimension,
+    checked_vectors,
+    embed_uncached,
+    get_embedder,
+    store_in_cache,
+)
 from crates.pipeline.fetch import decode_json_body, fetch_docs, load_cached_artifact, save_artifact
 from crates.pipeline.http import HttpClient
 from crates.pipeline.parse_html import parse_html_pages, read_doc_dir
@@ -105,6 +114,8 @@ class _Source:
     http_requests: int = 0
     up_to_date: bool = False
     active_release_id: int | None = None
+    # Downloaded just now and not kept yet: _build_release keeps it while the model starts.
+    unsaved_artifact: bool = False
 
 
 def _local_source(
@@ -139,7 +150,7 @@ def _remote_source(*, name: str, version: str, force: bool, progress: Progress, 
     progress.check_cancelled()
 
     active = _active_release(name=resolved.name, version=resolved.version)
-    artifact = None
+    artifact, unsaved = None, False
     if checkpoint.get("release_id"):
         artifact = load_cached_artifact(name=resolved.name, version=resolved.version)
     if artifact is None:
@@ -151,12 +162,12 @@ def _remote_source(*, name: str, version: str, force: bool, progress: Progress, 
         if artifact.not_modified or unchanged:
             return _Source(resolved=resolved, parsed=None, artifact=None, local=False,
                            http_requests=client.request_count, up_to_date=True, active_release_id=active.pk)
-        save_artifact(name=resolved.name, version=resolved.version, artifact=artifact)
+        unsaved = True
     progress.update(http_requests=client.request_count)
     progress.check_cancelled()
     parsed = _parse_artifact(artifact=artifact, version=resolved.version, progress=progress)
     return _Source(resolved=resolved, parsed=parsed, artifact=artifact, local=False,
-                   http_requests=client.request_count)
+                   http_requests=client.request_count, unsaved_artifact=unsaved)
 
 
 def _active_release(*, name: str, version: str) -> CrateRelease | None:
@@ -198,25 +209,44 @@ def _build_release(
 ) -> IngestResult:
     items = _unique_items(source.parsed.items)
     resolved = source.resolved
-    release, resumed = _resume_or_create_release(source=source, embedder=embedder, checkpoint=checkpoint,
-                                                 job_id=job_id)
+    count = token_counter(embedder)
+    created: list[tuple[CrateRelease, bool]] = []
+
+    def create() -> None:
+        if source.unsaved_artifact:
+            save_artifact(name=resolved.name, version=resolved.version, artifact=source.artifact)
+        release, resumed = _resume_or_create_release(source=source, embedder=embedder, checkpoint=checkpoint,
+                                                     job_id=job_id)
+        created.append((release, resumed))
+        checkpoint.update(release_id=release.pk, version=resolved.version, items_total=len(items))
+        if source.artifact is not None:
+            checkpoint["artifact_sha256"] = source.artifact.sha256
+        save(dict(checkpoint))
+
+    embedded = None
+    if not checkpoint.get("release_id") and not overlap_store(embedder):
+        # A fresh release stores nothing before the model is done with every item, so the model can start
+        # now and the release be made (and the download kept) while it embeds the first group: for a small
+        # crate those round trips were a sixth of its time, added to the model's.
+        progress.stage("embed", f"chunking and embedding {len(items)} items", 20)
+        embedded = _embed_only(pending=items, embedder=embedder, count=count, progress=progress, during=create)
+    else:
+        create()
+    release, resumed = created[0]
     # The stored documents are the checkpoint: a batch commits whole, so an item
     # whose document exists is done, whichever writer stored it. A release made just now has none.
     done = store.stored_keys(release=release) if resumed else set()
     pending = [item for item in items if (item.path, item.kind) not in done]
-    checkpoint.update(release_id=release.pk, version=resolved.version, items_total=len(items))
-    if source.artifact is not None:
-        checkpoint["artifact_sha256"] = source.artifact.sha256
-    save(dict(checkpoint))
     skipped = len(items) - len(pending)
     result = IngestResult(crate_name=resolved.name, version=resolved.version, release_id=release.pk,
                           http_requests=source.http_requests, items_skipped_by_checkpoint=skipped)
-    progress.stage("embed", f"chunking and embedding {len(items)} items", 20)
-    progress.update(items_found=len(items), items_processed=skipped)
     try:
+        if embedded is None:
+            progress.stage("embed", f"chunking and embedding {len(items)} items", 20)
+        progress.update(items_found=len(items), items_processed=skipped)
         _write_batches(release=release, pending=pending, batch=batch_size_for(len(items)), embedder=embedder,
-                       source=source, progress=progress, result=result, total=len(items),
-                       save_checkpoint=lambda: save(dict(checkpoint)), replace=resumed)
+                       source=source, progress=progress, result=result, total=len(items), count=count,
+                       embedded=embedded, save_checkpoint=lambda: save(dict(checkpoint)), replace=resumed)
         progress.check_cancelled()
         progress.stage("activate", "swapping in the new release", 98)
         store.activate_release(release=release)
@@ -278,17 +308,21 @@ def _groups(
 
 def _write_batches(
     *, release, pending, batch, embedder, source: _Source, progress: Progress, result: IngestResult, total: int,
-    save_checkpoint: Callable[[], None], replace: bool = True,
+    count: Callable[[str], int], save_checkpoint: Callable[[], None], replace: bool = True,
+    embedded: _Embedded | None = None,
 ) -> None:
+    """Chunk, embed and store ``pending``; ``embedded``: the embed-first pass, if the caller ran it.
+
+    ``count`` is the run's one memoising token counter: the embed-first pass and the storing pass
+    chunk the same items, so the second one finds every token count already made.
+    """
     store_from = 20
-    # One memoising counter for the run: the embed-first pass and the storing pass chunk the same
-    # items, so the second one finds every token count already made.
-    count = token_counter(embedder)
-    embedded: dict[str, list[float]] = {}
-    if not overlap_store(embedder):
-        # Vectors go to the embedding cache (committed per group, so a resumed job does not
-        # embed them again) and stay in memory for the storing pass below.
-        embedded = _embed_only(pending=pending, embedder=embedder, count=count, progress=progress, result=result)
+    if embedded is None and not overlap_store(embedder):
+        embedded = _embed_only(pending=pending, embedder=embedder, count=count, progress=progress)
+    first_cache = None
+    if embedded is not None:
+        result.embedded_new += embedded.sent
+        first_cache = (embedder.model_name, embedded.uncached) if embedded.uncached else None
         store_from = EMBED_FIRST_STORE_PERCENT
     # A crate that is one batch has nothing to overlap with its storing: no threads, no extra connections.
     writer_class = _InlineWriter if len(pending) <= batch else _BatchWriter
@@ -305,25 +339,26 @@ def _write_batches(
             result.embedded_new += len(fresh)
             # The group's new vectors go to the embedding cache on a writer (before its first batch),
             # not on this thread, which chunks and embeds the next group meanwhile.
-            cache = {h: vectors[h] for h in fresh}
+            cache = (embedder.model_name, {h: vectors[h] for h in fresh}) if fresh else first_cache
+            first_cache = None
             for current in group:
                 writer.put([
                     store.StoredItem(item=i, chunks=cs, vectors=[vectors.get(c.content_hash) for c in cs])
                     for i, cs in current
-                ], cache=(embedder.model_name, cache) if cache else None)
-                cache = {}
+                ], cache=cache)
+                cache = None
         writer.finish()
     finally:
         writer.stop()
 
 
 def _vectors_for(
-    *, texts: dict[str, str], embedded: dict[str, list[float]], embedder
+    *, texts: dict[str, str], embedded: _Embedded | None, embedder
 ) -> tuple[dict[str, list[float]], list[str]]:
     """(vectors of ``texts``, hashes the model embedded just now and the cache does not hold yet):
     those the embed-first pass made, the rest from the cache or the model."""
-    if embedded and all(content_hash in embedded for content_hash in texts):
-        return embedded, []
+    if embedded is not None and all(content_hash in embedded.vectors for content_hash in texts):
+        return embedded.vectors, []
     return embed_uncached(embedder=embedder, texts=texts)
 
 
@@ -345,33 +380,70 @@ def overlap_store(embedder) -> bool:
 EMBED_WINDOW_ITEMS = 4096
 
 
+@dataclass(slots=True)
+class _Embedded:
+    """What the embed-first pass made: every vector by content hash, how many texts went to the
+    model, and the last group's new vectors, which the first stored batch puts in the cache."""
+
+    vectors: dict[str, list[float]]
+    sent: int
+    uncached: dict[str, list[float]]
+
+
 def _embed_only(
-    *, pending, embedder, count: Callable[[str], int], progress: Progress, result: IngestResult
-) -> dict[str, list[float]]:
-    """Embed every chunk of ``pending`` into the cache, shortest texts first; return the vectors by hash.
+    *, pending, embedder, count: Callable[[str], int], progress: Progress, during: Callable[[], None] | None = None
+) -> _Embedded:
+    """Embed every chunk of ``pending``, shortest texts first, into memory and the cache.
 
     Length-sorted groups waste no padding in the model's batches; order does not matter here
-    because nothing is stored yet. The storing pass takes the vectors from the returned dict instead
-    of reading them back from the cache (~1.5 KB each, in memory only as long as the ingest).
+    because nothing is stored yet. The storing pass takes the vectors from memory instead of
+    reading them back from the cache (~1.5 KB each, held only as long as the ingest).
+
+    The model runs on a thread of its own (it releases the interpreter lock) while this thread does
+    the database work: the cache look-up of each group before it, the cache write of each group during
+    the next one's model call (committed per group, so a resumed job does not embed them again), and
+    ``during`` while the first group embeds.
     """
     vectors: dict[str, list[float]] = {}
+    sent, held = 0, {}
     total = len(pending)
-    for start in range(0, total, EMBED_WINDOW_ITEMS):
-        window = pending[start : start + EMBED_WINDOW_ITEMS]
-        texts: dict[str, str] = {}
-        for item in window:
-            for c in chunk_item(item, max_tokens=embedder.max_tokens, count_tokens=count):
-                texts.setdefault(c.content_hash, c.text)
-        ordered = sorted(texts.items(), key=lambda pair: len(pair[1]))
-        for index in range(0, len(ordered), EMBED_GROUP_CHUNKS):
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferrodex-model") as model:
+        for start in range(0, total, EMBED_WINDOW_ITEMS):
+            window = pending[start : start + EMBED_WINDOW_ITEMS]
+            texts: dict[str, str] = {}
+            for item in window:
+                for c in chunk_item(item, max_tokens=embedder.max_tokens, count_tokens=count):
+                    texts.setdefault(c.content_hash, c.text)
+            ordered = sorted(texts.items(), key=lambda pair: len(pair[1]))
+            for index in range(0, len(ordered), EMBED_GROUP_CHUNKS):
+                progress.check_cancelled()
+                group = dict(ordered[index : index + EMBED_GROUP_CHUNKS])
+                found, misses = cached_vectors(embedder=embedder, texts=group)
+                call = model.submit(embedder.embed, [group[h] for h in misses]) if misses else None
+                if held:
+                    store_in_cache(model=embedder.model_name, vectors=held)
+                if during is not None:
+                    during, run = None, during
+                    run()
+                held = checked_vectors(embedder=embedder, hashes=misses, vectors=_wait(call, progress)) if call else {}
+                vectors.update(found)
+                vectors.update(held)
+                sent += len(misses)
+                embedded = start + len(window) * min(1.0, (index + EMBED_GROUP_CHUNKS) / max(1, len(ordered)))
+                progress.update(percent=20 + (EMBED_FIRST_STORE_PERCENT - 20) * embedded / max(1, total),
+                                message=f"embedded {int(embedded)}/{total} items")
+    if during is not None:  # nothing to embed
+        during()
+    return _Embedded(vectors=vectors, sent=sent, uncached=held)
+
+
+def _wait(call: Future, progress: Progress):
+    """The model call's result; a cancel is noticed meanwhile (the call in flight still finishes)."""
+    while True:
+        try:
+            return call.result(timeout=0.25)
+        except FutureTimeout:
             progress.check_cancelled()
-            group, sent = embed_cached(embedder=embedder, texts=dict(ordered[index : index + EMBED_GROUP_CHUNKS]))
-            vectors.update(group)
-            result.embedded_new += sent
-            embedded = start + len(window) * min(1.0, (index + EMBED_GROUP_CHUNKS) / max(1, len(ordered)))
-            progress.update(percent=20 + (EMBED_FIRST_STORE_PERCENT - 20) * embedded / max(1, total),
-                            message=f"embedded {int(embedded)}/{total} items")
-    return vectors
 
 
 class _Writer:
