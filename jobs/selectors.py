@@ -17,6 +17,7 @@ from django.utils import timezone
 from crates.errors import InvalidInput, JobNotFound
 from crates.names import normalize_crate_name
 from jobs import direct
+from jobs.admission import admitted
 from jobs.models import CrateJob, JobEvent, WorkerHeartbeat
 from jobs.services import ALL_VERSIONS, parse_job_id
 
@@ -44,6 +45,7 @@ def get_job(*, job_id: uuid.UUID | str) -> CrateJob:
         raise _not_found(pk) from None
 
 
+@admitted
 def job_status(*, job_id: uuid.UUID | str) -> dict:
     """``job_as_dict(get_job(job_id=...), events=True)`` in ONE round trip and without model instances.
 

@@ -30,6 +30,7 @@ from crates.errors import CrateNotFound, InvalidInput, JobNotFound, JobStateErro
 from crates.models import Crate
 from crates.names import normalize_crate_name, validate_crate_name, validate_version
 from jobs import direct
+from jobs.admission import admitted
 from jobs.models import CrateJob, JobEvent
 
 logger = logging.getLogger(__name__)
@@ -359,6 +360,7 @@ def _active_job(*, operation: str, normalized_name: str, requested_version: str)
     ).first()
 
 
+@admitted
 def _enqueue(
     *, operation: str, crate_name: str, requested_version: str, options: dict, requested_by: str, message: str,
     data: dict | None = None, checkpoint: dict | None = None, retry_of: CrateJob | None = None,
