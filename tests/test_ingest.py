@@ -205,10 +205,10 @@ def test_embed_first_mode_creates_the_release_while_the_model_embeds(monkeypatch
     hashes = set(Chunk.objects.filter(release=release).values_list("content_hash", flat=True))
     cached = set(EmbeddingCache.objects.filter(content_hash__in=hashes).values_list("content_hash", flat=True))
     assert cached == hashes
-    assert not [t for t in threading.enumerate() if t.name.startswith("ferrodex-model")]
+    assert not [t for t in threading.enumerate() if t.name.startswith("ferrodex-side")]
 
 
-def test_embed_first_mode_stops_the_model_thread_when_the_release_cannot_be_made(monkeypatch, settings):
+def test_embed_first_mode_fails_cleanly_when_the_release_cannot_be_made(monkeypatch, settings):
     import threading
 
     settings.INGEST_OVERLAP_STORE = "off"
@@ -219,7 +219,7 @@ def test_embed_first_mode_stops_the_model_thread_when_the_release_cannot_be_made
     monkeypatch.setattr(ingest, "_resume_or_create_release", create)
     with pytest.raises(RuntimeError, match="database went away"):
         _ingest()
-    assert not [t for t in threading.enumerate() if t.name.startswith("ferrodex-model")]
+    assert not [t for t in threading.enumerate() if t.name.startswith("ferrodex-side")]
     assert not CrateRelease.objects.exists()
 
 
