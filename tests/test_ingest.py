@@ -223,6 +223,30 @@ def test_embed_first_mode_fails_cleanly_when_the_release_cannot_be_made(monkeypa
     assert not CrateRelease.objects.exists()
 
 
+def test_embed_first_mode_drops_the_release_when_the_model_fails(monkeypatch, settings):
+    from crates.errors import EmbeddingError
+    from crates.pipeline.embed import get_embedder
+
+    settings.INGEST_OVERLAP_STORE = "off"
+    embedder = get_embedder()
+    created = []
+    real_create = ingest._resume_or_create_release
+
+    def create(**kwargs):
+        created.append(real_create(**kwargs))
+        return created[-1]
+
+    def embed(texts):
+        raise EmbeddingError("model crashed")
+
+    monkeypatch.setattr(ingest, "_resume_or_create_release", create)
+    monkeypatch.setattr(embedder, "embed", embed)
+    with pytest.raises(EmbeddingError, match="model crashed"):
+        _ingest()
+    assert created  # the release was made while the model ran, and is gone again
+    assert not CrateRelease.objects.exists()
+
+
 def test_overlap_mode_follows_where_the_model_runs(settings):
     from crates.pipeline.embedders.hashing import HashEmbedder
     from crates.pipeline.embedders.local import LocalEmbedder

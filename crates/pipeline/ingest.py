@@ -229,7 +229,12 @@ def _build_release(
         # now and the release be made (and the download kept) while it embeds the first group: for a small
         # crate those round trips were a sixth of its time, added to the model's.
         progress.stage("embed", f"chunking and embedding {len(items)} items", 20)
-        embedded = _embed_only(pending=items, embedder=embedder, count=count, progress=progress, during=create)
+        try:
+            embedded = _embed_only(pending=items, embedder=embedder, count=count, progress=progress, during=create)
+        except Exception as exc:
+            if created:  # the model (or a cache write) failed after the side thread made the release
+                _discard_after(exc, release_id=created[0][0].pk)
+            raise
     else:
         create()
     release, resumed = created[0]
@@ -251,14 +256,19 @@ def _build_release(
         progress.stage("activate", "swapping in the new release", 98)
         store.activate_release(release=release)
     except Exception as exc:
-        if not (isinstance(exc, FerrodexError) and exc.transient) or isinstance(exc, Cancelled):
-            store.discard_release(release_id=release.pk)
+        _discard_after(exc, release_id=release.pk)
         raise
     result.documents, result.chunks = release.document_count, release.chunk_count
     result.embeddings = release.embedding_count
     progress.update(documents=result.documents, chunks=result.chunks, embeddings=result.embeddings)
     progress.stage("done", f"{resolved.name} {resolved.version}: {result.documents} documents", 100)
     return result
+
+
+def _discard_after(exc: Exception, *, release_id: int) -> None:
+    """Drop the building release after ``exc``, unless a retry of the job can resume it (a transient error)."""
+    if not (isinstance(exc, FerrodexError) and exc.transient) or isinstance(exc, Cancelled):
+        store.discard_release(release_id=release_id)
 
 
 def _resume_or_create_release(
