@@ -52,7 +52,6 @@ class CpuShare:
         delta = [b - a for a, b in zip(self._start, _cpu_ticks(), strict=True)]
         total = sum(delta) or 1
         # user nice system idle iowait irq softirq steal
-        self.busy = round(100 * (sum(delta[:3]) + sum(delta[5:7])) / total, 1)
         self.idle = round(100 * sum(delta[3:5]) / total, 1)
         self.steal = round(100 * delta[7] / total, 1)
 

@@ -19,7 +19,6 @@ take the slot again before the waiter it woke runs, which is exactly the unfairn
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -80,7 +79,7 @@ _gate_mutex = threading.Lock()
 def request_gate() -> FairGate | None:
     """The process's gate for ``settings.REQUEST_DB_CONCURRENCY`` (None when that is 0)."""
     global _gate
-    limit = configured_limit()
+    limit = int(settings.REQUEST_DB_CONCURRENCY)
     if limit <= 0:
         return None
     gate = _gate
@@ -90,13 +89,6 @@ def request_gate() -> FairGate | None:
                 _gate = FairGate(limit)
             gate = _gate
     return gate
-
-
-def configured_limit() -> int:
-    limit = getattr(settings, "REQUEST_DB_CONCURRENCY", None)
-    if limit is None:
-        return 4 * (os.cpu_count() or 1)
-    return int(limit)
 
 
 def admitted(func: Callable[P, R]) -> Callable[P, R]:

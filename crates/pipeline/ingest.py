@@ -429,9 +429,10 @@ def _embed_only(
                 work = [during] if during is not None else []
                 if held:
                     work.append(functools.partial(store_in_cache, model=embedder.model_name, vectors=held))
-                during, running = None, side.start(work)
+                during = None
+                side.start(work)
                 fresh = embedder.embed([group[h] for h in misses]) if misses else []
-                running.wait()
+                side.wait()
                 held = checked_vectors(embedder=embedder, hashes=misses, vectors=fresh)
                 vectors.update(found)
                 vectors.update(held)
@@ -461,39 +462,27 @@ class _SideThread:
     """
 
     def __enter__(self) -> _SideThread:
-        self._pool = None
-        if not connection.in_atomic_block:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferrodex-side")
+        self._pool = None if connection.in_atomic_block else ThreadPoolExecutor(1, thread_name_prefix="ferrodex-side")
+        self._running: Future | None = None
         return self
 
-    def start(self, calls: list[Callable[[], object]]) -> _Running:
-        if not calls:
-            return _Running(None)
-        if self._pool is None:
+    def start(self, calls: list[Callable[[], object]]) -> None:
+        if self._pool is None or not calls:
             for call in calls:
                 call()
-            return _Running(None)
-        return _Running(self._pool.submit(_call_all, calls))
+        else:
+            self._running = self._pool.submit(lambda: [call() for call in calls])
+
+    def wait(self) -> None:
+        """Until the started calls are done; their error is raised here."""
+        running, self._running = self._running, None
+        if running is not None:
+            running.result()
 
     def __exit__(self, *exc_info: object) -> None:
         if self._pool is not None:
             self._pool.submit(connection.close)  # the side thread's own connection
             self._pool.shutdown(wait=True)
-
-
-def _call_all(calls: list[Callable[[], object]]) -> None:
-    for call in calls:
-        call()
-
-
-class _Running:
-    def __init__(self, future: Future | None) -> None:
-        self._future = future
-
-    def wait(self) -> None:
-        """Until the calls are done; their error is raised here."""
-        if self._future is not None:
-            self._future.result()
 
 
 class _Writer:
