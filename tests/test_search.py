@@ -159,6 +159,32 @@ def test_hits_carry_what_a_caller_needs_and_are_ordered_by_score():
     assert scores == sorted(scores, reverse=True) and scores[0] > 0
 
 
+def _snippet_of_chunk(*, path: str, ordinal: int = 0) -> str:
+    from crates.models import Chunk
+    from crates.search.engine import _snippet
+
+    chunk = Chunk.objects.select_related("document").get(
+        document__path=path, document__release__version="1.24.2", ordinal=ordinal
+    )
+    return _snippet(chunk.text, path=path, signature=chunk.document.signature)
+
+
+def test_a_chunk_hit_gets_its_matched_chunk_as_snippet():
+    hits = search_docs(query="Mutex lock", crate="tokio")
+    top = next(h for h in hits if h.path == "tokio::sync::Mutex::lock")
+    assert top.snippet == _snippet_of_chunk(path="tokio::sync::Mutex::lock")
+
+
+def test_a_path_only_hit_gets_its_first_chunk_as_snippet():
+    from django.db import connection
+
+    with CaptureQueries(connection) as sent:
+        hits = search_docs(query="tokio::sync::Mutex::lock", crate="tokio", signals=("path",))
+    assert hits[0].path == "tokio::sync::Mutex::lock" and hits[0].signals == ["path"]
+    assert hits[0].snippet and hits[0].snippet == _snippet_of_chunk(path="tokio::sync::Mutex::lock")
+    assert any("/* snippets */" in q for q in sent)
+
+
 def test_one_item_with_many_chunks_appears_once():
     hits = search_docs(query="runtime builder worker threads blocking pool", limit=10)
     assert paths(hits).count("tokio::runtime::Builder") == 1
