@@ -33,6 +33,7 @@ class Recorder(NullProgress):
     def __init__(self) -> None:
         self.percents: list[float] = []
         self.stages: list[str] = []
+        self.counters: dict[str, int] = {}
 
     def stage(self, name, message, percent):
         self.stages.append(name)
@@ -41,6 +42,7 @@ class Recorder(NullProgress):
     def update(self, *, percent=None, message=None, **counters):
         if percent is not None:
             self.percents.append(percent)
+        self.counters.update(counters)
 
 
 def test_local_json_ingest_stores_an_active_release_with_embedded_chunks():
@@ -208,6 +210,41 @@ def test_embed_first_mode_creates_the_release_while_the_model_embeds(monkeypatch
     assert not [t for t in threading.enumerate() if t.name.startswith("ferrodex-side")]
 
 
+def test_embed_first_mode_asks_crates_io_while_the_model_embeds_and_counts_the_request(
+    monkeypatch, settings, fake_docsrs
+):
+    import threading
+
+    from crates.pipeline.embed import get_embedder
+    from tests.fakes import ferro_fixture_json, zstd
+
+    settings.INGEST_OVERLAP_STORE = "off"
+    fake_docsrs.add_crate("ferro-fixture", versions=["0.3.1"], json_bytes=zstd(ferro_fixture_json()),
+                          description="Fixture crate.", repository="https://example.invalid/ferro")
+    embedder = get_embedder()
+    real_embed, real_describe = embedder.embed, ingest.describe_release
+    model_started = threading.Event()
+    asked: list[tuple[str, bool]] = []
+
+    def embed(texts):
+        model_started.set()
+        return real_embed(texts)
+
+    def describe(**kwargs):
+        asked.append((threading.current_thread().name, model_started.wait(timeout=10)))
+        return real_describe(**kwargs)
+
+    monkeypatch.setattr(embedder, "embed", embed)
+    monkeypatch.setattr(ingest, "describe_release", describe)
+    progress = Recorder()
+    result = run_ingest(name="ferro-fixture", progress=progress)
+    assert len(asked) == 1 and asked[0][0].startswith("ferrodex-side") and asked[0][1]
+    crate = CrateRelease.objects.get(pk=result.release_id).crate
+    assert (crate.description, crate.repository) == ("Fixture crate.", "https://example.invalid/ferro")
+    assert result.http_requests == len(fake_docsrs.requests) == 3  # index, docs.rs JSON, crates.io
+    assert progress.counters["http_requests"] == 3
+
+
 def test_embed_first_mode_fails_cleanly_when_the_release_cannot_be_made(monkeypatch, settings):
     import threading
 
@@ -330,6 +367,8 @@ def test_remote_json_ingest_costs_three_requests_and_a_refresh_is_one_conditiona
     assert again.up_to_date
     assert again.release_id == result.release_id
     assert len(fake_docsrs.docsrs_requests()) == 1  # a conditional GET answered 304
+    # Nothing is made, so the crates.io description is not asked for: the index and the 304.
+    assert fake_docsrs.count(service="api") == 0 and again.http_requests == 2
 
     # Another spelling of the same crate lands on the same crate row.
     renamed = run_ingest(name="Ferro_Fixture", progress=NullProgress(), force=True)

@@ -80,14 +80,31 @@ def _build_embedder(name: str) -> Embedder:
     )
 
 
+# The vector column's dimension by database: it changes only by migrating a fresh database, so it is read
+# once per process (a catalog round trip that was ~2% of a small crate's ingest).
+_column_dimensions: dict[str, int] = {}
+
+
+def _stored_dimension() -> int | None:
+    from django.db import connection
+
+    from crates.checks import stored_embedding_dimension
+
+    name = str(connection.settings_dict.get("NAME"))
+    if name not in _column_dimensions:
+        stored = stored_embedding_dimension()
+        if stored is None:  # not migrated yet: ask again next time
+            return None
+        _column_dimensions[name] = stored
+    return _column_dimensions[name]
+
+
 def check_embedder_dimension(*, embedder: Embedder) -> None:
     """Fail before any work when the embedder, the settings and the database disagree on dimensions.
 
     The vector columns get their dimension at migration time, so the fix is a matching setting or
     a fresh database, never something the ingest can repair on its own.
     """
-    from crates.checks import stored_embedding_dimension
-
     expected = settings.EMBEDDING_DIMENSION
     if embedder.dimension != expected:
         raise EmbeddingDimensionMismatch(
@@ -97,7 +114,7 @@ def check_embedder_dimension(*, embedder: Embedder) -> None:
             expected=expected,
             actual=embedder.dimension,
         )
-    stored = stored_embedding_dimension()
+    stored = _stored_dimension()
     if stored is not None and stored != embedder.dimension:
         raise EmbeddingDimensionMismatch(
             f"The database stores {stored}-dimensional embeddings but the embedding model "

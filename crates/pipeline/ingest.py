@@ -39,7 +39,7 @@ from crates.pipeline.fetch import decode_json_body, fetch_docs, load_cached_arti
 from crates.pipeline.http import HttpClient
 from crates.pipeline.parse_html import parse_html_pages, read_doc_dir
 from crates.pipeline.parse_json import parse_rustdoc_json
-from crates.pipeline.resolve import resolve_release
+from crates.pipeline.resolve import describe_release, resolve_release
 from crates.pipeline.types import Artifact, ParsedCrate, ParsedItem, Progress, ResolvedRelease
 
 logger = logging.getLogger(__name__)
@@ -116,6 +116,8 @@ class _Source:
     active_release_id: int | None = None
     # Downloaded just now and not kept yet: _build_release keeps it while the model starts.
     unsaved_artifact: bool = False
+    # The crates.io description is asked for only when a release is made, on the thread that makes it.
+    undescribed: bool = False
 
 
 def _local_source(
@@ -146,7 +148,7 @@ def _remote_source(*, name: str, version: str, force: bool, progress: Progress, 
     if checkpoint.get("version"):
         version = checkpoint["version"]  # a resumed job finishes the version it started
     progress.stage("resolve", f"resolving {name} {version}", 0)
-    resolved = resolve_release(name=name, version=version, client=client)
+    resolved = resolve_release(name=name, version=version, client=client, metadata=False)
     progress.check_cancelled()
 
     active = _active_release(name=resolved.name, version=resolved.version)
@@ -167,7 +169,7 @@ def _remote_source(*, name: str, version: str, force: bool, progress: Progress, 
     progress.check_cancelled()
     parsed = _parse_artifact(artifact=artifact, version=resolved.version, progress=progress)
     return _Source(resolved=resolved, parsed=parsed, artifact=artifact, local=False,
-                   http_requests=client.request_count, unsaved_artifact=unsaved)
+                   http_requests=client.request_count, unsaved_artifact=unsaved, undescribed=True)
 
 
 def _active_release(*, name: str, version: str) -> CrateRelease | None:
@@ -238,6 +240,7 @@ def _build_release(
     else:
         create()
     release, resumed = created[0]
+    progress.update(http_requests=source.http_requests)
     # The stored documents are the checkpoint: a batch commits whole, so an item
     # whose document exists is done, whichever writer stored it. A release made just now has none.
     done = store.stored_keys(release=release) if resumed else set()
@@ -281,6 +284,8 @@ def _resume_or_create_release(
         if release is not None:
             logger.info("resuming release %s of %s", release_id, source.resolved.name)
             return release, True
+    if source.undescribed:
+        _describe(source)
     artifact = source.artifact
     with transaction.atomic():
         # One commit for both, without waiting for the WAL flush: a building release is invisible, and
@@ -294,6 +299,19 @@ def _resume_or_create_release(
             etag=artifact.etag if artifact else "", artifact_sha256=artifact.sha256 if artifact else "", job_id=job_id,
         )
     return release, False
+
+
+def _describe(source: _Source) -> None:
+    """The crate's description and repository from crates.io, for the crate row a new release upserts.
+
+    Asked here rather than while resolving: with the local model this runs on the side thread while the
+    model embeds, and an up-to-date refresh never needs it. A client of its own, without the job's
+    request callback (which belongs to the job's thread); its requests are added to the source's count.
+    """
+    with HttpClient() as client:
+        describe_release(release=source.resolved, client=client)
+    source.http_requests += client.request_count
+    source.undescribed = False
 
 
 def _groups(

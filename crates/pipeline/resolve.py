@@ -148,11 +148,12 @@ def fetch_crate_metadata(*, name: str, client: HttpClient) -> dict[str, str]:
     }
 
 
-def resolve_release(*, name: str, version: str, client: HttpClient) -> ResolvedRelease:
+def resolve_release(*, name: str, version: str, client: HttpClient, metadata: bool = True) -> ResolvedRelease:
     """Validate, then resolve ``version`` ("latest" or exact) of crate ``name`` against the sparse index.
 
     Raises InvalidCrateName / InvalidVersion before any request, CrateNotFound (with no docs.rs request),
-    VersionNotFound or VersionYanked listing what exists.
+    VersionNotFound or VersionYanked listing what exists. ``metadata=False`` leaves the crates.io API
+    call to the caller (``describe_release``), e.g. for when a release is about to be made.
     """
     name = validate_crate_name(name)
     version = validate_version(version)
@@ -164,13 +165,21 @@ def resolve_release(*, name: str, version: str, client: HttpClient) -> ResolvedR
         version=chosen.version,
         available_versions=[e.version for e in newest_first if not e.yanked],
     )
-    if getattr(settings, "FETCH_CRATE_METADATA", True):
-        metadata = fetch_crate_metadata(name=chosen.name, client=client)
-        release.description = metadata.get("description", "")
-        release.repository = metadata.get("repository", "")
-        release.name = metadata.get("name", release.name)
+    if metadata:
+        release.name = describe_release(release=release, client=client).get("name", release.name)
     logger.info("resolved %s %s -> %s %s", name, version, release.name, release.version)
     return release
+
+
+def describe_release(*, release: ResolvedRelease, client: HttpClient) -> dict[str, str]:
+    """Fill ``release``'s description and repository from the crates.io API (when FETCH_CRATE_METADATA);
+    return what the API said, {} when off or unavailable. Never raises."""
+    if not getattr(settings, "FETCH_CRATE_METADATA", True):
+        return {}
+    metadata = fetch_crate_metadata(name=release.name, client=client)
+    release.description = metadata.get("description", "")
+    release.repository = metadata.get("repository", "")
+    return metadata
 
 
 def _find_version(version: str, entries: list[IndexVersion]) -> IndexVersion | None:
