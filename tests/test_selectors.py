@@ -91,6 +91,20 @@ def test_ambiguous_suffix_lists_the_candidates():
     assert "tokio::sync::RwLock::new" in str(info.value)
 
 
+def test_a_suffix_typed_with_its_case_picks_the_one_item_with_that_case():
+    # tokio 1.24.2 has both: `Mutex` was reported ambiguous with the guards' `mutex()` methods.
+    store_release(crate="lockbox", version="1.0.0", items=[
+        item("lockbox::sync::Mutex", "struct", "pub struct Mutex<T>", "A mutex."),
+        item("lockbox::sync::MutexGuard::mutex", "method", "pub fn mutex(&self) -> &Mutex<T>", "Its mutex."),
+        item("lockbox::sync::OwnedMutexGuard::mutex", "method", "pub fn mutex(&self) -> &Mutex<T>", "Its mutex."),
+    ])  # fmt: skip
+    assert get_item(crate="lockbox", path="Mutex").path == "lockbox::sync::Mutex"
+    assert get_item(crate="lockbox", path="sync::Mutex").path == "lockbox::sync::Mutex"
+    with pytest.raises(ItemNotFound) as info:  # two items have exactly this case: still the user's choice
+        get_item(crate="lockbox", path="mutex")
+    assert info.value.context["ambiguous"] is True
+
+
 def test_not_found_suggests_close_paths():
     with pytest.raises(ItemNotFound) as info:
         get_item(crate="tokio", path="tokio::sync::Mutx")
