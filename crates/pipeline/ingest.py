@@ -142,7 +142,8 @@ def _local_source(
 def _remote_source(*, name: str, version: str, force: bool, progress: Progress, checkpoint: dict) -> _Source:
     name = validate_crate_name(name)
     version = validate_version(version)
-    client = HttpClient(on_request=lambda: progress.update(http_requests=client.request_count))
+    client = HttpClient(on_request=lambda: progress.update(http_requests=client.request_count),
+                        check_cancelled=progress.check_cancelled)
     if checkpoint.get("version"):
         version = checkpoint["version"]  # a resumed job finishes the version it started
     progress.stage("resolve", f"resolving {name} {version}", 0)
