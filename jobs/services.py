@@ -381,8 +381,9 @@ def _enqueue(
             if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", "") != _DEDUPE_CONSTRAINT:
                 raise
             existing = _active_job(**target)
-            if existing is not None:
-                return _deduplicated(job=existing, options=options)
+            deduplicated = _deduplicated(job=existing, options=options) if existing is not None else None
+            if deduplicated is not None:
+                return deduplicated
             continue  # the active job finished in between: try again
         if retry_of is not None:
             job.retry_of = retry_of
@@ -647,17 +648,31 @@ def prepared_cursor(*, using: str) -> Iterator:
 _IDLE_CURSOR = "_ferrodex_idle_prepared_cursor"
 
 
-def _deduplicated(*, job: CrateJob, options: dict) -> EnqueueResult:
-    """Return the active job; a stronger request (force, hard removal) upgrades it while still queued."""
+def _deduplicated(*, job: CrateJob, options: dict) -> EnqueueResult | None:
+    """Return the active job; a stronger request (force, hard removal) upgrades it while still queued.
+
+    None: the job finished meanwhile, the caller queues a new one.
+    """
     upgraded = dict(job.options)
     if options.get("force"):
         upgraded["force"] = True
     if "soft" in options and not options["soft"]:
         upgraded["soft"] = False
-    upgrade = upgraded != job.options and job.status == Status.QUEUED
-    if upgrade and CrateJob.objects.filter(pk=job.pk, status=Status.QUEUED).update(options=upgraded):
+    if upgraded == job.options:
+        return EnqueueResult(job=job, deduplicated=True)
+    if CrateJob.objects.filter(pk=job.pk, status=Status.QUEUED).update(options=upgraded):
         job.options = upgraded
-    return EnqueueResult(job=job, deduplicated=True)
+        return EnqueueResult(job=job, deduplicated=True)
+    if not CrateJob.objects.filter(pk=job.pk, status=Status.RUNNING).exists():
+        return None
+    # A running job keeps the options it started with: answering with it would silently drop the force
+    # (the job then ends "already up to date") or turn a hard removal into the running soft delete.
+    wanted = "a forced re-ingest" if options.get("force") else "a hard removal"
+    raise JobStateError(
+        f"{wanted.capitalize()} of {job.crate_name} cannot join job {job.pk}: it is already running without it. "
+        f"Wait until that job has finished (check its status), then send this request again.",
+        job_id=str(job.pk), status=Status.RUNNING, wanted=wanted,
+    )
 
 
 def _cancel_locked(*, job: CrateJob, reason: str) -> None:
