@@ -130,10 +130,15 @@ def test_get_item_hostile_paths_raise_item_not_found(path):
 
 
 def test_get_item_unknown_or_deleted_crate():
-    with pytest.raises(CrateNotFound):
+    with pytest.raises(CrateNotFound) as info:
         get_item(crate="nope", path="x")
-    with pytest.raises(CrateNotFound):
+    # The message reaches MCP agents and API clients: it names how each of them adds a crate.
+    assert "add_rust_crate" in str(info.value) and "POST /api/v1/crates" in str(info.value)
+    with pytest.raises(CrateNotFound) as info:
         get_item(crate="gone", path="hashbrown::HashMap")
+    # Soft-deleted: its docs are still stored, so restore it rather than ingest it again.
+    assert "soft-deleted" in str(info.value) and "/api/v1/crates/gone/restore" in str(info.value)
+    assert "not indexed" not in str(info.value) and info.value.context["deleted"] is True
 
 
 # --- list_crates / get_crate ------------------------------------------------------------------
