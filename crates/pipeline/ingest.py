@@ -230,6 +230,8 @@ def _build_release(
         # now and the release be made (and the download kept) while it embeds the first group: for a small
         # crate those round trips were a sixth of its time, added to the model's.
         progress.stage("embed", f"chunking and embedding {len(items)} items", 20)
+        # Known now; the job showed 0 items found for the whole model pass (most of a big crate's run).
+        progress.update(items_found=len(items))
         try:
             embedded = _embed_only(pending=items, embedder=embedder, count=count, progress=progress, during=create)
         except Exception as exc:
