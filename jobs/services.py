@@ -26,9 +26,9 @@ from django.db.models.sql import InsertQuery
 from django.utils import timezone
 from psycopg.sql import Literal
 
-from crates.errors import CrateNotFound, InvalidInput, JobNotFound, JobStateError
-from crates.models import Crate
-from crates.names import normalize_crate_name, validate_crate_name, validate_version
+from crates.errors import CrateNotFound, InvalidInput, JobNotFound, JobStateError, VersionNotFound
+from crates.models import Crate, CrateRelease
+from crates.names import normalize_crate_name, semver_key, validate_crate_name, validate_version
 from jobs import direct
 from jobs.admission import admitted
 from jobs.models import CrateJob, JobEvent
@@ -84,6 +84,9 @@ def enqueue_removal(
     crate = Crate.objects.by_name(crate_name).only("name").first()
     if crate is None:
         raise CrateNotFound(f"No crate named {crate_name!r} has been added to Ferrodex.", name=crate_name)
+    if requested_version != ALL_VERSIONS:
+        # Checked before the crate's ingests are cancelled: a mistyped version used to stop them for nothing.
+        _require_stored_version(crate=crate, version=requested_version)
     cancelled = _cancel_active_ingests(normalized_name=crate.normalized_name, reason=f"removal of {crate.name}")
     what = "every version" if requested_version == ALL_VERSIONS else requested_version
     return _enqueue(
@@ -95,6 +98,18 @@ def enqueue_removal(
         message=f"{'Soft' if soft else 'Hard'} removal of {crate.name} ({what}) requested",
         data={"cancelled_jobs": [str(pk) for pk in cancelled]},
     )
+
+
+def _require_stored_version(*, crate: Crate, version: str) -> None:
+    stored = sorted(set(CrateRelease.objects.filter(crate=crate).values_list("version", flat=True)),
+                    key=semver_key, reverse=True)
+    if version not in stored:
+        listed = ", ".join(stored) if stored else "none"
+        raise VersionNotFound(
+            f"{crate.name} {version} is not stored in Ferrodex, so there is nothing to remove; stored versions: "
+            f"{listed}. Leave the version out to remove the whole crate.",
+            crate=crate.name, version=version, available=stored,
+        )
 
 
 def cancel_job(*, job_id: uuid.UUID | str) -> CrateJob:
