@@ -80,6 +80,13 @@ def enqueue_removal(
     requested_version = ALL_VERSIONS if version in (None, "") else validate_version(version)
     if requested_version == "latest":
         raise InvalidInput("Name the exact version to remove, or leave the version empty to remove the whole crate.")
+    if soft and requested_version != ALL_VERSIONS:
+        # A soft delete hides the whole crate; with a version it hid every version while the job named one.
+        raise InvalidInput(
+            f"A soft delete hides the whole crate, not one version: leave the version out to hide {crate_name}, "
+            f"or remove {crate_name} {requested_version} for good with a hard delete (soft false).",
+            field="version",
+        )
     requested_by = _requested_by(requested_by)
     crate = Crate.objects.by_name(crate_name).only("name").first()
     if crate is None:
