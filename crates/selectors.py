@@ -124,8 +124,13 @@ def _resolve_document(*, release: ReleaseInfo, path: str) -> Document:
             by_path: dict[str, list[Document]] = {}
             for doc in tail_matches:
                 by_path.setdefault(doc.path, []).append(doc)
+            # The tail match ignores case, so `Mutex` also meets `MutexGuard::mutex`; the one path whose
+            # tail has the case as typed is what the user means.
+            same_case = {p: found for p, found in by_path.items() if _tail_has_case(found, path)}
             if len(by_path) == 1:
                 exact = next(iter(by_path.values()))
+            elif len(same_case) == 1:
+                exact = next(iter(same_case.values()))
             else:
                 candidates = sorted(by_path, key=lambda p: (p.count("::"), len(p), p))
                 shown = candidates[:10]
@@ -151,6 +156,12 @@ def _resolve_document(*, release: ReleaseInfo, path: str) -> Document:
             suggestions=suggestions,
         )
     return min(exact, key=lambda d: (_kind_rank(d.kind), d.pk))
+
+
+def _tail_has_case(docs: list[Document], path: str) -> bool:
+    """Whether one of these documents' path or aliases ends with ``path`` exactly as typed (case included)."""
+    suffix = f"::{path}"
+    return any(full == path or full.endswith(suffix) for doc in docs for full in (doc.path, *_aliases(doc)))
 
 
 def _through_reexported_parent(*, release: ReleaseInfo, path: str) -> list[Document]:

@@ -26,9 +26,9 @@ from django.db.models.sql import InsertQuery
 from django.utils import timezone
 from psycopg.sql import Literal
 
-from crates.errors import CrateNotFound, InvalidInput, JobNotFound, JobStateError
-from crates.models import Crate
-from crates.names import normalize_crate_name, validate_crate_name, validate_version
+from crates.errors import CrateNotFound, InvalidInput, JobNotFound, JobStateError, VersionNotFound
+from crates.models import Crate, CrateRelease
+from crates.names import normalize_crate_name, semver_key, validate_crate_name, validate_version
 from jobs import direct
 from jobs.admission import admitted
 from jobs.models import CrateJob, JobEvent
@@ -80,10 +80,20 @@ def enqueue_removal(
     requested_version = ALL_VERSIONS if version in (None, "") else validate_version(version)
     if requested_version == "latest":
         raise InvalidInput("Name the exact version to remove, or leave the version empty to remove the whole crate.")
+    if soft and requested_version != ALL_VERSIONS:
+        # A soft delete hides the whole crate; with a version it hid every version while the job named one.
+        raise InvalidInput(
+            f"A soft delete hides the whole crate, not one version: leave the version out to hide {crate_name}, "
+            f"or remove {crate_name} {requested_version} for good with a hard delete (soft false).",
+            field="version",
+        )
     requested_by = _requested_by(requested_by)
     crate = Crate.objects.by_name(crate_name).only("name").first()
     if crate is None:
         raise CrateNotFound(f"No crate named {crate_name!r} has been added to Ferrodex.", name=crate_name)
+    if requested_version != ALL_VERSIONS:
+        # Checked before the crate's ingests are cancelled: a mistyped version used to stop them for nothing.
+        _require_stored_version(crate=crate, version=requested_version)
     cancelled = _cancel_active_ingests(normalized_name=crate.normalized_name, reason=f"removal of {crate.name}")
     what = "every version" if requested_version == ALL_VERSIONS else requested_version
     return _enqueue(
@@ -95,6 +105,18 @@ def enqueue_removal(
         message=f"{'Soft' if soft else 'Hard'} removal of {crate.name} ({what}) requested",
         data={"cancelled_jobs": [str(pk) for pk in cancelled]},
     )
+
+
+def _require_stored_version(*, crate: Crate, version: str) -> None:
+    stored = sorted(set(CrateRelease.objects.filter(crate=crate).values_list("version", flat=True)),
+                    key=semver_key, reverse=True)
+    if version not in stored:
+        listed = ", ".join(stored) if stored else "none"
+        raise VersionNotFound(
+            f"{crate.name} {version} is not stored in Ferrodex, so there is nothing to remove; stored versions: "
+            f"{listed}. Leave the version out to remove the whole crate.",
+            crate=crate.name, version=version, available=stored,
+        )
 
 
 def cancel_job(*, job_id: uuid.UUID | str) -> CrateJob:
@@ -381,8 +403,9 @@ def _enqueue(
             if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", "") != _DEDUPE_CONSTRAINT:
                 raise
             existing = _active_job(**target)
-            if existing is not None:
-                return _deduplicated(job=existing, options=options)
+            deduplicated = _deduplicated(job=existing, options=options) if existing is not None else None
+            if deduplicated is not None:
+                return deduplicated
             continue  # the active job finished in between: try again
         if retry_of is not None:
             job.retry_of = retry_of
@@ -647,17 +670,31 @@ def prepared_cursor(*, using: str) -> Iterator:
 _IDLE_CURSOR = "_ferrodex_idle_prepared_cursor"
 
 
-def _deduplicated(*, job: CrateJob, options: dict) -> EnqueueResult:
-    """Return the active job; a stronger request (force, hard removal) upgrades it while still queued."""
+def _deduplicated(*, job: CrateJob, options: dict) -> EnqueueResult | None:
+    """Return the active job; a stronger request (force, hard removal) upgrades it while still queued.
+
+    None: the job finished meanwhile, the caller queues a new one.
+    """
     upgraded = dict(job.options)
     if options.get("force"):
         upgraded["force"] = True
     if "soft" in options and not options["soft"]:
         upgraded["soft"] = False
-    upgrade = upgraded != job.options and job.status == Status.QUEUED
-    if upgrade and CrateJob.objects.filter(pk=job.pk, status=Status.QUEUED).update(options=upgraded):
+    if upgraded == job.options:
+        return EnqueueResult(job=job, deduplicated=True)
+    if CrateJob.objects.filter(pk=job.pk, status=Status.QUEUED).update(options=upgraded):
         job.options = upgraded
-    return EnqueueResult(job=job, deduplicated=True)
+        return EnqueueResult(job=job, deduplicated=True)
+    if not CrateJob.objects.filter(pk=job.pk, status=Status.RUNNING).exists():
+        return None
+    # A running job keeps the options it started with: answering with it would silently drop the force
+    # (the job then ends "already up to date") or turn a hard removal into the running soft delete.
+    wanted = "a forced re-ingest" if options.get("force") else "a hard removal"
+    raise JobStateError(
+        f"{wanted.capitalize()} of {job.crate_name} cannot join job {job.pk}: it is already running without it. "
+        f"Wait until that job has finished (check its status), then send this request again.",
+        job_id=str(job.pk), status=Status.RUNNING, wanted=wanted,
+    )
 
 
 def _cancel_locked(*, job: CrateJob, reason: str) -> None:

@@ -633,5 +633,5 @@ def test_search_page_runs_the_hybrid_search_on_ingested_docs(admin_client, setti
     # A soft-deleted crate is out of search, and the page says so rather than showing nothing.
     Crate.objects.update(deleted_at=timezone.now())
     gone = admin_client.get(url, {"q": "parse a log level", "crate": "ferro-fixture"})
-    assert "is not indexed" in gone.context["error"] and not gone.context["results"]
+    assert "soft-deleted" in gone.context["error"] and not gone.context["results"]
     assert "ferro-fixture (soft-deleted)" in gone.content.decode()

@@ -256,6 +256,25 @@ def test_remove_crate_answers_202_with_a_removal_job(client, auth, ingested):
     assert fields_of(error) == {"version"}
 
 
+def test_a_soft_delete_of_one_version_is_422_not_a_hidden_crate(client, auth, ingested):
+    response = client.delete("/crates/ferro_fixture", query_params={"version": "0.3.1", "soft": True}, headers=auth)
+    error = error_of(response, 422, "invalid_input")
+    assert fields_of(error) == {"version"} and "hides the whole crate" in error["message"]
+    assert not CrateJob.objects.filter(operation="remove").exists()
+    assert not Crate.objects.get(normalized_name="ferro_fixture").is_deleted
+
+
+def test_removing_a_version_that_is_not_stored_is_404_and_cancels_nothing(client, auth, ingested):
+    running = CrateJob.objects.create(crate_name="ferro_fixture", normalized_name="ferro_fixture", status="running")
+    response = client.delete("/crates/ferro_fixture", query_params={"version": "9.9.9"}, headers=auth)
+    error = error_of(response, 404, "version_not_found")
+    assert "stored versions: 0.3.1" in error["message"] and error["details"]["available"] == ["0.3.1"]
+    # The typo used to be queued as a job that failed later, after cancelling the crate's running ingest.
+    assert CrateJob.objects.get(pk=running.pk).cancel_requested_at is None
+    assert not CrateJob.objects.filter(operation="remove").exists()
+    running.delete()
+
+
 def test_restore_undoes_a_soft_delete(client, auth):
     from crates.services import remove_crate
 

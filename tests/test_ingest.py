@@ -175,6 +175,26 @@ def test_embed_first_mode_stores_the_same_release_and_embeds_every_chunk_once(mo
     assert progress.percents == sorted(progress.percents) and progress.percents[-1] == 100
 
 
+def test_embed_first_mode_reports_the_items_found_before_the_model_runs(monkeypatch, settings):
+    from crates.pipeline.embed import get_embedder
+
+    settings.INGEST_OVERLAP_STORE = "off"  # what a local CPU model gets: the whole release embedded first
+    counters: dict[str, int] = {}
+    seen_by_model: list[dict[str, int]] = []
+
+    class Counting(NullProgress):
+        def update(self, *, percent=None, message=None, **values):
+            counters.update(values)
+
+    embedder = get_embedder()
+    real_embed = embedder.embed
+    monkeypatch.setattr(embedder, "embed", lambda texts: (seen_by_model.append(dict(counters)), real_embed(texts))[1])
+    result = run_ingest(name="ferro-fixture", progress=Counting(), json_file=FIXTURE_JSON)
+    found = CrateRelease.objects.get(pk=result.release_id).document_count
+    # The model pass is most of a big crate's run (tokio: ~50 s); the job showed "0 items found" all along.
+    assert seen_by_model and seen_by_model[0].get("items_found") == found > 30
+
+
 def test_embed_first_mode_creates_the_release_while_the_model_embeds(monkeypatch, settings):
     import threading
 

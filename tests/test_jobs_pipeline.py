@@ -6,6 +6,8 @@ model, no model load), the real HTTP client, store and activation.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from crates.models import Chunk, Crate, CrateRelease, Document
@@ -58,5 +60,32 @@ def test_real_pipeline_runs_end_to_end_on_a_worker(fake_docsrs, settings, tmp_pa
         missing = finished(services.enqueue_ingest(name="no-such-crate", requested_by="api").job)
         assert missing.status == "failed" and missing.attempts == 1
         assert missing.error_type == "CrateNotFound" and "no-such-crate" in missing.error_message
+    finally:
+        worker.stop()
+
+
+def test_cancel_is_observed_while_the_upstream_keeps_failing(fake_docsrs, settings, tmp_path):
+    # Each 503 is followed by a backoff of up to 5 s, for 6 attempts: cancel used to wait for all of them.
+    settings.FERRODEX_INGEST_FUNCTION = "tests.pipelines.must_not_run"
+    fake_docsrs.add_crate("ferro-fixture", versions=["0.3.1"], json_bytes=zstd(ferro_fixture_json()))
+    json_path = "/crate/ferro-fixture/0.3.1/json"
+    fake_docsrs.fail(json_path, status=503, times=None)
+    worker = QCluster(
+        log_path=tmp_path / "qcluster.log",
+        env={**fake_docsrs.env(), "FERRODEX_INGEST_FUNCTION": "crates.pipeline.ingest.run_ingest",
+             "EMBEDDING_PROVIDER": "hash", "Q_WORKERS": "1", "HTTP_BACKOFF_BASE": "5", "HTTP_BACKOFF_MAX": "5"},
+    ).start()
+    try:
+        job = services.enqueue_ingest(name="ferro-fixture", requested_by="api").job
+        wait_for(lambda: fake_docsrs.count(json_path) >= 1, timeout=60, interval=0.02, what="the first 503")
+        asked = time.monotonic()
+        services.cancel_job(job_id=job.pk)
+        done = wait_for(lambda: CrateJob.objects.filter(pk=job.pk, status__in=["cancelled", "failed"]).first(),
+                        timeout=4, interval=0.02, what="the cancel to be observed")
+        latency = time.monotonic() - asked
+        assert done.status == "cancelled", f"{done.status}: {done.error_message}\n{worker.log()[-3000:]}"
+        assert latency < 2.0, latency
+        assert fake_docsrs.count(json_path) < 6  # it did not spend the retry budget first
+        assert not CrateRelease.objects.exists()
     finally:
         worker.stop()

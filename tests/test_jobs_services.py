@@ -108,6 +108,28 @@ def test_enqueue_dedupes_active_jobs_per_crate_and_version():
     assert not after_finish.deduplicated and after_finish.job.pk != first.job.pk
 
 
+@pytest.mark.django_db
+def test_a_stronger_request_is_refused_not_dropped_when_the_active_job_already_runs():
+    Crate.objects.create(name="itoa", normalized_name="itoa")
+    ingest = services.enqueue_ingest(name="itoa", requested_by="api").job
+    CrateJob.objects.filter(pk=ingest.pk).update(status="running", attempts=1)
+    # The same request joins the running job as before...
+    assert services.enqueue_ingest(name="itoa", requested_by="mcp").job.pk == ingest.pk
+    # ...but force would be lost: the running job ends "already up to date" without it.
+    with pytest.raises(JobStateError) as info:
+        services.enqueue_ingest(name="itoa", force=True, requested_by="mcp")
+    assert str(ingest.pk) in str(info.value) and "running" in str(info.value)
+    assert CrateJob.objects.get(pk=ingest.pk).options == {"force": False}
+
+    removal = services.enqueue_removal(name="itoa", soft=True, requested_by="api").job
+    CrateJob.objects.filter(pk=removal.pk).update(status="running", attempts=1)
+    # A hard removal must not turn into the running soft delete (the crate would stay, only hidden).
+    with pytest.raises(JobStateError):
+        services.enqueue_removal(name="itoa", soft=False, requested_by="api")
+    assert CrateJob.objects.get(pk=removal.pk).options == {"soft": True}
+    assert CrateJob.objects.count() == 2
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_enqueues_of_one_crate_create_one_job():
     barrier = threading.Barrier(8)

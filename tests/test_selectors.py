@@ -91,6 +91,20 @@ def test_ambiguous_suffix_lists_the_candidates():
     assert "tokio::sync::RwLock::new" in str(info.value)
 
 
+def test_a_suffix_typed_with_its_case_picks_the_one_item_with_that_case():
+    # tokio 1.24.2 has both: `Mutex` was reported ambiguous with the guards' `mutex()` methods.
+    store_release(crate="lockbox", version="1.0.0", items=[
+        item("lockbox::sync::Mutex", "struct", "pub struct Mutex<T>", "A mutex."),
+        item("lockbox::sync::MutexGuard::mutex", "method", "pub fn mutex(&self) -> &Mutex<T>", "Its mutex."),
+        item("lockbox::sync::OwnedMutexGuard::mutex", "method", "pub fn mutex(&self) -> &Mutex<T>", "Its mutex."),
+    ])  # fmt: skip
+    assert get_item(crate="lockbox", path="Mutex").path == "lockbox::sync::Mutex"
+    assert get_item(crate="lockbox", path="sync::Mutex").path == "lockbox::sync::Mutex"
+    with pytest.raises(ItemNotFound) as info:  # two items have exactly this case: still the user's choice
+        get_item(crate="lockbox", path="mutex")
+    assert info.value.context["ambiguous"] is True
+
+
 def test_not_found_suggests_close_paths():
     with pytest.raises(ItemNotFound) as info:
         get_item(crate="tokio", path="tokio::sync::Mutx")
@@ -116,10 +130,15 @@ def test_get_item_hostile_paths_raise_item_not_found(path):
 
 
 def test_get_item_unknown_or_deleted_crate():
-    with pytest.raises(CrateNotFound):
+    with pytest.raises(CrateNotFound) as info:
         get_item(crate="nope", path="x")
-    with pytest.raises(CrateNotFound):
+    # The message reaches MCP agents and API clients: it names how each of them adds a crate.
+    assert "add_rust_crate" in str(info.value) and "POST /api/v1/crates" in str(info.value)
+    with pytest.raises(CrateNotFound) as info:
         get_item(crate="gone", path="hashbrown::HashMap")
+    # Soft-deleted: its docs are still stored, so restore it rather than ingest it again.
+    assert "soft-deleted" in str(info.value) and "/api/v1/crates/gone/restore" in str(info.value)
+    assert "not indexed" not in str(info.value) and info.value.context["deleted"] is True
 
 
 # --- list_crates / get_crate ------------------------------------------------------------------

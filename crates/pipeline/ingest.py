@@ -144,7 +144,8 @@ def _local_source(
 def _remote_source(*, name: str, version: str, force: bool, progress: Progress, checkpoint: dict) -> _Source:
     name = validate_crate_name(name)
     version = validate_version(version)
-    client = HttpClient(on_request=lambda: progress.update(http_requests=client.request_count))
+    client = HttpClient(on_request=lambda: progress.update(http_requests=client.request_count),
+                        check_cancelled=progress.check_cancelled)
     if checkpoint.get("version"):
         version = checkpoint["version"]  # a resumed job finishes the version it started
     progress.stage("resolve", f"resolving {name} {version}", 0)
@@ -231,6 +232,8 @@ def _build_release(
         # now and the release be made (and the download kept) while it embeds the first group: for a small
         # crate those round trips were a sixth of its time, added to the model's.
         progress.stage("embed", f"chunking and embedding {len(items)} items", 20)
+        # Known now; the job showed 0 items found for the whole model pass (most of a big crate's run).
+        progress.update(items_found=len(items))
         try:
             embedded = _embed_only(pending=items, embedder=embedder, count=count, progress=progress, during=create)
         except Exception as exc:

@@ -149,10 +149,20 @@ def find_crate(*, name: str, include_deleted: bool = False) -> Crate:
     if not isinstance(name, str) or not name.strip():
         raise CrateNotFound("A crate name is required.")
     crate = Crate.objects.filter(normalized_name=normalize_crate_name(name)[:64]).first()
-    if crate is None or (crate.is_deleted and not include_deleted):
-        shown = name.strip()[:80]
+    if crate is not None and crate.is_deleted and not include_deleted:
+        # Its documents are all still there: telling the user to ingest it again would redo that work.
         raise CrateNotFound(
-            f"Crate {shown!r} is not indexed. Ingest it first (ingest_crate), or list the indexed crates.",
+            f"Crate {crate.name!r} was soft-deleted, so it is hidden from search. Restore it "
+            f"(POST /api/v1/crates/{crate.name}/restore, or Restore in the admin) to search it again.",
+            crate=crate.name,
+            deleted=True,
+        )
+    if crate is None:
+        shown = name.strip()[:80]
+        # Named for every front: this message reaches MCP agents, API clients and the admin alike.
+        raise CrateNotFound(
+            f"Crate {shown!r} is not indexed. Add it first (add_rust_crate over MCP, POST /api/v1/crates, "
+            "or manage.py ingest_crate), or list the indexed crates.",
             crate=shown,
         )
     return crate
