@@ -34,9 +34,10 @@ from config.api_common import (
     removal_version,
     search_results,
 )
+from crates import selectors as crate_selectors
 from crates.errors import FerrodexError, InvalidInput
 from crates.names import validate_crate_name
-from crates.schemas import CratePage, ItemOut, OpenModel, SearchOut
+from crates.schemas import CrateDetailOut, CratePage, ItemOut, OpenModel, SearchOut
 from jobs import selectors as job_selectors
 from jobs import services as job_services
 from jobs.schemas import JobAcceptedOut, JobEventOut, JobOut
@@ -223,6 +224,16 @@ def remove_rust_crate(
         return _accepted(result, verb="removal")
 
 
+def restore_rust_crate(name: Name) -> Annotated[CallToolResult, CrateDetailOut]:
+    """Undo a soft delete (remove_rust_crate with soft_delete): the crate is listed and searchable again
+    with the documentation it had. Immediate, no job. Restoring a crate that is not deleted changes nothing."""
+    with tool_call("restore_rust_crate"):
+        crate = job_services.restore_crate(name=validate_crate_name(name))
+        model = CrateDetailOut.model_validate(crate_selectors.get_crate(name=crate.name))
+        version = model.latest_version or "no version yet"
+        return _result(model, f"{model.name} {version} is listed and searchable: {model.documents} items.")
+
+
 def cancel_rust_job(job_id: JobId) -> Annotated[CallToolResult, JobInfo]:
     """Cancel a queued or running job (an ingest or removal). A running job stops at its next batch
     and leaves the previously stored documentation untouched. Finished jobs cannot be cancelled."""
@@ -311,6 +322,7 @@ TOOLS = [
     (check_rust_status, READ_ONLY),
     (list_rust_crates, READ_ONLY),
     (remove_rust_crate, ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)),
+    (restore_rust_crate, ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)),
     (cancel_rust_job, ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)),
     (search_rust_docs, READ_ONLY),
     (get_rust_item, READ_ONLY),

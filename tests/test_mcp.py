@@ -24,6 +24,7 @@ TOOLS = {
     "check_rust_status",
     "list_rust_crates",
     "remove_rust_crate",
+    "restore_rust_crate",
     "cancel_rust_job",
     "search_rust_docs",
     "get_rust_item",
@@ -143,6 +144,21 @@ def test_list_search_item_and_remove(ingested):
     assert removal.structured_content["job"]["operation"] == "remove"
 
 
+def test_restore_undoes_a_soft_delete(ingested):
+    from crates.services import remove_crate
+
+    remove_crate(name="ferro_fixture", soft=True)  # what the soft removal job does
+    assert call("list_rust_crates", {}).structured_content["total"] == 0
+    assert "soft-deleted" in failed(call("search_rust_docs", {"query": "Mutex", "crate": "ferro_fixture"}))
+
+    restored = call("restore_rust_crate", {"name": "Ferro-Fixture"})
+    assert restored.structured_content["name"] == "ferro_fixture" and not restored.structured_content["deleted"]
+    assert text_of(restored).startswith("ferro_fixture 0.3.1 is listed and searchable")
+    assert call("list_rust_crates", {}).structured_content["total"] == 1
+    hits = call("search_rust_docs", {"query": "Mutex::lock", "crate": "ferro_fixture"}).structured_content
+    assert hits["results"][0]["path"] == "ferro_fixture::sync::Mutex::lock"
+
+
 @pytest.mark.parametrize(
     ("tool", "arguments", "message"),
     [
@@ -158,6 +174,7 @@ def test_list_search_item_and_remove(ingested):
         ("list_rust_crates", {"page_size": 10_000}, "page_size"),
         ("list_rust_crates", {"page_size": -1}, "page_size"),
         ("remove_rust_crate", {"name": "never_added"}, "No crate named"),
+        ("restore_rust_crate", {"name": "never_added"}, "never_added"),
         ("remove_rust_crate", {"name": "serde", "version": "latest"}, "exact version"),
         ("search_rust_docs", {"query": ""}, "query"),
         ("search_rust_docs", {"query": "x" * 501}, "query"),

@@ -153,7 +153,8 @@ def find_crate(*, name: str, include_deleted: bool = False) -> Crate:
         # Its documents are all still there: telling the user to ingest it again would redo that work.
         raise CrateNotFound(
             f"Crate {crate.name!r} was soft-deleted, so it is hidden from search. Restore it "
-            f"(POST /api/v1/crates/{crate.name}/restore, or Restore in the admin) to search it again.",
+            f"(restore_rust_crate over MCP, POST /api/v1/crates/{crate.name}/restore, or Restore in the admin)"
+            " to search it again.",
             crate=crate.name,
             deleted=True,
         )
