@@ -195,7 +195,7 @@ def test_embed_first_mode_reports_the_items_found_before_the_model_runs(monkeypa
     assert seen_by_model and seen_by_model[0].get("items_found") == found > 30
 
 
-def test_embed_first_mode_creates_the_release_while_the_model_embeds(monkeypatch, settings):
+def test_embed_first_mode_makes_the_release_before_the_model_and_caches_every_vector(monkeypatch, settings):
     import threading
 
     from crates.models import EmbeddingCache
@@ -205,34 +205,31 @@ def test_embed_first_mode_creates_the_release_while_the_model_embeds(monkeypatch
     monkeypatch.setattr(ingest, "EMBED_GROUP_CHUNKS", 8)
     embedder = get_embedder()
     real_embed, real_create = embedder.embed, ingest._resume_or_create_release
-    model_started = threading.Event()
-    model_was_running: list[bool] = []
+    order: list[str] = []
 
     def embed(texts):
-        model_started.set()
+        order.append("model")
+        assert threading.active_count() == threads_before  # nothing runs beside the model
         return real_embed(texts)
 
     def create(**kwargs):
-        # Sequentially, the release came first and the model only after: this wait would time out.
-        model_was_running.append(model_started.wait(timeout=10))
+        order.append("release")
         return real_create(**kwargs)
 
     monkeypatch.setattr(embedder, "embed", embed)
     monkeypatch.setattr(ingest, "_resume_or_create_release", create)
+    threads_before = threading.active_count()
     result = _ingest()
-    assert model_was_running == [True]
+    assert order[0] == "release" and order.count("release") == 1 and order.count("model") > 1
     release = CrateRelease.objects.get(pk=result.release_id)
     assert release.state == "active" and release.embedding_count == release.chunk_count > 8
     # The last group's vectors reach the cache too (with the first stored batch), not only the earlier groups'.
     hashes = set(Chunk.objects.filter(release=release).values_list("content_hash", flat=True))
     cached = set(EmbeddingCache.objects.filter(content_hash__in=hashes).values_list("content_hash", flat=True))
     assert cached == hashes
-    assert not [t for t in threading.enumerate() if t.name.startswith("ferrodex-side")]
 
 
-def test_embed_first_mode_asks_crates_io_while_the_model_embeds_and_counts_the_request(
-    monkeypatch, settings, fake_docsrs
-):
+def test_the_crates_io_description_is_asked_beside_the_pipeline_and_counted(monkeypatch, settings, fake_docsrs):
     import threading
 
     from crates.pipeline.embed import get_embedder
@@ -251,6 +248,7 @@ def test_embed_first_mode_asks_crates_io_while_the_model_embeds_and_counts_the_r
         return real_embed(texts)
 
     def describe(**kwargs):
+        # Asked before the model in sequence, this wait would time out.
         asked.append((threading.current_thread().name, model_started.wait(timeout=10)))
         return real_describe(**kwargs)
 
@@ -258,17 +256,21 @@ def test_embed_first_mode_asks_crates_io_while_the_model_embeds_and_counts_the_r
     monkeypatch.setattr(ingest, "describe_release", describe)
     progress = Recorder()
     result = run_ingest(name="ferro-fixture", progress=progress)
-    assert len(asked) == 1 and asked[0][0].startswith("ferrodex-side") and asked[0][1]
+    assert asked == [("ferrodex-describe", True)]
+    assert not [t for t in threading.enumerate() if t.name == "ferrodex-describe"]
     crate = CrateRelease.objects.get(pk=result.release_id).crate
     assert (crate.description, crate.repository) == ("Fixture crate.", "https://example.invalid/ferro")
+    assert fake_docsrs.paths(service="api") == ["/api/v1/crates/ferro-fixture"]
     assert result.http_requests == len(fake_docsrs.requests) == 3  # index, docs.rs JSON, crates.io
     assert progress.counters["http_requests"] == 3
 
 
 def test_embed_first_mode_fails_cleanly_when_the_release_cannot_be_made(monkeypatch, settings):
-    import threading
+    from crates.pipeline.embed import get_embedder
 
     settings.INGEST_OVERLAP_STORE = "off"
+    sent: list[str] = []
+    monkeypatch.setattr(get_embedder(), "embed", lambda texts: sent.extend(texts) or [])
 
     def create(**kwargs):
         raise RuntimeError("database went away")
@@ -276,7 +278,7 @@ def test_embed_first_mode_fails_cleanly_when_the_release_cannot_be_made(monkeypa
     monkeypatch.setattr(ingest, "_resume_or_create_release", create)
     with pytest.raises(RuntimeError, match="database went away"):
         _ingest()
-    assert not [t for t in threading.enumerate() if t.name.startswith("ferrodex-side")]
+    assert not sent  # the model is not started for a release that could not be made
     assert not CrateRelease.objects.exists()
 
 

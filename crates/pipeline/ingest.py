@@ -8,12 +8,10 @@ the model.
 
 from __future__ import annotations
 
-import functools
 import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
@@ -116,8 +114,8 @@ class _Source:
     active_release_id: int | None = None
     # Downloaded just now and not kept yet: _build_release keeps it while the model starts.
     unsaved_artifact: bool = False
-    # The crates.io description is asked for only when a release is made, on the thread that makes it.
-    undescribed: bool = False
+    # The crates.io description, asked for beside the pipeline once a release is to be made.
+    description: _Description | None = None
 
 
 def _local_source(
@@ -153,24 +151,27 @@ def _remote_source(*, name: str, version: str, force: bool, progress: Progress, 
     progress.check_cancelled()
 
     active = _active_release(name=resolved.name, version=resolved.version)
+    # Nothing to compare with (a new version, or force): a release will be made, so its description is asked
+    # for now, beside the download; otherwise only once the download shows the docs changed.
+    refresh = active is not None and not force
+    description = None if refresh else _description(resolved)
     artifact, unsaved = None, False
     if checkpoint.get("release_id"):
         artifact = load_cached_artifact(name=resolved.name, version=resolved.version)
     if artifact is None:
         progress.stage("fetch", f"downloading docs of {resolved.name} {resolved.version} from docs.rs", 5)
-        etag = active.etag if (active is not None and not force) else ""
-        artifact = fetch_docs(name=resolved.name, version=resolved.version, client=client, etag=etag,
-                              progress=progress)
-        unchanged = active is not None and not force and artifact.sha256 == active.artifact_sha256
-        if artifact.not_modified or unchanged:
+        artifact = fetch_docs(name=resolved.name, version=resolved.version, client=client,
+                              etag=active.etag if refresh else "", progress=progress)
+        if refresh and (artifact.not_modified or artifact.sha256 == active.artifact_sha256):
             return _Source(resolved=resolved, parsed=None, artifact=None, local=False,
                            http_requests=client.request_count, up_to_date=True, active_release_id=active.pk)
         unsaved = True
+    description = description or _description(resolved)
     progress.update(http_requests=client.request_count)
     progress.check_cancelled()
     parsed = _parse_artifact(artifact=artifact, version=resolved.version, progress=progress)
     return _Source(resolved=resolved, parsed=parsed, artifact=artifact, local=False,
-                   http_requests=client.request_count, unsaved_artifact=unsaved, undescribed=True)
+                   http_requests=client.request_count, unsaved_artifact=unsaved, description=description)
 
 
 def _active_release(*, name: str, version: str) -> CrateRelease | None:
@@ -213,54 +214,39 @@ def _build_release(
     items = _unique_items(source.parsed.items)
     resolved = source.resolved
     count = token_counter(embedder)
-    created: list[tuple[CrateRelease, bool]] = []
-
-    def create() -> None:
-        if source.unsaved_artifact:
-            save_artifact(name=resolved.name, version=resolved.version, artifact=source.artifact)
-        release, resumed = _resume_or_create_release(source=source, embedder=embedder, checkpoint=checkpoint,
-                                                     job_id=job_id)
-        created.append((release, resumed))
-        checkpoint.update(release_id=release.pk, version=resolved.version, items_total=len(items))
-        if source.artifact is not None:
-            checkpoint["artifact_sha256"] = source.artifact.sha256
-        save(dict(checkpoint))
-
-    embedded = None
-    if not checkpoint.get("release_id") and not overlap_store(embedder):
-        # A fresh release stores nothing before the model is done with every item, so the model can start
-        # now and the release be made (and the download kept) while it embeds the first group: for a small
-        # crate those round trips were a sixth of its time, added to the model's.
-        progress.stage("embed", f"chunking and embedding {len(items)} items", 20)
-        # Known now; the job showed 0 items found for the whole model pass (most of a big crate's run).
-        progress.update(items_found=len(items))
-        try:
-            embedded = _embed_only(pending=items, embedder=embedder, count=count, progress=progress, during=create)
-        except Exception as exc:
-            if created:  # the model (or a cache write) failed after the side thread made the release
-                _discard_after(exc, release_id=created[0][0].pk)
-            raise
-    else:
-        create()
-    release, resumed = created[0]
+    # A fresh release stores nothing before the model is done with every item (see overlap_store).
+    embed_first = not checkpoint.get("release_id") and not overlap_store(embedder)
+    if source.unsaved_artifact:
+        save_artifact(name=resolved.name, version=resolved.version, artifact=source.artifact)
+    release, resumed = _resume_or_create_release(source=source, embedder=embedder, checkpoint=checkpoint,
+                                                 job_id=job_id)
+    checkpoint.update(release_id=release.pk, version=resolved.version, items_total=len(items))
+    if source.artifact is not None:
+        checkpoint["artifact_sha256"] = source.artifact.sha256
+    save(dict(checkpoint))
     progress.update(http_requests=source.http_requests)
-    # The stored documents are the checkpoint: a batch commits whole, so an item
-    # whose document exists is done, whichever writer stored it. A release made just now has none.
-    done = store.stored_keys(release=release) if resumed else set()
-    pending = [item for item in items if (item.path, item.kind) not in done]
-    skipped = len(items) - len(pending)
-    result = IngestResult(crate_name=resolved.name, version=resolved.version, release_id=release.pk,
-                          http_requests=source.http_requests, items_skipped_by_checkpoint=skipped)
+    progress.stage("embed", f"chunking and embedding {len(items)} items", 20)
+    # Known before the model pass, which is most of a big crate's run on a CPU model.
+    progress.update(items_found=len(items))
     try:
-        if embedded is None:
-            progress.stage("embed", f"chunking and embedding {len(items)} items", 20)
-        progress.update(items_found=len(items), items_processed=skipped)
+        embedded = None
+        if embed_first:
+            embedded = _embed_only(pending=items, embedder=embedder, count=count, progress=progress)
+        # The stored documents are the checkpoint: a batch commits whole, so an item
+        # whose document exists is done, whichever writer stored it. A release made just now has none.
+        done = store.stored_keys(release=release) if resumed else set()
+        pending = [item for item in items if (item.path, item.kind) not in done]
+        skipped = len(items) - len(pending)
+        result = IngestResult(crate_name=resolved.name, version=resolved.version, release_id=release.pk,
+                              http_requests=source.http_requests, items_skipped_by_checkpoint=skipped)
+        progress.update(items_processed=skipped)
         _write_batches(release=release, pending=pending, batch=batch_size_for(len(items)), embedder=embedder,
                        source=source, progress=progress, result=result, total=len(items), count=count,
                        embedded=embedded, save_checkpoint=lambda: save(dict(checkpoint)), replace=resumed)
         progress.check_cancelled()
         progress.stage("activate", "swapping in the new release", 98)
-        store.activate_release(release=release)
+        described = _described(source, result=result, progress=progress)
+        store.activate_release(release=release, **described)
     except Exception as exc:
         _discard_after(exc, release_id=release.pk)
         raise
@@ -269,6 +255,17 @@ def _build_release(
     progress.update(documents=result.documents, chunks=result.chunks, embeddings=result.embeddings)
     progress.stage("done", f"{resolved.name} {resolved.version}: {result.documents} documents", 100)
     return result
+
+
+def _described(source: _Source, *, result: IngestResult, progress: Progress) -> dict[str, str]:
+    """The description and repository to give the crate at activation (``{}``: keep what it has)."""
+    if source.description is None:
+        return {}
+    metadata = source.description.metadata()
+    source.http_requests += source.description.requests
+    result.http_requests = source.http_requests
+    progress.update(http_requests=source.http_requests)
+    return {key: value for key, value in metadata.items() if value}
 
 
 def _discard_after(exc: Exception, *, release_id: int) -> None:
@@ -287,8 +284,6 @@ def _resume_or_create_release(
         if release is not None:
             logger.info("resuming release %s of %s", release_id, source.resolved.name)
             return release, True
-    if source.undescribed:
-        _describe(source)
     artifact = source.artifact
     with transaction.atomic():
         # One commit for both, without waiting for the WAL flush: a building release is invisible, and
@@ -304,17 +299,46 @@ def _resume_or_create_release(
     return release, False
 
 
-def _describe(source: _Source) -> None:
-    """The crate's description and repository from crates.io, for the crate row a new release upserts.
+def _description(resolved: ResolvedRelease) -> _Description | None:
+    return _Description(resolved) if getattr(settings, "FETCH_CRATE_METADATA", True) else None
 
-    Asked here rather than while resolving: with the local model this runs on the side thread while the
-    model embeds, and an up-to-date refresh never needs it. A client of its own, without the job's
-    request callback (which belongs to the job's thread); its requests are added to the source's count.
+
+class _Description:
+    """The crates.io description and repository of the crate being ingested, asked for on a thread of its own.
+
+    Display metadata from another host than docs.rs, needed only when the release is activated: its
+    latency (~0.1 s to crates.io) hides behind the download, parsing, the model and storing. Inside a
+    caller's transaction it is asked for at once instead: a connection of its own would wait on the
+    rate-limit row that transaction holds. ``metadata()`` never raises ({} on failure).
     """
-    with HttpClient() as client:
-        describe_release(release=source.resolved, client=client)
-    source.http_requests += client.request_count
-    source.undescribed = False
+
+    def __init__(self, resolved: ResolvedRelease) -> None:
+        self._resolved = resolved
+        self.requests = 0
+        self._thread: threading.Thread | None = None
+        if connection.in_atomic_block:
+            self._ask()
+        else:
+            self._thread = threading.Thread(target=self._ask_on_thread, name="ferrodex-describe", daemon=True)
+            self._thread.start()
+
+    def _ask(self) -> None:
+        with HttpClient() as client:
+            describe_release(release=self._resolved, client=client)
+        self.requests = client.request_count
+
+    def _ask_on_thread(self) -> None:
+        try:
+            self._ask()
+        except Exception:  # never the ingest's failure: the crate is stored without a description
+            logger.exception("crates.io metadata for %s failed", self._resolved.name)
+        finally:
+            connection.close()  # this thread's own, opened by the shared rate limit
+
+    def metadata(self) -> dict[str, str]:
+        if self._thread is not None:
+            self._thread.join()
+        return {"description": self._resolved.description, "repository": self._resolved.repository}
 
 
 def _groups(
@@ -421,48 +445,39 @@ class _Embedded:
     uncached: dict[str, list[float]]
 
 
-def _embed_only(
-    *, pending, embedder, count: Callable[[str], int], progress: Progress, during: Callable[[], None] | None = None
-) -> _Embedded:
+def _embed_only(*, pending, embedder, count: Callable[[str], int], progress: Progress) -> _Embedded:
     """Embed every chunk of ``pending``, shortest texts first, into memory and the cache.
 
     Length-sorted groups waste no padding in the model's batches; order does not matter here
     because nothing is stored yet. The storing pass takes the vectors from memory instead of
     reading them back from the cache (~1.5 KB each, held only as long as the ingest).
 
-    The database work runs on a side thread while this thread runs the model (which releases the
-    interpreter lock): each group's cache write (committed per group, so a resumed job does not embed
-    it again) during the next group's model call, and ``during`` during the first one. The model stays
-    on this thread: on another, its large buffers came from a second malloc arena and the peak RSS
-    grew by 0.2-0.35 GB.
+    Each group's vectors are committed to the cache before the next group goes to the model, so a
+    resumed job re-embeds at most one group. Nothing runs beside the model: on 2 cores its two threads
+    use both, and database work on a side thread (tried: the release, the download and the cache
+    writes during the model's calls) slowed the model by more than it hid (itoa: 212-243 ms best
+    of 12 overlapped, 197-217 ms in sequence).
     """
     vectors: dict[str, list[float]] = {}
     sent, held = 0, {}
     total = len(pending)
-    with _SideThread() as side:
-        for start in range(0, total, EMBED_WINDOW_ITEMS):
-            window = pending[start : start + EMBED_WINDOW_ITEMS]
-            ordered = _window_texts(window, embedder=embedder, count=count)
-            for index in range(0, len(ordered), EMBED_GROUP_CHUNKS):
-                progress.check_cancelled()
-                group = dict(ordered[index : index + EMBED_GROUP_CHUNKS])
-                found, misses = cached_vectors(embedder=embedder, texts=group)
-                work = [during] if during is not None else []
-                if held:
-                    work.append(functools.partial(store_in_cache, model=embedder.model_name, vectors=held))
-                during = None
-                side.start(work)
-                fresh = embedder.embed([group[h] for h in misses]) if misses else []
-                side.wait()
-                held = checked_vectors(embedder=embedder, hashes=misses, vectors=fresh)
-                vectors.update(found)
-                vectors.update(held)
-                sent += len(misses)
-                embedded = start + len(window) * min(1.0, (index + EMBED_GROUP_CHUNKS) / max(1, len(ordered)))
-                progress.update(percent=20 + (EMBED_FIRST_STORE_PERCENT - 20) * embedded / max(1, total),
-                                message=f"embedded {int(embedded)}/{total} items")
-    if during is not None:  # nothing to embed
-        during()
+    for start in range(0, total, EMBED_WINDOW_ITEMS):
+        window = pending[start : start + EMBED_WINDOW_ITEMS]
+        ordered = _window_texts(window, embedder=embedder, count=count)
+        for index in range(0, len(ordered), EMBED_GROUP_CHUNKS):
+            progress.check_cancelled()
+            group = dict(ordered[index : index + EMBED_GROUP_CHUNKS])
+            found, misses = cached_vectors(embedder=embedder, texts=group)
+            if held:
+                store_in_cache(model=embedder.model_name, vectors=held)
+            fresh = embedder.embed([group[h] for h in misses]) if misses else []
+            held = checked_vectors(embedder=embedder, hashes=misses, vectors=fresh)
+            vectors.update(found)
+            vectors.update(held)
+            sent += len(misses)
+            embedded = start + len(window) * min(1.0, (index + EMBED_GROUP_CHUNKS) / max(1, len(ordered)))
+            progress.update(percent=20 + (EMBED_FIRST_STORE_PERCENT - 20) * embedded / max(1, total),
+                            message=f"embedded {int(embedded)}/{total} items")
     return _Embedded(vectors=vectors, sent=sent, uncached=held)
 
 
@@ -473,37 +488,6 @@ def _window_texts(window, *, embedder, count: Callable[[str], int]) -> list[tupl
         for c in chunk_item(item, max_tokens=embedder.max_tokens, count_tokens=count):
             texts.setdefault(c.content_hash, c.text)
     return sorted(texts.items(), key=lambda pair: len(pair[1]))
-
-
-class _SideThread:
-    """Runs database work on a thread (and connection) of its own, one batch of calls at a time.
-
-    Inside a caller's transaction the work runs at once on the calling thread instead: another
-    connection would not see that transaction's rows, and its commits would escape its rollback.
-    """
-
-    def __enter__(self) -> _SideThread:
-        self._pool = None if connection.in_atomic_block else ThreadPoolExecutor(1, thread_name_prefix="ferrodex-side")
-        self._running: Future | None = None
-        return self
-
-    def start(self, calls: list[Callable[[], object]]) -> None:
-        if self._pool is None or not calls:
-            for call in calls:
-                call()
-        else:
-            self._running = self._pool.submit(lambda: [call() for call in calls])
-
-    def wait(self) -> None:
-        """Until the started calls are done; their error is raised here."""
-        running, self._running = self._running, None
-        if running is not None:
-            running.result()
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._pool is not None:
-            self._pool.submit(connection.close)  # the side thread's own connection
-            self._pool.shutdown(wait=True)
 
 
 class _Writer:

@@ -184,8 +184,9 @@ def _document_row(*, doc_id: int, release: CrateRelease, package: str, local: bo
     )
 
 
-def activate_release(*, release: CrateRelease) -> CrateRelease:
-    """Make ``release`` the searchable one for its version, atomically.
+def activate_release(*, release: CrateRelease, description: str = "", repository: str = "") -> CrateRelease:
+    """Make ``release`` the searchable one for its version, atomically; a non-empty ``description`` or
+    ``repository`` (from crates.io) replaces the crate's.
 
     Three statements in one transaction (each used to be an ORM round trip of its own, ~1 ms apiece
     on this path's fixed cost): lock the crate; supersede the previous active release, count and
@@ -219,7 +220,12 @@ def activate_release(*, release: CrateRelease) -> CrateRelease:
             raise CrateRelease.DoesNotExist(f"release {release.pk} is gone")
         # The snapshot predates this statement's own updates: the active versions are the others plus this one.
         latest = max([*other_active, release.version], key=semver_key)
-        Crate.objects.filter(pk=release.crate_id).update(deleted_at=None, latest_version=latest, updated_at=now)
+        described = {"description": description[:5000]} if description else {}
+        if repository:
+            described["repository"] = repository[:500]
+        Crate.objects.filter(pk=release.crate_id).update(
+            deleted_at=None, latest_version=latest, updated_at=now, **described
+        )
     release.state, release.ingested_at = CrateRelease.State.ACTIVE, now
     release.document_count, release.chunk_count, release.embedding_count = documents, chunks, embeddings
     # Old rows are invisible from here on; removing them is housekeeping.
