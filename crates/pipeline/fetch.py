@@ -184,9 +184,11 @@ def save_artifact(*, name: str, version: str, artifact: Artifact) -> None:
         size=len(stored),
         body=stored,
     )
-    with transaction.atomic(), connection.cursor() as cursor:
-        # A cache: losing it in a database crash costs one download, so no wait for the WAL flush.
-        cursor.execute("SET LOCAL synchronous_commit = off")
+    nested = connection.in_atomic_block  # then the caller's transaction decides how it commits
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        if not nested:
+            # A cache: losing it in a database crash costs one download, so no wait for the WAL flush.
+            cursor.execute("SET LOCAL synchronous_commit = off")
         FetchedArtifact.objects.bulk_create(
             [row],
             update_conflicts=True,

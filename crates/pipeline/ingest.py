@@ -216,10 +216,15 @@ def _build_release(
     count = token_counter(embedder)
     # A fresh release stores nothing before the model is done with every item (see overlap_store).
     embed_first = not checkpoint.get("release_id") and not overlap_store(embedder)
-    if source.unsaved_artifact:
-        save_artifact(name=resolved.name, version=resolved.version, artifact=source.artifact)
-    release, resumed = _resume_or_create_release(source=source, embedder=embedder, checkpoint=checkpoint,
-                                                 job_id=job_id)
+    with transaction.atomic():
+        # One commit for the download, the crate and the release, without waiting for the WAL flush: the
+        # download is a cache and a building release invisible; the checkpoint's synchronous commit flushes both.
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+        if source.unsaved_artifact:
+            save_artifact(name=resolved.name, version=resolved.version, artifact=source.artifact)
+        release, resumed = _resume_or_create_release(source=source, embedder=embedder, checkpoint=checkpoint,
+                                                     job_id=job_id)
     checkpoint.update(release_id=release.pk, version=resolved.version, items_total=len(items))
     if source.artifact is not None:
         checkpoint["artifact_sha256"] = source.artifact.sha256
@@ -277,7 +282,7 @@ def _discard_after(exc: Exception, *, release_id: int) -> None:
 def _resume_or_create_release(
     *, source: _Source, embedder, checkpoint: dict, job_id
 ) -> tuple[CrateRelease, bool]:
-    """(the release to build, whether it is one a previous attempt started)."""
+    """(the release to build, whether it is one a previous attempt started); inside the caller's transaction."""
     release_id = checkpoint.get("release_id")
     if release_id and checkpoint.get("version") == source.resolved.version:
         release = CrateRelease.objects.filter(pk=release_id, state=CrateRelease.State.BUILDING).first()
@@ -285,17 +290,12 @@ def _resume_or_create_release(
             logger.info("resuming release %s of %s", release_id, source.resolved.name)
             return release, True
     artifact = source.artifact
-    with transaction.atomic():
-        # One commit for both, without waiting for the WAL flush: a building release is invisible, and
-        # any later synchronous commit (the checkpoint, the activation) flushes it first.
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit = off")
-        crate = store.upsert_crate(resolved=source.resolved)
-        release = store.create_building_release(
-            crate=crate, parsed=source.parsed, version=source.resolved.version,
-            embedding_model=embedder.model_name, embedding_dimension=embedder.dimension,
-            etag=artifact.etag if artifact else "", artifact_sha256=artifact.sha256 if artifact else "", job_id=job_id,
-        )
+    crate = store.upsert_crate(resolved=source.resolved)
+    release = store.create_building_release(
+        crate=crate, parsed=source.parsed, version=source.resolved.version,
+        embedding_model=embedder.model_name, embedding_dimension=embedder.dimension,
+        etag=artifact.etag if artifact else "", artifact_sha256=artifact.sha256 if artifact else "", job_id=job_id,
+    )
     return release, False
 
 
