@@ -8,7 +8,9 @@ is the path they can reach from the crate root, so the module tree is walked fro
 * otherwise the shortest re-export path (ties broken lexicographically).
 
 The other public paths are kept in ``metadata["aliases"]``. Only items of the documented crate (crate_id 0)
-become documents; re-exports of other crates' items are skipped, as are ``#[doc(hidden)]`` and stripped items.
+become documents; re-exports of other crates' items are skipped, as are ``#[doc(hidden)]`` and stripped items,
+except ``#[doc(inline)]`` ones (``tokio::main``), which docs.rs gives a page: they get a short document that names
+where the item comes from, since the JSON holds no docs for it.
 
 Format versions 45..58 are read. Ids are opaque: integers in newer files, strings such as ``"0:123:456"`` in
 older ones; both are normalised to ``str``. Shapes that differ between versions (structured ``attrs`` since
