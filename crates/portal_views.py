@@ -72,6 +72,14 @@ class SearchForm(forms.Form):
     )
     limit = forms.IntegerField(min_value=1, max_value=50, initial=10, required=False)
 
+    def clean_version(self) -> str:
+        # Validated as the API and MCP do: '1.0' answered "Nothing matched" here and a 422 there.
+        version = (self.cleaned_data.get("version") or "").strip()
+        if not version:
+            return ""
+        version = _validated(validate_version, version)
+        return "" if version == "latest" else version
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # Soft-deleted crates stay selectable, so an operator sees exactly what an agent would be told.

@@ -103,6 +103,15 @@ def _clean_item_path(path: object) -> str:
     return re.sub(r"\s+", "::", text.strip(":"))  # "Mutex lock" -> "Mutex::lock"
 
 
+def _with_library_name(path: str, *, crate: str) -> str:
+    """``qa-tiny::Widget`` -> ``qa_tiny::Widget``: stored paths start with the library name, where the
+    crate name's ``-`` is ``_``, and users type the crate's name."""
+    head, sep, rest = path.partition("::")
+    if "-" in head and head.replace("-", "_").lower() == crate.replace("-", "_").lower():
+        return head.replace("-", "_") + sep + rest
+    return path
+
+
 def _aliases(doc: Document) -> list[str]:
     aliases = doc.metadata.get("aliases") if isinstance(doc.metadata, dict) else None
     return [a for a in aliases if isinstance(a, str)] if isinstance(aliases, list) else []
@@ -111,13 +120,18 @@ def _aliases(doc: Document) -> list[str]:
 def _resolve_document(*, release: ReleaseInfo, path: str) -> Document:
     docs = Document.objects.filter(release_id=release.id)
     lowered = path.lower()
-    exact = list(docs.filter(path=path)) or list(docs.filter(path__iexact=path))
+    exact = list(docs.filter(path=path))
+    tails: list[Document] | None = None
     if not exact:
         # Path written without the crate prefix ("sync::Mutex"), or through a re-export alias.
         tail_sql = 'ferrodex_path_tails("crates_document"."path", "crates_document"."metadata") @> ARRAY[%s]::text[]'
         tails = list(
             docs.alias(tail_hit=RawSQL(tail_sql, [lowered], output_field=BooleanField())).filter(tail_hit=True)
         )
+        # An alias spelled exactly as typed comes before a path equal but for case: `serde_json::Value` is the
+        # enum re-exported there, not the module `serde_json::value`.
+        exact = [d for d in tails if path in _aliases(d)] or list(docs.filter(path__iexact=path))
+    if not exact and tails is not None:
         exact = [d for d in tails if lowered in {a.lower() for a in _aliases(d)}]
         tail_matches = [d for d in tails if d not in exact]
         if not exact and tail_matches:
@@ -224,6 +238,7 @@ def get_item(*, crate: str, path: str, version: str | None = None) -> ItemDetail
     cleaned = _clean_item_path(path)
     if not cleaned:
         raise ItemNotFound("An item path is required, e.g. 'tokio::sync::Mutex'.", suggestions=[])
+    cleaned = _with_library_name(cleaned, crate=release.crate_name)
     doc = _resolve_document(release=release, path=cleaned)
     children = (
         Document.objects.filter(release_id=release.id, parent_path=doc.path)

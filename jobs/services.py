@@ -704,10 +704,16 @@ def _cancel_locked(*, job: CrateJob, reason: str) -> None:
         job.cancel_requested_at = now
         job.finished_at = now
         job.run_after = None
-        job.stage_message = f"Cancelled before it started ({reason})"[:500]
+        # A queued job with attempts behind it is waiting for its retry: it did run.
+        if job.attempts:
+            job.stage_message = f"Cancelled while waiting to retry after attempt {job.attempts} ({reason})"[:500]
+            event_message = f"Cancelled while waiting for attempt {job.attempts + 1}"
+        else:
+            job.stage_message = f"Cancelled before it started ({reason})"[:500]
+            event_message = "Cancelled while queued; it never ran"
         job.save(update_fields=["status", "cancel_requested_at", "finished_at", "run_after", "stage_message"])
         record_event(job_id=job.pk, event_type=EventType.CANCEL_REQUESTED, message=reason)
-        record_event(job_id=job.pk, event_type=EventType.CANCELLED, message="Cancelled while queued; it never ran")
+        record_event(job_id=job.pk, event_type=EventType.CANCELLED, message=event_message)
         logger.info("job %s cancelled while queued (%s)", job.pk, reason)
     elif job.status == Status.RUNNING and job.cancel_requested_at is None:
         job.cancel_requested_at = now

@@ -551,6 +551,15 @@ def test_search_page_reports_a_bad_filter_instead_of_no_results(admin_client, cr
     assert "9.9.9" in response.context["error"]
 
 
+def test_search_page_refuses_a_version_that_is_not_exact_as_the_api_does(admin_client, crate, settings):
+    settings.EMBEDDING_PROVIDER = "hash"
+    response = admin_client.get(_url("crates_document_search"), {"q": "counter", "version": "0.3"})
+    assert response.status_code == 200 and not response.context["searched"]
+    assert "Invalid version '0.3'" in response.context["form"].errors["version"][0]
+    latest = admin_client.get(_url("crates_document_search"), {"q": "counter", "version": "latest"})
+    assert latest.context["searched"] and not latest.context["error"]
+
+
 # --- dashboard and API keys -----------------------------------------------------------------------
 def test_dashboard_shows_counts_jobs_workers_failures_and_charts(admin_client, crate, failed_job):
     _job("queued", crate_name="tokio")

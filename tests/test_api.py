@@ -446,12 +446,22 @@ def test_health_reports_every_part_without_loading_the_model(client, settings):
     assert checks["database"]["ok"] is True
     assert checks["vector"]["ok"] is True and re.match(r"^\d+\.\d+", checks["vector"]["version"])
     assert checks["embedder"] == {
-        "provider": "local", "model": settings.EMBEDDING_MODEL, "dimension": settings.EMBEDDING_DIMENSION,
+        "provider": "local", "model": "all-MiniLM-L6-v2", "dimension": settings.EMBEDDING_DIMENSION,
         "loaded": False, "available": True, "ok": True,
     }  # fmt: skip
     assert "local" not in _embedders
     assert checks["queue"]["queued"] == 0 and "workers_alive" in checks["queue"]
     assert response.status_code == 200 and body["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("provider", "model"), [("hash", "ferrodex-hash-v1"), ("local", "all-MiniLM-L6-v2"), ("openai", "my-model")]
+)
+def test_health_names_the_model_the_releases_are_embedded_with(client, settings, provider, model):
+    settings.EMBEDDING_PROVIDER = provider
+    settings.EMBEDDING_MODEL = "my-model"  # read by the openai provider only
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9"
+    assert client.get("/health").json()["checks"]["embedder"]["model"] == model
 
 
 def test_health_is_503_when_jobs_wait_and_no_worker_is_alive(client, auth):

@@ -116,7 +116,8 @@ def test_json_crate_costs_three_requests_including_resolution(fake_docsrs, clien
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b"<!DOCTYPE html><html>oops</html>", "neither zstd, gzip nor JSON"),
+        (b"<!DOCTYPE html><html>oops</html>", "neither zstd, gzip nor a JSON object"),
+        (b"[]\n", "neither zstd, gzip nor a JSON object"),
         (b"\x28\xb5\x2f\xfd" + b"\x00garbage" * 20, "zstd stream"),
         (b"\x1f\x8b" + b"garbage" * 20, "gzip stream"),
     ],

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from crates.errors import UpstreamUnavailable
+from crates.errors import InvalidInput, UpstreamUnavailable
 from crates.models import Chunk, Crate, CrateRelease, Document
 from crates.pipeline import ingest, store
 from crates.pipeline.ingest import run_ingest
 from crates.pipeline.types import NullProgress, ParsedItem
+from crates.selectors import get_item
+from tests.search_corpus import item, store_release
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -354,6 +356,26 @@ def test_ingest_crate_command_reports_and_fails_cleanly(tmp_path):
         call_command("ingest_crate", "x", "--json-file", str(bad), stderr=io.StringIO())
     with pytest.raises(CommandError, match="InvalidCrateName"):
         call_command("ingest_crate", "9lives", stderr=io.StringIO())
+
+
+def test_ingest_crate_command_refuses_a_directory_as_json_file(tmp_path):
+    # It ended in an IsADirectoryError traceback.
+    with pytest.raises(CommandError, match="is a directory; give the rustdoc JSON file"):
+        call_command("ingest_crate", "x", "--json-file", str(tmp_path), stderr=io.StringIO())
+
+
+def test_local_docs_of_another_library_do_not_replace_a_stored_crate():
+    run_ingest(name="ferro-fixture", progress=NullProgress(), json_file=FIXTURE_JSON)
+    serialize = item("serde::Serialize", "trait", "pub trait Serialize", "")
+    store_release(crate="serde", version="1.0.152", items=[serialize])
+    with pytest.raises(InvalidInput, match="library 'ferro_fixture', but 'serde' is stored with the library 'serde'"):
+        run_ingest(name="serde", version="1.0.152", progress=NullProgress(), json_file=FIXTURE_JSON)
+    with pytest.raises(InvalidInput, match="library 'ferro_fixture'"):
+        run_ingest(name="serde", version="1.0.152", progress=NullProgress(), doc_dir=FIXTURE_DOCS)
+    assert get_item(crate="serde", path="serde::Serialize").kind == "trait"
+    # A crate new to Ferrodex may name its library differently from the package.
+    result = run_ingest(name="ferro-renamed", progress=NullProgress(), json_file=FIXTURE_JSON)
+    assert result.documents > 0
 
 
 def test_doc_dir_ingest_uses_the_html_parser():

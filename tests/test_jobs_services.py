@@ -194,6 +194,17 @@ def test_cancel_queued_job_it_never_runs(fake_pipeline, settings):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_cancel_a_job_waiting_for_its_retry_does_not_say_it_never_ran(fake_pipeline):
+    job = services.enqueue_ingest(name="flaky-n40-b10-d1-net", requested_by="api").job
+    assert run_next_job() == "retrying"
+    cancelled = services.cancel_job(job_id=job.pk)
+    assert cancelled.status == "cancelled"
+    assert cancelled.stage_message == "Cancelled while waiting to retry after attempt 1 (cancelled by request)"
+    last = JobEvent.objects.filter(job=job).order_by("id").last()
+    assert (last.event_type, last.message) == ("cancelled", "Cancelled while waiting for attempt 2")
+
+
+@pytest.mark.django_db(transaction=True)
 def test_transient_failure_retries_with_backoff_and_resumes_from_checkpoint(fake_pipeline):
     job = services.enqueue_ingest(name="flaky-n40-b10-d1-net", requested_by="api").job
     assert run_next_job() == "retrying"

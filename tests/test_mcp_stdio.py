@@ -72,6 +72,7 @@ def test_stdout_carries_only_protocol_and_logs_go_to_stderr():
         if proc.poll() is None:
             proc.kill()
     assert rest == b""
+    assert "restore_rust_crate" in {tool["name"] for tool in responses[2]["result"]["tools"]}
     assert len(responses[2]["result"]["tools"]) == 8
     assert responses[3]["result"]["isError"] is True
     assert "Invalid crate name" in responses[3]["result"]["content"][0]["text"]

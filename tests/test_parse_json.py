@@ -639,3 +639,28 @@ def test_parsing_leaves_the_garbage_collector_as_it_found_it(fixture_bytes: byte
         assert not gc.isenabled()  # a caller that turned it off keeps it off
     finally:
         gc.enable()
+
+
+def test_an_inlined_re_export_of_another_crates_item_gets_its_page(fixture_doc: dict) -> None:
+    # tokio's `#[doc(inline)] pub use tokio_macros::main;`: docs.rs has tokio/attr.main.html, but the JSON holds
+    # only the item's origin, and `tokio::main` could not be found at all.
+    doc = copy.deepcopy(fixture_doc)
+    root = doc["index"][str(doc["root"])]
+    doc["paths"]["90001"] = {"crate_id": 7, "path": ["ferro_macros", "main"], "kind": "proc_attribute"}
+    doc["paths"]["90003"] = {"crate_id": 7, "path": ["ferro_macros", "helper"], "kind": "function"}
+    for use_id, target, name, attrs in [
+        (90002, 90001, "main", [{"other": "#[doc(inline)]"}]),
+        (90004, 90003, "helper", []),  # not inlined: a re-export line on docs.rs, documented by its crate
+    ]:
+        doc["index"][str(use_id)] = {
+            "id": use_id, "crate_id": 0, "name": None, "span": None, "visibility": "public", "docs": None,
+            "links": {}, "attrs": attrs, "deprecation": None,
+            "inner": {"use": {"source": f"ferro_macros::{name}", "name": name, "id": target, "is_glob": False}},
+        }  # fmt: skip
+        root["inner"]["module"]["items"].append(use_id)
+    by_path = {item.path: item for item in parse_rustdoc_json(doc).items}
+    main = by_path[f"{CRATE}::main"]
+    assert (main.kind, main.parent_path, main.url) == ("macro", CRATE, f"{CRATE}/attr.main.html")
+    assert main.signature == "pub use ferro_macros::main;"
+    assert "`ferro_macros` crate" in main.docs and main.metadata["reexport_of"] == "ferro_macros::main"
+    assert f"{CRATE}::helper" not in by_path

@@ -105,6 +105,25 @@ def test_a_suffix_typed_with_its_case_picks_the_one_item_with_that_case():
     assert info.value.context["ambiguous"] is True
 
 
+def test_an_alias_spelled_as_typed_wins_over_a_path_equal_but_for_case():
+    # serde_json: `serde_json::Value` (the enum's re-export) answered the module `serde_json::value`.
+    store_release(crate="jsonish", version="1.0.0", items=[
+        item("jsonish::value", "module", "", "The Value enum."),
+        item("jsonish::value::Value", "enum", "pub enum Value { Null }", "Any JSON value.",
+             metadata={"aliases": ["jsonish::Value"]}),
+    ])  # fmt: skip
+    assert get_item(crate="jsonish", path="jsonish::Value").path == "jsonish::value::Value"
+    assert get_item(crate="jsonish", path="jsonish::value").path == "jsonish::value"
+    assert get_item(crate="jsonish", path="JSONISH::VALUE::VALUE").path == "jsonish::value::Value"
+
+
+def test_a_path_may_start_with_the_crate_name_spelled_with_a_dash():
+    store_release(crate="qa-tiny", version="0.3.1", items=[
+        item("qa_tiny::Widget", "struct", "pub struct Widget", "A widget."),
+    ])  # fmt: skip
+    assert get_item(crate="qa-tiny", path="qa-tiny::Widget").path == "qa_tiny::Widget"
+
+
 def test_not_found_suggests_close_paths():
     with pytest.raises(ItemNotFound) as info:
         get_item(crate="tokio", path="tokio::sync::Mutx")

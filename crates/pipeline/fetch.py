@@ -97,7 +97,7 @@ def decode_json_body(data: bytes, *, max_bytes: int, url: str = "") -> bytes:
             raise _decompressed_too_large(max_bytes=max_bytes, where=where)
         return data
     raise CorruptArtifact(
-        f"The rustdoc JSON{where} is neither zstd, gzip nor JSON (it starts with {data[:16]!r}).", url=url
+        f"The rustdoc JSON{where} is neither zstd, gzip nor a JSON object (it starts with {data[:16]!r}).", url=url
     )
 
 

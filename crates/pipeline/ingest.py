@@ -19,8 +19,8 @@ from uuid import UUID
 from django.conf import settings
 from django.db import connection, transaction
 
-from crates.errors import Cancelled, FerrodexError
-from crates.models import CrateRelease
+from crates.errors import Cancelled, FerrodexError, InvalidInput
+from crates.models import CrateRelease, Document
 from crates.names import normalize_crate_name, validate_crate_name, validate_version
 from crates.pipeline import store
 from crates.pipeline.archive import read_zip_pages
@@ -124,6 +124,11 @@ def _local_source(
     progress.stage("parse", "parsing local documentation", 15)
     requested = None if version in ("", "latest") else validate_version(version)
     if json_file is not None:
+        if Path(json_file).is_dir():
+            raise InvalidInput(
+                f"{json_file} is a directory; give the rustdoc JSON file (target/doc/<crate>.json), "
+                "or use --doc-dir for a `cargo doc` tree."
+            )
         raw = Path(json_file).read_bytes()
         parsed = parse_rustdoc_json(
             decode_json_body(raw, max_bytes=settings.MAX_DECOMPRESSED_BYTES, url=str(json_file)),
@@ -133,10 +138,35 @@ def _local_source(
         pages = read_doc_dir(Path(doc_dir), crate_name=name.replace("-", "_") if name else None)
         parsed = parse_html_pages(pages, version=requested or "")
     crate_name = validate_crate_name(name or parsed.crate_name)
+    _refuse_another_library(crate_name=crate_name, parsed=parsed)
     final_version = requested or parsed.version or "0.0.0"
     parsed.version = final_version
     resolved = ResolvedRelease(name=crate_name, version=final_version)
     return _Source(resolved=resolved, parsed=parsed, artifact=None, local=True)
+
+
+def _refuse_another_library(*, crate_name: str, parsed: ParsedCrate) -> None:
+    """A local file given the name of a crate stored with another library would swap that crate's docs
+    for another crate's (`ingest_crate serde --json-file qa_tiny.json --version 1.0.152` replaced serde).
+
+    A crate new to Ferrodex may name its library differently (package `rust-crypto`, library `crypto`).
+    """
+    stored_path = (
+        Document.objects.filter(
+            release__crate__normalized_name=normalize_crate_name(crate_name),
+            release__state=CrateRelease.State.ACTIVE,
+        )
+        .values_list("path", flat=True)
+        .first()
+    )
+    if stored_path is None or not parsed.crate_name:
+        return
+    stored_library = stored_path.split("::", 1)[0]
+    if stored_library.lower() != parsed.crate_name.replace("-", "_").lower():
+        raise InvalidInput(
+            f"These docs are of the library {parsed.crate_name!r}, but {crate_name!r} is stored with the library "
+            f"{stored_library!r}: check the crate name (ingesting them would replace {crate_name}'s docs)."
+        )
 
 
 def _remote_source(*, name: str, version: str, force: bool, progress: Progress, checkpoint: dict) -> _Source:

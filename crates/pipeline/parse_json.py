@@ -8,7 +8,9 @@ is the path they can reach from the crate root, so the module tree is walked fro
 * otherwise the shortest re-export path (ties broken lexicographically).
 
 The other public paths are kept in ``metadata["aliases"]``. Only items of the documented crate (crate_id 0)
-become documents; re-exports of other crates' items are skipped, as are ``#[doc(hidden)]`` and stripped items.
+become documents; re-exports of other crates' items are skipped, as are ``#[doc(hidden)]`` and stripped items,
+except ``#[doc(inline)]`` ones (``tokio::main``), which docs.rs gives a page: they get a short document that names
+where the item comes from, since the JSON holds no docs for it.
 
 Format versions 45..58 are read. Ids are opaque: integers in newer files, strings such as ``"0:123:456"`` in
 older ones; both are normalised to ``str``. Shapes that differ between versions (structured ``attrs`` since
@@ -124,9 +126,11 @@ def _parse(data: bytes | dict, *, version: str, started: float) -> ParsedCrate:
     paths = doc.get("paths") if isinstance(doc.get("paths"), dict) else {}
     crate_name = root["name"]
 
-    locations = _PublicPaths(index, root_id, crate_name).walk()
+    walker = _PublicPaths(index, root_id, crate_name)
+    locations = walker.walk()
     builder = _DocumentBuilder(index, paths, crate_name)
     items = builder.build(locations)
+    items.extend(_foreign_inlined_items(walker.foreign_inlined, locations=locations, paths=paths, taken=items))
 
     target = doc.get("target")
     parsed = ParsedCrate(
@@ -256,6 +260,8 @@ class _PublicPaths:
         self._parents: dict[str, str] | None = None
         self._use_class: dict[str, int] = {}
         self._reachable_modules: set[str] = set()
+        # `#[doc(inline)] pub use other_crate::item` per module: (module id, name, target id, use item)
+        self.foreign_inlined: list[tuple[str, str, str, dict]] = []
 
     def get(self, item_id: Any) -> dict | None:
         if item_id is None:
@@ -361,6 +367,10 @@ class _PublicPaths:
         target = self.get(target_id)
         # Re-exports of other crates' items (and of primitives, id None) are documented by those crates.
         if target is None or not _is_local(target) or render.is_doc_hidden(target):
+            if target is None and target_id is not None and use.get("name") and _inlined(use_item) and not (
+                use.get("is_glob", use.get("glob", False))
+            ):
+                self.foreign_inlined.append((module_id, use["name"], str(target_id), use_item))
             return
         target_kind = _inner(target)[0]
         step = (use_id, module_id)
@@ -709,6 +719,56 @@ class _DocumentBuilder:
             if name and name not in AUTO_TRAITS:
                 names.add(name)
         return sorted(names)
+
+
+def _inlined(use_item: Mapping[str, Any]) -> bool:
+    return "doc(inline)" in " ".join(render.attribute_strings(use_item)).replace(" ", "")
+
+
+# rustdoc `paths` kind of another crate's item -> (Document.Kind, page prefix)
+_FOREIGN_KINDS = {
+    "proc_attribute": ("macro", "attr"),
+    "proc_derive": ("macro", "derive"),
+    **{kind: (_MODULE_MEMBER_KINDS[kind], prefix) for kind, prefix in _PAGE_PREFIX.items()},
+}
+
+
+def _foreign_inlined_items(
+    found: list[tuple[str, str, str, dict]],
+    *,
+    locations: Mapping[str, Mapping[Path, int]],
+    paths: Mapping[str, Any],
+    taken: list[ParsedItem],
+) -> list[ParsedItem]:
+    """A page for each `#[doc(inline)] pub use other_crate::item`, as docs.rs has (`tokio::main` is
+    `tokio_macros::main`): the JSON holds only where the item comes from, not its docs, so without this
+    the item could not be found at all by its public path; the page names the crate that documents it."""
+    existing = {(item.path, item.kind) for item in taken}
+    out: list[ParsedItem] = []
+    for module_id, name, target_id, use_item in found:
+        summary = paths.get(target_id) if isinstance(paths.get(target_id), dict) else {}
+        kind, prefix = _FOREIGN_KINDS.get(summary.get("kind"), (None, None))
+        module_paths = sorted(locations.get(module_id, {}), key=lambda p: (len(p), p))
+        if kind is None or not module_paths:
+            continue
+        module_path = module_paths[0]
+        path = "::".join((*module_path, name))
+        if (path, kind) in existing:
+            continue
+        existing.add((path, kind))
+        origin = "::".join(summary.get("path") or ()) or str((_inner(use_item)[1] or {}).get("source") or name)
+        own_docs = (use_item.get("docs") or "").strip()
+        home = origin.split("::")[0]
+        deprecated, note = _deprecation(use_item)
+        out.append(ParsedItem(
+            path=path, name=name, kind=kind, parent_path="::".join(module_path),
+            signature=f"pub use {origin};" if origin.rsplit("::", 1)[-1] == name else f"pub use {origin} as {name};",
+            docs=own_docs or f"Re-exported from `{origin}`; its documentation is in the `{home}` crate.",
+            url="/".join(module_path) + f"/{prefix}.{name}.html",
+            deprecated=deprecated, deprecation_note=note,
+            metadata={"reexport_of": origin, "aliases": sorted("::".join((*p, name)) for p in module_paths[1:])},
+        ))  # fmt: skip
+    return out
 
 
 def _page_url(path: Path, inner_kind: str, value: Any) -> str:
