@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
+from pydantic import ConfigDict
 
 from config.api_common import (
     ERRORS,
@@ -32,6 +33,9 @@ router = Router()
 
 
 class CrateIn(Schema):
+    # A misspelt option ({"foce": true}) must not quietly queue a job without it.
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(..., max_length=MAX_NAME_INPUT, description="Crate name as on crates.io, e.g. `serde_json`.")
     version: str | None = Field(
         None,

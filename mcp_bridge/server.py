@@ -196,7 +196,11 @@ def list_rust_crates(
         model = CratePage.model_validate(
             crate_page(search=search, include_deleted=include_deleted, page=page, page_size=page_size)
         )
-        lines = [f"{model.total} crate(s); page {model.page} of {max(model.pages, 1)}."]
+        pages = max(model.pages, 1)
+        where = f"page {model.page} of {pages}"
+        if model.page > pages:
+            where = f"page {model.page} is past the last page ({pages})"
+        lines = [f"{model.total} crate(s); {where}."]
         for crate in model.items:
             state = " (deleted)" if crate.deleted else ""
             version = crate.latest_version or "no version yet"

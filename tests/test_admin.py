@@ -630,6 +630,8 @@ def test_search_page_runs_the_hybrid_search_on_ingested_docs(admin_client, setti
     doc = Document.objects.get(path=top.path, release__state="active")
     assert results[0]["doc_id"] == doc.pk and _url("crates_document_change", doc.pk) in html
     assert html.count('class="fx-hit"') == len(results) and 'class="fx-signal fx-signal-on"' in html
+    # Docs ingested from a local file keep a docs.rs-relative page path, which is no link to docs.rs.
+    assert not top.url.startswith("http") and "docs.rs ↗" not in html
     # A bare ?q= link keeps every signal ticked and the default limit.
     assert response.context["form"]["signals"].value() == ["vector", "keyword", "path"]
 

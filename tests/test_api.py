@@ -184,6 +184,7 @@ def test_bad_name_or_version_is_422_naming_the_field(client, auth, payload, fiel
         ({"name": "x" * 100_000}, "name"),
         ({"name": "serde", "force": "very"}, "force"),
         ({"name": "serde", "version": ["1.0.0"]}, "version"),
+        ({"name": "serde", "foce": True}, "foce"),  # a misspelt option is not silently dropped
     ],
 )
 def test_malformed_body_is_422_validation_error_with_field_messages(client, auth, payload, field):

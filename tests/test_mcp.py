@@ -129,6 +129,7 @@ def test_list_search_item_and_remove(ingested):
     crates = listing.structured_content["items"]
     assert [c["name"] for c in crates] == ["ferro_fixture"] and crates[0]["documents"] > 30
     assert "ferro_fixture 0.3.1" in text_of(listing)
+    assert "page 5 is past the last page (1)" in text_of(call("list_rust_crates", {"page": 5}))
 
     hits = call("search_rust_docs", {"query": "Mutex::lock", "crate": "ferro-fixture", "limit": 3})
     results = hits.structured_content["results"]
