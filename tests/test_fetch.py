@@ -366,6 +366,34 @@ def test_connection_errors_are_retried_then_reported(settings):
     assert len(calls) == 3 == http.request_count
 
 
+def test_a_download_cut_off_before_its_end_is_reported_as_truncated_not_unreachable(settings):
+    import threading
+
+    settings.HTTP_MAX_RETRIES = 1
+    settings.HTTP_BACKOFF_BASE = 0.01
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+
+    def answer_short() -> None:  # promises 100 kB, sends 10 bytes, hangs up; twice (one retry)
+        for _ in range(2):
+            conn, _addr = server.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789")
+
+    thread = threading.Thread(target=answer_short, daemon=True)
+    thread.start()
+    with server, HttpClient(rps=0) as http, pytest.raises(UpstreamUnavailable) as caught:
+        http.get(f"http://127.0.0.1:{port}/crate/x/1.0.0/json")
+    thread.join(timeout=5)
+    message = str(caught.value)
+    assert f"127.0.0.1:{port} cut the download off before its end on all 2 attempts" in message
+    assert "truncated" in message and "Could not reach" not in message
+    assert UpstreamUnavailable.transient and http.request_count == 2
+
+
 def test_other_client_errors_are_not_retried(fake_docsrs, client):
     fake_docsrs.fail("/crate/", status=403, times=None, body=b"forbidden for bots")
     with pytest.raises(UpstreamRejected, match="HTTP 403: forbidden for bots") as caught:

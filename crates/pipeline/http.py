@@ -306,6 +306,13 @@ def _give_up(
             "Try again later.",
             **context,
         )
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        # The answer started and broke off: the server is there, its downloads are not arriving whole.
+        return UpstreamUnavailable(
+            f"{host} cut the download off before its end on all {attempts} attempts for {url} (a truncated "
+            f"body: {error}). Try again later.",
+            **context,
+        )
     return UpstreamUnavailable(
         f"Could not reach {host} after {attempts} attempts for {url} ({type(error).__name__}: {error}). "
         "Check the network or try again later.",
