@@ -118,12 +118,20 @@ _HTTP_CODES = {
 def _on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     message = str(exc)
     if isinstance(exc, AuthenticationError) and message == "Unauthorized":
-        message = "This endpoint needs an API key. " + AUTH_HINT
+        message = _missing_key_message(request)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     response = api.create_response(request, error_body(code, message), status=exc.status_code)
     if exc.status_code == 401:
         response["WWW-Authenticate"] = 'Bearer realm="ferrodex"'
     return response
+
+
+def _missing_key_message(request: HttpRequest) -> str:
+    """Why no key was found: none was sent, or one was sent with another scheme (``Token``, ``Basic``)."""
+    scheme = request.headers.get("Authorization", "").strip().partition(" ")[0]
+    if scheme and scheme.lower() != "bearer":
+        return f"The Authorization header uses the scheme {scheme[:30]!r}, not Bearer. " + AUTH_HINT
+    return "This endpoint needs an API key. " + AUTH_HINT
 
 
 def _on_404(request: HttpRequest, exc: Http404) -> HttpResponse:

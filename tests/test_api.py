@@ -88,6 +88,13 @@ def test_write_without_a_key_is_401_with_a_hint(client):
     assert not CrateJob.objects.exists()
 
 
+def test_a_key_sent_with_another_scheme_is_401_naming_the_scheme(client, key):
+    error = error_of(client.post("/crates", json={"name": "serde"}, headers={"Authorization": f"Token {key}"}),
+                     401, "unauthorized")
+    assert "uses the scheme 'Token', not Bearer" in error["message"] and "X-API-Key" in error["message"]
+    assert not CrateJob.objects.exists()
+
+
 @pytest.mark.parametrize(
     "headers",
     [
