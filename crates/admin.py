@@ -258,7 +258,7 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
             documents_url=reverse("admin:crates_document_changelist")
             + "?" + urlencode({"crate": crate.normalized_name}),
             search_url=reverse("admin:crates_document_search") + "?" + urlencode({"crate": crate.name}),
-            docs_rs_url=f"{settings.DOCSRS_BASE_URL}/crate/{crate.name}/{active[0].version if active else 'latest'}",
+            docs_rs_url=_docs_rs_url(crate=crate, active=active[0] if active else None),
         )
         return TemplateResponse(request, "portal/crate_detail.html", context)
 
@@ -504,3 +504,13 @@ class ApiKeyAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
                     {**context, "title": "API key created", "key": key, "plaintext": plaintext},
                 )
         return TemplateResponse(request, "portal/apikey_add.html", context)
+
+
+def _docs_rs_url(*, crate: Crate, active: CrateRelease | None) -> str:
+    """The crate's page on docs.rs; none for docs ingested from local files (a private crate has none).
+
+    A release fetched from docs.rs always records its download's digest; a local ingest has no download.
+    """
+    if active is None or not active.artifact_sha256:
+        return ""
+    return f"{settings.DOCSRS_BASE_URL}/crate/{crate.name}/{active.version}"

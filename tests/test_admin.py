@@ -646,3 +646,19 @@ def test_search_page_runs_the_hybrid_search_on_ingested_docs(admin_client, setti
     gone = admin_client.get(url, {"q": "parse a log level", "crate": "ferro-fixture"})
     assert "soft-deleted" in gone.context["error"] and not gone.context["results"]
     assert "ferro-fixture (soft-deleted)" in gone.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)  # the pipeline commits batch by batch
+def test_crate_page_links_docs_rs_only_for_docs_fetched_from_it(admin_client, settings):
+    from crates.pipeline.ingest import run_ingest
+    from crates.pipeline.types import NullProgress
+
+    settings.EMBEDDING_PROVIDER = "hash"
+    result = run_ingest(name="ferro-fixture", progress=NullProgress(), json_file=FIXTURE_JSON)
+    crate = CrateRelease.objects.get(pk=result.release_id).crate
+    local_page = admin_client.get(_url("crates_crate_change", crate.pk)).content.decode()
+    assert "docs.rs ↗" not in local_page  # a private crate has no page there
+
+    CrateRelease.objects.filter(pk=result.release_id).update(artifact_sha256="ab" * 32)  # as if fetched
+    fetched_page = admin_client.get(_url("crates_crate_change", crate.pk)).content.decode()
+    assert f'href="{settings.DOCSRS_BASE_URL}/crate/ferro-fixture/0.3.1"' in fetched_page
