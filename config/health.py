@@ -58,25 +58,13 @@ def _local_weights() -> Path | None:
     return weights if weights.is_file() else None
 
 
-def _model_name(provider: str) -> str:
-    """The model named on the releases this provider embeds: only the openai provider reads EMBEDDING_MODEL
-    (health said all-MiniLM-L6-v2 for the hash provider, whose releases say ferrodex-hash-v1)."""
-    if provider == "hash":
-        from crates.pipeline.embedders.hashing import MODEL_NAME
-
-        return MODEL_NAME
-    if provider == "local":
-        from crates.pipeline.embedders.local import MODEL_NAME
-
-        return MODEL_NAME
-    return settings.EMBEDDING_MODEL
-
-
 def _check_embedder() -> dict[str, Any]:
+    from crates.pipeline.embed import provider_model_name
+
     provider = settings.EMBEDDING_PROVIDER
     report: dict[str, Any] = {
         "provider": provider,
-        "model": _model_name(provider),
+        "model": provider_model_name(provider),
         "dimension": settings.EMBEDDING_DIMENSION,
         "loaded": _embedder_loaded(provider),
     }

@@ -61,6 +61,18 @@ def reset_embedders() -> None:
         _embedders.clear()
 
 
+def provider_model_name(provider: str) -> str:
+    """The model name the releases embedded by ``provider`` record, without building the embedder (which
+    loads a tokenizer or a model): only the openai provider reads EMBEDDING_MODEL."""
+    if provider == "hash":
+        from crates.pipeline.embedders.hashing import MODEL_NAME
+    elif provider == "local":
+        from crates.pipeline.embedders.local import MODEL_NAME
+    else:
+        return settings.EMBEDDING_MODEL
+    return MODEL_NAME
+
+
 def _build_embedder(name: str) -> Embedder:
     from crates.pipeline import embedders
 

@@ -196,7 +196,8 @@ def _remote_source(*, name: str, version: str, force: bool, progress: Progress, 
             return _Source(resolved=resolved, parsed=None, artifact=None, local=False,
                            http_requests=client.request_count, up_to_date=True, active_release_id=active.pk)
         unsaved = True
-    description = description or _description(resolved)
+    if description is None:
+        description = _description(resolved)
     progress.update(http_requests=client.request_count)
     progress.check_cancelled()
     parsed = _parse_artifact(artifact=artifact, version=resolved.version, progress=progress)
@@ -259,10 +260,9 @@ def _build_release(
     if source.artifact is not None:
         checkpoint["artifact_sha256"] = source.artifact.sha256
     save(dict(checkpoint))
-    progress.update(http_requests=source.http_requests)
     progress.stage("embed", f"chunking and embedding {len(items)} items", 20)
-    # Known before the model pass, which is most of a big crate's run on a CPU model.
-    progress.update(items_found=len(items))
+    # items_found is known before the model pass, which is most of a big crate's run on a CPU model.
+    progress.update(items_found=len(items), http_requests=source.http_requests)
     try:
         embedded = None
         if embed_first:
