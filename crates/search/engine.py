@@ -152,7 +152,7 @@ def _statements(
         if embedded is not None:
             model_name, vector = embedded
             vector = vector_statement(
-                scope=scope, vector=vector, depth=depth + depth // 3, release_ids=_vector_releases(scope, model_name)
+                scope=scope, vector=vector, depth=depth, release_ids=_vector_releases(scope, model_name)
             )
             if vector is not None:
                 statements["vector"] = vector

@@ -18,9 +18,11 @@ from crates.search.query import PathProbe
 from crates.search.scope import Scope, id_array
 from crates.textsearch import query_word_groups, tsquery_all_for, tsquery_for, tsquery_pairs_for
 
-# HNSW candidate list size: higher finds more true neighbours at some latency cost
-# (at 1M chunks, 100 cost ~30 ms a query on 2 cores, 40 about half).
-EF_SEARCH = 40
+# HNSW candidate list size: higher finds more true neighbours at some latency cost (at 1M chunks, 100 cost
+# ~30 ms a query on 2 cores, 40 about half). It equals the vector ranking's depth for the default limit of
+# 10 (engine.search): a longer list than the ranking keeps was ~1/3 of the scan's CPU (100k: ~3.1 -> ~2.2 ms
+# backend at 30) and left the fused figures on bench/queries as they were (Recall@5 0.908, MRR@10 0.809).
+EF_SEARCH = 30
 # Stop an iterative (filtered) scan after this many tuples; pgvector's default is 20000.
 MAX_SCAN_TUPLES = 40000
 # Up to this many chunks in scope, vector search computes every distance instead of using HNSW.
@@ -179,7 +181,7 @@ def vector_statement(*, scope: Scope, vector: list[float], depth: int, release_i
     # cannot see the LIMIT) and so would plan every search (~0.5 ms); both run alike (EXPLAIN ANALYZE, 100k).
     plan = "generic" if not exact and not kind_filter else ""
     if depth > EF_SEARCH:
-        # Rare (limit > 13): a bigger candidate list for this statement only. The statements of a
+        # A limit over 10: a bigger candidate list for this statement only. The statements of a
         # search run as one implicit transaction, so is_local ends with it; the reset covers an
         # enclosing transaction.
         return Statement(
