@@ -200,7 +200,7 @@ def _remote_source(*, name: str, version: str, force: bool, progress: Progress, 
         description = _description(resolved)
     progress.update(http_requests=client.request_count)
     progress.check_cancelled()
-    parsed = _parse_artifact(artifact=artifact, version=resolved.version, progress=progress)
+    parsed = _parse_artifact(artifact=artifact, package=resolved.name, version=resolved.version, progress=progress)
     return _Source(resolved=resolved, parsed=parsed, artifact=artifact, local=False,
                    http_requests=client.request_count, unsaved_artifact=unsaved, description=description)
 
@@ -215,14 +215,16 @@ def _active_release(*, name: str, version: str) -> CrateRelease | None:
     )
 
 
-def _parse_artifact(*, artifact: Artifact, version: str, progress: Progress) -> ParsedCrate:
+def _parse_artifact(*, artifact: Artifact, package: str, version: str, progress: Progress) -> ParsedCrate:
     progress.stage("parse", "parsing documentation", 15)
+    # Links in docs point where the item URLs stored for this release do (store.docs_url).
+    root = store.docs_root(package=package, version=version)
     if artifact.kind == "json":
-        return parse_rustdoc_json(artifact.body, version=version)
+        return parse_rustdoc_json(artifact.body, version=version, docs_root=root)
     pages = artifact.pages
     if artifact.kind == "zip" and not pages:
         pages = read_zip_pages(artifact.body, max_total_bytes=settings.MAX_DECOMPRESSED_BYTES)
-    return parse_html_pages(pages, version=version)
+    return parse_html_pages(pages, version=version, docs_root=root)
 
 
 def _unique_items(items: list[ParsedItem]) -> list[ParsedItem]:
