@@ -32,6 +32,8 @@ _PATH_LIKE_RE = re.compile(
     r"(?:[a-z]+@)?(?:::)?[A-Za-z_][A-Za-z0-9_]*(?:<[^<>]*>)?(?:::[A-Za-z_][A-Za-z0-9_]*(?:<[^<>]*>)?)*"
     r"(?:\(\)|!\(\)|!\[\]|!\{\}|!)?(?:#[A-Za-z0-9_.\-]*)?"
 )
+_BLOCK_STARTS = frozenset("`~[")
+_SPECIAL_RE = re.compile(r"[\\`\[!]")
 _URL_LIKE_RE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.\-]*:(?!:)|[/#.?])|\.html?\b|/")
 
 
@@ -133,6 +135,11 @@ class _Rewriter:
         previous_blank = True
         while i < len(lines):
             line = lines[i]
+            first = line.lstrip(" ")[:1]
+            if first not in _BLOCK_STARTS:  # most lines: neither a fence nor a definition
+                previous_blank = not line.strip()
+                i += 1
+                continue
             fence = _FENCE_RE.match(line)
             if fence and not (fence.group(1)[0] == "`" and "`" in fence.group(2)):
                 if text_start < i:
@@ -216,6 +223,14 @@ class _Rewriter:
         out: list[str] = []
         i, n = 0, len(text)
         while i < n:
+            # Jump over plain text: only these characters can start an escape, a code span or a link.
+            special = _SPECIAL_RE.search(text, i)
+            if special is None:
+                out.append(text[i:])
+                break
+            if special.start() > i:
+                out.append(text[i : special.start()])
+                i = special.start()
             char = text[i]
             if char == "\\" and i + 1 < n:
                 out.append(text[i : i + 2])
