@@ -324,9 +324,11 @@ def test_a_retry_wait_is_announced_with_its_end_and_a_countdown(fake_docsrs, raw
     texts = [text for _at, text in notices]
     assert texts[-1] is None  # the wait is over: the caller puts its own message back
     waiting = texts[:-1]
-    assert [re.search(r", in (\d+) s$", text)[1] for text in waiting] == ["3", "2", "1"]
-    start = re.compile(rf"HTTP 429 from {re.escape(host)} \(attempt 1 of \d+\); retrying at ")
-    assert all(start.match(text) for text in waiting)
+    assert [re.match(r"Retrying in (\d+) s ", text)[1] for text in waiting] == ["3", "2", "1"]
+    shape = re.compile(
+        rf"Retrying in \d s \(at \d\d:\d\d:\d\d UTC\) after HTTP 429 from {re.escape(host)} \(attempt 1 of \d+\)"
+    )
+    assert all(shape.fullmatch(text) for text in waiting), waiting
     assert len({re.search(r"at (\S+) UTC", text)[1] for text in waiting}) == 1  # the same instant each time
     # Refreshed once a second, not at every cancel check (the job writes what it is given).
     gaps = [b - a for (a, _), (b, _) in itertools.pairwise(notices[:-1])]

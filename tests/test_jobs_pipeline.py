@@ -110,7 +110,7 @@ def test_a_retry_wait_shows_a_countdown_and_when_it_will_retry(fake_docsrs, sett
 
         def waiting_message():
             message = CrateJob.objects.filter(pk=job.pk).values_list("stage_message", flat=True).first() or ""
-            if "retrying at" in message and message not in seen:
+            if message.startswith("Retrying in") and message not in seen:
                 seen.append(message)
             return len(seen) >= 3
 
@@ -118,10 +118,10 @@ def test_a_retry_wait_shows_a_countdown_and_when_it_will_retry(fake_docsrs, sett
         done = finished(job)
         assert done.status == "complete", f"{done.error_message}\n{worker.log()[-3000:]}"
         first = re.fullmatch(
-            r"HTTP 429 from \S+ \(attempt 1 of \d+\); retrying at (\d\d:\d\d:\d\d) UTC, in (\d) s"
-            r" \(.*ferro-fixture 0\.3\.1.*\)", seen[0])
+            r"Retrying in \d s \(at (\d\d:\d\d:\d\d) UTC\) after HTTP 429 from \S+ \(attempt 1 of \d+\); "
+            r".*ferro-fixture 0\.3\.1.*", seen[0])
         assert first, seen
-        countdown = [int(re.search(r", in (\d+) s", message)[1]) for message in seen]
+        countdown = [int(re.match(r"Retrying in (\d+) s", message)[1]) for message in seen]
         assert countdown == sorted(countdown, reverse=True) and len(set(countdown)) >= 3, seen
         assert {re.search(r"at (\S+) UTC", message)[1] for message in seen} == {first[1]}  # one instant, stated once
         assert done.attempts == 1  # the HTTP client's own retry, not a job retry

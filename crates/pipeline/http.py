@@ -46,9 +46,10 @@ class HttpClient:
     is called once per request too, so a job can count them. ``check_cancelled`` (a job's
     ``Progress.check_cancelled``) is called before every attempt and during the waits between them, so a
     cancelled job stops within a fraction of a second instead of after the whole retry budget.
-    ``on_wait`` is told what a wait between attempts is for and when it ends (a line such as "HTTP 429 from
-    docs.rs (attempt 1 of 5); retrying at 03:12:45 UTC, in 9 s"), again each second as it counts down, and
-    ``None`` once it is over, so what a job shows while it waits stays true.
+    ``on_wait`` is told when a wait between attempts ends and why it is waiting (a line such as "Retrying in
+    9 s (at 03:12:45 UTC) after HTTP 429 from docs.rs (attempt 1 of 6)": the countdown first, so a narrow
+    progress line still shows it), again each second as it counts down, and ``None`` once it is over, so what
+    a job shows while it waits stays true.
     """
 
     def __init__(
@@ -174,7 +175,7 @@ class HttpClient:
                 # The countdown changes once a second: the notice is refreshed no more often than that.
                 if self.on_wait is not None and math.ceil(left) != shown:
                     shown = math.ceil(left)
-                    self.on_wait(f"{why}; retrying at {until:%H:%M:%S} UTC, in {shown} s")
+                    self.on_wait(f"Retrying in {shown} s (at {until:%H:%M:%S} UTC) after {why}")
                 time.sleep(min(left, CANCEL_CHECK_SECONDS))
                 if self.check_cancelled is not None:
                     self.check_cancelled()

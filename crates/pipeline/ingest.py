@@ -228,7 +228,7 @@ class _WaitAwareProgress:
         self._progress.check_cancelled()
 
     def waiting(self, notice: str | None) -> None:
-        shown = self._message if notice is None else f"{notice} ({self._message})" if self._message else notice
+        shown = self._message if notice is None else f"{notice}; {self._message}" if self._message else notice
         self._progress.update(message=shown)
 
 
