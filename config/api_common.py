@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from django.conf import settings
 from django.http import HttpRequest
 from ninja import Field, Schema
 from ninja.errors import AuthenticationError, AuthorizationError
 from ninja.security import APIKeyHeader, HttpBearer
+from pydantic import BeforeValidator, StrictBool
 
 from crates import selectors
 from crates.apikeys import find_api_key, verify_api_key
@@ -37,6 +38,28 @@ AUTH_HINT = (
     "Send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>' "
     "(create one with 'manage.py create_api_key NAME' or in the admin)."
 )
+
+
+# Booleans are strict: pydantic's lax mode takes "yes", "on", "t" or 1 for true, so {"force": "yes"} or a typo
+# such as ?soft=flase would run a request the caller did not mean. A JSON body takes true/false only.
+BodyBool = StrictBool
+_QUERY_TRUE, _QUERY_FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
+
+
+def _query_bool(value: object) -> object:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _QUERY_TRUE:
+            return True
+        if text in _QUERY_FALSE:
+            return False
+    raise ValueError(f"must be true or false (or 1 / 0), not {str(value)[:40]!r}")
+
+
+# A query string carries text: true/false and 1/0 are the usual spellings, anything else is refused.
+QueryBool = Annotated[bool, BeforeValidator(_query_bool)]
 
 
 class ErrorBody(Schema):

@@ -13,7 +13,9 @@ from config.api_common import (
     MAX_SEARCH_LIMIT,
     READ_AUTH,
     WRITE_AUTH,
+    BodyBool,
     PageParams,
+    QueryBool,
     checked,
     crate_page,
     item_detail,
@@ -42,17 +44,17 @@ class CrateIn(Schema):
         max_length=MAX_NAME_INPUT,
         description="Exact SemVer version, or `latest` / omitted for the newest release.",
     )
-    force: bool = Field(False, description="Re-ingest even if this version is already stored and unchanged.")
+    force: BodyBool = Field(False, description="Re-ingest even if this version is already stored and unchanged.")
 
 
 class CrateListParams(PageParams):
     search: str | None = Field(None, max_length=MAX_CRATE_NAME_LENGTH * 2, description="Filter by name.")
-    include_deleted: bool = False
+    include_deleted: QueryBool = Field(False, description="Also list soft-deleted crates (true/false, 1/0).")
 
 
 class RemoveParams(Schema):
     version: str | None = Field(None, max_length=MAX_NAME_INPUT, description="Remove only this version's releases.")
-    soft: bool = Field(False, description="Hide the crate from list and search instead of deleting it.")
+    soft: QueryBool = Field(False, description="Hide the crate from list and search instead of deleting it.")
 
 
 class SearchParams(Schema):

@@ -355,7 +355,9 @@ def requeue_after_failure(*, job: CrateJob, message: str, error_type: str, delay
     with transaction.atomic():
         updated = running_job(job=job).update(
             status=Status.QUEUED, run_after=run_after, worker_id="", error_message=message,
-            error_type=error_type[:100], stage_message=f"Retrying in {delay:.0f} s: {message}"[:500],
+            # The message is written once and read for as long as the job waits: an absolute time stays true.
+            error_type=error_type[:100],
+            stage_message=f"Retrying at {run_after:%H:%M:%S} UTC (in {delay:.0f} s): {message}"[:500],
         )
         if updated:
             record_event(job_id=job.pk, event_type=EventType.RETRIED,

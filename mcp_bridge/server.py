@@ -20,7 +20,7 @@ from django.db import close_old_connections
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from config.api_common import (
     MAX_ITEM_PATH_LENGTH,
@@ -147,12 +147,14 @@ OptVersion = Annotated[
     Field(max_length=MAX_NAME_INPUT, description="Exact SemVer version such as '1.0.3'; omit for the newest"),
 ]
 JobId = Annotated[str, Field(max_length=100, description="A job id returned by add_rust_crate or remove_rust_crate")]
+# true/false only, as in the JSON API: lax validation would take "yes" or 1 and run what was not asked for.
+Flag = StrictBool
 
 
 def add_rust_crate(
     name: Name,
     version: OptVersion = None,
-    force: Annotated[bool, Field(description="Re-ingest even if this version is already stored")] = False,
+    force: Annotated[Flag, Field(description="Re-ingest even if this version is already stored")] = False,
 ) -> Annotated[CallToolResult, JobAccepted]:
     """Add a Rust crate's documentation (from docs.rs) to the index. Returns at once with a job id;
     ingestion runs in the background and takes seconds to minutes. Then call check_rust_status with
@@ -188,7 +190,7 @@ def list_rust_crates(
     page: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 1,
     page_size: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = 20,
     search: Annotated[str | None, Field(max_length=MAX_NAME_INPUT, description="Filter by crate name")] = None,
-    include_deleted: Annotated[bool, Field(description="Also list soft-deleted crates")] = False,
+    include_deleted: Annotated[Flag, Field(description="Also list soft-deleted crates")] = False,
 ) -> Annotated[CallToolResult, CratePage]:
     """List the crates in the index with their newest version, item counts and the state of their
     latest job. Use it to see whether a crate is already available before adding it."""
@@ -216,7 +218,7 @@ def remove_rust_crate(
         Field(max_length=MAX_NAME_INPUT, description="Remove only this exact version; omit for the whole crate"),
     ] = None,
     soft_delete: Annotated[
-        bool, Field(description="Hide the crate from list and search (reversible) instead of deleting it")
+        Flag, Field(description="Hide the crate from list and search (reversible) instead of deleting it")
     ] = False,
 ) -> Annotated[CallToolResult, JobAccepted]:
     """Remove a crate (or one version of it) from the index, in a background job. Returns the job at

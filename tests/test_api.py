@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 from ninja.testing import TestClient
 
 from config.api import api
@@ -198,6 +199,32 @@ def test_malformed_body_is_422_validation_error_with_field_messages(client, auth
     error = error_of(client.post("/crates", json=payload, headers=auth), 422, "validation_error")
     assert field in fields_of(error)
     assert all(f["message"] for f in error["details"]["fields"])
+
+
+@pytest.mark.parametrize("force", ["yes", "true", "on", 1, 0, "1", None, [], {}])
+def test_force_must_be_a_json_boolean(client, auth, force):
+    """Lax pydantic took "yes" and 1 for true: a request that did not say true must not force a re-ingest."""
+    error = error_of(client.post("/crates", json={"name": "serde", "force": force}, headers=auth), 422)
+    assert fields_of(error) == {"force"}
+    assert not CrateJob.objects.exists()
+
+
+@pytest.mark.parametrize(("value", "listed"), [("true", True), ("1", True), ("TRUE", True), ("false", False),
+                                               ("0", False)])
+def test_boolean_query_parameters_take_true_false_1_0(client, auth, value, listed):
+    crate = Crate.objects.create(name="hidden_one", deleted_at=timezone.now())
+    body = client.get("/crates", query_params={"include_deleted": value, "search": "hidden_one"}).json()
+    assert [c["name"] for c in body["items"]] == ([crate.name] if listed else [])
+
+
+@pytest.mark.parametrize("value", ["yes", "on", "t", "2", "", "flase", "truee"])
+def test_other_boolean_query_values_are_422_naming_the_field(client, auth, value):
+    assert fields_of(error_of(client.get("/crates", query_params={"include_deleted": value}), 422)) == {
+        "include_deleted"
+    }
+    error = error_of(client.delete("/crates/serde", query_params={"soft": value}, headers=auth), 422)
+    assert fields_of(error) == {"soft"}
+    assert not CrateJob.objects.exists()
 
 
 def test_body_that_is_not_json_is_a_4xx_in_the_error_shape(client, auth):

@@ -154,7 +154,10 @@ def test_synthetic_long_doc_loses_nothing_and_keeps_fences_balanced(counter, bud
         text = re.sub(r"```\w*", " ", text)
         return re.findall(r"[^\s]+", text)
 
-    expected = words(docs.replace("# use hidden::Setup;\n", "").replace("[`Link`]: crate::Link", ""))
+    # Chunks carry a link's text, not its brackets or destination.
+    expected = words(
+        docs.replace("# use hidden::Setup;\n", "").replace("[`Link`]: crate::Link", "").replace("[`Link`]", "`Link`")
+    )
     assert [w for body in bodies for w in words(body)] == expected
 
 
@@ -315,3 +318,18 @@ def test_chunk_counts_summed_from_parts_equal_counting_each_chunk_whole(real_ite
     for item in items:
         for chunk in chunk_item(item, max_tokens=254, count_tokens=counter):
             assert chunk.token_count == len(tokenizer.encode(chunk.text, add_special_tokens=False).ids)
+
+
+def test_chunks_carry_link_text_not_urls(counter, budget):
+    docs = (
+        "Returns a [`MutexGuard`](https://docs.rs/tokio/1.24.2/tokio/sync/struct.MutexGuard.html) once "
+        "[`lock`](https://docs.rs/tokio/1.24.2/tokio/sync/struct.Mutex.html#method.lock) succeeds; see [docs][d].\n\n"
+        "```rust\nlet v = [`Kept`](in::code);\n```\n\n[d]: https://example.com/docs"
+    )
+    (chunk,) = chunk_item(_item(docs=docs), max_tokens=budget, count_tokens=counter)
+    assert _body(chunk.text) == (
+        "Returns a `MutexGuard` once `lock` succeeds; see docs.\n\n```rust\nlet v = [`Kept`](in::code);\n```"
+    )
+    # The same text whatever the URLs: a release ingested from another mirror embeds identically.
+    moved = docs.replace("https://docs.rs/", "http://127.0.0.1:8893/")
+    assert chunk_item(_item(docs=moved), max_tokens=budget, count_tokens=counter) == [chunk]

@@ -5,9 +5,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import itertools
 import json
+import re
 import socket
 import struct
+import time
 import zipfile
 
 import pytest
@@ -306,6 +309,30 @@ def test_429_with_retry_after_is_retried_then_succeeds(fake_docsrs, client, raw_
     assert (first.status, second.status) == (429, 200)
     # Backoff is 0.01 s in tests: only Retry-After explains a one-second wait.
     assert 0.95 <= second.at - first.at < 1.9
+
+
+def test_a_retry_wait_is_announced_with_its_end_and_a_countdown(fake_docsrs, raw_json, settings):
+    settings.HTTP_BACKOFF_MAX = 10.0
+    fake_docsrs.add_crate(NAME, versions=[VERSION], json_bytes=zstd(raw_json))
+    fake_docsrs.fail(f"{CRATE}/json", status=429, times=1, headers={"Retry-After": "3"})
+    notices: list[tuple[float, str | None]] = []
+
+    with HttpClient(rps=0, on_wait=lambda text: notices.append((time.monotonic(), text))) as http:
+        fetch(http)
+
+    host = fake_docsrs.base_url.removeprefix("http://")
+    texts = [text for _at, text in notices]
+    assert texts[-1] is None  # the wait is over: the caller puts its own message back
+    waiting = texts[:-1]
+    assert [re.match(r"Retrying in (\d+) s ", text)[1] for text in waiting] == ["3", "2", "1"]
+    shape = re.compile(
+        rf"Retrying in \d s \(at \d\d:\d\d:\d\d UTC\) after HTTP 429 from {re.escape(host)} \(attempt 1 of \d+\)"
+    )
+    assert all(shape.fullmatch(text) for text in waiting), waiting
+    assert len({re.search(r"at (\S+) UTC", text)[1] for text in waiting}) == 1  # the same instant each time
+    # Refreshed once a second, not at every cancel check (the job writes what it is given).
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(notices[:-1])]
+    assert all(0.8 <= gap <= 1.3 for gap in gaps), gaps
 
 
 def test_retry_after_is_capped_at_the_backoff_maximum(fake_docsrs, client, raw_json, settings):

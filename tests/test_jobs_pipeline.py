@@ -6,6 +6,7 @@ model, no model load), the real HTTP client, store and activation.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -87,5 +88,42 @@ def test_cancel_is_observed_while_the_upstream_keeps_failing(fake_docsrs, settin
         assert latency < 2.0, latency
         assert fake_docsrs.count(json_path) < 6  # it did not spend the retry budget first
         assert not CrateRelease.objects.exists()
+    finally:
+        worker.stop()
+
+
+def test_a_retry_wait_shows_a_countdown_and_when_it_will_retry(fake_docsrs, settings, tmp_path):
+    """A 429 with Retry-After: the job's stage message says when the download will be tried again and counts
+    down (it used to say "Retrying in N s" once and keep saying it), then gives the stage its message back."""
+    settings.FERRODEX_INGEST_FUNCTION = "tests.pipelines.must_not_run"
+    fake_docsrs.add_crate("ferro-fixture", versions=["0.3.1"], json_bytes=zstd(ferro_fixture_json()))
+    json_path = "/crate/ferro-fixture/0.3.1/json"
+    fake_docsrs.fail(json_path, status=429, times=1, headers={"Retry-After": "4"})
+    worker = QCluster(
+        log_path=tmp_path / "qcluster.log",
+        env={**fake_docsrs.env(), "FERRODEX_INGEST_FUNCTION": "crates.pipeline.ingest.run_ingest",
+             "EMBEDDING_PROVIDER": "hash", "Q_WORKERS": "1", "HTTP_BACKOFF_MAX": "10"},
+    ).start()
+    try:
+        job = services.enqueue_ingest(name="ferro-fixture", requested_by="api").job
+        seen: list[str] = []
+
+        def waiting_message():
+            message = CrateJob.objects.filter(pk=job.pk).values_list("stage_message", flat=True).first() or ""
+            if message.startswith("Retrying in") and message not in seen:
+                seen.append(message)
+            return len(seen) >= 3
+
+        wait_for(waiting_message, timeout=30, interval=0.05, what="a counting-down retry notice")
+        done = finished(job)
+        assert done.status == "complete", f"{done.error_message}\n{worker.log()[-3000:]}"
+        first = re.fullmatch(
+            r"Retrying in \d s \(at (\d\d:\d\d:\d\d) UTC\) after HTTP 429 from \S+ \(attempt 1 of \d+\); "
+            r".*ferro-fixture 0\.3\.1.*", seen[0])
+        assert first, seen
+        countdown = [int(re.match(r"Retrying in (\d+) s", message)[1]) for message in seen]
+        assert countdown == sorted(countdown, reverse=True) and len(set(countdown)) >= 3, seen
+        assert {re.search(r"at (\S+) UTC", message)[1] for message in seen} == {first[1]}  # one instant, stated once
+        assert done.attempts == 1  # the HTTP client's own retry, not a job retry
     finally:
         worker.stop()

@@ -94,10 +94,12 @@ def logged_inserts(*, release_id: int) -> list[tuple[str, str, int]]:
 def release_snapshot(*, release: CrateRelease, crate: str) -> tuple[dict, dict]:
     """Everything an ingest decides about a release, keyed by (path, kind): documents, and chunks with vectors."""
     url_prefix = f"/{crate}/{release.version}/"
+    # The crate's name is in its URLs, and so in the links of its docs (and in the docs' content hash): the
+    # reference crate, the same artifact under another name, differs there only.
     documents = {
         (d["path"], d["kind"]): (
-            d["name"], d["parent_path"], d["signature"], d["docs"], d["deprecated"], d["deprecation_note"],
-            d["content_hash"], json.dumps(d["metadata"], sort_keys=True), d["url"].replace(url_prefix, "/CRATE/"),
+            d["name"], d["parent_path"], d["signature"], d["docs"].replace(url_prefix, "/CRATE/"), d["deprecated"],
+            d["deprecation_note"], json.dumps(d["metadata"], sort_keys=True), d["url"].replace(url_prefix, "/CRATE/"),
         )
         for d in Document.objects.filter(release=release).values()
     }

@@ -211,6 +211,9 @@ def test_transient_failure_retries_with_backoff_and_resumes_from_checkpoint(fake
     job.refresh_from_db()
     assert job.status == "queued" and job.attempts == 1 and job.run_after > timezone.now()
     assert job.error_type == "UpstreamUnavailable" and "503" in job.error_message
+    # Written once and read while the job waits: it says when, not only "in N s" (which would soon be false).
+    assert job.stage_message.startswith(f"Retrying at {job.run_after:%H:%M:%S} UTC (in ")
+    assert job.error_message in job.stage_message
     assert job.checkpoint["next"] == 20  # two committed batches
     # Not due yet: a wake-up finds nothing to do.
     assert run_next_job().startswith("idle")

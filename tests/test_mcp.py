@@ -186,6 +186,11 @@ def test_restore_undoes_a_soft_delete(ingested):
         ("get_rust_item", {"crate": "ferro_fixture", "path": "a\x00b"}, "Rust path"),
         ("get_rust_item", {"crate": "never_added", "path": "never_added::X"}, "never_added"),
         ("no_such_tool", {}, "Unknown tool"),
+        # booleans are strict, as in the JSON API: "yes" or 1 is not a request to force or to soft-delete
+        ("add_rust_crate", {"name": "serde", "force": "yes"}, "force"),
+        ("add_rust_crate", {"name": "serde", "force": 1}, "force"),
+        ("list_rust_crates", {"include_deleted": "on"}, "include_deleted"),
+        ("remove_rust_crate", {"name": "serde", "soft_delete": "y"}, "soft_delete"),
     ],
 )
 def test_bad_input_is_a_tool_error_with_a_clear_message(tool, arguments, message):

@@ -8,6 +8,7 @@ Fixtures in tests/fixtures/html (see its README): real rustdoc output only.
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -176,7 +177,9 @@ def test_trait_impls_exclude_auto_and_blanket_impls(items) -> None:
 def test_deprecated_items(items) -> None:
     old = _item(items, "ferro_fixture::run_blocking", "function")
     assert (old.deprecated, old.deprecation_note) == (True, "since 0.2.0: use `block_on` instead")
-    assert old.docs == "Old name of `block_on`."  # the deprecation notice is not part of the docs
+    # The deprecation notice is not part of the docs; the intra-doc link stays a link, relative to the docs
+    # root like the item URLs of a local `cargo doc` tree.
+    assert old.docs == "Old name of [`block_on`](ferro_fixture/fn.block_on.html)."
     reset = _item(items, "ferro_fixture::Counter::reset", "method")
     assert (reset.deprecated, reset.deprecation_note) == (True, "since 0.3.0: create a new counter instead")
     assert not _item(items, "ferro_fixture::block_on", "function").deprecated
@@ -197,7 +200,8 @@ def test_docs_keep_code_blocks_headings_and_inline_code(items) -> None:
     parse = _item(items, "ferro_fixture::parse_log_level", "function")
     assert parse.docs == (
         'Parses a log level such as `"warn"` into a number from 0 to 4.\n\n# Errors\n\n'
-        "Returns `crate::FixtureError::Invalid` when the text is not a level."
+        "Returns [`crate::FixtureError::Invalid`](ferro_fixture/enum.FixtureError.html#variant.Invalid) when the "
+        "text is not a level."
     )
     counter = _item(items, "ferro_fixture::Counter", "struct")
     assert "\n\n## Capacity\n\n" in counter.docs  # `## Capacity` in the source, an <h3> on the page
@@ -367,3 +371,18 @@ def test_old_layout_trait_macro_and_function() -> None:
 )
 def test_impl_trait_name(header: str, trait: str) -> None:
     assert impl_trait_name(header) == trait
+
+
+def test_links_in_docs_are_absolute_under_the_docs_root() -> None:
+    root = "https://docs.rs/log/0.4.17/"
+    items = _by_key(parse_html_pages(read_doc_dir(HTML / "log-0.4.17"), docs_root=root))
+    enabled = _item(items, "log::Log::enabled", "method")
+    assert "# For implementors" in enabled.docs  # a heading's link to itself is not a link
+    links = [
+        (item.path, url) for item in items.values() for url in re.findall(r"\]\((\S+?)\)", item.docs)
+    ]
+    assert len(links) > 20
+    # Relative hrefs are resolved against the page on docs.rs; other sites keep their absolute URLs.
+    assert all(url.startswith(("https://", "http://")) for _path, url in links), links
+    assert any(url.startswith(root + "log/") for _path, url in links)
+    assert not any("/src/" in url or url.endswith("#") for _path, url in links)  # no source links or "§" anchors

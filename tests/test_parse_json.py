@@ -15,6 +15,7 @@ import gzip
 import json
 import logging
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -664,3 +665,76 @@ def test_an_inlined_re_export_of_another_crates_item_gets_its_page(fixture_doc: 
     assert main.signature == "pub use ferro_macros::main;"
     assert "`ferro_macros` crate" in main.docs and main.metadata["reexport_of"] == "ferro_macros::main"
     assert f"{CRATE}::helper" not in by_path
+
+
+# ---------------------------------------------------------------- intra-doc links
+
+DOCS_ROOT = "https://docs.rs/ferro_fixture/0.3.1/"
+
+
+def test_intra_doc_links_become_links_to_the_items_pages(fixture_bytes: bytes) -> None:
+    items = {item.path: item for item in parse_rustdoc_json(fixture_bytes, docs_root=DOCS_ROOT).items}
+    counter = items["ferro_fixture::Counter"].docs
+    # A method, written `[`Counter::increment`]` in the source, links to its anchor on the type's page.
+    assert f"[`Counter::increment`]({DOCS_ROOT}ferro_fixture/struct.Counter.html#method.increment)" in counter
+    # An item defined in a private module links to its public page, where its own document points.
+    assert items["ferro_fixture::MAX_COUNT"].docs == (
+        f"The largest value a [`Counter`]({DOCS_ROOT}ferro_fixture/struct.Counter.html) can hold before it wraps."
+    )
+    assert f"[`crate::FixtureError::Invalid`]({DOCS_ROOT}ferro_fixture/enum.FixtureError.html#variant.Invalid)" in (
+        items["ferro_fixture::parse_log_level"].docs
+    )
+    # Every link target is the URL stored for an item of the crate.
+    urls = {DOCS_ROOT + item.url for item in items.values()}
+    for item in items.values():
+        for target in re.findall(r"\]\((\S+?)\)", item.docs):
+            assert target in urls, (item.path, target)
+
+
+def test_intra_doc_links_of_a_local_file_are_relative_like_its_item_urls(by_path: dict[str, ParsedItem]) -> None:
+    assert by_path["ferro_fixture::run_blocking"].docs == "Old name of [`block_on`](ferro_fixture/fn.block_on.html)."
+    assert by_path["ferro_fixture::block_on"].url == "ferro_fixture/fn.block_on.html"
+
+
+def _docs_of(doc: dict, path: str) -> str:
+    return {item.path: item for item in parse_rustdoc_json(doc, docs_root=DOCS_ROOT).items}[path].docs
+
+
+def _set_docs(doc: dict, item_id: str, docs: str, links: dict) -> None:
+    doc["index"][item_id]["docs"] = docs
+    doc["index"][item_id]["links"] = links
+
+
+def test_links_to_other_crates_use_their_html_root_url(fixture_doc: dict) -> None:
+    block_on = _find_id(fixture_doc, "block_on", "function")
+    from_id = next(key for key, value in fixture_doc["paths"].items() if value["path"] == ["core", "convert", "From"])
+    fixture_doc["paths"]["900001"] = {"crate_id": 2, "path": ["core", "option", "Option"], "kind": "enum"}
+    ready = ["core", "task", "poll", "Poll", "Ready"]
+    fixture_doc["paths"]["900002"] = {"crate_id": 2, "path": ready, "kind": "variant"}
+    fixture_doc["paths"]["900003"] = {"crate_id": 2, "path": ["core", "option"], "kind": "module"}
+    _set_docs(
+        fixture_doc, block_on,
+        "See [`From`], [`Option::take`], [ready](core::task::Poll::Ready \"title\"), the [module][m], "
+        "[`Missing`] and [`Nowhere`](crate::nowhere).\n\n[m]: core::option",
+        {"`From`": int(from_id), "`Option::take`": 900099, "core::task::Poll::Ready": 900002, "core::option": 900003,
+         "`Missing`": 900098},
+    )  # fmt: skip
+    docs = _docs_of(fixture_doc, "ferro_fixture::block_on")
+    core = "https://doc.rust-lang.org/1.95.0/core/"
+    assert docs == (
+        f"See [`From`]({core}convert/trait.From.html), "
+        # a method of another crate's type is not in `paths`: found through its owner, as rustdoc's page links it
+        f"[`Option::take`]({core}option/enum.Option.html#method.take), "
+        f"[ready]({core}task/poll/enum.Poll.html#variant.Ready), the [module]({core}option/index.html), "
+        # what rustdoc could not resolve keeps its text, without the brackets
+        "`Missing` and `Nowhere`."
+    )
+
+
+def test_a_crate_without_html_root_url_is_not_linked(fixture_doc: dict) -> None:
+    block_on = _find_id(fixture_doc, "block_on", "function")
+    fixture_doc["external_crates"]["77"] = {"name": "mio", "html_root_url": None, "path": ""}
+    fixture_doc["paths"]["900001"] = {"crate_id": 77, "path": ["mio", "Token"], "kind": "struct"}
+    _set_docs(fixture_doc, block_on, "A [`mio::Token`].", {"`mio::Token`": 900001})
+    docs = _docs_of(fixture_doc, "ferro_fixture::block_on")
+    assert docs == "A `mio::Token`."

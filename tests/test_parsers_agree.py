@@ -7,8 +7,11 @@ Documented normalisation, nothing else:
 * signatures: whitespace runs collapsed to one space (both parsers already emit one-line declarations;
   macros keep their lines in both);
 * docs: only the first paragraph is compared, after removing markdown syntax, because the JSON keeps the
-  author's markdown (``[`Counter`]`` intra-doc links, bare ```` ``` ```` fences) while the HTML gives what rustdoc
-  rendered (links resolved to text, ```` ```rust ```` fences, typographic quotes and apostrophes).
+  author's markdown (bare ```` ``` ```` fences, straight quotes) while the HTML gives what rustdoc rendered
+  (```` ```rust ```` fences, typographic quotes and apostrophes);
+* links in docs are compared on their own, and must be the same: the JSON parser resolves the author's
+  intra-doc links (``[`Counter`]``) from the ``links`` map, the HTML parser reads the hrefs rustdoc wrote, and
+  both make the URLs absolute under the same docs root.
 """
 
 from __future__ import annotations
@@ -97,3 +100,24 @@ def test_same_trait_impls_and_aliases(from_json, from_html) -> None:
         other = from_html[key]
         assert other.metadata.get("trait_impls") == item.metadata.get("trait_impls"), key
         assert other.metadata.get("aliases") == item.metadata.get("aliases"), key
+
+
+DOCS_ROOT = "https://docs.rs/ferro_fixture/0.3.1/"
+_LINK = re.compile(r"\[((?:[^\[\]]|\[[^\]]*\])*)\]\((\S+?)\)")
+
+
+def test_same_links_in_docs() -> None:
+    raw = zstandard.ZstdDecompressor().decompress(
+        (FIXTURES / "rustdoc" / "ferro_fixture.json.zst").read_bytes(), max_output_size=64 << 20
+    )
+    from_json = _by_key(parse_rustdoc_json(raw, version="0.3.1", docs_root=DOCS_ROOT))
+    from_html = _by_key(
+        parse_html_pages(read_doc_dir(FIXTURES / "html" / "ferro_fixture"), version="0.3.1", docs_root=DOCS_ROOT)
+    )
+    found = 0
+    for key, item in from_json.items():
+        links = _LINK.findall(item.docs)
+        assert _LINK.findall(from_html[key].docs) == links, key
+        assert all(url.startswith(DOCS_ROOT) for _text, url in links), key
+        found += len(links)
+    assert found >= 9  # every intra-doc link of the fixture crate

@@ -13,7 +13,9 @@ and overflows makes the item be packed again with a smaller budget, so no chunk 
 
 What is left out of chunk text (it stays in ``Document.docs``): rustdoc's hidden doctest lines
 (``# use foo;`` inside Rust code blocks, which docs.rs does not show either, so JSON and HTML
-sources chunk alike) and markdown link reference definitions (``[`Foo`]: crate::Foo``).
+sources chunk alike), markdown link reference definitions (``[`Foo`]: crate::Foo``) and link URLs: a link
+is chunked as its text (``[`lock`](https://docs.rs/…#method.lock)`` as ```lock```), since a URL would take a
+good share of the model's word-piece budget and put ``https``, ``docs``, ``rs``… into every keyword index.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from crates.pipeline.doclinks import link_text_only
 from crates.pipeline.types import ChunkData, ParsedItem
 
 if TYPE_CHECKING:
@@ -219,7 +222,7 @@ def _truncate_to(text: str, limit: int, count: CountTokens) -> str:
 
 
 def _body_markdown(item: ParsedItem) -> str:
-    docs = item.docs.replace("\r\n", "\n").replace("\r", "\n").strip()
+    docs = link_text_only(item.docs.replace("\r\n", "\n").replace("\r", "\n")).strip()
     if item.deprecated:
         note = item.deprecation_note.strip()
         deprecated = f"Deprecated: {note}" if note else "Deprecated."

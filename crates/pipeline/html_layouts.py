@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 
 from bs4 import BeautifulSoup, Tag
 
+from crates.pipeline.doclinks import link_text_only
 from crates.pipeline.html_markdown import (
     classes_of,
     code_text,
     docblock_markdown,
     find_by_class,
     inline_markdown,
+    links_relative_to,
     one_line,
 )
 from crates.pipeline.types import ParsedItem
@@ -75,13 +77,16 @@ _TAGS = re.compile(r"<[^>]+>")
 
 # Markup dropped before parsing because nothing reads it, and building it is most of the parse time:
 # highlighting spans inside rendered examples (only the text is kept), decoration links with their text
-# ("§" anchors, "Source" links, "ⓘ" tooltips), <wbr> hints, and link tags (links are kept as their text).
+# ("§" anchors, "Source" links, "ⓘ" tooltips), <wbr> hints, and the links of code headers, which rustdoc gives
+# a class (``<a class="struct" …>``; their text is kept). Links in doc blocks have none and stay links.
 _EXAMPLE_PRE = re.compile(rb"(<pre\s+class=[\"'][^\"']*\brust-example-rendered\b[^>]*>)(.*?)(</pre>)", re.S)
 _ANY_TAG = re.compile(rb"<[^>]*>")
 _DECORATION_LINK = re.compile(
     rb"<a\s[^>]*class=[\"'](?:anchor|doc-anchor|src|srclink|tooltip)\b[^\"']*[\"'][^>]*>.*?</a>", re.S
 )
-_LINK_TAG = re.compile(rb"</?a\b[^>]*>|<wbr\s*/?>")
+_CLASSED_LINK = re.compile(rb"<a\s[^>]*\bclass=[^>]*>(.*?)</a>", re.S)
+_WBR_TAG = re.compile(rb"<wbr\s*/?>")
+_LINK_ATTRS = re.compile(rb"<a\s[^>]*?\bhref=(\"[^\"]*\"|'[^']*')[^>]*>")
 
 _REEXPORTS_START = re.compile(rb"<h2\s+id=[\"']reexports[\"'][^>]*>")
 _CODE = re.compile(rb"<code>(.*?)</code>", re.S)
@@ -148,8 +153,17 @@ class ParsedPage:
     reexports: list[Reexport] = field(default_factory=list)
 
 
-def parse_page(data: bytes, page: PageRef) -> ParsedPage:
-    """All documents of one item or module page; no items when the page has no rustdoc main content."""
+def parse_page(data: bytes, page: PageRef, *, docs_root: str = "") -> ParsedPage:
+    """All documents of one item or module page; no items when the page has no rustdoc main content.
+
+    Links in docs get absolute URLs under ``docs_root`` (``https://docs.rs/log/0.4.17/``); empty, they stay
+    relative to the docs root, as ``ParsedItem.url`` is.
+    """
+    with links_relative_to(docs_root + page.url):
+        return _parse_page(data, page)
+
+
+def _parse_page(data: bytes, page: PageRef) -> ParsedPage:
     start_match = _MAIN_START.search(data)
     if start_match is None:
         return ParsedPage(page, [], "")
@@ -209,7 +223,9 @@ def _source_link(data: bytes, start: int, stop: int, page: PageRef) -> str:
 def _lighten(fragment: bytes) -> bytes:
     fragment = _EXAMPLE_PRE.sub(lambda m: m.group(1) + _ANY_TAG.sub(b"", m.group(2)) + m.group(3), fragment)
     fragment = _DECORATION_LINK.sub(b"", fragment)
-    return _LINK_TAG.sub(b"", fragment)
+    fragment = _CLASSED_LINK.sub(rb"\1", fragment)
+    fragment = _LINK_ATTRS.sub(rb"<a href=\1>", fragment)  # the title is not read
+    return _WBR_TAG.sub(b"", fragment)
 
 
 class _PageReader:
@@ -377,12 +393,17 @@ def _item_info(elements: list[Tag]) -> tuple[bool, str, str]:
             classes = classes_of(stab)
             if "deprecated" in classes and not deprecated:
                 deprecated = True
-                note = _deprecation_note(one_line(inline_markdown(stab)))
+                note = _deprecation_note(_plain(stab))
             elif "portability" in classes and not portability:
-                portability = one_line(inline_markdown(stab))
+                portability = _plain(stab)
         if "stab" in classes_of(element) and "deprecated" in classes_of(element) and not deprecated:
-            deprecated, note = True, _deprecation_note(one_line(inline_markdown(element)))
+            deprecated, note = True, _deprecation_note(_plain(element))
     return deprecated, note, portability
+
+
+def _plain(element: Tag) -> str:
+    """An item-info note as one line of text: notes are plain text in rustdoc JSON too."""
+    return one_line(link_text_only(inline_markdown(element)))
 
 
 def _deprecation_note(text: str) -> str:

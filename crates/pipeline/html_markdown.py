@@ -2,15 +2,21 @@
 
 The JSON parser keeps the author's markdown; these helpers rebuild markdown that reads the same way from the
 rendered page (fenced code blocks, ``#`` headings, lists, inline code), so documents from both sources chunk
-and embed alike. Links keep only their text: rustdoc has already resolved them to URLs the chunk cannot use.
+and embed alike. Links stay links, with absolute URLs (rustdoc writes them relative to the page): inside
+``links_relative_to(page_url)``, which the page parser opens for each page; outside it they keep their text only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 from bs4 import Tag
 from bs4.element import NavigableString, PreformattedString
+
+from crates.pipeline.doclinks import join_url, markdown_destination
 
 # Decorations rustdoc puts inside code headers and doc blocks that are not part of the code or prose:
 # "ⓘ" notable-trait and example tooltips, "§" anchors, "Source" links, "1.0.0" since-markers, copy buttons.
@@ -43,6 +49,20 @@ _INLINE_TAGS = frozenset(
 )  # fmt: skip
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _BLANK_LINES = re.compile(r"\n{3,}")
+# The URL of the page being converted (absolute, or relative to the docs root for a local `cargo doc` tree).
+# A context variable rather than a parameter of every converter below: one page's conversion is one call tree.
+_PAGE_URL: ContextVar[str | None] = ContextVar("ferrodex_html_page_url", default=None)
+_NOT_FOLLOWABLE = ("javascript:", "data:")
+
+
+@contextlib.contextmanager
+def links_relative_to(page_url: str) -> Iterator[None]:
+    """Keep links (``[text](url)``) while converting the page at ``page_url``, hrefs made absolute against it."""
+    token = _PAGE_URL.set(page_url)
+    try:
+        yield
+    finally:
+        _PAGE_URL.reset(token)
 
 
 def classes_of(tag: Tag) -> list[str]:
@@ -126,8 +146,32 @@ def _inline_tag(tag: Tag, parts: list[str]) -> None:
         parts.append(_wrap(inline_markdown(tag), "**"))
     elif name in ("del", "s", "strike"):
         parts.append(_wrap(inline_markdown(tag), "~~"))
+    elif name == "a":
+        parts.append(_link(tag))
     else:
         _collect_inline(tag, parts)
+
+
+def _link(tag: Tag) -> str:
+    text = inline_markdown(tag)
+    page_url = _PAGE_URL.get()
+    href = tag.get("href")
+    if page_url is None or not isinstance(href, str) or not href.strip() or not text.strip():
+        return text
+    href = href.strip()
+    if href.lower().startswith(_NOT_FOLLOWABLE) or (href.startswith("#") and _in_heading(tag)):
+        return text  # older rustdoc wraps a heading's text in a link to itself, as "§" does now
+    url = join_url(page_url, href)
+    if text.strip() in (href, url):
+        return text  # a bare URL written as such (`<https://…>`): Markdown renderers link it already
+    # Keep surrounding spaces outside the brackets, as with emphasis.
+    lead = text[: len(text) - len(text.lstrip())]
+    trail = text[len(text.rstrip()) :]
+    return f"{lead}[{text.strip()}]({markdown_destination(url)}){trail}"
+
+
+def _in_heading(tag: Tag) -> bool:
+    return any(parent.name in _HEADINGS for parent in tag.parents)
 
 
 def _wrap(text: str, marker: str) -> str:

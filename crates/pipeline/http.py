@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import logging
+import math
 import random
 import socket
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -45,6 +46,10 @@ class HttpClient:
     is called once per request too, so a job can count them. ``check_cancelled`` (a job's
     ``Progress.check_cancelled``) is called before every attempt and during the waits between them, so a
     cancelled job stops within a fraction of a second instead of after the whole retry budget.
+    ``on_wait`` is told when a wait between attempts ends and why it is waiting (a line such as "Retrying in
+    9 s (at 03:12:45 UTC) after HTTP 429 from docs.rs (attempt 1 of 6)": the countdown first, so a narrow
+    progress line still shows it), again each second as it counts down, and ``None`` once it is over, so what
+    a job shows while it waits stays true.
     """
 
     def __init__(
@@ -54,8 +59,10 @@ class HttpClient:
         max_retries: int | None = None,
         on_request: Callable[[], None] | None = None,
         check_cancelled: Callable[[], None] | None = None,
+        on_wait: Callable[[str | None], None] | None = None,
     ) -> None:
         self.rps = settings.RATE_LIMIT_RPS if rps is None else rps
+        self.on_wait = on_wait
         self.max_retries = settings.HTTP_MAX_RETRIES if max_retries is None else max(0, max_retries)
         self.timeout = settings.HTTP_TIMEOUT
         self.backoff_base = settings.HTTP_BACKOFF_BASE
@@ -143,7 +150,8 @@ class HttpClient:
             )
             if status == 429 and retry_after and self.rps > 0:
                 ratelimit.defer_host(host=host, seconds=delay)
-            self._sleep(delay)
+            reason = f"HTTP {status}" if status else type(error).__name__
+            self._sleep(delay, why=f"{reason} from {host} (attempt {attempt} of {attempts})")
         raise _give_up(url=url, host=host, status=status, error=error, attempts=attempts)
 
     def _before_request(self, host: str) -> None:
@@ -154,15 +162,26 @@ class HttpClient:
         if self.on_request is not None:
             self.on_request()
 
-    def _sleep(self, seconds: float) -> None:
+    def _sleep(self, seconds: float, *, why: str = "") -> None:
         """Wait between attempts; the backoff can reach HTTP_BACKOFF_MAX, too long to ignore a cancel."""
-        if self.check_cancelled is None:
+        if self.check_cancelled is None and self.on_wait is None:
             time.sleep(seconds)
             return
         deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(left, CANCEL_CHECK_SECONDS))
-            self.check_cancelled()
+        until = datetime.now(UTC) + timedelta(seconds=seconds)
+        shown: int | None = None
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                # The countdown changes once a second: the notice is refreshed no more often than that.
+                if self.on_wait is not None and math.ceil(left) != shown:
+                    shown = math.ceil(left)
+                    self.on_wait(f"Retrying in {shown} s (at {until:%H:%M:%S} UTC) after {why}")
+                time.sleep(min(left, CANCEL_CHECK_SECONDS))
+                if self.check_cancelled is not None:
+                    self.check_cancelled()
+        finally:
+            if self.on_wait is not None and shown is not None:
+                self.on_wait(None)
 
     def _retry_delay(self, *, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -172,8 +172,9 @@ def _refuse_another_library(*, crate_name: str, parsed: ParsedCrate) -> None:
 def _remote_source(*, name: str, version: str, force: bool, progress: Progress, checkpoint: dict) -> _Source:
     name = validate_crate_name(name)
     version = validate_version(version)
+    progress = _WaitAwareProgress(progress)
     client = HttpClient(on_request=lambda: progress.update(http_requests=client.request_count),
-                        check_cancelled=progress.check_cancelled)
+                        check_cancelled=progress.check_cancelled, on_wait=progress.waiting)
     if checkpoint.get("version"):
         version = checkpoint["version"]  # a resumed job finishes the version it started
     progress.stage("resolve", f"resolving {name} {version}", 0)
@@ -200,9 +201,35 @@ def _remote_source(*, name: str, version: str, force: bool, progress: Progress, 
         description = _description(resolved)
     progress.update(http_requests=client.request_count)
     progress.check_cancelled()
-    parsed = _parse_artifact(artifact=artifact, version=resolved.version, progress=progress)
+    parsed = _parse_artifact(artifact=artifact, package=resolved.name, version=resolved.version, progress=progress)
     return _Source(resolved=resolved, parsed=parsed, artifact=artifact, local=False,
                    http_requests=client.request_count, unsaved_artifact=unsaved, description=description)
+
+
+class _WaitAwareProgress:
+    """The caller's Progress, plus ``waiting``: while the HTTP client waits to retry, the stage message says
+    so with a countdown (HttpClient refreshes it once a second; the job runner writes it with its throttled
+    progress flush), and the message the stage had comes back when the wait is over."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._message = ""
+
+    def stage(self, name: str, message: str, percent: float) -> None:
+        self._message = message
+        self._progress.stage(name, message, percent)
+
+    def update(self, *, percent: float | None = None, message: str | None = None, **counters: int) -> None:
+        if message is not None:
+            self._message = message
+        self._progress.update(percent=percent, message=message, **counters)
+
+    def check_cancelled(self) -> None:
+        self._progress.check_cancelled()
+
+    def waiting(self, notice: str | None) -> None:
+        shown = self._message if notice is None else f"{notice}; {self._message}" if self._message else notice
+        self._progress.update(message=shown)
 
 
 def _active_release(*, name: str, version: str) -> CrateRelease | None:
@@ -215,14 +242,16 @@ def _active_release(*, name: str, version: str) -> CrateRelease | None:
     )
 
 
-def _parse_artifact(*, artifact: Artifact, version: str, progress: Progress) -> ParsedCrate:
+def _parse_artifact(*, artifact: Artifact, package: str, version: str, progress: Progress) -> ParsedCrate:
     progress.stage("parse", "parsing documentation", 15)
+    # Links in docs point where the item URLs stored for this release do (store.docs_url).
+    root = store.docs_root(package=package, version=version)
     if artifact.kind == "json":
-        return parse_rustdoc_json(artifact.body, version=version)
+        return parse_rustdoc_json(artifact.body, version=version, docs_root=root)
     pages = artifact.pages
     if artifact.kind == "zip" and not pages:
         pages = read_zip_pages(artifact.body, max_total_bytes=settings.MAX_DECOMPRESSED_BYTES)
-    return parse_html_pages(pages, version=version)
+    return parse_html_pages(pages, version=version, docs_root=root)
 
 
 def _unique_items(items: list[ParsedItem]) -> list[ParsedItem]:

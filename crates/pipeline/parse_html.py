@@ -44,8 +44,13 @@ _SIDEBAR_VERSION = re.compile(
 )
 
 
-def parse_html_pages(pages: Mapping[str, bytes], *, version: str = "", crate_name: str | None = None) -> ParsedCrate:
+def parse_html_pages(
+    pages: Mapping[str, bytes], *, version: str = "", crate_name: str | None = None, docs_root: str = ""
+) -> ParsedCrate:
     """Documents of one crate from its rustdoc HTML pages (relative posix path -> bytes).
+
+    ``docs_root``: where the pages are served (``https://docs.rs/log/0.4.17/``), for absolute link URLs in docs;
+    empty, links are relative to the docs root like ``ParsedItem.url`` (a local ``cargo doc`` tree).
 
     ``crate_name`` is the library name the pages live under (``serde_json``); a package name with ``-`` is
     accepted. Without it the crate is the one whose ``<name>/index.html`` is a crate root page.
@@ -65,7 +70,7 @@ def parse_html_pages(pages: Mapping[str, bytes], *, version: str = "", crate_nam
         if is_redirect(data):
             skipped_pages += 1
             continue
-        results.append(parse_page(data, page))
+        results.append(parse_page(data, page, docs_root=docs_root))
     parsed_pages = len(results)
     results, by_url = merge_reexported_pages(results)
     add_reexport_aliases(results, by_url)

@@ -34,10 +34,15 @@ class StoredItem:
     vectors: list[Sequence[float] | None]
 
 
+def docs_root(*, package: str, version: str) -> str:
+    """Where docs.rs serves a release's pages; item URLs and links in docs are under it."""
+    return f"{settings.DOCSRS_BASE_URL}/{package}/{version}/"
+
+
 def docs_url(*, package: str, version: str, relative: str, local: bool) -> str:
     if local or not relative:
         return relative
-    return f"{settings.DOCSRS_BASE_URL}/{package}/{version}/{relative}"
+    return docs_root(package=package, version=version) + relative
 
 
 def upsert_crate(*, resolved: ResolvedRelease) -> Crate:
