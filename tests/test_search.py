@@ -185,6 +185,15 @@ def test_a_path_only_hit_gets_its_first_chunk_as_snippet():
     assert any("/* snippets */" in q for q in sent)
 
 
+def test_snippets_show_link_text_not_intra_doc_link_syntax():
+    from crates.search.engine import _snippet
+
+    text = "tokio::sync::Mutex::lock\nLocks this mutex; returns a [`MutexGuard`] (see [`try_lock`](Self::try_lock))."
+    assert _snippet(text, path="tokio::sync::Mutex::lock", signature="") == (
+        "Locks this mutex; returns a `MutexGuard` (see `try_lock`)."
+    )
+
+
 def test_one_item_with_many_chunks_appears_once():
     hits = search_docs(query="runtime builder worker threads blocking pool", limit=10)
     assert paths(hits).count("tokio::runtime::Builder") == 1

@@ -13,9 +13,11 @@ and overflows makes the item be packed again with a smaller budget, so no chunk 
 
 What is left out of chunk text (it stays in ``Document.docs``): rustdoc's hidden doctest lines
 (``# use foo;`` inside Rust code blocks, which docs.rs does not show either, so JSON and HTML
-sources chunk alike), markdown link reference definitions (``[`Foo`]: crate::Foo``) and link URLs: a link
-is chunked as its text (``[`lock`](https://docs.rs/…#method.lock)`` as ```lock```), since a URL would take a
-good share of the model's word-piece budget and put ``https``, ``docs``, ``rs``… into every keyword index.
+sources chunk alike), markdown link reference definitions (``[`Foo`]: crate::Foo``) and the URLs that
+``Document.docs`` gives links: rustdoc JSON items are chunked from their markdown as written
+(``ParsedItem.chunk_docs``, where intra-doc links name paths), HTML items with each link as its text
+(``[`lock`](https://docs.rs/…#method.lock)`` as ```lock```), since a URL would take a good share of the model's
+word-piece budget and put ``https``, ``docs``, ``rs``… into every keyword index.
 """
 
 from __future__ import annotations
@@ -222,7 +224,11 @@ def _truncate_to(text: str, limit: int, count: CountTokens) -> str:
 
 
 def _body_markdown(item: ParsedItem) -> str:
-    docs = link_text_only(item.docs.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    # Chunks from rustdoc JSON keep the author's intra-doc links as written (``[`Sender`]``,
+    # ``[`lock`](Self::lock)``: paths, no URLs). Measured on bench/queries, reducing them to their text cost
+    # fused Recall@5 0.908 -> 0.895 (one query out of the top 5). HTML docs carry URLs: chunks get the text.
+    docs = item.chunk_docs if item.chunk_docs is not None else link_text_only(item.docs)
+    docs = docs.replace("\r\n", "\n").replace("\r", "\n").strip()
     if item.deprecated:
         note = item.deprecation_note.strip()
         deprecated = f"Deprecated: {note}" if note else "Deprecated."

@@ -835,6 +835,7 @@ class _LinkTargets:
             raw = self.index.get(str(item.metadata.get("rustdoc_id")))
             links = raw.get("links") if isinstance(raw, dict) else None
             links = links if isinstance(links, dict) else {}
+            item.chunk_docs = item.docs
             item.docs = doclinks.resolve_links(
                 item.docs, resolve=lambda key, links=links: self.url(key, links), page_url=self.docs_root + item.url
             )

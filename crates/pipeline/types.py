@@ -25,6 +25,9 @@ class ParsedItem:
     deprecated: bool = False
     deprecation_note: str = ""
     metadata: dict = field(default_factory=dict)
+    # The docs as chunks see them when they differ from ``docs``: rustdoc JSON's markdown as the author wrote it,
+    # before its intra-doc links became URLs (see crates.pipeline.chunk._body_markdown).
+    chunk_docs: str | None = None
 
     def content_hash(self) -> str:
         payload = json.dumps(

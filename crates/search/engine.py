@@ -15,6 +15,7 @@ from django.db.backends.utils import CursorWrapper
 from psycopg import errors as psycopg_errors
 
 from crates.errors import InvalidInput
+from crates.pipeline.doclinks import link_text_only
 from crates.search.embedding import embed_query
 from crates.search.query import ParsedQuery, parse_query
 from crates.search.scope import STAMP_SQL, Scope, forget_catalog, id_array, search_scope
@@ -321,7 +322,7 @@ def rankings_for(*, query: str, scope: Scope, depth: int, signals: tuple[str, ..
 
 def _snippet(text: str, *, path: str, signature: str) -> str:
     """The chunk text without the header lines that repeat the path and signature."""
-    lines = text.splitlines()
+    lines = link_text_only(text).splitlines()  # a chunk from rustdoc JSON keeps intra-doc link syntax
     while lines and (not lines[0].strip() or path in lines[0] or (signature and lines[0].strip() in signature)):
         lines.pop(0)
     body = " ".join(" ".join(lines).split()) or " ".join(text.split())
