@@ -34,6 +34,8 @@ _PATH_LIKE_RE = re.compile(
 )
 _BLOCK_STARTS = frozenset("`~[")
 _SPECIAL_RE = re.compile(r"[\\`\[!]")
+# A line that may open a fence or be a link reference definition (see _Rewriter._segments).
+_BLOCK_LINE_RE = re.compile(r"^ {0,3}[`~\[]", re.MULTILINE)
 _URL_LIKE_RE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.\-]*:(?!:)|[/#.?])|\.html?\b|/")
 
 
@@ -106,6 +108,8 @@ class _Rewriter:
     # ------------------------------------------------------------ lines: fences and definitions
 
     def run(self, markdown: str) -> str:
+        if not _BLOCK_LINE_RE.search(markdown):  # most docs: no fence, no definition, one run of text
+            return self._inline(markdown)
         lines = markdown.split("\n")
         segments = self._segments(lines)
         for kind, start, _end in segments:
