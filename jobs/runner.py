@@ -398,6 +398,8 @@ def _complete_message(*, job: CrateJob, result: dict, counters: dict) -> str:
                 f"{result.get('chunks', 0)} chunks")
     name = result.get("crate_name") or job.crate_name
     version = result.get("version") or job.requested_version
+    if result.get("up_to_date") and result.get("restored"):
+        return f"{name} {version} is already up to date; restored it (it was soft-deleted): listed and searchable again"
     if result.get("up_to_date"):
         return f"{name} {version} is already up to date; nothing to do (force re-ingests it)"
     return (f"Indexed {name} {version}: {counters.get('documents', 0)} documents, {counters.get('chunks', 0)} "

@@ -420,6 +420,30 @@ def test_remote_json_ingest_costs_three_requests_and_a_refresh_is_one_conditiona
     assert Crate.objects.count() == 1
 
 
+def test_adding_a_soft_deleted_crate_whose_release_is_current_restores_it(fake_docsrs):
+    from crates.selectors import search_docs
+    from crates.services import remove_crate
+    from jobs.models import CrateJob
+    from jobs.runner import _complete_message
+    from tests.fakes import ferro_fixture_json, zstd
+
+    fake_docsrs.add_crate("ferro-fixture", versions=["0.3.1"], json_bytes=zstd(ferro_fixture_json()))
+    first = run_ingest(name="ferro-fixture", progress=NullProgress())
+    remove_crate(name="ferro-fixture", soft=True)
+
+    again = run_ingest(name="ferro-fixture", progress=NullProgress())
+
+    # The same as when a new release is made (activate_release): the crate is listed and searchable again.
+    assert Crate.objects.get().deleted_at is None
+    assert search_docs(query="Counter", crate="ferro-fixture")
+    assert again.up_to_date and again.restored and again.release_id == first.release_id
+    job = CrateJob(operation=CrateJob.Operation.INGEST, crate_name="ferro-fixture", requested_version="latest")
+    message = _complete_message(job=job, result={"up_to_date": True, "restored": True, "version": "0.3.1"}, counters={})
+    assert "restored" in message and "nothing to do" not in message
+    # A crate that was not hidden reports plainly.
+    assert not run_ingest(name="ferro-fixture", progress=NullProgress()).restored
+
+
 def test_remote_html_only_ingest_goes_through_the_download_zip(fake_docsrs):
     from tests.fakes import ferro_fixture_doc_zip
 

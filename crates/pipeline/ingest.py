@@ -65,6 +65,8 @@ class IngestResult:
     items_processed: int = 0
     items_skipped_by_checkpoint: int = 0
     up_to_date: bool = False
+    # An up-to-date ingest of a soft-deleted crate restores it, as making a release does.
+    restored: bool = False
 
 
 def batch_size_for(total_items: int) -> int:
@@ -93,10 +95,12 @@ def run_ingest(
     else:
         source = _remote_source(name=name, version=version, force=force, progress=progress, checkpoint=checkpoint)
     if source.up_to_date:
-        progress.stage("done", f"{source.resolved.name} {source.resolved.version} is already up to date", 100)
+        restored = source.active_release_id is not None and store.reveal_crate(release_id=source.active_release_id)
+        note = " (restored: it was soft-deleted)" if restored else ""
+        progress.stage("done", f"{source.resolved.name} {source.resolved.version} is already up to date{note}", 100)
         return IngestResult(
             crate_name=source.resolved.name, version=source.resolved.version, release_id=source.active_release_id,
-            http_requests=source.http_requests, up_to_date=True,
+            http_requests=source.http_requests, up_to_date=True, restored=restored,
         )
     return _build_release(
         source=source, embedder=embedder, progress=progress, checkpoint=checkpoint, save=save, job_id=job_id
