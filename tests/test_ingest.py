@@ -464,6 +464,26 @@ def test_release_without_docs_fails_with_a_clear_message_and_stores_nothing(fake
     assert not CrateRelease.objects.exists()
 
 
+def test_a_release_without_docs_names_the_other_versions_to_ask_for(fake_docsrs):
+    from crates.errors import NoDocumentation
+    from tests.fakes import ferro_fixture_json, zstd
+
+    fake_docsrs.add_crate(
+        "ferro-fixture", versions=["0.2.0", "0.3.0", "0.3.1", "0.4.0-rc.1"], yanked=["0.3.2"],
+        json_bytes=zstd(ferro_fixture_json()),
+    )  # fmt: skip
+    fake_docsrs.set_release("ferro-fixture", "0.3.1", json_bytes=None, doc_status=False)  # docs.rs build failed
+
+    with pytest.raises(NoDocumentation) as caught:
+        run_ingest(name="ferro-fixture", progress=NullProgress())  # "latest" is 0.3.1
+
+    message = str(caught.value)
+    assert "docs.rs has no documentation for ferro-fixture 0.3.1" in message
+    assert message.endswith("Ask for another version instead, e.g. 0.3.0, 0.2.0, 0.4.0-rc.1.")
+    assert caught.value.context["available"] == ["0.3.0", "0.2.0", "0.4.0-rc.1"]
+    assert run_ingest(name="ferro-fixture", version="0.3.0", progress=NullProgress()).version == "0.3.0"
+
+
 def test_unknown_crate_fails_before_any_docs_rs_request(fake_docsrs):
     from crates.errors import CrateNotFound
 

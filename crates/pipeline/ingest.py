@@ -19,9 +19,9 @@ from uuid import UUID
 from django.conf import settings
 from django.db import connection, transaction
 
-from crates.errors import Cancelled, FerrodexError, InvalidInput
+from crates.errors import Cancelled, FerrodexError, InvalidInput, NoDocumentation
 from crates.models import CrateRelease, Document
-from crates.names import normalize_crate_name, validate_crate_name, validate_version
+from crates.names import is_prerelease, normalize_crate_name, validate_crate_name, validate_version
 from crates.pipeline import store
 from crates.pipeline.archive import read_zip_pages
 from crates.pipeline.chunk import chunk_item, token_counter
@@ -37,7 +37,7 @@ from crates.pipeline.fetch import decode_json_body, fetch_docs, load_cached_arti
 from crates.pipeline.http import HttpClient
 from crates.pipeline.parse_html import parse_html_pages, read_doc_dir
 from crates.pipeline.parse_json import parse_rustdoc_json
-from crates.pipeline.resolve import describe_release, resolve_release
+from crates.pipeline.resolve import VERSIONS_IN_MESSAGES, describe_release, resolve_release
 from crates.pipeline.types import Artifact, ParsedCrate, ParsedItem, Progress, ResolvedRelease
 
 logger = logging.getLogger(__name__)
@@ -194,8 +194,11 @@ def _remote_source(*, name: str, version: str, force: bool, progress: Progress, 
         artifact = load_cached_artifact(name=resolved.name, version=resolved.version)
     if artifact is None:
         progress.stage("fetch", f"downloading docs of {resolved.name} {resolved.version} from docs.rs", 5)
-        artifact = fetch_docs(name=resolved.name, version=resolved.version, client=client,
-                              etag=active.etag if refresh else "", progress=progress)
+        try:
+            artifact = fetch_docs(name=resolved.name, version=resolved.version, client=client,
+                                  etag=active.etag if refresh else "", progress=progress)
+        except NoDocumentation as exc:
+            raise _with_other_versions(exc, resolved=resolved) from exc
         if refresh and (artifact.not_modified or artifact.sha256 == active.artifact_sha256):
             return _Source(resolved=resolved, parsed=None, artifact=None, local=False,
                            http_requests=client.request_count, up_to_date=True, active_release_id=active.pk)
@@ -207,6 +210,20 @@ def _remote_source(*, name: str, version: str, force: bool, progress: Progress, 
     parsed = _parse_artifact(artifact=artifact, version=resolved.version, progress=progress)
     return _Source(resolved=resolved, parsed=parsed, artifact=artifact, local=False,
                    http_requests=client.request_count, unsaved_artifact=unsaved, description=description)
+
+
+def _with_other_versions(exc: NoDocumentation, *, resolved: ResolvedRelease) -> NoDocumentation:
+    """Name the versions one could ask for instead: "latest" picks the newest release even when docs.rs failed
+    to build it, and neither the user nor an agent can know which older one has docs."""
+    others = [v for v in resolved.available_versions if v != resolved.version]
+    # Stable releases first (newest first): a prerelease is rarely what was meant, and is often unbuilt too.
+    others = sorted(others, key=is_prerelease)[:VERSIONS_IN_MESSAGES]
+    if not others:
+        return exc
+    return NoDocumentation(
+        f"{exc.message} Ask for another version instead, e.g. {', '.join(others)}.",
+        **{**exc.context, "available": others},
+    )
 
 
 def _active_release(*, name: str, version: str) -> CrateRelease | None:
