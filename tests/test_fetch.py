@@ -512,6 +512,23 @@ def test_other_client_errors_are_not_retried(fake_docsrs, client):
     assert fake_docsrs.count() == 1
 
 
+def test_an_html_error_page_is_reported_by_its_text_not_its_markup(fake_docsrs, client):
+    page = (
+        b"<!doctype html><html><head><title>Blocked</title><style>body{color:red}</style></head>"
+        b"<body><script>track()</script><h1>Access denied</h1>\n\n<p>Your client &amp; IP are blocked.</p>"
+        + b"<p>" + b"x" * 5000 + b"</p></body></html>"
+    )
+    fake_docsrs.fail("/crate/", status=403, times=None, body=page, headers={"Content-Type": "text/html"})
+
+    with pytest.raises(UpstreamRejected) as caught:
+        client.get(f"{fake_docsrs.base_url}{CRATE}/json")
+
+    message = str(caught.value)
+    assert "HTTP 403: Access denied Your client & IP are blocked. xxx" in message
+    assert "<" not in message and "track()" not in message and "color:red" not in message
+    assert message.endswith("…") and len(message) < 400
+
+
 def test_404_raises_unless_allowed(fake_docsrs, client):
     url = f"{fake_docsrs.base_url}/crate/nothing/1.0.0/json"
     with pytest.raises(NotFound):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import html
 import logging
 import random
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -336,12 +338,28 @@ def _check_status(response: requests.Response, *, url: str, allow_404: bool) -> 
         if allow_404:
             return response
         raise NotFound(f"{url} does not exist (HTTP 404).", url=url)
-    snippet = response.content[:200].decode("utf-8", "replace").strip()
+    snippet = _error_text(response)
     raise UpstreamRejected(
         f"{_host(url)} refused {url} with HTTP {status}" + (f": {snippet}" if snippet else "."),
         url=url,
         status=status,
     )
+
+
+def _error_text(response: requests.Response, *, limit: int = 200) -> str:
+    """What an error answer says, for the message: the text of an HTML page (a proxy's or a CDN's 403 page is
+    mostly markup and styles), whitespace collapsed, cut at ``limit`` characters."""
+    text = response.content[:ERROR_BODY_BYTES].decode("utf-8", "replace")
+    if "html" in response.headers.get("Content-Type", "").lower() or text.lstrip()[:1] == "<":
+        text = _HTML_NOISE.sub(" ", text)
+        text = _HTML_TAG.sub(" ", text)
+        text = html.unescape(text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+_HTML_NOISE = re.compile(r"<(script|style|head)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
+_HTML_TAG = re.compile(r"<[^>]*>")
 
 
 def _give_up(
