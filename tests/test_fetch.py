@@ -490,6 +490,26 @@ def test_a_cancel_is_seen_while_a_body_trickles_in(settings, slow_server):
     assert time.monotonic() - cancel_at < 1.0
 
 
+def test_a_cancel_is_seen_while_a_server_stays_silent(settings, slow_server):
+    import time
+
+    from crates.errors import Cancelled
+
+    settings.HTTP_TIMEOUT = 4.0  # the wait for an answer: a cancel must not sit it out
+    server = slow_server(headers_only=True)
+    cancel_at = time.monotonic() + 0.5
+
+    def check_cancelled() -> None:
+        if time.monotonic() > cancel_at:
+            raise Cancelled("The job was cancelled.")
+
+    with HttpClient(rps=0, check_cancelled=check_cancelled) as http, pytest.raises(Cancelled):
+        http.get(server.url)
+
+    assert time.monotonic() - cancel_at < 1.0
+    assert server.accepted == 1
+
+
 def test_a_server_that_never_answers_is_reported_as_silent_not_unreachable(settings, slow_server):
     settings.HTTP_TIMEOUT = 0.3
     settings.HTTP_MAX_RETRIES = 1

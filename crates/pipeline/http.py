@@ -13,7 +13,9 @@ import html
 import logging
 import random
 import re
+import select
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -124,9 +126,13 @@ class HttpClient:
             self._before_request(host)
             retry_after: float | None = None
             try:
-                response = self.session.get(
-                    url, headers=dict(headers or {}), timeout=self.timeout, stream=True, allow_redirects=False
-                )
+                _waiting.check_cancelled = self.check_cancelled
+                try:
+                    response = self.session.get(
+                        url, headers=dict(headers or {}), timeout=self.timeout, stream=True, allow_redirects=False
+                    )
+                finally:
+                    _waiting.check_cancelled = None
                 status, error = response.status_code, None
                 if status != 429 and status < 500:
                     _read_body(
@@ -205,16 +211,55 @@ def _quickack(sock: socket.socket | None) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
 
 
+class _Waiting(threading.local):
+    # The job's cancel check while this thread sends a request: the connection classes below cannot be handed
+    # it through requests, and a thread only ever waits on its own request.
+    check_cancelled: Callable[[], None] | None = None
+
+
+_waiting = _Waiting()
+
+
+def _await_answer(sock: socket.socket | None, *, timeout: float | None) -> None:
+    """Wait for the answer's first bytes in short slices, calling the job's cancel check in between.
+
+    A server that accepts and stays silent would otherwise hold a cancelled job for the whole HTTP_TIMEOUT
+    (30 s by default) per attempt. Raises TimeoutError at ``timeout``, as the read itself would.
+    """
+    check = _waiting.check_cancelled
+    if check is None or sock is None or (hasattr(sock, "pending") and sock.pending()):
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        check()
+        wait = CANCEL_CHECK_SECONDS if deadline is None else min(CANCEL_CHECK_SECONDS, deadline - time.monotonic())
+        if wait <= 0:
+            raise TimeoutError("timed out")
+        try:
+            readable, _, _ = select.select([sock], [], [], wait)
+        except (OSError, ValueError):  # closed under us: let the read report it
+            return
+        if readable:
+            return
+
+
 class _QuickAckHTTPConnection(HTTPConnection):
     def getresponse(self, *args, **kwargs):
         _quickack(self.sock)
+        _await_answer(self.sock, timeout=_seconds(self.timeout))
         return super().getresponse(*args, **kwargs)
 
 
 class _QuickAckHTTPSConnection(HTTPSConnection):
     def getresponse(self, *args, **kwargs):
         _quickack(self.sock)
+        _await_answer(self.sock, timeout=_seconds(self.timeout))
         return super().getresponse(*args, **kwargs)
+
+
+def _seconds(timeout: object) -> float | None:
+    """urllib3 sets the connection's timeout to the read timeout (a number, or its default sentinel)."""
+    return float(timeout) if isinstance(timeout, int | float) else None
 
 
 class _QuickAckHTTPPool(HTTPConnectionPool):
