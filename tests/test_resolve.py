@@ -82,6 +82,16 @@ def test_yanked_explicit_version_errors_listing_alternatives(fake_docsrs, client
     assert fake_docsrs.docsrs_requests() == []
 
 
+def test_a_yanked_version_suggests_stable_releases_before_prereleases(fake_docsrs, client):
+    fake_docsrs.add_crate("ferro-fixture", versions=["0.3.1", "0.4.0-rc.1"], yanked=["0.3.2"])
+
+    with pytest.raises(VersionYanked) as caught:
+        resolve_release(name="ferro-fixture", version="0.3.2", client=client)
+
+    assert "Use one of: 0.3.1, 0.4.0-rc.1, or 'latest'." in str(caught.value)
+    assert caught.value.context["available"] == ["0.3.1", "0.4.0-rc.1"]
+
+
 def test_missing_version_lists_the_newest_available(fake_docsrs, client):
     versions = [f"1.0.{patch}" for patch in range(15)]
     fake_docsrs.add_crate("many", versions=versions, yanked=["1.0.15"])

@@ -136,7 +136,8 @@ def choose_version(*, name: str, version: str, entries: list[IndexVersion]) -> I
             available=[e.version for e in usable[:VERSIONS_IN_MESSAGES]],
         )
     if match.yanked:
-        alternatives = [e.version for e in usable]
+        # Stable releases first: the advice should be what "latest" would take, not a newer release candidate.
+        alternatives = sorted((e.version for e in usable), key=is_prerelease)
         hint = f"Use one of: {_listing(alternatives)}, or 'latest'." if alternatives else "All versions are yanked."
         raise VersionYanked(
             f"{name} {match.version} was yanked from crates.io. {hint}",
