@@ -364,6 +364,27 @@ def test_ingest_crate_command_refuses_a_directory_as_json_file(tmp_path):
         call_command("ingest_crate", "x", "--json-file", str(tmp_path), stderr=io.StringIO())
 
 
+def test_removing_the_last_version_removes_the_crate():
+    from crates.errors import CrateNotFound
+    from crates.selectors import list_crates, search_docs
+    from crates.services import remove_crate
+
+    widget = item("qa_two::Widget", "struct", "pub struct Widget", "A widget.")
+    store_release(crate="qa-two", version="1.0.0", items=[widget])
+    store_release(crate="qa-two", version="1.1.0", items=[widget])
+
+    first = remove_crate(name="qa-two", version="1.1.0")
+    assert not first.get("crate_removed") and Crate.objects.get().latest_version == "1.0.0"
+    last = remove_crate(name="QA_two", version="1.0.0")
+
+    # Not an empty crate left listed with no version, whose search said "an ingest may still be running".
+    assert not Crate.objects.exists()
+    assert last["crate_removed"] and last["releases"] == 1
+    assert list_crates(search="qa-two").total == 0
+    with pytest.raises(CrateNotFound, match="not indexed"):
+        search_docs(query="Widget", crate="qa-two")
+
+
 def test_local_docs_of_another_library_do_not_replace_a_stored_crate():
     run_ingest(name="ferro-fixture", progress=NullProgress(), json_file=FIXTURE_JSON)
     serialize = item("serde::Serialize", "trait", "pub trait Serialize", "")
