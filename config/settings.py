@@ -115,6 +115,9 @@ CRATES_API_URL = env_str("CRATES_API_URL", "https://crates.io").rstrip("/")
 FERRODEX_CONTACT = env_str("FERRODEX_CONTACT", "ops@ferrodex.invalid")
 HTTP_USER_AGENT = f"Ferrodex/0.1 (Rust docs indexer; +{FERRODEX_CONTACT})"
 HTTP_TIMEOUT = env_float("HTTP_TIMEOUT", 30.0)
+# HTTP_TIMEOUT bounds each wait for bytes; this bounds a whole body, which a server trickling bytes could
+# otherwise stretch without end (the job stays running, its heartbeat fresh).
+HTTP_DOWNLOAD_TIMEOUT = env_float("HTTP_DOWNLOAD_TIMEOUT", 600.0)
 HTTP_MAX_RETRIES = env_int("HTTP_MAX_RETRIES", 5)
 HTTP_BACKOFF_BASE = env_float("HTTP_BACKOFF_BASE", 0.5)
 HTTP_BACKOFF_MAX = env_float("HTTP_BACKOFF_MAX", 30.0)

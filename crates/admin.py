@@ -25,6 +25,7 @@ from crates.admin_common import PortalAdminMixin, ReadOnlyAdminMixin, job_admin_
 from crates.apikeys import create_api_key, revoke_api_key
 from crates.errors import FerrodexError
 from crates.models import ApiKey, Chunk, Crate, CrateRelease, Document
+from crates.names import normalize_crate_name
 from crates.selectors import search_docs
 from crates.services import remove_crate, restore_crate
 from crates.templatetags.portal import format_age, status_badge_html
@@ -82,6 +83,16 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
     search_help_text = "Crate name or words from its description."
     actions = ["refresh_selected", "soft_delete_selected", "restore_selected", "hard_delete_selected"]
     list_per_page = 50
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        """Also by the lookup key, as the API, MCP and the Jobs list do: 'serde-json' finds serde_json
+        (crates.io treats '-' and '_' as one name; Django's word search would only match the literal)."""
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if not term or " " in term:
+            return results, may_have_duplicates
+        by_key = queryset.filter(normalized_name__icontains=normalize_crate_name(term))
+        return results | by_key, may_have_duplicates
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         active = CrateRelease.objects.filter(crate=OuterRef("pk"), state=CrateRelease.State.ACTIVE).order_by(

@@ -96,8 +96,17 @@ def _kind_rank(kind: str) -> int:
     return _KIND_PREFERENCE.index(kind) if kind in _KIND_PREFERENCE else len(_KIND_PREFERENCE)
 
 
+_GENERIC_ARGS = re.compile(r"<[^<>]*>")
+
+
 def _clean_item_path(path: object) -> str:
     text = clean_query(path)
+    # Paths are stored without generic arguments; agents copy them from code ('Mutex<T>', 'Vec::<u8>::new').
+    for _ in range(8):  # nested ones go innermost first; a bound keeps hostile input cheap
+        text, stripped = _GENERIC_ARGS.subn("", text)
+        if not stripped:
+            break
+    text = re.sub(r"::(?:\s*::)+", "::", text)
     text = re.sub(r"\(.*\)$", "", text).strip().rstrip("!").strip()
     text = re.sub(r"\s*::\s*", "::", text)
     return re.sub(r"\s+", "::", text.strip(":"))  # "Mutex lock" -> "Mutex::lock"

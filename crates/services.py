@@ -63,6 +63,12 @@ def remove_crate(*, name: str, version: str | None = None, soft: bool = False) -
                 raise VersionNotFound(f"{crate.name} {version} is not stored in Ferrodex.", name=crate.name)
             counts = _counts(releases)
             releases.delete()
+            if not crate.releases.exists():
+                # Its last version (nothing building either): an empty crate would stay listed with no version,
+                # and searching it would say "an ingest may still be running".
+                crate.delete()
+                logger.info("removed crate %s version=%s, its last: %s", name, version, counts)
+                return {"crate": crate.name, "soft": False, "version": version, "crate_removed": True, **counts}
             remaining = CrateRelease.objects.filter(crate=crate, state=CrateRelease.State.ACTIVE)
             crate.latest_version = max(
                 remaining.values_list("version", flat=True), key=semver_key, default=""

@@ -393,11 +393,14 @@ def _complete_message(*, job: CrateJob, result: dict, counters: dict) -> str:
     if job.operation == CrateJob.Operation.REMOVE:
         if result.get("soft"):
             return f"Hid {result.get('crate', job.crate_name)} from list and search (restore to undo)"
+        last = "; it was the last version, so the crate is gone too" if result.get("crate_removed") else ""
         return (f"Removed {result.get('crate', job.crate_name)} {result.get('version') or '(all versions)'}: "
                 f"{result.get('releases', 0)} releases, {result.get('documents', 0)} documents, "
-                f"{result.get('chunks', 0)} chunks")
+                f"{result.get('chunks', 0)} chunks{last}")
     name = result.get("crate_name") or job.crate_name
     version = result.get("version") or job.requested_version
+    if result.get("up_to_date") and result.get("restored"):
+        return f"{name} {version} is already up to date; restored it (it was soft-deleted): listed and searchable again"
     if result.get("up_to_date"):
         return f"{name} {version} is already up to date; nothing to do (force re-ingests it)"
     return (f"Indexed {name} {version}: {counters.get('documents', 0)} documents, {counters.get('chunks', 0)} "

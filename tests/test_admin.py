@@ -388,6 +388,15 @@ def test_bulk_retry_action(admin_client, failed_job):
 
 
 # --- crates -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("term", ["serde-json", "Serde_Json", "SERDE-J", "serde_json"])
+def test_crate_list_search_treats_dash_underscore_and_case_as_one_name(admin_client, crate, term):
+    serde_json = Crate.objects.create(name="serde_json", description="A JSON serialization file format")
+    found = admin_client.get(_url("crates_crate_changelist"), {"q": term})
+    assert list(found.context["cl"].result_list) == [serde_json]
+    by_description = admin_client.get(_url("crates_crate_changelist"), {"q": "fixture crate"})
+    assert list(by_description.context["cl"].result_list) == [crate]
+
+
 def test_crate_list_shows_the_active_release_and_latest_job(admin_client, crate):
     job = _job("running", crate_name="ferro_fixture", progress=10)
     Crate.objects.create(name="gone_crate", deleted_at=timezone.now())

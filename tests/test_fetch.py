@@ -421,12 +421,159 @@ def test_a_download_cut_off_before_its_end_is_reported_as_truncated_not_unreacha
     assert UpstreamUnavailable.transient and http.request_count == 2
 
 
+class _SlowServer:
+    """A raw socket server: ``headers_only`` sends nothing after the request; otherwise it promises 100 kB and
+    trickles one byte every 50 ms (never idle for long, so only a whole-download limit can stop it), for at most
+    ``seconds`` before it hangs up."""
+
+    def __init__(self, *, headers_only: bool = False, seconds: float = 4.0) -> None:
+        import threading
+
+        self.headers_only = headers_only
+        self.seconds = seconds
+        self.accepted = 0
+        self.stop = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/crate/x/1.0.0/json"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import time
+
+        while not self.stop.is_set():
+            try:
+                conn, _addr = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            with conn:
+                conn.recv(65536)
+                if not self.headers_only:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+                until = time.monotonic() + self.seconds
+                while not self.stop.wait(0.05) and time.monotonic() < until:
+                    if not self.headers_only:
+                        try:
+                            conn.sendall(b"x")
+                        except OSError:
+                            break
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+@pytest.fixture
+def slow_server():
+    servers = []
+
+    def start(**kwargs) -> _SlowServer:
+        servers.append(_SlowServer(**kwargs))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_a_body_trickling_in_is_cut_off_at_the_download_timeout(settings, slow_server):
+    import time
+
+    settings.HTTP_DOWNLOAD_TIMEOUT = 1.0
+    settings.HTTP_TIMEOUT = 5.0  # never reached: a byte arrives every 50 ms
+    settings.HTTP_MAX_RETRIES = 1
+    settings.HTTP_BACKOFF_BASE = 0.01
+    server = slow_server()
+
+    started = time.monotonic()
+    with HttpClient(rps=0) as http, pytest.raises(UpstreamUnavailable) as caught:
+        http.get(server.url)
+
+    assert time.monotonic() - started < 3
+    message = str(caught.value)
+    assert "too slowly" in message and "HTTP_DOWNLOAD_TIMEOUT" in message
+    assert caught.value.transient
+    assert http.request_count == 1 == server.accepted  # another try would take as long again: the job decides
+
+
+def test_a_cancel_is_seen_while_a_body_trickles_in(settings, slow_server):
+    import time
+
+    from crates.errors import Cancelled
+
+    settings.HTTP_TIMEOUT = 5.0
+    server = slow_server()
+    cancel_at = time.monotonic() + 0.5
+
+    def check_cancelled() -> None:
+        if time.monotonic() > cancel_at:
+            raise Cancelled("The job was cancelled.")
+
+    with HttpClient(rps=0, check_cancelled=check_cancelled) as http, pytest.raises(Cancelled):
+        http.get(server.url)
+
+    assert time.monotonic() - cancel_at < 1.0
+
+
+def test_a_cancel_is_seen_while_a_server_stays_silent(settings, slow_server):
+    import time
+
+    from crates.errors import Cancelled
+
+    settings.HTTP_TIMEOUT = 4.0  # the wait for an answer: a cancel must not sit it out
+    server = slow_server(headers_only=True)
+    cancel_at = time.monotonic() + 0.5
+
+    def check_cancelled() -> None:
+        if time.monotonic() > cancel_at:
+            raise Cancelled("The job was cancelled.")
+
+    with HttpClient(rps=0, check_cancelled=check_cancelled) as http, pytest.raises(Cancelled):
+        http.get(server.url)
+
+    assert time.monotonic() - cancel_at < 1.0
+    assert server.accepted == 1
+
+
+def test_a_server_that_never_answers_is_reported_as_silent_not_unreachable(settings, slow_server):
+    settings.HTTP_TIMEOUT = 0.3
+    settings.HTTP_MAX_RETRIES = 1
+    settings.HTTP_BACKOFF_BASE = 0.01
+    server = slow_server(headers_only=True)
+
+    with HttpClient(rps=0) as http, pytest.raises(UpstreamUnavailable) as caught:
+        http.get(server.url)
+
+    message = str(caught.value)
+    assert "accepted the connection but sent nothing for 0.3 s (HTTP_TIMEOUT) on all 2 attempts" in message
+    assert "Could not reach" not in message
+
+
 def test_other_client_errors_are_not_retried(fake_docsrs, client):
     fake_docsrs.fail("/crate/", status=403, times=None, body=b"forbidden for bots")
     with pytest.raises(UpstreamRejected, match="HTTP 403: forbidden for bots") as caught:
         client.get(f"{fake_docsrs.base_url}{CRATE}/json")
     assert not caught.value.transient
     assert fake_docsrs.count() == 1
+
+
+def test_an_html_error_page_is_reported_by_its_text_not_its_markup(fake_docsrs, client):
+    page = (
+        b"<!doctype html><html><head><title>Blocked</title><style>body{color:red}</style></head>"
+        b"<body><script>track()</script><h1>Access denied</h1>\n\n<p>Your client &amp; IP are blocked.</p>"
+        + b"<p>" + b"x" * 5000 + b"</p></body></html>"
+    )
+    fake_docsrs.fail("/crate/", status=403, times=None, body=page, headers={"Content-Type": "text/html"})
+
+    with pytest.raises(UpstreamRejected) as caught:
+        client.get(f"{fake_docsrs.base_url}{CRATE}/json")
+
+    message = str(caught.value)
+    assert "HTTP 403: Access denied Your client & IP are blocked. xxx" in message
+    assert "<" not in message and "track()" not in message and "color:red" not in message
+    assert message.endswith("…") and len(message) < 400
 
 
 def test_404_raises_unless_allowed(fake_docsrs, client):

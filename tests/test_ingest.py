@@ -364,6 +364,27 @@ def test_ingest_crate_command_refuses_a_directory_as_json_file(tmp_path):
         call_command("ingest_crate", "x", "--json-file", str(tmp_path), stderr=io.StringIO())
 
 
+def test_removing_the_last_version_removes_the_crate():
+    from crates.errors import CrateNotFound
+    from crates.selectors import list_crates, search_docs
+    from crates.services import remove_crate
+
+    widget = item("qa_two::Widget", "struct", "pub struct Widget", "A widget.")
+    store_release(crate="qa-two", version="1.0.0", items=[widget])
+    store_release(crate="qa-two", version="1.1.0", items=[widget])
+
+    first = remove_crate(name="qa-two", version="1.1.0")
+    assert not first.get("crate_removed") and Crate.objects.get().latest_version == "1.0.0"
+    last = remove_crate(name="QA_two", version="1.0.0")
+
+    # Not an empty crate left listed with no version, whose search said "an ingest may still be running".
+    assert not Crate.objects.exists()
+    assert last["crate_removed"] and last["releases"] == 1
+    assert list_crates(search="qa-two").total == 0
+    with pytest.raises(CrateNotFound, match="not indexed"):
+        search_docs(query="Widget", crate="qa-two")
+
+
 def test_local_docs_of_another_library_do_not_replace_a_stored_crate():
     run_ingest(name="ferro-fixture", progress=NullProgress(), json_file=FIXTURE_JSON)
     serialize = item("serde::Serialize", "trait", "pub trait Serialize", "")
@@ -420,6 +441,30 @@ def test_remote_json_ingest_costs_three_requests_and_a_refresh_is_one_conditiona
     assert Crate.objects.count() == 1
 
 
+def test_adding_a_soft_deleted_crate_whose_release_is_current_restores_it(fake_docsrs):
+    from crates.selectors import search_docs
+    from crates.services import remove_crate
+    from jobs.models import CrateJob
+    from jobs.runner import _complete_message
+    from tests.fakes import ferro_fixture_json, zstd
+
+    fake_docsrs.add_crate("ferro-fixture", versions=["0.3.1"], json_bytes=zstd(ferro_fixture_json()))
+    first = run_ingest(name="ferro-fixture", progress=NullProgress())
+    remove_crate(name="ferro-fixture", soft=True)
+
+    again = run_ingest(name="ferro-fixture", progress=NullProgress())
+
+    # The same as when a new release is made (activate_release): the crate is listed and searchable again.
+    assert Crate.objects.get().deleted_at is None
+    assert search_docs(query="Counter", crate="ferro-fixture")
+    assert again.up_to_date and again.restored and again.release_id == first.release_id
+    job = CrateJob(operation=CrateJob.Operation.INGEST, crate_name="ferro-fixture", requested_version="latest")
+    message = _complete_message(job=job, result={"up_to_date": True, "restored": True, "version": "0.3.1"}, counters={})
+    assert "restored" in message and "nothing to do" not in message
+    # A crate that was not hidden reports plainly.
+    assert not run_ingest(name="ferro-fixture", progress=NullProgress()).restored
+
+
 def test_remote_html_only_ingest_goes_through_the_download_zip(fake_docsrs):
     from tests.fakes import ferro_fixture_doc_zip
 
@@ -438,6 +483,26 @@ def test_release_without_docs_fails_with_a_clear_message_and_stores_nothing(fake
     with pytest.raises(NoDocumentation, match="no documentation"):
         run_ingest(name="ferro-fixture", progress=NullProgress())
     assert not CrateRelease.objects.exists()
+
+
+def test_a_release_without_docs_names_the_other_versions_to_ask_for(fake_docsrs):
+    from crates.errors import NoDocumentation
+    from tests.fakes import ferro_fixture_json, zstd
+
+    fake_docsrs.add_crate(
+        "ferro-fixture", versions=["0.2.0", "0.3.0", "0.3.1", "0.4.0-rc.1"], yanked=["0.3.2"],
+        json_bytes=zstd(ferro_fixture_json()),
+    )  # fmt: skip
+    fake_docsrs.set_release("ferro-fixture", "0.3.1", json_bytes=None, doc_status=False)  # docs.rs build failed
+
+    with pytest.raises(NoDocumentation) as caught:
+        run_ingest(name="ferro-fixture", progress=NullProgress())  # "latest" is 0.3.1
+
+    message = str(caught.value)
+    assert "docs.rs has no documentation for ferro-fixture 0.3.1" in message
+    assert message.endswith("Ask for another version instead, e.g. 0.3.0, 0.2.0, 0.4.0-rc.1.")
+    assert caught.value.context["available"] == ["0.3.0", "0.2.0", "0.4.0-rc.1"]
+    assert run_ingest(name="ferro-fixture", version="0.3.0", progress=NullProgress()).version == "0.3.0"
 
 
 def test_unknown_crate_fails_before_any_docs_rs_request(fake_docsrs):

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
+from werkzeug.wrappers import Response
 
-from crates.errors import CrateNotFound, InvalidCrateName, InvalidVersion, VersionNotFound, VersionYanked
+from crates.errors import (
+    CrateNotFound,
+    InvalidCrateName,
+    InvalidVersion,
+    UpstreamRejected,
+    VersionNotFound,
+    VersionYanked,
+)
 from crates.pipeline.http import HttpClient
 from crates.pipeline.resolve import resolve_release
 
@@ -71,6 +80,16 @@ def test_yanked_explicit_version_errors_listing_alternatives(fake_docsrs, client
     assert caught.value.context["available"] == ["0.3.1", "0.1.0"]
     assert not caught.value.transient
     assert fake_docsrs.docsrs_requests() == []
+
+
+def test_a_yanked_version_suggests_stable_releases_before_prereleases(fake_docsrs, client):
+    fake_docsrs.add_crate("ferro-fixture", versions=["0.3.1", "0.4.0-rc.1"], yanked=["0.3.2"])
+
+    with pytest.raises(VersionYanked) as caught:
+        resolve_release(name="ferro-fixture", version="0.3.2", client=client)
+
+    assert "Use one of: 0.3.1, 0.4.0-rc.1, or 'latest'." in str(caught.value)
+    assert caught.value.context["available"] == ["0.3.1", "0.4.0-rc.1"]
 
 
 def test_missing_version_lists_the_newest_available(fake_docsrs, client):
@@ -170,3 +189,37 @@ def test_requests_identify_the_product_and_contact(fake_docsrs, client, settings
     agents = {r.headers.get("User-Agent") for r in fake_docsrs.requests}
     assert agents == {settings.HTTP_USER_AGENT}
     assert "Ferrodex" in settings.HTTP_USER_AGENT and settings.FERRODEX_CONTACT in settings.HTTP_USER_AGENT
+
+
+def _index_route(lines: list[dict | str]):
+    body = "\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n"
+    return lambda _request: Response(body, content_type="text/plain")
+
+
+def test_index_lines_without_yanked_or_with_new_fields_are_read_like_cargo(fake_docsrs, client):
+    # cargo reads 'yanked' as optional (absent = not yanked) and ignores fields it does not know.
+    fake_docsrs.add_route(
+        "/index/od/di/oddidx",
+        _index_route(
+            [
+                {"name": "oddidx", "vers": "1.0.0", "deps": [], "cksum": "00", "features": {}},
+                {"name": "oddidx", "vers": "1.1.0", "features2": {"x": ["dep:y"]}, "v": 2, "rust_version": "1.60"},
+                {"name": "oddidx", "vers": "1.2.0", "yanked": True},
+            ]
+        ),
+    )
+
+    release = resolve_release(name="oddidx", version="latest", client=client)
+
+    assert release.version == "1.1.0"
+    assert release.available_versions == ["1.1.0", "1.0.0"]
+
+
+def test_an_index_file_with_no_readable_line_is_not_reported_as_a_missing_crate(fake_docsrs, client):
+    fake_docsrs.add_route("/index/od/di/oddidx", _index_route(["not json", '["a list"]', {"name": "oddidx"}]))
+
+    with pytest.raises(UpstreamRejected, match="exists but holds no version entry") as caught:
+        resolve_release(name="oddidx", version="latest", client=client)
+
+    assert not isinstance(caught.value, CrateNotFound)
+    assert "CRATES_INDEX_URL" in caught.value.message

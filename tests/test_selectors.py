@@ -67,6 +67,9 @@ def test_get_item_by_exact_path_lists_its_methods():
         ("tokio::sync::Mutex::lock()", "tokio::sync::Mutex::lock"),
         ("Mutex lock", "tokio::sync::Mutex::lock"),
         ("tokio::task::spawn", "tokio::spawn"),  # alias of a function
+        ("tokio::sync::Mutex<T>", "tokio::sync::Mutex"),  # generic arguments, as written in code
+        ("Mutex<Vec<u8>>::lock", "tokio::sync::Mutex::lock"),
+        ("tokio::sync::Mutex::<T>::try_lock()", "tokio::sync::Mutex::try_lock"),  # turbofish
     ],
 )
 def test_get_item_resolves_suffixes_aliases_and_case(path, expected):

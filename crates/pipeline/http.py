@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import html
 import logging
 import math
 import random
+import re
+import select
 import socket
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urljoin, urlsplit
 
@@ -23,6 +27,7 @@ from django.conf import settings
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
 from crates.errors import ArtifactTooLarge, NotFound, RateLimited, UpstreamRejected, UpstreamUnavailable
 from crates.pipeline import ratelimit
@@ -37,6 +42,10 @@ ERROR_BODY_BYTES = 64 * 1024
 CANCEL_CHECK_SECONDS = 0.1
 # requests' own exceptions for "the request or the body transfer failed on the way": worth another try.
 TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
+class DownloadTooSlow(requests.Timeout):
+    """The body kept coming, too slowly to finish within HTTP_DOWNLOAD_TIMEOUT (a per-read timeout never fires)."""
 
 
 class HttpClient:
@@ -65,6 +74,7 @@ class HttpClient:
         self.on_wait = on_wait
         self.max_retries = settings.HTTP_MAX_RETRIES if max_retries is None else max(0, max_retries)
         self.timeout = settings.HTTP_TIMEOUT
+        self.download_timeout = settings.HTTP_DOWNLOAD_TIMEOUT
         self.backoff_base = settings.HTTP_BACKOFF_BASE
         self.backoff_max = settings.HTTP_BACKOFF_MAX
         self.on_request = on_request
@@ -123,15 +133,28 @@ class HttpClient:
             self._before_request(host)
             retry_after: float | None = None
             try:
-                response = self.session.get(
-                    url, headers=dict(headers or {}), timeout=self.timeout, stream=True, allow_redirects=False
-                )
+                _waiting.check_cancelled = self.check_cancelled
+                try:
+                    response = self.session.get(
+                        url, headers=dict(headers or {}), timeout=self.timeout, stream=True, allow_redirects=False
+                    )
+                finally:
+                    _waiting.check_cancelled = None
                 status, error = response.status_code, None
                 if status != 429 and status < 500:
-                    _read_body(response, url=url, max_bytes=max_bytes)
+                    _read_body(
+                        response,
+                        url=url,
+                        max_bytes=max_bytes,
+                        deadline=time.monotonic() + self.download_timeout,
+                        check_cancelled=self.check_cancelled,
+                    )
                     return response
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 response.close()
+            except DownloadTooSlow as exc:
+                # Another attempt would take as long again: let the job's own retry, with its backoff, decide.
+                raise _give_up(url=url, host=host, status=None, error=exc, attempts=attempt) from exc
             except TRANSPORT_ERRORS as exc:
                 status, error = None, exc
             except requests.RequestException as exc:
@@ -207,16 +230,55 @@ def _quickack(sock: socket.socket | None) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
 
 
+class _Waiting(threading.local):
+    # The job's cancel check while this thread sends a request: the connection classes below cannot be handed
+    # it through requests, and a thread only ever waits on its own request.
+    check_cancelled: Callable[[], None] | None = None
+
+
+_waiting = _Waiting()
+
+
+def _await_answer(sock: socket.socket | None, *, timeout: float | None) -> None:
+    """Wait for the answer's first bytes in short slices, calling the job's cancel check in between.
+
+    A server that accepts and stays silent would otherwise hold a cancelled job for the whole HTTP_TIMEOUT
+    (30 s by default) per attempt. Raises TimeoutError at ``timeout``, as the read itself would.
+    """
+    check = _waiting.check_cancelled
+    if check is None or sock is None or (hasattr(sock, "pending") and sock.pending()):
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        check()
+        wait = CANCEL_CHECK_SECONDS if deadline is None else min(CANCEL_CHECK_SECONDS, deadline - time.monotonic())
+        if wait <= 0:
+            raise TimeoutError("timed out")
+        try:
+            readable, _, _ = select.select([sock], [], [], wait)
+        except (OSError, ValueError):  # closed under us: let the read report it
+            return
+        if readable:
+            return
+
+
 class _QuickAckHTTPConnection(HTTPConnection):
     def getresponse(self, *args, **kwargs):
         _quickack(self.sock)
+        _await_answer(self.sock, timeout=_seconds(self.timeout))
         return super().getresponse(*args, **kwargs)
 
 
 class _QuickAckHTTPSConnection(HTTPSConnection):
     def getresponse(self, *args, **kwargs):
         _quickack(self.sock)
+        _await_answer(self.sock, timeout=_seconds(self.timeout))
         return super().getresponse(*args, **kwargs)
+
+
+def _seconds(timeout: object) -> float | None:
+    """urllib3 sets the connection's timeout to the read timeout (a number, or its default sentinel)."""
+    return float(timeout) if isinstance(timeout, int | float) else None
 
 
 class _QuickAckHTTPPool(HTTPConnectionPool):
@@ -255,8 +317,19 @@ def _host(url: str) -> str:
     return urlsplit(url).netloc.lower()
 
 
-def _read_body(response: requests.Response, *, url: str, max_bytes: int) -> None:
-    """Read the streamed body into ``response.content``, refusing more than ``max_bytes`` for a success."""
+def _read_body(
+    response: requests.Response,
+    *,
+    url: str,
+    max_bytes: int,
+    deadline: float,
+    check_cancelled: Callable[[], None] | None = None,
+) -> None:
+    """Read the streamed body into ``response.content``, refusing more than ``max_bytes`` for a success.
+
+    Reads what has arrived (not whole chunks), so a cancel is seen and ``deadline`` (monotonic) is kept even
+    while a slow server trickles the body in: each read only waits HTTP_TIMEOUT for the next bytes.
+    """
     status = response.status_code
     if status == 304 or response.is_redirect:
         response.close()
@@ -270,16 +343,44 @@ def _read_body(response: requests.Response, *, url: str, max_bytes: int) -> None
         raise _too_large(url=url, limit=limit, size=int(declared))
     chunks: list[bytes] = []
     total = 0
-    for chunk in response.iter_content(READ_CHUNK_BYTES):
-        total += len(chunk)
-        if total > limit:
-            response.close()
-            if strict:
-                raise _too_large(url=url, limit=limit, size=None)
-            break
-        chunks.append(chunk)
+    try:
+        for chunk in _arrived_chunks(response, deadline=deadline, check_cancelled=check_cancelled):
+            total += len(chunk)
+            if total > limit:
+                response.close()
+                if strict:
+                    raise _too_large(url=url, limit=limit, size=None)
+                break
+            chunks.append(chunk)
+    except BaseException:
+        response.close()
+        raise
     # requests exposes a streamed body through .content once _content holds it.
     response._content = b"".join(chunks)
+
+
+def _arrived_chunks(
+    response: requests.Response, *, deadline: float, check_cancelled: Callable[[], None] | None
+) -> Iterator[bytes]:
+    """The body as it arrives (``read1``), decoded, with urllib3's errors turned into requests' own as
+    ``Response.iter_content`` does, so the retry loop classifies them the same way."""
+    raw = response.raw
+    while True:
+        if check_cancelled is not None:
+            check_cancelled()
+        if time.monotonic() > deadline:
+            raise DownloadTooSlow(f"the body was still arriving after {settings.HTTP_DOWNLOAD_TIMEOUT:g} s")
+        try:
+            chunk = raw.read1(READ_CHUNK_BYTES, decode_content=True)
+        except ProtocolError as exc:
+            raise requests.exceptions.ChunkedEncodingError(exc) from exc
+        except DecodeError as exc:
+            raise requests.exceptions.ContentDecodingError(exc) from exc
+        except ReadTimeoutError as exc:
+            raise requests.exceptions.ReadTimeout(exc) from exc
+        if not chunk:
+            return
+        yield chunk
 
 
 def _too_large(*, url: str, limit: int, size: int | None) -> ArtifactTooLarge:
@@ -301,12 +402,28 @@ def _check_status(response: requests.Response, *, url: str, allow_404: bool) -> 
         if allow_404:
             return response
         raise NotFound(f"{url} does not exist (HTTP 404).", url=url)
-    snippet = response.content[:200].decode("utf-8", "replace").strip()
+    snippet = _error_text(response)
     raise UpstreamRejected(
         f"{_host(url)} refused {url} with HTTP {status}" + (f": {snippet}" if snippet else "."),
         url=url,
         status=status,
     )
+
+
+def _error_text(response: requests.Response, *, limit: int = 200) -> str:
+    """What an error answer says, for the message: the text of an HTML page (a proxy's or a CDN's 403 page is
+    mostly markup and styles), whitespace collapsed, cut at ``limit`` characters."""
+    text = response.content[:ERROR_BODY_BYTES].decode("utf-8", "replace")
+    if "html" in response.headers.get("Content-Type", "").lower() or text.lstrip()[:1] == "<":
+        text = _HTML_NOISE.sub(" ", text)
+        text = _HTML_TAG.sub(" ", text)
+        text = html.unescape(text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+_HTML_NOISE = re.compile(r"<(script|style|head)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
+_HTML_TAG = re.compile(r"<[^>]*>")
 
 
 def _give_up(
@@ -325,11 +442,25 @@ def _give_up(
             "Try again later.",
             **context,
         )
+    if isinstance(error, DownloadTooSlow):
+        return UpstreamUnavailable(
+            f"{host} sent {url} too slowly: {error} (HTTP_DOWNLOAD_TIMEOUT). Try again later, or raise "
+            "HTTP_DOWNLOAD_TIMEOUT if the link to it is that slow.",
+            **context,
+        )
     if isinstance(error, requests.exceptions.ChunkedEncodingError):
         # The answer started and broke off: the server is there, its downloads are not arriving whole.
         return UpstreamUnavailable(
             f"{host} cut the download off before its end on all {attempts} attempts for {url} (a truncated "
             f"body: {error}). Try again later.",
+            **context,
+        )
+    if isinstance(error, requests.exceptions.ReadTimeout):
+        # Connected, but the answer (or the rest of it) did not come: "could not reach" would send the user
+        # checking a network that works.
+        return UpstreamUnavailable(
+            f"{host} accepted the connection but sent nothing for {settings.HTTP_TIMEOUT:g} s (HTTP_TIMEOUT) on all "
+            f"{attempts} attempts for {url}: it looks overloaded or stuck. Try again later.",
             **context,
         )
     return UpstreamUnavailable(

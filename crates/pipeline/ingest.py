@@ -19,9 +19,9 @@ from uuid import UUID
 from django.conf import settings
 from django.db import connection, transaction
 
-from crates.errors import Cancelled, FerrodexError, InvalidInput
+from crates.errors import Cancelled, FerrodexError, InvalidInput, NoDocumentation
 from crates.models import CrateRelease, Document
-from crates.names import normalize_crate_name, validate_crate_name, validate_version
+from crates.names import is_prerelease, normalize_crate_name, validate_crate_name, validate_version
 from crates.pipeline import store
 from crates.pipeline.archive import read_zip_pages
 from crates.pipeline.chunk import chunk_item, token_counter
@@ -37,7 +37,7 @@ from crates.pipeline.fetch import decode_json_body, fetch_docs, load_cached_arti
 from crates.pipeline.http import HttpClient
 from crates.pipeline.parse_html import parse_html_pages, read_doc_dir
 from crates.pipeline.parse_json import parse_rustdoc_json
-from crates.pipeline.resolve import describe_release, resolve_release
+from crates.pipeline.resolve import VERSIONS_IN_MESSAGES, describe_release, resolve_release
 from crates.pipeline.types import Artifact, ParsedCrate, ParsedItem, Progress, ResolvedRelease
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ class IngestResult:
     items_processed: int = 0
     items_skipped_by_checkpoint: int = 0
     up_to_date: bool = False
+    # An up-to-date ingest of a soft-deleted crate restores it, as making a release does.
+    restored: bool = False
 
 
 def batch_size_for(total_items: int) -> int:
@@ -93,10 +95,12 @@ def run_ingest(
     else:
         source = _remote_source(name=name, version=version, force=force, progress=progress, checkpoint=checkpoint)
     if source.up_to_date:
-        progress.stage("done", f"{source.resolved.name} {source.resolved.version} is already up to date", 100)
+        restored = source.active_release_id is not None and store.reveal_crate(release_id=source.active_release_id)
+        note = " (restored: it was soft-deleted)" if restored else ""
+        progress.stage("done", f"{source.resolved.name} {source.resolved.version} is already up to date{note}", 100)
         return IngestResult(
             crate_name=source.resolved.name, version=source.resolved.version, release_id=source.active_release_id,
-            http_requests=source.http_requests, up_to_date=True,
+            http_requests=source.http_requests, up_to_date=True, restored=restored,
         )
     return _build_release(
         source=source, embedder=embedder, progress=progress, checkpoint=checkpoint, save=save, job_id=job_id
@@ -191,8 +195,11 @@ def _remote_source(*, name: str, version: str, force: bool, progress: Progress, 
         artifact = load_cached_artifact(name=resolved.name, version=resolved.version)
     if artifact is None:
         progress.stage("fetch", f"downloading docs of {resolved.name} {resolved.version} from docs.rs", 5)
-        artifact = fetch_docs(name=resolved.name, version=resolved.version, client=client,
-                              etag=active.etag if refresh else "", progress=progress)
+        try:
+            artifact = fetch_docs(name=resolved.name, version=resolved.version, client=client,
+                                  etag=active.etag if refresh else "", progress=progress)
+        except NoDocumentation as exc:
+            raise _with_other_versions(exc, resolved=resolved) from exc
         if refresh and (artifact.not_modified or artifact.sha256 == active.artifact_sha256):
             return _Source(resolved=resolved, parsed=None, artifact=None, local=False,
                            http_requests=client.request_count, up_to_date=True, active_release_id=active.pk)
@@ -230,6 +237,20 @@ class _WaitAwareProgress:
     def waiting(self, notice: str | None) -> None:
         shown = self._message if notice is None else f"{notice}; {self._message}" if self._message else notice
         self._progress.update(message=shown)
+
+
+def _with_other_versions(exc: NoDocumentation, *, resolved: ResolvedRelease) -> NoDocumentation:
+    """Name the versions one could ask for instead: "latest" picks the newest release even when docs.rs failed
+    to build it, and neither the user nor an agent can know which older one has docs."""
+    others = [v for v in resolved.available_versions if v != resolved.version]
+    # Stable releases first (newest first): a prerelease is rarely what was meant, and is often unbuilt too.
+    others = sorted(others, key=is_prerelease)[:VERSIONS_IN_MESSAGES]
+    if not others:
+        return exc
+    return NoDocumentation(
+        f"{exc.message} Ask for another version instead, e.g. {', '.join(others)}.",
+        **{**exc.context, "available": others},
+    )
 
 
 def _active_release(*, name: str, version: str) -> CrateRelease | None:

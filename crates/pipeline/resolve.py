@@ -60,7 +60,11 @@ def name_candidates(name: str) -> list[str]:
 
 
 def parse_index_file(text: str) -> list[IndexVersion]:
-    """One JSON object per line; lines that are not a usable version entry are skipped."""
+    """One JSON object per line; lines that are not a usable version entry are skipped.
+
+    Only ``name`` and ``vers`` are required: cargo reads ``yanked`` as optional (absent = not yanked) and
+    ignores fields it does not know (``features2``, ``rust_version``, ``v``...), so a registry may omit or add them.
+    """
     entries = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
@@ -68,8 +72,10 @@ def parse_index_file(text: str) -> list[IndexVersion]:
             continue
         try:
             record = json.loads(line)
-            entry = IndexVersion(name=str(record["name"]), version=str(record["vers"]), yanked=bool(record["yanked"]))
-        except (ValueError, KeyError, TypeError):
+            entry = IndexVersion(
+                name=str(record["name"]), version=str(record["vers"]), yanked=record.get("yanked") is True
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
             logger.warning("sparse index: skipping unreadable line %d", number)
             continue
         if semver_key(entry.version)[0] == (-1, -1, -1):
@@ -81,6 +87,7 @@ def parse_index_file(text: str) -> list[IndexVersion]:
 
 def fetch_index_entries(*, name: str, client: HttpClient) -> list[IndexVersion]:
     """All published versions of ``name`` (any ``-``/``_`` spelling); CrateNotFound if none exists."""
+    unreadable: str | None = None
     for candidate in name_candidates(name):
         url = f"{settings.CRATES_INDEX_URL}/{index_path(candidate)}"
         response = client.get(url, allow_404=True, max_bytes=INDEX_MAX_BYTES)
@@ -90,6 +97,16 @@ def fetch_index_entries(*, name: str, client: HttpClient) -> list[IndexVersion]:
         entries = parse_index_file(response.content.decode("utf-8", "replace"))
         if entries:
             return entries
+        unreadable = unreadable or url
+    if unreadable is not None:
+        # The crate exists: saying it does not would send the user hunting for a typo.
+        raise UpstreamRejected(
+            f"The crates.io index file of {name!r} ({unreadable}) exists but holds no version entry Ferrodex can "
+            "read (each line needs a JSON object with 'name' and a SemVer 'vers'). Check CRATES_INDEX_URL "
+            "points at a sparse index.",
+            url=unreadable,
+            name=name,
+        )
     raise CrateNotFound(
         f"There is no crate named {name!r} on crates.io. Check the spelling (crates.io names look like 'serde_json').",
         name=name,
@@ -119,7 +136,8 @@ def choose_version(*, name: str, version: str, entries: list[IndexVersion]) -> I
             available=[e.version for e in usable[:VERSIONS_IN_MESSAGES]],
         )
     if match.yanked:
-        alternatives = [e.version for e in usable]
+        # Stable releases first: the advice should be what "latest" would take, not a newer release candidate.
+        alternatives = sorted((e.version for e in usable), key=is_prerelease)
         hint = f"Use one of: {_listing(alternatives)}, or 'latest'." if alternatives else "All versions are yanked."
         raise VersionYanked(
             f"{name} {match.version} was yanked from crates.io. {hint}",

@@ -248,6 +248,19 @@ _COUNTS_SQL = (
 )
 
 
+def reveal_crate(*, release_id: int) -> bool:
+    """Undo a soft delete of the crate of ``release_id``; True if it was hidden.
+
+    An ingest that finds its release current makes no new one, so ``activate_release`` (which un-hides the
+    crate) never runs: without this, adding a soft-deleted crate "completed" and left it hidden from search.
+    """
+    return bool(
+        Crate.objects.filter(releases__id=release_id, deleted_at__isnull=False).update(
+            deleted_at=None, updated_at=timezone.now()
+        )
+    )
+
+
 def discard_release(*, release_id: int) -> None:
     """Delete a building or superseded release and everything under it."""
     deleted = (

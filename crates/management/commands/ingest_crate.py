@@ -61,7 +61,8 @@ class Command(BaseCommand):
 
             self.stdout.write(json.dumps(asdict(result)))
         elif result.up_to_date:
-            self.stdout.write(f"{result.crate_name} {result.version} is already up to date")
+            restored = " (restored: it was soft-deleted)" if result.restored else ""
+            self.stdout.write(f"{result.crate_name} {result.version} is already up to date{restored}")
         else:
             self.stdout.write(
                 f"{result.crate_name} {result.version}: {result.documents} documents, {result.chunks} chunks, "
