@@ -341,12 +341,24 @@ def finish_cancelled(*, job: CrateJob) -> bool:
         updated = running_job(job=job).update(
             status=Status.CANCELLED, finished_at=now, heartbeat_at=now,
             cancel_requested_at=Coalesce(F("cancel_requested_at"), Now()),
-            stage_message="Cancelled; the previous release stays active",
+            stage_message=_cancelled_message(job=job),
         )
         if updated:
             record_event(job_id=job.pk, event_type=EventType.CANCELLED,
                          message="Stopped at the next check; work of this attempt was rolled back")
     return bool(updated)
+
+
+def _cancelled_message(*, job: CrateJob) -> str:
+    """What a stopped job's stage says: the previous release stays, unless a removal stopped it to delete it."""
+    removal = (
+        CrateJob.objects.filter(operation=Operation.REMOVE, normalized_name=job.normalized_name,
+                                status__in=CrateJob.ACTIVE_STATUSES, created_at__gte=job.created_at)
+        .order_by("created_at").first()
+    )  # fmt: skip
+    if removal is None:
+        return "Cancelled; the previous release stays active"
+    return f"Cancelled for the removal of {job.crate_name} (job {removal.pk}), which deletes or hides what is stored"
 
 
 def requeue_after_failure(*, job: CrateJob, message: str, error_type: str, delay: float) -> bool:

@@ -469,6 +469,21 @@ def test_removal_job_cancels_queued_ingest_and_deletes_the_crate(fake_pipeline):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_running_ingest_stopped_by_a_removal_does_not_promise_the_previous_release(fake_pipeline):
+    services.enqueue_ingest(name="job-n20-b10-d1-gone", requested_by="api")
+    assert run_next_job() == "complete"
+    services.enqueue_ingest(name="job-n20-b10-d1-gone", force=True, requested_by="api")
+    with LockConnection() as locks:
+        running = services.claim_next_job(locks=locks, worker_id="test:1")
+    removal = services.enqueue_removal(name="job-n20-b10-d1-gone", requested_by="api").job
+    assert services.finish_cancelled(job=running)
+    running.refresh_from_db()
+    assert running.status == "cancelled"
+    assert running.stage_message.startswith(f"Cancelled for the removal of job-n20-b10-d1-gone (job {removal.pk})")
+    assert "previous release stays" not in running.stage_message
+
+
+@pytest.mark.django_db(transaction=True)
 def test_ingest_queued_after_a_removal_waits_for_it(fake_pipeline):
     services.enqueue_ingest(name="job-n10-b10-d1-order", requested_by="api")
     run_next_job()
