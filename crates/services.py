@@ -122,4 +122,27 @@ def index_staged_chunks(*, batch_size: int = INDEX_STAGED_BATCH, max_batches: in
             break
     if moved:
         logger.info("indexed %d staged chunk embeddings in %d batches", moved, batches)
+    flush_text_index_pending_lists()
     return moved
+
+
+def flush_text_index_pending_lists() -> int:
+    """Merge the pending lists of the documents' and chunks' GIN indexes (path tails, full text) into the
+    indexes; return the pages merged.
+
+    New rows go to a GIN index's unsorted pending list (fast inserts), and every search that uses the
+    index reads all of it: after an ingest, up to 4 MB a search until autovacuum merges it, which on a
+    big table can take hours (1M chunks: 347 pending pages made a path lookup ~3.5 ms instead of 0.15).
+    Runs after the staged vectors move, which rewrites the chunk rows and so their GIN entries too.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(gin_clean_pending_list(i.indexrelid)), 0) FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam"
+            " WHERE a.amname = 'gin' AND i.indrelid IN (%s::regclass, %s::regclass)",
+            [Document._meta.db_table, Chunk._meta.db_table],
+        )
+        merged = int(cursor.fetchone()[0])
+    if merged:
+        logger.info("merged %d pending pages into the text search indexes", merged)
+    return merged

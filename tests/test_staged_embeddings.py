@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 
 from crates.models import Chunk, CrateRelease
 from crates.pipeline.embed import get_embedder
@@ -156,3 +156,25 @@ def test_management_commands_index_staged_vectors():
                  stderr=io.StringIO())
     active = CrateRelease.objects.get(crate__normalized_name="ferro_fixture", state="active")
     assert _states(active) == (active.chunk_count, 0, 0)
+
+
+def _pending_pages() -> int:
+    """Pages waiting in the GIN pending lists of documents and chunks (merging them reports the count)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(gin_clean_pending_list(i.indexrelid)), 0) FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam"
+            " WHERE a.amname = 'gin' AND i.indrelid IN ('crates_document'::regclass, 'crates_chunk'::regclass)"
+        )
+        return int(cursor.fetchone()[0])
+
+
+def test_indexing_merges_the_text_indexes_pending_lists():
+    # Every search that uses a GIN index reads its whole pending list; after an ingest it is full of the new
+    # rows until something merges it (autovacuum may take hours on a big table).
+    _ingest()
+    with transaction.atomic():
+        assert _pending_pages() > 0  # the ingest's rows are pending (rolled back: still pending after)
+        transaction.set_rollback(True)
+    index_staged_chunks()
+    assert _pending_pages() == 0
