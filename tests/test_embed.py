@@ -90,6 +90,26 @@ def test_local_model_is_not_truncated_at_the_chunk_budget(local):
     assert _cos(a, b) < 0.9999
 
 
+def test_local_batches_cap_padded_positions_and_keep_every_text_once():
+    embedder = LocalEmbedder(batch_size=64, batch_tokens=8192)
+    long, short = "x" * 3000, "short text"
+    texts = [short] * 100 + [long] * 40
+    batches = embedder.batches(texts)
+    assert sorted(i for b in batches for i in b) == list(range(len(texts)))
+    # Full-length texts (256 positions) go 32 at a time; the short ones still 64.
+    assert [len(b) for b in batches] == [32, 8 + 24, 64, 12]
+    assert set(batches[0]) <= set(range(100, 140))
+    assert [len(b) for b in LocalEmbedder(batch_size=64, batch_tokens=0).batches(texts)] == [64, 64, 12]
+
+
+def test_local_vectors_come_back_in_input_order_whatever_the_batches(local):
+    texts = ["a short one", "tokio::sync::Mutex::lock " * 40, "serde_json::to_string", "a b c " * 200]
+    small = LocalEmbedder(batch_size=1, batch_tokens=0)
+    small._model = local._load()  # the same weights, one text at a time
+    for got, alone in zip(LocalEmbedder(batch_size=2, batch_tokens=300).embed(texts), small.embed(texts), strict=True):
+        assert _cos(got, alone) > 0.9999
+
+
 def test_counting_tokens_and_importing_do_not_load_torch():
     script = (
         "import django, sys; django.setup()\n"
