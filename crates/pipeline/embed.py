@@ -224,8 +224,10 @@ def store_in_cache(*, model: str, vectors: dict[str, list[float]]) -> None:
         chunk = items[start : start + INSERT_BATCH]
         hashes = [h for h, _v in chunk]
         encoded = [pgcopy.EncodedVector(pgcopy.encode_vector(v)) for _h, v in chunk]
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit = off")
+        nested = connection.in_atomic_block  # a stored batch's transaction: it decides how it commits
+        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+            if not nested:
+                cursor.execute("SET LOCAL synchronous_commit = off")
             raw, _oid = pgcopy.binary_cursor(cursor.cursor)
             with raw:
                 raw.execute(sql, (model, hashes, encoded))

@@ -599,12 +599,13 @@ class _Writer:
         self.lock = threading.Lock()
 
     def _store(self, batch, cache: tuple[str, dict] | None = None) -> None:
-        if cache is not None:
-            store_in_cache(model=cache[0], vectors=cache[1])
-        # The checkpoint write is last in the batch's transaction: a stale attempt is
-        # refused there and its batch rolls back.
-        docs, chunks = store.store_batch(release=self.release, package=self.package, local=self.local, batch=batch,
-                                         before_commit=self.save_checkpoint, replace=self.replace)
+        # The checkpoint write is last in the batch's transaction: a stale attempt is refused there and its
+        # batch rolls back. New cache rows share that commit (no wait for the WAL flush: both are replayable).
+        docs, chunks = store.store_batch(
+            release=self.release, package=self.package, local=self.local, batch=batch,
+            before_commit=self.save_checkpoint, replace=self.replace,
+            before_write=None if cache is None else lambda: store_in_cache(model=cache[0], vectors=cache[1]),
+        )
         with self.lock:
             r = self.result
             r.items_processed += len(batch)

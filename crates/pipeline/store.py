@@ -88,6 +88,7 @@ def stored_keys(*, release: CrateRelease) -> set[tuple[str, str]]:
 def store_batch(
     *, release: CrateRelease, package: str, local: bool, batch: Sequence[StoredItem],
     before_commit: Callable[[], None] | None = None, replace: bool = True,
+    before_write: Callable[[], None] | None = None,
 ) -> tuple[int, int]:
     """Write one batch of items in one transaction; return (documents, chunks).
 
@@ -97,11 +98,14 @@ def store_batch(
     last inside the transaction: the job runner fences a stale attempt there.
     ``replace=False`` skips looking for such rows, for a release this very run created (no earlier
     attempt can have stored anything in it); a duplicate would still fail on the unique (release,
-    path, kind) constraint rather than be stored twice.
+    path, kind) constraint rather than be stored twice. ``before_write`` runs first inside the transaction,
+    after its ``synchronous_commit = off``.
     """
     with transaction.atomic():
         with connection.cursor() as cursor:
             doc_ids = _prepare_batch(cursor=cursor, release=release, batch=batch, replace=replace)
+            if before_write is not None:
+                before_write()
             raw, vector_oid = pgcopy.binary_cursor(cursor.cursor)
             with raw:
                 documents, chunks = _copy_batch(raw=raw, vector_oid=vector_oid, doc_ids=doc_ids, release=release,
