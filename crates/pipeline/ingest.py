@@ -370,10 +370,9 @@ def _resume_or_create_release(
             logger.info("resuming release %s of %s", release_id, source.resolved.name)
             return release, True
     artifact = source.artifact
-    crate = store.upsert_crate(resolved=source.resolved)
     release = store.create_building_release(
-        crate=crate, parsed=source.parsed, version=source.resolved.version,
-        embedding_model=embedder.model_name, embedding_dimension=embedder.dimension,
+        resolved=source.resolved, parsed=source.parsed, embedding_model=embedder.model_name,
+        embedding_dimension=embedder.dimension,
         etag=artifact.etag if artifact else "", artifact_sha256=artifact.sha256 if artifact else "", job_id=job_id,
     )
     return release, False

@@ -19,7 +19,7 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from crates.models import Chunk, Crate, CrateRelease, Document
-from crates.names import semver_key
+from crates.names import normalize_crate_name, semver_key
 from crates.pipeline import pgcopy
 from crates.pipeline.types import ChunkData, ParsedCrate, ParsedItem, ResolvedRelease
 from crates.textsearch import search_text_for
@@ -45,39 +45,56 @@ def docs_url(*, package: str, version: str, relative: str, local: bool) -> str:
     return docs_root(package=package, version=version) + relative
 
 
-def upsert_crate(*, resolved: ResolvedRelease) -> Crate:
-    crate = Crate.objects.by_name(resolved.name).first()
-    if crate is None:
-        crate = Crate(name=resolved.name)
-    else:
-        crate.name = resolved.name
-    if resolved.description:
-        crate.description = resolved.description[:5000]
-    if resolved.repository:
-        crate.repository = resolved.repository[:500]
-    crate.save()
-    return crate
-
-
 def create_building_release(
-    *, crate: Crate, parsed: ParsedCrate, version: str, embedding_model: str, embedding_dimension: int,
+    *, resolved: ResolvedRelease, parsed: ParsedCrate, embedding_model: str, embedding_dimension: int,
     etag: str = "", artifact_sha256: str = "", job_id=None,
 ) -> CrateRelease:
-    return CrateRelease.objects.create(
-        crate=crate,
-        version=version,
-        docs_source=parsed.source,
-        format_version=parsed.format_version,
-        generator=parsed.generator[:200],
-        target=parsed.target[:100],
-        state=CrateRelease.State.BUILDING,
-        item_count=len(parsed.items),
-        embedding_model=embedding_model,
-        embedding_dimension=embedding_dimension,
-        etag=etag[:200],
-        artifact_sha256=artifact_sha256,
-        job_id=job_id,
+    """Add or update the crate row and add a ``building`` release of it, in one statement.
+
+    The crate takes the resolved spelling of its name; a non-empty description or repository replaces its
+    own (the ingest sets them at activation). One round trip instead of three ORM queries (look up the
+    crate, save it, create the release): ~1 ms of a small crate's fixed cost.
+    """
+    now = timezone.now()
+    values = {
+        "name": resolved.name, "normalized": normalize_crate_name(resolved.name),
+        "description": (resolved.description or "")[:5000], "repository": (resolved.repository or "")[:500],
+        "now": now, "version": resolved.version, "source": parsed.source, "format": parsed.format_version,
+        "generator": parsed.generator[:200], "target": parsed.target[:100], "state": CrateRelease.State.BUILDING,
+        "items": len(parsed.items), "model": embedding_model, "dimension": embedding_dimension,
+        "etag": etag[:200], "sha": artifact_sha256, "job": job_id,
+    }  # fmt: skip
+    crates, releases = Crate._meta.db_table, CrateRelease._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""WITH crate AS (
+                    INSERT INTO "{crates}" AS c (name, normalized_name, description, repository, latest_version,
+                        deleted_at, created_at, updated_at)
+                    VALUES (%(name)s, %(normalized)s, %(description)s, %(repository)s, '', NULL, %(now)s, %(now)s)
+                    ON CONFLICT (normalized_name) DO UPDATE SET name = EXCLUDED.name, updated_at = EXCLUDED.updated_at,
+                        description = CASE WHEN EXCLUDED.description <> '' THEN EXCLUDED.description
+                                           ELSE c.description END,
+                        repository = CASE WHEN EXCLUDED.repository <> '' THEN EXCLUDED.repository
+                                          ELSE c.repository END
+                    RETURNING id)
+                INSERT INTO "{releases}" (crate_id, version, docs_source, format_version, generator, target, state,
+                    item_count, document_count, chunk_count, embedding_count, embedding_model, embedding_dimension,
+                    etag, artifact_sha256, job_id, created_at)
+                SELECT crate.id, %(version)s, %(source)s, %(format)s, %(generator)s, %(target)s, %(state)s,
+                    %(items)s, 0, 0, 0, %(model)s, %(dimension)s, %(etag)s, %(sha)s, %(job)s, %(now)s
+                FROM crate RETURNING id, crate_id""",
+            values,
+        )
+        release_id, crate_id = cursor.fetchone()
+    release = CrateRelease(
+        id=release_id, crate_id=crate_id, version=values["version"], docs_source=values["source"],
+        format_version=values["format"], generator=values["generator"], target=values["target"],
+        state=values["state"], item_count=values["items"], embedding_model=embedding_model,
+        embedding_dimension=embedding_dimension, etag=values["etag"], artifact_sha256=artifact_sha256,
+        job_id=job_id, created_at=now,
     )
+    release._state.adding, release._state.db = False, connection.alias
+    return release
 
 
 def stored_keys(*, release: CrateRelease) -> set[tuple[str, str]]:
