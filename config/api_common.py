@@ -223,8 +223,10 @@ def search_results(
 ) -> dict[str, Any]:
     """``SearchOut``."""
     text = query.strip()
-    if not text or "\x00" in text:
+    if not text:
         raise InvalidInput("The search query is empty.", field="q")
+    if "\x00" in text:
+        raise InvalidInput("The search query contains a NUL character (\\x00); remove it and search again.", field="q")
     hits = selectors.search_docs(
         query=text,
         crate=checked("crate", validate_crate_name, crate) if crate else None,

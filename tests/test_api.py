@@ -426,6 +426,12 @@ def test_hostile_search_queries_answer_200_or_422_never_500(client, ingested, qu
     assert client.get("/search", query_params={"q": query}).status_code in (200, 422)
 
 
+def test_a_search_query_with_nul_says_so_not_that_it_is_empty(client):
+    error = error_of(client.get("/search", query_params={"q": "mutex\x00lock"}), 422)
+    assert "NUL" in error["message"] and "empty" not in error["message"]
+    assert fields_of(error) == {"q"}
+
+
 def test_get_item_by_path_with_children(client, ingested):
     body = client.get("/items/ferro_fixture/ferro_fixture::sync::Mutex").json()
     assert body["path"] == "ferro_fixture::sync::Mutex" and body["kind"] == "struct"

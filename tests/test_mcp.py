@@ -179,6 +179,7 @@ def test_restore_undoes_a_soft_delete(ingested):
         ("remove_rust_crate", {"name": "serde", "version": "latest"}, "exact version"),
         ("search_rust_docs", {"query": ""}, "query"),
         ("search_rust_docs", {"query": "x" * 501}, "query"),
+        ("search_rust_docs", {"query": "mutex\x00lock"}, "NUL"),
         ("search_rust_docs", {"query": "lock", "kind": "spaceship"}, "Unknown item kind"),
         ("search_rust_docs", {"query": "lock", "crate": "never_added"}, "never_added"),
         ("search_rust_docs", {"query": "lock", "limit": 1000}, "limit"),
