@@ -412,6 +412,21 @@ def test_crate_list_shows_the_active_release_and_latest_job(admin_client, crate)
     assert [c.name for c in alive.context["cl"].result_list] == ["ferro_fixture"]
 
 
+def test_crate_list_and_page_show_the_newest_version_not_the_last_ingested(admin_client, crate):
+    """Two active releases: an older version ingested after the newer one (``ingest_crate --version``).
+    Search, get_item and the API serve the newest by SemVer; the portal must show that one too."""
+    CrateRelease.objects.create(
+        crate=crate, version="0.2.9", docs_source="html", state="active", document_count=7,
+        ingested_at=timezone.now() + timedelta(minutes=5),
+    )  # fmt: skip
+    rows = {c.name: c for c in admin_client.get(_url("crates_crate_changelist")).context["cl"].result_list}
+    assert rows["ferro_fixture"].active_version == "0.3.1"
+    assert rows["ferro_fixture"].active_source == "rustdoc-json" and rows["ferro_fixture"].active_documents == 2
+    page = admin_client.get(_url("crates_crate_change", crate.pk))
+    assert page.context["active_release"].version == "0.3.1"
+    assert "0.2.9" in page.content.decode()  # still listed among the releases
+
+
 def test_add_crate_enqueues_an_ingest_and_redirects_to_the_job(admin_client, admin_user):
     form = admin_client.get(_url("crates_crate_add")).content.decode()
     assert 'name="name"' in form and 'name="version"' in form and 'name="force"' in form
