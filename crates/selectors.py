@@ -97,25 +97,34 @@ def _kind_rank(kind: str) -> int:
 
 
 _GENERIC_ARGS = re.compile(r"<[^<>]*>")
+# What agents copy around a path from docs and code: rustdoc's disambiguator ('struct@', 'mod@'), or the
+# declaration's keywords ('pub fn spawn', 'struct Mutex'). Only keywords: 'Mutex lock' still means Mutex::lock.
+_PATH_PREFIX = re.compile(
+    r"^(?:\w+@|macro_rules!\s*|(?:(?:pub(?:\([^)]*\))?|unsafe|async|const|extern|struct|enum|union|trait|fn|type|mod|static|macro)\s+)+)"
+)
 
 
 def _clean_item_path(path: object) -> str:
-    text = clean_query(path)
+    text = clean_query(path).strip().strip("`").strip()  # a code span: `tokio::sync::Mutex`
+    text = _PATH_PREFIX.sub("", text)
     # Paths are stored without generic arguments; agents copy them from code ('Mutex<T>', 'Vec::<u8>::new').
     for _ in range(8):  # nested ones go innermost first; a bound keeps hostile input cheap
         text, stripped = _GENERIC_ARGS.subn("", text)
         if not stripped:
             break
-    text = re.sub(r"::(?:\s*::)+", "::", text)
     text = re.sub(r"\(.*\)$", "", text).strip().rstrip("!").strip()
+    text = re.sub(r"\s*\.\s*", "::", text)  # a method call: "Mutex.lock()"
+    text = re.sub(r"::(?:\s*::)+", "::", text)
     text = re.sub(r"\s*::\s*", "::", text)
     return re.sub(r"\s+", "::", text.strip(":"))  # "Mutex lock" -> "Mutex::lock"
 
 
 def _with_library_name(path: str, *, crate: str) -> str:
     """``qa-tiny::Widget`` -> ``qa_tiny::Widget``: stored paths start with the library name, where the
-    crate name's ``-`` is ``_``, and users type the crate's name."""
+    crate name's ``-`` is ``_``, and users type the crate's name. ``crate::x::Y`` is looked up as ``x::Y``."""
     head, sep, rest = path.partition("::")
+    if head == "crate":  # an intra-doc path as the crate's own docs write it: crate::sync::Mutex
+        return rest or crate.replace("-", "_")
     if "-" in head and head.replace("-", "_").lower() == crate.replace("-", "_").lower():
         return head.replace("-", "_") + sep + rest
     return path

@@ -70,6 +70,15 @@ def test_get_item_by_exact_path_lists_its_methods():
         ("tokio::sync::Mutex<T>", "tokio::sync::Mutex"),  # generic arguments, as written in code
         ("Mutex<Vec<u8>>::lock", "tokio::sync::Mutex::lock"),
         ("tokio::sync::Mutex::<T>::try_lock()", "tokio::sync::Mutex::try_lock"),  # turbofish
+        # as agents copy them from docs: a code span, a crate-relative intra-doc path (with its disambiguator),
+        # the item's kind before it, a method call
+        ("`tokio::sync::Mutex`", "tokio::sync::Mutex"),
+        ("crate::sync::Mutex", "tokio::sync::Mutex"),
+        ("struct@crate::sync::Mutex", "tokio::sync::Mutex"),
+        ("struct tokio::sync::Mutex", "tokio::sync::Mutex"),
+        ("pub fn tokio::sync::Mutex::lock", "tokio::sync::Mutex::lock"),
+        ("Mutex.lock()", "tokio::sync::Mutex::lock"),
+        ("macro_rules! select", "tokio::select"),
     ],
 )
 def test_get_item_resolves_suffixes_aliases_and_case(path, expected):
