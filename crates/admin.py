@@ -354,7 +354,8 @@ class DocumentCrateFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value():
-            return queryset.filter(release__crate__normalized_name=self.value())
+            # Any spelling of the name, as the Crates search takes it ('serde-json' is serde_json).
+            return queryset.filter(release__crate__normalized_name=normalize_crate_name(self.value()))
         return queryset
 
 
@@ -385,6 +386,8 @@ class ReleaseStateFilter(admin.SimpleListFilter):
             return queryset.filter(release__state=CrateRelease.State.ACTIVE)
         if self.value() == "all":
             return queryset
+        if self.value() not in CrateRelease.State.values:
+            return queryset.none()
         return queryset.filter(release__state=self.value())
 
 

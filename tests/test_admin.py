@@ -544,6 +544,31 @@ def test_document_list_defaults_to_active_releases_and_filters_by_crate_and_kind
     assert [d.name for d in found.context["cl"].result_list] == ["with_capacity"]
 
 
+def test_document_list_filters_take_any_spelling_and_unknown_values(admin_client, crate):
+    """The crate filter is a URL parameter ('Browse documents' links it); typed by hand it may be spelt as
+    the crate is written. An unknown release state lists nothing instead of querying for it."""
+    spelt = admin_client.get(_url("crates_document_changelist"), {"crate": "Ferro-Fixture"})
+    assert len(spelt.context["cl"].result_list) == 2
+    unknown = admin_client.get(_url("crates_document_changelist"), {"release_state": "retired"})
+    assert unknown.status_code == 200 and list(unknown.context["cl"].result_list) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("crates_document_changelist", {"crate": "ferro\x00fixture"}),
+        ("crates_document_changelist", {"kind__exact": "str\x00uct"}),
+        ("jobs_cratejob_changelist", {"status__exact": "\x00"}),
+        ("crates_craterelease_changelist", {"state__exact": "\x00"}),
+        ("crates_crate_changelist", {"q": "se\x00rde"}),
+    ],
+)
+def test_a_nul_byte_in_a_portal_url_is_a_400_not_a_server_error(admin_client, crate, name, params):
+    """PostgreSQL refuses NUL in text: a filter value carrying one reached it and the page answered 500."""
+    response = admin_client.get(_url(name), params)
+    assert response.status_code == 400 and b"NUL" in response.content
+
+
 def test_document_detail_renders_markdown_and_highlights_code_safely(admin_client, crate):
     doc = Document.objects.get(path="ferro_fixture::Counter")
     html = admin_client.get(_url("crates_document_change", doc.pk)).content.decode()
