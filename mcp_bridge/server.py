@@ -304,12 +304,25 @@ def get_rust_item(
         return _result(model, _item_text(model))
 
 
+# Traits the compiler implements for its own bookkeeping (derived PartialEq/Eq); no code names them.
+_COMPILER_MARKERS = frozenset({"StructuralPartialEq", "StructuralEq"})
+
+
 def _item_text(item: ItemOut) -> str:
     lines = [f"{item.kind} {item.path} ({item.crate} {item.version}) {item.url}"]
     if item.deprecated:
         lines.append(f"DEPRECATED{': ' + item.deprecation_note if item.deprecation_note else ''}")
     if item.signature:
         lines += ["", item.signature]
+    metadata = item.metadata if isinstance(item.metadata, dict) else {}
+    aliases = [a for a in metadata.get("aliases") or [] if isinstance(a, str)]
+    impls = [t for t in metadata.get("trait_impls") or [] if isinstance(t, str) and t not in _COMPILER_MARKERS]
+    if aliases or impls:
+        lines.append("")
+    if aliases:  # the paths code imports it by ('use serde_json::Value'), as docs.rs's re-exports show
+        lines.append(f"Also public as: {', '.join(aliases)}")
+    if impls:
+        lines.append(f"Implements: {', '.join(impls)}")
     if item.docs:
         docs = item.docs if len(item.docs) <= ITEM_TEXT_DOCS_LIMIT else item.docs[:ITEM_TEXT_DOCS_LIMIT] + "\n[…]"
         lines += ["", docs]

@@ -145,6 +145,17 @@ def test_list_search_item_and_remove(ingested):
     assert removal.structured_content["job"]["operation"] == "remove"
 
 
+def test_item_text_names_its_re_exports_and_trait_impls(ingested):
+    """Clients that read only the text (not structured content) see how to import the item and what it
+    implements, as docs.rs's page shows them: 'use ferro_fixture::Circle' is the path code uses."""
+    text = text_of(call("get_rust_item", {"crate": "ferro_fixture", "path": "ferro_fixture::shapes::Circle"}))
+    assert "Also public as: ferro_fixture::Circle" in text
+    assert "Implements: Clone, Copy, Debug, PartialEq, Shape" in text
+    assert "StructuralPartialEq" not in text  # a compiler marker, not something code names
+    plain = text_of(call("get_rust_item", {"crate": "ferro_fixture", "path": "ferro_fixture::sync::Mutex::lock"}))
+    assert "Also public as" not in plain and "Implements" not in plain
+
+
 def test_restore_undoes_a_soft_delete(ingested):
     from crates.services import remove_crate
 
