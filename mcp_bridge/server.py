@@ -122,6 +122,8 @@ def _job_line(job: JobInfo) -> str:
     if job.status == "running":
         line += f", {job.progress}% ({job.stage or 'starting'}"
         line += f": {job.stage_message})" if job.stage_message else ")"
+    if job.status == "queued" and job.stage_message:  # waiting to retry: "Retrying at 03:13:10 UTC (in 30 s): …"
+        line += f" ({job.stage_message})"
     if job.status == "complete" and job.operation == "ingest":
         line += f": {job.counters.documents} items, {job.counters.chunks} chunks"
     if job.status in ("failed", "cancelled") and job.error:

@@ -117,6 +117,18 @@ def test_status_of_a_job_and_the_system_summary():
     assert "No worker is running" in text_of(summary)
 
 
+def test_status_of_a_job_waiting_to_retry_says_why_and_when():
+    """A queued job after a transient failure is not simply 'queued': the agent polling it should see that
+    attempt 1 failed, why, and when it runs again (the API and the portal show the same stage message)."""
+    job_id = call("add_rust_crate", {"name": "anyhow"}).structured_content["job"]["id"]
+    CrateJob.objects.filter(pk=job_id).update(
+        attempts=1, error_type="UpstreamUnavailable", error_message="HTTP 503 from docs.rs after 6 attempts",
+        stage_message="Retrying at 03:13:10 UTC (in 30 s): HTTP 503 from docs.rs after 6 attempts",
+    )  # fmt: skip
+    text = text_of(call("check_rust_status", {"job_id": job_id}))
+    assert "is queued" in text and "Retrying at 03:13:10 UTC (in 30 s): HTTP 503 from docs.rs" in text
+
+
 def test_cancel_and_cancelling_twice():
     job_id = call("add_rust_crate", {"name": "itoa"}).structured_content["job"]["id"]
     cancelled = call("cancel_rust_job", {"job_id": job_id})
