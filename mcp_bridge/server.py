@@ -38,6 +38,7 @@ from crates import selectors as crate_selectors
 from crates.errors import FerrodexError, InvalidInput
 from crates.names import validate_crate_name
 from crates.schemas import CrateDetailOut, CratePage, ItemOut, OpenModel, SearchOut
+from crates.search.scope import KINDS
 from jobs import selectors as job_selectors
 from jobs import services as job_services
 from jobs.schemas import JobAcceptedOut, JobEventOut, JobOut
@@ -263,7 +264,11 @@ def search_rust_docs(
     version: OptVersion = None,
     kind: Annotated[
         str | None,
-        Field(max_length=300, description="Only these item kinds, comma-separated, e.g. 'struct,trait'"),
+        Field(
+            max_length=300,
+            description="Only these item kinds, comma-separated, e.g. 'struct,trait'. Kinds: "
+            + ", ".join(sorted(KINDS)),
+        ),
     ] = None,
     limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_LIMIT)] = 10,
 ) -> Annotated[CallToolResult, SearchOut]:

@@ -420,6 +420,18 @@ def test_bad_search_input_is_422(client, params, field):
 
 
 @pytest.mark.parametrize(
+    ("kind", "kinds"),
+    [("fn", {"function"}), ("Traits, methods", {"trait", "method"}), ("mod,type,const", {"module", "type_alias",
+     "constant"}), ("tymethod", {"method"}), ("structfield", {"field"})],
+)  # fmt: skip
+def test_search_kinds_take_rust_and_rustdoc_spellings(client, ingested, kind, kinds):
+    """Agents write kinds as Rust does ('fn', 'mod'), as docs.rs names pages ('tymethod') or in the plural."""
+    response = client.get("/search", query_params={"q": "shape area counter", "kind": kind, "limit": 50})
+    assert response.status_code == 200, response.json()
+    assert {r["kind"] for r in response.json()["results"]} <= kinds
+
+
+@pytest.mark.parametrize(
     "query", ["\x00", "' OR 1=1 --", "🦀 rust crab", "<script>alert(1)</script>", "a & b | !c", "::", "ä" * 500]
 )
 def test_hostile_search_queries_answer_200_or_422_never_500(client, ingested, query):

@@ -87,6 +87,9 @@ def test_tools_are_listed_with_input_and_output_schemas_and_guidance():
     assert tools["add_rust_crate"].input_schema["required"] == ["name"]
     assert "check_rust_status" in tools["add_rust_crate"].description
     assert "get_rust_item" in tools["search_rust_docs"].description
+    # the kinds an agent may filter by are named, not left to guess
+    assert "struct" in tools["search_rust_docs"].input_schema["properties"]["kind"]["description"]
+    assert "type_alias" in tools["search_rust_docs"].input_schema["properties"]["kind"]["description"]
     assert tools["search_rust_docs"].input_schema["properties"]["limit"]["maximum"] == 50
     assert tools["remove_rust_crate"].annotations.destructive_hint is True
     assert tools["get_rust_item"].annotations.read_only_hint is True
