@@ -336,6 +336,8 @@ def _item_text(item: ItemOut) -> str:
     if item.children:
         lines += ["", f"{len(item.children)} child item(s):"]
         lines += [f"- {c.kind} {c.path}{': ' + c.summary if c.summary else ''}" for c in item.children[:50]]
+        if len(item.children) > 50:
+            lines.append(f"… and {len(item.children) - 50} more (every child is in the structured content)")
     return "\n".join(lines)
 
 

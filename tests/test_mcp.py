@@ -171,6 +171,17 @@ def test_item_text_names_its_re_exports_and_trait_impls(ingested):
     assert "Also public as" not in plain and "Implements" not in plain
 
 
+def test_item_text_says_how_many_children_it_leaves_out():
+    from crates.schemas import ItemOut
+    from mcp_bridge.server import _item_text
+
+    children = [{"path": f"big::Module::f{n:03}", "kind": "function"} for n in range(120)]
+    item = ItemOut(crate="big", version="1.0.0", path="big::Module", kind="module", children=children)
+    text = _item_text(item)
+    assert "120 child item(s)" in text and "big::Module::f049" in text and "big::Module::f050" not in text
+    assert "… and 70 more" in text and "structured content" in text
+
+
 def test_restore_undoes_a_soft_delete(ingested):
     from crates.services import remove_crate
 
