@@ -31,7 +31,7 @@ from crates.models import Crate, CrateRelease
 from crates.names import normalize_crate_name, semver_key, validate_crate_name, validate_version
 from jobs import direct
 from jobs.admission import admitted
-from jobs.models import CrateJob, JobEvent
+from jobs.models import ALL_VERSIONS, CrateJob, JobEvent
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,6 @@ Status = CrateJob.Status
 Operation = CrateJob.Operation
 EventType = JobEvent.Type
 
-# requested_version of a removal that covers every version of the crate.
-ALL_VERSIONS = "*"
 _DEDUPE_CONSTRAINT = "job_one_active_per_target"
 RUN_JOB_TASK = "jobs.tasks.run_job"
 # A wake-up token's own result is worthless (the job row is the record); django-q2 still saves failures.

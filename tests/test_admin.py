@@ -317,6 +317,21 @@ def test_job_detail_shows_counters_error_traceback_and_timeline(admin_client, fa
     assert re.search(r'action="[^"]+/retry/" data-show-when="retryable"\s*>', html)
 
 
+def test_a_whole_crate_removal_shows_all_versions_not_the_internal_wildcard(admin_client, crate):
+    """requested_version '*' is how a removal of every version is stored; pages say what it means, as the
+    API (version null) and MCP ('all versions') do."""
+    job = _job("complete", operation="remove", requested_version="*")
+    pages = [
+        admin_client.get(_url("jobs_cratejob_changelist")),
+        admin_client.get(_url("jobs_cratejob_change", job.pk)),
+        admin_client.get(_url("crates_crate_change", crate.pk)),
+    ]
+    for page in pages:
+        html = page.content.decode()
+        assert "all versions" in html, page.request["PATH_INFO"]
+        assert not re.search(r">\s*\*\s*<|ferro_fixture \*", html), page.request["PATH_INFO"]
+
+
 def test_cancel_a_queued_job_logs_it_in_the_admin_log_and_job_events(admin_client, admin_user):
     queued = _job("queued", crate_name="tokio")
     response = admin_client.post(_url("jobs_cratejob_cancel", queued.pk))
