@@ -331,7 +331,12 @@ def _item_text(item: ItemOut) -> str:
     if impls:
         lines.append(f"Implements: {', '.join(impls)}")
     if item.docs:
-        docs = item.docs if len(item.docs) <= ITEM_TEXT_DOCS_LIMIT else item.docs[:ITEM_TEXT_DOCS_LIMIT] + "\n[…]"
+        docs = item.docs
+        if len(docs) > ITEM_TEXT_DOCS_LIMIT:
+            rest = len(docs) - ITEM_TEXT_DOCS_LIMIT
+            where = f" and at {item.url}" if item.url else ""
+            note = f"[… {rest:,} more characters: the full docs are in the structured content{where}]"
+            docs = f"{docs[:ITEM_TEXT_DOCS_LIMIT]}\n{note}"
         lines += ["", docs]
     if item.children:
         lines += ["", f"{len(item.children)} child item(s):"]

@@ -181,6 +181,11 @@ def test_item_text_says_how_many_children_it_leaves_out():
     assert "120 child item(s)" in text and "big::Module::f049" in text and "big::Module::f050" not in text
     assert "… and 70 more" in text and "structured content" in text
 
+    long = ItemOut(crate="big", version="1.0.0", path="big::Module", kind="module", docs="word " * 3000,
+                   url="https://docs.rs/big/1.0.0/big/Module/index.html")  # fmt: skip
+    text = _item_text(long)
+    assert "[… 9,000 more characters" in text and "https://docs.rs/big/1.0.0/big/Module/index.html" in text
+
 
 def test_restore_undoes_a_soft_delete(ingested):
     from crates.services import remove_crate
