@@ -296,21 +296,24 @@ def _latest_job_annotations() -> dict[str, Subquery]:
     }
 
 
-def _newest_active(crate_ids: list[int]) -> dict[int, CrateRelease]:
-    best: dict[int, CrateRelease] = {}
+def _active_releases(crate_ids: list[int]) -> dict[int, list[CrateRelease]]:
+    """Each crate's active (searchable) releases, newest SemVer first."""
+    by_crate: dict[int, list[CrateRelease]] = {}
     for release in CrateRelease.objects.filter(crate_id__in=crate_ids, state=CrateRelease.State.ACTIVE):
-        current = best.get(release.crate_id)
-        if current is None or semver_key(release.version) > semver_key(current.version):
-            best[release.crate_id] = release
-    return best
+        by_crate.setdefault(release.crate_id, []).append(release)
+    for releases in by_crate.values():
+        releases.sort(key=lambda r: semver_key(r.version), reverse=True)
+    return by_crate
 
 
-def _summary_dict(crate: Crate, release: CrateRelease | None) -> dict[str, Any]:
+def _summary_dict(crate: Crate, active: list[CrateRelease]) -> dict[str, Any]:
+    release = active[0] if active else None
     return {
         "name": crate.name,
         "description": crate.description,
         "repository": crate.repository,
         "latest_version": release.version if release else None,
+        "versions": [r.version for r in active],
         "docs_source": release.docs_source if release else None,
         "documents": release.document_count if release else 0,
         "chunks": release.chunk_count if release else 0,
@@ -353,9 +356,9 @@ def list_crates(
     total = crates.count()
     start = (page - 1) * page_size
     rows = list(crates.order_by("normalized_name").annotate(**_latest_job_annotations())[start : start + page_size])
-    newest = _newest_active([c.pk for c in rows])
+    active = _active_releases([c.pk for c in rows])
     return Page(
-        items=[_summary_dict(c, newest.get(c.pk)) for c in rows],
+        items=[_summary_dict(c, active.get(c.pk, [])) for c in rows],
         page=page,
         page_size=page_size,
         total=total,
@@ -401,10 +404,10 @@ def get_crate(*, name: str, include_deleted: bool = True) -> dict[str, Any]:
         key=lambda r: (semver_key(r.version), r.created_at),
         reverse=True,
     )
-    newest = _newest_active([crate.pk]).get(crate.pk)
+    active = [r for r in releases if r.state == CrateRelease.State.ACTIVE]  # already newest first
     job = CrateJob.objects.filter(normalized_name=crate.normalized_name).order_by("-created_at").first()
     return {
-        **_summary_dict(annotated, newest),
+        **_summary_dict(annotated, active),
         "releases": [_release_dict(r) for r in releases],
         "latest_job": _job_dict(job) if job else None,
     }

@@ -209,6 +209,8 @@ def list_rust_crates(
         for crate in model.items:
             state = " (deleted)" if crate.deleted else ""
             version = crate.latest_version or "no version yet"
+            if len(crate.versions) > 1:  # older versions are searchable too, with version=...
+                version += f" (also {', '.join(crate.versions[1:6])}{', …' if len(crate.versions) > 6 else ''})"
             job = f", last job {crate.latest_job_status}" if crate.latest_job_status else ""
             lines.append(f"- {crate.name} {version}{state}: {crate.documents} items{job}")
         return _result(model, "\n".join(lines))

@@ -187,6 +187,17 @@ def test_item_text_says_how_many_children_it_leaves_out():
     assert "[… 9,000 more characters" in text and "https://docs.rs/big/1.0.0/big/Module/index.html" in text
 
 
+def test_list_names_every_searchable_version(ingested):
+    """An agent that needs an older version must learn it is indexed before asking for it."""
+    from crates.models import Crate, CrateRelease
+
+    crate = Crate.objects.get(normalized_name="ferro_fixture")
+    CrateRelease.objects.create(crate=crate, version="0.2.0", docs_source="html", state="active")
+    listing = call("list_rust_crates", {})
+    assert listing.structured_content["items"][0]["versions"] == ["0.3.1", "0.2.0"]
+    assert "ferro_fixture 0.3.1 (also 0.2.0)" in text_of(listing)
+
+
 def test_restore_undoes_a_soft_delete(ingested):
     from crates.services import remove_crate
 

@@ -181,6 +181,7 @@ def test_list_crates_counts_come_from_the_newest_active_release():
     tokio = page.items[0]
     assert tokio["name"] == "tokio"
     assert tokio["latest_version"] == "1.24.2"
+    assert tokio["versions"] == ["1.24.2", "1.0.0"]  # every searchable version, newest first (not 1.25.0: building)
     assert tokio["documents"] == len(TOKIO) + 1
     assert tokio["chunks"] >= tokio["documents"]
     assert tokio["embeddings"] == tokio["chunks"]
