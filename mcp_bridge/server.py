@@ -132,12 +132,21 @@ def _job_line(job: JobInfo) -> str:
     return line + "."
 
 
+NO_WORKER = "No worker is running: queued jobs wait until one is started ('manage.py qcluster', or scripts/up)."
+
+
+def _no_worker_note(job: JobInfo) -> str:
+    """Said wherever an agent waits on a queued job: runmcp itself runs no worker, so it could poll forever."""
+    return f" {NO_WORKER}" if job.status == "queued" and job_selectors.workers_alive() == 0 else ""
+
+
 def _accepted(result: Any, *, verb: str) -> CallToolResult:
     model = JobAccepted(job=_job_info(result.job), deduplicated=result.deduplicated)
     prefix = "An identical job is already under way" if model.deduplicated else f"Queued {verb}"
     text = (
         f"{prefix}: {_job_line(model.job)} "
         f'Poll check_rust_status(job_id="{model.job.id}") until the status is complete or failed.'
+        + _no_worker_note(model.job)
     )
     return _result(model, text)
 
@@ -178,14 +187,14 @@ def check_rust_status(
     with tool_call("check_rust_status"):
         if job_id:
             job = JobInfo.model_validate(job_selectors.job_status(job_id=_job_id(job_id)))
-            return _result(StatusResult(job=job), _job_line(job))
+            return _result(StatusResult(job=job), _job_line(job) + _no_worker_note(job))
         summary = SystemStatus.model_validate(job_selectors.health_summary())
         text = (
             f"{summary.queued} queued, {summary.running} running, {summary.failed_24h or 0} failed in 24 h; "
             f"{summary.workers_alive} worker(s) alive."
         )
         if summary.workers_alive == 0:
-            text += " No worker is running: queued jobs will wait until 'manage.py qcluster' is started."
+            text += f" {NO_WORKER}"
         return _result(StatusResult(system=summary), text)
 
 

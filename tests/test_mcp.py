@@ -120,6 +120,15 @@ def test_status_of_a_job_and_the_system_summary():
     assert "No worker is running" in text_of(summary)
 
 
+def test_a_queued_job_with_no_worker_alive_says_so_where_the_agent_looks():
+    """runmcp over stdio runs no worker: an agent that adds a crate and polls its job would wait forever.
+    The add and the job's status say no worker is running (not only the queue summary)."""
+    added = call("add_rust_crate", {"name": "anyhow"})
+    assert "No worker is running" in text_of(added)
+    status = call("check_rust_status", {"job_id": added.structured_content["job"]["id"]})
+    assert "No worker is running" in text_of(status) and "qcluster" in text_of(status)
+
+
 def test_status_of_a_job_waiting_to_retry_says_why_and_when():
     """A queued job after a transient failure is not simply 'queued': the agent polling it should see that
     attempt 1 failed, why, and when it runs again (the API and the portal show the same stage message)."""
