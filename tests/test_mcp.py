@@ -227,6 +227,11 @@ def test_restore_undoes_a_soft_delete(ingested):
     [
         ("add_rust_crate", {"name": "not a crate!"}, "Invalid crate name"),
         ("add_rust_crate", {"name": "9lives"}, "must start with an ASCII letter"),
+        # a name with its version, as cargo and crates.io write them: say to split it
+        ("add_rust_crate", {"name": "serde_json@1.0.87"}, "name 'serde_json' and version '1.0.87'"),
+        ("add_rust_crate", {"name": "serde_json 1.0.87"}, "name 'serde_json' and version '1.0.87'"),
+        ("add_rust_crate", {"name": "https://crates.io/crates/serde_json"}, "name 'serde_json'"),
+        ("add_rust_crate", {"name": "https://docs.rs/tokio/1.24.2/tokio/"}, "name 'tokio' and version '1.24.2'"),
         ("add_rust_crate", {"name": "serde", "version": "1.0"}, "Invalid version"),
         ("add_rust_crate", {"name": "x" * 10_000}, "name"),
         ("add_rust_crate", {}, "name"),
