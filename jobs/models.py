@@ -112,6 +112,12 @@ class CrateJob(models.Model):
         return self.status in self.FINISHED_STATUSES
 
     @property
+    def options_label(self) -> str:
+        """Options as pages show them: 'force', 'soft' (flags that are on), other values as name=value."""
+        options = self.options if isinstance(self.options, dict) else {}
+        return ", ".join(k if v is True else f"{k}={v}" for k, v in options.items() if v is not False and v is not None)
+
+    @property
     def version_label(self) -> str:
         """The version as pages show it: the resolved one, else the requested one; a whole-crate removal
         (stored as ALL_VERSIONS, '*') reads 'all versions'."""

@@ -332,6 +332,12 @@ def test_a_whole_crate_removal_shows_all_versions_not_the_internal_wildcard(admi
         assert not re.search(r">\s*\*\s*<|ferro_fixture \*", html), page.request["PATH_INFO"]
 
 
+def test_job_page_shows_options_as_words_not_a_python_dict(admin_client):
+    job = _job("complete", options={"force": True, "soft": False})
+    html = admin_client.get(_url("jobs_cratejob_change", job.pk)).content.decode()
+    assert "<code>force</code>" in html and "{&#x27;force&#x27;" not in html and "True" not in html
+
+
 def test_cancel_a_queued_job_logs_it_in_the_admin_log_and_job_events(admin_client, admin_user):
     queued = _job("queued", crate_name="tokio")
     response = admin_client.post(_url("jobs_cratejob_cancel", queued.pk))
