@@ -60,6 +60,22 @@ def _split_hint(text: str) -> str:
     return f" Give the name {name!r} alone."
 
 
+# Crates of the Rust toolchain: crates.io reserves their names and docs.rs does not build them.
+TOOLCHAIN_CRATES = frozenset({"std", "core", "alloc", "proc_macro", "test"})
+
+
+def toolchain_crate_note(name: str) -> str | None:
+    """What to do instead when ``name`` is a toolchain crate (None for any other name)."""
+    key = normalize_crate_name(name)
+    if key not in TOOLCHAIN_CRATES:
+        return None
+    return (
+        f"{key!r} is part of the Rust toolchain, not published on crates.io or docs.rs, so it cannot be fetched "
+        f"from there (its docs: https://doc.rust-lang.org/{key}/). An operator can ingest its rustdoc JSON "
+        f"(rustup component add rust-docs-json) with 'manage.py ingest_crate {key} --json-file <path>'."
+    )
+
+
 def validate_version(version: object) -> str:
     """Return ``"latest"`` or a SemVer string; raise InvalidVersion otherwise."""
     if version is None or (isinstance(version, str) and version.strip() in {"", LATEST}):

@@ -227,6 +227,10 @@ def test_restore_undoes_a_soft_delete(ingested):
     [
         ("add_rust_crate", {"name": "not a crate!"}, "Invalid crate name"),
         ("add_rust_crate", {"name": "9lives"}, "must start with an ASCII letter"),
+        # the standard library is not on crates.io or docs.rs: a job would only fail with 'no crate named std'
+        ("add_rust_crate", {"name": "std"}, "part of the Rust toolchain"),
+        ("search_rust_docs", {"query": "Vec", "crate": "core"}, "part of the Rust toolchain"),
+        ("get_rust_item", {"crate": "std", "path": "std::vec::Vec"}, "--json-file"),
         # a name with its version, as cargo and crates.io write them: say to split it
         ("add_rust_crate", {"name": "serde_json@1.0.87"}, "name 'serde_json' and version '1.0.87'"),
         ("add_rust_crate", {"name": "serde_json 1.0.87"}, "name 'serde_json' and version '1.0.87'"),
