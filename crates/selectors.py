@@ -16,7 +16,7 @@ from django.db.models.expressions import RawSQL
 
 from crates.errors import InvalidInput, ItemNotFound
 from crates.models import Crate, CrateRelease, Document
-from crates.names import semver_key
+from crates.names import normalize_crate_name, semver_key
 from crates.search.engine import SIGNALS, SearchHit, search
 from crates.search.scope import ReleaseInfo, find_crate, release_for
 from crates.textsearch import clean_query
@@ -135,6 +135,14 @@ def _aliases(doc: Document) -> list[str]:
     return [a for a in aliases if isinstance(a, str)] if isinstance(aliases, list) else []
 
 
+def _other_indexed_crate(head: str, *, release: ReleaseInfo) -> str | None:
+    """The name of the indexed crate a path's first segment names, when it is not the crate asked."""
+    key = normalize_crate_name(head)
+    if not key or key == normalize_crate_name(release.crate_name):
+        return None
+    return Crate.objects.alive().filter(normalized_name=key[:64]).values_list("name", flat=True).first()
+
+
 def _resolve_document(*, release: ReleaseInfo, path: str) -> Document:
     docs = Document.objects.filter(release_id=release.id)
     lowered = path.lower()
@@ -179,7 +187,13 @@ def _resolve_document(*, release: ReleaseInfo, path: str) -> Document:
         exact = _through_reexported_parent(release=release, path=path)
     if not exact:
         suggestions = _close_paths(release=release, path=path)
-        hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else " Try search_docs to find it."
+        hint = (
+            f" Did you mean: {', '.join(suggestions)}?"
+            if suggestions
+            else " Search for it (search_rust_docs over MCP, GET /api/v1/search)."
+        )
+        if other := _other_indexed_crate(path.split("::", 1)[0], release=release):
+            hint = f" The path starts with {other!r}, another indexed crate: ask for it with crate {other!r}." + hint
         raise ItemNotFound(
             f"No item {path[:200]!r} in {release.crate_name} {release.version}.{hint}",
             crate=release.crate_name,

@@ -154,6 +154,18 @@ def test_get_item_versions():
         get_item(crate="tokio", path="tokio::sync::Mutex::try_lock", version="1.0.0")
 
 
+def test_get_item_with_another_indexed_crates_path_names_that_crate():
+    """Agents often pass the crate they are working in with a path of a dependency (serde_json + serde::…)."""
+    with pytest.raises(ItemNotFound) as info:
+        get_item(crate="tokio", path="serde_json::from_str")
+    message = str(info.value)
+    assert "'serde_json', another indexed crate" in message and "crate 'serde_json'" in message
+    with pytest.raises(ItemNotFound) as info:
+        get_item(crate="tokio", path="tokio::sync::Nope")
+    assert "another indexed crate" not in str(info.value)
+    assert "search_docs" not in str(info.value) or "search_rust_docs" in str(info.value)
+
+
 @pytest.mark.parametrize("path", ["", "   ", "\x00", "'; DROP TABLE crates_document; --", "😀::%_", "a" * 5000])
 def test_get_item_hostile_paths_raise_item_not_found(path):
     with pytest.raises(ItemNotFound):
