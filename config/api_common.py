@@ -163,10 +163,28 @@ def optional_version(field: str, value: str | None) -> str | None:
     return None if version == LATEST else version
 
 
+# Kinds as Rust spells them ('fn', 'mod') and as rustdoc names its pages and anchors ('tymethod', 'structfield').
+KIND_SYNONYMS = {
+    "fn": "function", "mod": "module", "type": "type_alias", "const": "constant", "tymethod": "method",
+    "structfield": "field", "associatedtype": "assoc_type", "associatedconstant": "assoc_const",
+    "traitalias": "trait_alias", "typedef": "type_alias", "prim": "primitive",
+}  # fmt: skip
+
+
+def _kind(word: str) -> str:
+    word = word.strip().lower().replace(" ", "_")
+    if word in KINDS:
+        return word
+    if word in KIND_SYNONYMS:
+        return KIND_SYNONYMS[word]
+    singular = word[:-1] if word.endswith("s") else word  # "structs", "fns"
+    return KIND_SYNONYMS.get(singular, singular) if singular in KINDS or singular in KIND_SYNONYMS else word
+
+
 def parse_kinds(value: str | None) -> list[str] | None:
     if not value:
         return None
-    kinds = [k.strip().lower() for k in value.split(",") if k.strip()]
+    kinds = list(dict.fromkeys(_kind(k) for k in value.split(",") if k.strip()))
     unknown = sorted(set(kinds) - KINDS)
     if unknown:
         raise InvalidInput(
@@ -223,8 +241,10 @@ def search_results(
 ) -> dict[str, Any]:
     """``SearchOut``."""
     text = query.strip()
-    if not text or "\x00" in text:
+    if not text:
         raise InvalidInput("The search query is empty.", field="q")
+    if "\x00" in text:
+        raise InvalidInput("The search query contains a NUL character (\\x00); remove it and search again.", field="q")
     hits = selectors.search_docs(
         query=text,
         crate=checked("crate", validate_crate_name, crate) if crate else None,

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Case, IntegerField, OuterRef, QuerySet, Subquery, Value, When
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -25,7 +25,7 @@ from crates.admin_common import PortalAdminMixin, ReadOnlyAdminMixin, job_admin_
 from crates.apikeys import create_api_key, revoke_api_key
 from crates.errors import FerrodexError
 from crates.models import ApiKey, Chunk, Crate, CrateRelease, Document
-from crates.names import normalize_crate_name
+from crates.names import normalize_crate_name, semver_key
 from crates.selectors import search_docs
 from crates.services import remove_crate, restore_crate
 from crates.templatetags.portal import format_age, status_badge_html
@@ -95,8 +95,14 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
         return results | by_key, may_have_duplicates
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        active = CrateRelease.objects.filter(crate=OuterRef("pk"), state=CrateRelease.State.ACTIVE).order_by(
-            "-ingested_at", "-created_at"
+        # The release search, get_item and the API serve by default: the newest active one by SemVer, which the
+        # store keeps as Crate.latest_version (not the last ingested: an older version may be added later).
+        newest_first = Case(When(version=OuterRef("latest_version"), then=Value(0)), default=Value(1),
+                            output_field=IntegerField())  # fmt: skip
+        active = (
+            CrateRelease.objects.filter(crate=OuterRef("pk"), state=CrateRelease.State.ACTIVE)
+            .annotate(newest_first=newest_first)
+            .order_by("newest_first", "-ingested_at", "-created_at")
         )
         latest_job = CrateJob.objects.filter(normalized_name=OuterRef("normalized_name")).order_by("-created_at")
         return super().get_queryset(request).annotate(
@@ -254,7 +260,10 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
         crate = self._get_crate_or_404(request, object_id)
         releases = list(crate.releases.order_by("-created_at")[:30])
         jobs = list(CrateJob.objects.filter(normalized_name=crate.normalized_name).order_by("-created_at")[:15])
-        active = [r for r in releases if r.state == CrateRelease.State.ACTIVE]
+        # Newest version first, as search and the API choose it (the releases are listed by creation).
+        active = sorted(
+            crate.releases.filter(state=CrateRelease.State.ACTIVE), key=lambda r: semver_key(r.version), reverse=True
+        )
         context = self.page_context(
             request,
             title=crate.name,
@@ -345,7 +354,8 @@ class DocumentCrateFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value():
-            return queryset.filter(release__crate__normalized_name=self.value())
+            # Any spelling of the name, as the Crates search takes it ('serde-json' is serde_json).
+            return queryset.filter(release__crate__normalized_name=normalize_crate_name(self.value()))
         return queryset
 
 
@@ -376,6 +386,8 @@ class ReleaseStateFilter(admin.SimpleListFilter):
             return queryset.filter(release__state=CrateRelease.State.ACTIVE)
         if self.value() == "all":
             return queryset
+        if self.value() not in CrateRelease.State.values:
+            return queryset.none()
         return queryset.filter(release__state=self.value())
 
 

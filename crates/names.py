@@ -36,8 +36,44 @@ def validate_crate_name(name: object) -> str:
     if not _CRATE_NAME_RE.match(name):
         raise InvalidCrateName(
             f"Invalid crate name {name[:80]!r}: only ASCII letters, digits, '-' and '_' are allowed."
+            + _split_hint(name)
         )
     return name
+
+
+# A name written with its version or as a page's address: 'serde_json@1.0.87', 'serde_json 1.0.87',
+# 'serde_json = "1.0.87"' (Cargo.toml), https://crates.io/crates/serde_json, https://docs.rs/tokio/1.24.2/tokio/.
+_NAME_WITH_VERSION = re.compile(r"^([A-Za-z][\w-]*)\s*(?:@|=|\s)\s*\"?v?([0-9][\w.+-]*)\"?$")
+_PAGE_URL = re.compile(
+    r"^(?:https?://)?(?:www\.)?(?:crates\.io/crates|docs\.rs(?:/crate)?|lib\.rs/crates)/([A-Za-z][\w-]*)"
+    r"(?:/([0-9][\w.+-]*))?"
+)
+
+
+def _split_hint(text: str) -> str:
+    match = _NAME_WITH_VERSION.match(text) or _PAGE_URL.match(text)
+    if match is None:
+        return ""
+    name, version = match.group(1), match.group(2)
+    if version and _SEMVER_RE.match(version):
+        return f" Give the name {name!r} and version {version!r} separately."
+    return f" Give the name {name!r} alone."
+
+
+# Crates of the Rust toolchain: crates.io reserves their names and docs.rs does not build them.
+TOOLCHAIN_CRATES = frozenset({"std", "core", "alloc", "proc_macro", "test"})
+
+
+def toolchain_crate_note(name: str) -> str | None:
+    """What to do instead when ``name`` is a toolchain crate (None for any other name)."""
+    key = normalize_crate_name(name)
+    if key not in TOOLCHAIN_CRATES:
+        return None
+    return (
+        f"{key!r} is part of the Rust toolchain, not published on crates.io or docs.rs, so it cannot be fetched "
+        f"from there (its docs: https://doc.rust-lang.org/{key}/). An operator can ingest its rustdoc JSON "
+        f"(rustup component add rust-docs-json) with 'manage.py ingest_crate {key} --json-file <path>'."
+    )
 
 
 def validate_version(version: object) -> str:

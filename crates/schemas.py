@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 ItemT = TypeVar("ItemT")
 
@@ -37,6 +37,7 @@ class CrateSummaryOut(OpenModel):
     description: str | None = None
     repository: str | None = None
     latest_version: str | None = None
+    versions: list[str] = Field(default_factory=list, description="Every searchable version, newest first")
     docs_source: str | None = None
     documents: int = 0
     chunks: int = 0

@@ -16,7 +16,7 @@ from django.db.models.expressions import RawSQL
 
 from crates.errors import InvalidInput, ItemNotFound
 from crates.models import Crate, CrateRelease, Document
-from crates.names import semver_key
+from crates.names import normalize_crate_name, semver_key
 from crates.search.engine import SIGNALS, SearchHit, search
 from crates.search.scope import ReleaseInfo, find_crate, release_for
 from crates.textsearch import clean_query
@@ -97,25 +97,34 @@ def _kind_rank(kind: str) -> int:
 
 
 _GENERIC_ARGS = re.compile(r"<[^<>]*>")
+# What agents copy around a path from docs and code: rustdoc's disambiguator ('struct@', 'mod@'), or the
+# declaration's keywords ('pub fn spawn', 'struct Mutex'). Only keywords: 'Mutex lock' still means Mutex::lock.
+_PATH_PREFIX = re.compile(
+    r"^(?:\w+@|macro_rules!\s*|(?:(?:pub(?:\([^)]*\))?|unsafe|async|const|extern|struct|enum|union|trait|fn|type|mod|static|macro)\s+)+)"
+)
 
 
 def _clean_item_path(path: object) -> str:
-    text = clean_query(path)
+    text = clean_query(path).strip().strip("`").strip()  # a code span: `tokio::sync::Mutex`
+    text = _PATH_PREFIX.sub("", text)
     # Paths are stored without generic arguments; agents copy them from code ('Mutex<T>', 'Vec::<u8>::new').
     for _ in range(8):  # nested ones go innermost first; a bound keeps hostile input cheap
         text, stripped = _GENERIC_ARGS.subn("", text)
         if not stripped:
             break
-    text = re.sub(r"::(?:\s*::)+", "::", text)
     text = re.sub(r"\(.*\)$", "", text).strip().rstrip("!").strip()
+    text = re.sub(r"\s*\.\s*", "::", text)  # a method call: "Mutex.lock()"
+    text = re.sub(r"::(?:\s*::)+", "::", text)
     text = re.sub(r"\s*::\s*", "::", text)
     return re.sub(r"\s+", "::", text.strip(":"))  # "Mutex lock" -> "Mutex::lock"
 
 
 def _with_library_name(path: str, *, crate: str) -> str:
     """``qa-tiny::Widget`` -> ``qa_tiny::Widget``: stored paths start with the library name, where the
-    crate name's ``-`` is ``_``, and users type the crate's name."""
+    crate name's ``-`` is ``_``, and users type the crate's name. ``crate::x::Y`` is looked up as ``x::Y``."""
     head, sep, rest = path.partition("::")
+    if head == "crate":  # an intra-doc path as the crate's own docs write it: crate::sync::Mutex
+        return rest or crate.replace("-", "_")
     if "-" in head and head.replace("-", "_").lower() == crate.replace("-", "_").lower():
         return head.replace("-", "_") + sep + rest
     return path
@@ -124,6 +133,14 @@ def _with_library_name(path: str, *, crate: str) -> str:
 def _aliases(doc: Document) -> list[str]:
     aliases = doc.metadata.get("aliases") if isinstance(doc.metadata, dict) else None
     return [a for a in aliases if isinstance(a, str)] if isinstance(aliases, list) else []
+
+
+def _other_indexed_crate(head: str, *, release: ReleaseInfo) -> str | None:
+    """The name of the indexed crate a path's first segment names, when it is not the crate asked."""
+    key = normalize_crate_name(head)
+    if not key or key == normalize_crate_name(release.crate_name):
+        return None
+    return Crate.objects.alive().filter(normalized_name=key[:64]).values_list("name", flat=True).first()
 
 
 def _resolve_document(*, release: ReleaseInfo, path: str) -> Document:
@@ -170,7 +187,13 @@ def _resolve_document(*, release: ReleaseInfo, path: str) -> Document:
         exact = _through_reexported_parent(release=release, path=path)
     if not exact:
         suggestions = _close_paths(release=release, path=path)
-        hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else " Try search_docs to find it."
+        hint = (
+            f" Did you mean: {', '.join(suggestions)}?"
+            if suggestions
+            else " Search for it (search_rust_docs over MCP, GET /api/v1/search)."
+        )
+        if other := _other_indexed_crate(path.split("::", 1)[0], release=release):
+            hint = f" The path starts with {other!r}, another indexed crate: ask for it with crate {other!r}." + hint
         raise ItemNotFound(
             f"No item {path[:200]!r} in {release.crate_name} {release.version}.{hint}",
             crate=release.crate_name,
@@ -287,21 +310,24 @@ def _latest_job_annotations() -> dict[str, Subquery]:
     }
 
 
-def _newest_active(crate_ids: list[int]) -> dict[int, CrateRelease]:
-    best: dict[int, CrateRelease] = {}
+def _active_releases(crate_ids: list[int]) -> dict[int, list[CrateRelease]]:
+    """Each crate's active (searchable) releases, newest SemVer first."""
+    by_crate: dict[int, list[CrateRelease]] = {}
     for release in CrateRelease.objects.filter(crate_id__in=crate_ids, state=CrateRelease.State.ACTIVE):
-        current = best.get(release.crate_id)
-        if current is None or semver_key(release.version) > semver_key(current.version):
-            best[release.crate_id] = release
-    return best
+        by_crate.setdefault(release.crate_id, []).append(release)
+    for releases in by_crate.values():
+        releases.sort(key=lambda r: semver_key(r.version), reverse=True)
+    return by_crate
 
 
-def _summary_dict(crate: Crate, release: CrateRelease | None) -> dict[str, Any]:
+def _summary_dict(crate: Crate, active: list[CrateRelease]) -> dict[str, Any]:
+    release = active[0] if active else None
     return {
         "name": crate.name,
         "description": crate.description,
         "repository": crate.repository,
         "latest_version": release.version if release else None,
+        "versions": [r.version for r in active],
         "docs_source": release.docs_source if release else None,
         "documents": release.document_count if release else 0,
         "chunks": release.chunk_count if release else 0,
@@ -344,9 +370,9 @@ def list_crates(
     total = crates.count()
     start = (page - 1) * page_size
     rows = list(crates.order_by("normalized_name").annotate(**_latest_job_annotations())[start : start + page_size])
-    newest = _newest_active([c.pk for c in rows])
+    active = _active_releases([c.pk for c in rows])
     return Page(
-        items=[_summary_dict(c, newest.get(c.pk)) for c in rows],
+        items=[_summary_dict(c, active.get(c.pk, [])) for c in rows],
         page=page,
         page_size=page_size,
         total=total,
@@ -392,10 +418,10 @@ def get_crate(*, name: str, include_deleted: bool = True) -> dict[str, Any]:
         key=lambda r: (semver_key(r.version), r.created_at),
         reverse=True,
     )
-    newest = _newest_active([crate.pk]).get(crate.pk)
+    active = [r for r in releases if r.state == CrateRelease.State.ACTIVE]  # already newest first
     job = CrateJob.objects.filter(normalized_name=crate.normalized_name).order_by("-created_at").first()
     return {
-        **_summary_dict(annotated, newest),
+        **_summary_dict(annotated, active),
         "releases": [_release_dict(r) for r in releases],
         "latest_job": _job_dict(job) if job else None,
     }

@@ -97,7 +97,7 @@ class CrateJobAdmin(PortalAdminMixin, admin.ModelAdmin):
     def version_column(self, job: CrateJob) -> str:
         if job.resolved_version and job.resolved_version != job.requested_version:
             return format_html('{} <span class="fx-quiet">({})</span>', job.resolved_version, job.requested_version)
-        return job.resolved_version or job.requested_version
+        return job.version_label
 
     @admin.display(description="Status", ordering="status")
     def status_column(self, job: CrateJob) -> str:
@@ -217,7 +217,7 @@ class CrateJobAdmin(PortalAdminMixin, admin.ModelAdmin):
         crate = Crate.objects.by_name(job.crate_name).first()
         context = self.page_context(
             request,
-            title=f"{job.get_operation_display()} {job.crate_name} {job.requested_version}",
+            title=f"{job.get_operation_display()} {job.crate_name} {job.version_label}",
             crumb=f"{job.crate_name} · {str(job.pk)[:8]}",
             job=job,
             events=events,

@@ -7,6 +7,9 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
+# requested_version of a removal that covers every version of the crate.
+ALL_VERSIONS = "*"
+
 
 class CrateJob(models.Model):
     class Operation(models.TextChoices):
@@ -102,11 +105,24 @@ class CrateJob(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.operation} {self.crate_name} {self.requested_version} [{self.status}]"
+        return f"{self.operation} {self.crate_name} {self.version_label} [{self.status}]"
 
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED_STATUSES
+
+    @property
+    def options_label(self) -> str:
+        """Options as pages show them: 'force', 'soft' (flags that are on), other values as name=value."""
+        options = self.options if isinstance(self.options, dict) else {}
+        return ", ".join(k if v is True else f"{k}={v}" for k, v in options.items() if v is not False and v is not None)
+
+    @property
+    def version_label(self) -> str:
+        """The version as pages show it: the resolved one, else the requested one; a whole-crate removal
+        (stored as ALL_VERSIONS, '*') reads 'all versions'."""
+        version = self.resolved_version or self.requested_version
+        return "all versions" if version == ALL_VERSIONS else version
 
 
 class JobEvent(models.Model):

@@ -98,6 +98,14 @@ def list_jobs(*, status: str | None = None, crate: str | None = None, page: int 
                 pages=math.ceil(total / page_size))
 
 
+def workers_alive() -> int:
+    """How many workers sent a heartbeat recently (any process, any machine)."""
+    from jobs.recovery import worker_alive_seconds
+
+    since = timezone.now() - timedelta(seconds=worker_alive_seconds())
+    return WorkerHeartbeat.objects.filter(last_seen__gte=since).count()
+
+
 def health_summary() -> dict:
     """Queue depth, recent outcomes and live workers, from the database (valid across processes and machines)."""
     from jobs.recovery import worker_alive_seconds

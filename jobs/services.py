@@ -26,12 +26,18 @@ from django.db.models.sql import InsertQuery
 from django.utils import timezone
 from psycopg.sql import Literal
 
-from crates.errors import CrateNotFound, InvalidInput, JobNotFound, JobStateError, VersionNotFound
+from crates.errors import CrateNotFound, InvalidCrateName, InvalidInput, JobNotFound, JobStateError, VersionNotFound
 from crates.models import Crate, CrateRelease
-from crates.names import normalize_crate_name, semver_key, validate_crate_name, validate_version
+from crates.names import (
+    normalize_crate_name,
+    semver_key,
+    toolchain_crate_note,
+    validate_crate_name,
+    validate_version,
+)
 from jobs import direct
 from jobs.admission import admitted
-from jobs.models import CrateJob, JobEvent
+from jobs.models import ALL_VERSIONS, CrateJob, JobEvent
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +45,6 @@ Status = CrateJob.Status
 Operation = CrateJob.Operation
 EventType = JobEvent.Type
 
-# requested_version of a removal that covers every version of the crate.
-ALL_VERSIONS = "*"
 _DEDUPE_CONSTRAINT = "job_one_active_per_target"
 RUN_JOB_TASK = "jobs.tasks.run_job"
 # A wake-up token's own result is worthless (the job row is the record); django-q2 still saves failures.
@@ -62,6 +66,8 @@ def enqueue_ingest(*, name: str, version: str | None = None, force: bool = False
     """Queue an ingest of ``name`` at ``version`` ("latest" when empty); an active one for the same target is reused."""
     crate_name = validate_crate_name(name)
     requested_version = validate_version(version)
+    if note := toolchain_crate_note(crate_name):  # the job would only fail with "no crate named 'std'"
+        raise InvalidCrateName(note)
     return _enqueue(
         operation=Operation.INGEST,
         crate_name=crate_name,

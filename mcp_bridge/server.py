@@ -38,6 +38,7 @@ from crates import selectors as crate_selectors
 from crates.errors import FerrodexError, InvalidInput
 from crates.names import validate_crate_name
 from crates.schemas import CrateDetailOut, CratePage, ItemOut, OpenModel, SearchOut
+from crates.search.scope import KINDS
 from jobs import selectors as job_selectors
 from jobs import services as job_services
 from jobs.schemas import JobAcceptedOut, JobEventOut, JobOut
@@ -122,11 +123,21 @@ def _job_line(job: JobInfo) -> str:
     if job.status == "running":
         line += f", {job.progress}% ({job.stage or 'starting'}"
         line += f": {job.stage_message})" if job.stage_message else ")"
+    if job.status == "queued" and job.stage_message:  # waiting to retry: "Retrying at 03:13:10 UTC (in 30 s): …"
+        line += f" ({job.stage_message})"
     if job.status == "complete" and job.operation == "ingest":
         line += f": {job.counters.documents} items, {job.counters.chunks} chunks"
     if job.status in ("failed", "cancelled") and job.error:
         line += f": {job.error.message}"
     return line + "."
+
+
+NO_WORKER = "No worker is running: queued jobs wait until one is started ('manage.py qcluster', or scripts/up)."
+
+
+def _no_worker_note(job: JobInfo) -> str:
+    """Said wherever an agent waits on a queued job: runmcp itself runs no worker, so it could poll forever."""
+    return f" {NO_WORKER}" if job.status == "queued" and job_selectors.workers_alive() == 0 else ""
 
 
 def _accepted(result: Any, *, verb: str) -> CallToolResult:
@@ -135,6 +146,7 @@ def _accepted(result: Any, *, verb: str) -> CallToolResult:
     text = (
         f"{prefix}: {_job_line(model.job)} "
         f'Poll check_rust_status(job_id="{model.job.id}") until the status is complete or failed.'
+        + _no_worker_note(model.job)
     )
     return _result(model, text)
 
@@ -175,14 +187,14 @@ def check_rust_status(
     with tool_call("check_rust_status"):
         if job_id:
             job = JobInfo.model_validate(job_selectors.job_status(job_id=_job_id(job_id)))
-            return _result(StatusResult(job=job), _job_line(job))
+            return _result(StatusResult(job=job), _job_line(job) + _no_worker_note(job))
         summary = SystemStatus.model_validate(job_selectors.health_summary())
         text = (
             f"{summary.queued} queued, {summary.running} running, {summary.failed_24h or 0} failed in 24 h; "
             f"{summary.workers_alive} worker(s) alive."
         )
         if summary.workers_alive == 0:
-            text += " No worker is running: queued jobs will wait until 'manage.py qcluster' is started."
+            text += f" {NO_WORKER}"
         return _result(StatusResult(system=summary), text)
 
 
@@ -206,6 +218,8 @@ def list_rust_crates(
         for crate in model.items:
             state = " (deleted)" if crate.deleted else ""
             version = crate.latest_version or "no version yet"
+            if len(crate.versions) > 1:  # older versions are searchable too, with version=...
+                version += f" (also {', '.join(crate.versions[1:6])}{', …' if len(crate.versions) > 6 else ''})"
             job = f", last job {crate.latest_job_status}" if crate.latest_job_status else ""
             lines.append(f"- {crate.name} {version}{state}: {crate.documents} items{job}")
         return _result(model, "\n".join(lines))
@@ -261,7 +275,11 @@ def search_rust_docs(
     version: OptVersion = None,
     kind: Annotated[
         str | None,
-        Field(max_length=300, description="Only these item kinds, comma-separated, e.g. 'struct,trait'"),
+        Field(
+            max_length=300,
+            description="Only these item kinds, comma-separated, e.g. 'struct,trait'. Kinds: "
+            + ", ".join(sorted(KINDS)),
+        ),
     ] = None,
     limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_LIMIT)] = 10,
 ) -> Annotated[CallToolResult, SearchOut]:
@@ -304,18 +322,38 @@ def get_rust_item(
         return _result(model, _item_text(model))
 
 
+# Traits the compiler implements for its own bookkeeping (derived PartialEq/Eq); no code names them.
+_COMPILER_MARKERS = frozenset({"StructuralPartialEq", "StructuralEq"})
+
+
 def _item_text(item: ItemOut) -> str:
     lines = [f"{item.kind} {item.path} ({item.crate} {item.version}) {item.url}"]
     if item.deprecated:
         lines.append(f"DEPRECATED{': ' + item.deprecation_note if item.deprecation_note else ''}")
     if item.signature:
         lines += ["", item.signature]
+    metadata = item.metadata if isinstance(item.metadata, dict) else {}
+    aliases = [a for a in metadata.get("aliases") or [] if isinstance(a, str)]
+    impls = [t for t in metadata.get("trait_impls") or [] if isinstance(t, str) and t not in _COMPILER_MARKERS]
+    if aliases or impls:
+        lines.append("")
+    if aliases:  # the paths code imports it by ('use serde_json::Value'), as docs.rs's re-exports show
+        lines.append(f"Also public as: {', '.join(aliases)}")
+    if impls:
+        lines.append(f"Implements: {', '.join(impls)}")
     if item.docs:
-        docs = item.docs if len(item.docs) <= ITEM_TEXT_DOCS_LIMIT else item.docs[:ITEM_TEXT_DOCS_LIMIT] + "\n[…]"
+        docs = item.docs
+        if len(docs) > ITEM_TEXT_DOCS_LIMIT:
+            rest = len(docs) - ITEM_TEXT_DOCS_LIMIT
+            where = f" and at {item.url}" if item.url else ""
+            note = f"[… {rest:,} more characters: the full docs are in the structured content{where}]"
+            docs = f"{docs[:ITEM_TEXT_DOCS_LIMIT]}\n{note}"
         lines += ["", docs]
     if item.children:
         lines += ["", f"{len(item.children)} child item(s):"]
         lines += [f"- {c.kind} {c.path}{': ' + c.summary if c.summary else ''}" for c in item.children[:50]]
+        if len(item.children) > 50:
+            lines.append(f"… and {len(item.children) - 50} more (every child is in the structured content)")
     return "\n".join(lines)
 
 

@@ -317,6 +317,27 @@ def test_job_detail_shows_counters_error_traceback_and_timeline(admin_client, fa
     assert re.search(r'action="[^"]+/retry/" data-show-when="retryable"\s*>', html)
 
 
+def test_a_whole_crate_removal_shows_all_versions_not_the_internal_wildcard(admin_client, crate):
+    """requested_version '*' is how a removal of every version is stored; pages say what it means, as the
+    API (version null) and MCP ('all versions') do."""
+    job = _job("complete", operation="remove", requested_version="*")
+    pages = [
+        admin_client.get(_url("jobs_cratejob_changelist")),
+        admin_client.get(_url("jobs_cratejob_change", job.pk)),
+        admin_client.get(_url("crates_crate_change", crate.pk)),
+    ]
+    for page in pages:
+        html = page.content.decode()
+        assert "all versions" in html, page.request["PATH_INFO"]
+        assert not re.search(r">\s*\*\s*<|ferro_fixture \*", html), page.request["PATH_INFO"]
+
+
+def test_job_page_shows_options_as_words_not_a_python_dict(admin_client):
+    job = _job("complete", options={"force": True, "soft": False})
+    html = admin_client.get(_url("jobs_cratejob_change", job.pk)).content.decode()
+    assert "<code>force</code>" in html and "{&#x27;force&#x27;" not in html and "True" not in html
+
+
 def test_cancel_a_queued_job_logs_it_in_the_admin_log_and_job_events(admin_client, admin_user):
     queued = _job("queued", crate_name="tokio")
     response = admin_client.post(_url("jobs_cratejob_cancel", queued.pk))
@@ -410,6 +431,21 @@ def test_crate_list_shows_the_active_release_and_latest_job(admin_client, crate)
     assert rows["gone_crate"].is_deleted and "icon-yes.svg" in html
     alive = admin_client.get(_url("crates_crate_changelist"), {"state": "alive"})
     assert [c.name for c in alive.context["cl"].result_list] == ["ferro_fixture"]
+
+
+def test_crate_list_and_page_show_the_newest_version_not_the_last_ingested(admin_client, crate):
+    """Two active releases: an older version ingested after the newer one (``ingest_crate --version``).
+    Search, get_item and the API serve the newest by SemVer; the portal must show that one too."""
+    CrateRelease.objects.create(
+        crate=crate, version="0.2.9", docs_source="html", state="active", document_count=7,
+        ingested_at=timezone.now() + timedelta(minutes=5),
+    )  # fmt: skip
+    rows = {c.name: c for c in admin_client.get(_url("crates_crate_changelist")).context["cl"].result_list}
+    assert rows["ferro_fixture"].active_version == "0.3.1"
+    assert rows["ferro_fixture"].active_source == "rustdoc-json" and rows["ferro_fixture"].active_documents == 2
+    page = admin_client.get(_url("crates_crate_change", crate.pk))
+    assert page.context["active_release"].version == "0.3.1"
+    assert "0.2.9" in page.content.decode()  # still listed among the releases
 
 
 def test_add_crate_enqueues_an_ingest_and_redirects_to_the_job(admin_client, admin_user):
@@ -527,6 +563,31 @@ def test_document_list_defaults_to_active_releases_and_filters_by_crate_and_kind
     assert len(everything.context["cl"].result_list) == 3
     found = admin_client.get(_url("crates_document_changelist"), {"q": "with_cap"})
     assert [d.name for d in found.context["cl"].result_list] == ["with_capacity"]
+
+
+def test_document_list_filters_take_any_spelling_and_unknown_values(admin_client, crate):
+    """The crate filter is a URL parameter ('Browse documents' links it); typed by hand it may be spelt as
+    the crate is written. An unknown release state lists nothing instead of querying for it."""
+    spelt = admin_client.get(_url("crates_document_changelist"), {"crate": "Ferro-Fixture"})
+    assert len(spelt.context["cl"].result_list) == 2
+    unknown = admin_client.get(_url("crates_document_changelist"), {"release_state": "retired"})
+    assert unknown.status_code == 200 and list(unknown.context["cl"].result_list) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("crates_document_changelist", {"crate": "ferro\x00fixture"}),
+        ("crates_document_changelist", {"kind__exact": "str\x00uct"}),
+        ("jobs_cratejob_changelist", {"status__exact": "\x00"}),
+        ("crates_craterelease_changelist", {"state__exact": "\x00"}),
+        ("crates_crate_changelist", {"q": "se\x00rde"}),
+    ],
+)
+def test_a_nul_byte_in_a_portal_url_is_a_400_not_a_server_error(admin_client, crate, name, params):
+    """PostgreSQL refuses NUL in text: a filter value carrying one reached it and the page answered 500."""
+    response = admin_client.get(_url(name), params)
+    assert response.status_code == 400 and b"NUL" in response.content
 
 
 def test_document_detail_renders_markdown_and_highlights_code_safely(admin_client, crate):

@@ -420,10 +420,28 @@ def test_bad_search_input_is_422(client, params, field):
 
 
 @pytest.mark.parametrize(
+    ("kind", "kinds"),
+    [("fn", {"function"}), ("Traits, methods", {"trait", "method"}), ("mod,type,const", {"module", "type_alias",
+     "constant"}), ("tymethod", {"method"}), ("structfield", {"field"})],
+)  # fmt: skip
+def test_search_kinds_take_rust_and_rustdoc_spellings(client, ingested, kind, kinds):
+    """Agents write kinds as Rust does ('fn', 'mod'), as docs.rs names pages ('tymethod') or in the plural."""
+    response = client.get("/search", query_params={"q": "shape area counter", "kind": kind, "limit": 50})
+    assert response.status_code == 200, response.json()
+    assert {r["kind"] for r in response.json()["results"]} <= kinds
+
+
+@pytest.mark.parametrize(
     "query", ["\x00", "' OR 1=1 --", "🦀 rust crab", "<script>alert(1)</script>", "a & b | !c", "::", "ä" * 500]
 )
 def test_hostile_search_queries_answer_200_or_422_never_500(client, ingested, query):
     assert client.get("/search", query_params={"q": query}).status_code in (200, 422)
+
+
+def test_a_search_query_with_nul_says_so_not_that_it_is_empty(client):
+    error = error_of(client.get("/search", query_params={"q": "mutex\x00lock"}), 422)
+    assert "NUL" in error["message"] and "empty" not in error["message"]
+    assert fields_of(error) == {"q"}
 
 
 def test_get_item_by_path_with_children(client, ingested):

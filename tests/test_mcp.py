@@ -87,6 +87,9 @@ def test_tools_are_listed_with_input_and_output_schemas_and_guidance():
     assert tools["add_rust_crate"].input_schema["required"] == ["name"]
     assert "check_rust_status" in tools["add_rust_crate"].description
     assert "get_rust_item" in tools["search_rust_docs"].description
+    # the kinds an agent may filter by are named, not left to guess
+    assert "struct" in tools["search_rust_docs"].input_schema["properties"]["kind"]["description"]
+    assert "type_alias" in tools["search_rust_docs"].input_schema["properties"]["kind"]["description"]
     assert tools["search_rust_docs"].input_schema["properties"]["limit"]["maximum"] == 50
     assert tools["remove_rust_crate"].annotations.destructive_hint is True
     assert tools["get_rust_item"].annotations.read_only_hint is True
@@ -117,6 +120,27 @@ def test_status_of_a_job_and_the_system_summary():
     assert "No worker is running" in text_of(summary)
 
 
+def test_a_queued_job_with_no_worker_alive_says_so_where_the_agent_looks():
+    """runmcp over stdio runs no worker: an agent that adds a crate and polls its job would wait forever.
+    The add and the job's status say no worker is running (not only the queue summary)."""
+    added = call("add_rust_crate", {"name": "anyhow"})
+    assert "No worker is running" in text_of(added)
+    status = call("check_rust_status", {"job_id": added.structured_content["job"]["id"]})
+    assert "No worker is running" in text_of(status) and "qcluster" in text_of(status)
+
+
+def test_status_of_a_job_waiting_to_retry_says_why_and_when():
+    """A queued job after a transient failure is not simply 'queued': the agent polling it should see that
+    attempt 1 failed, why, and when it runs again (the API and the portal show the same stage message)."""
+    job_id = call("add_rust_crate", {"name": "anyhow"}).structured_content["job"]["id"]
+    CrateJob.objects.filter(pk=job_id).update(
+        attempts=1, error_type="UpstreamUnavailable", error_message="HTTP 503 from docs.rs after 6 attempts",
+        stage_message="Retrying at 03:13:10 UTC (in 30 s): HTTP 503 from docs.rs after 6 attempts",
+    )  # fmt: skip
+    text = text_of(call("check_rust_status", {"job_id": job_id}))
+    assert "is queued" in text and "Retrying at 03:13:10 UTC (in 30 s): HTTP 503 from docs.rs" in text
+
+
 def test_cancel_and_cancelling_twice():
     job_id = call("add_rust_crate", {"name": "itoa"}).structured_content["job"]["id"]
     cancelled = call("cancel_rust_job", {"job_id": job_id})
@@ -145,6 +169,44 @@ def test_list_search_item_and_remove(ingested):
     assert removal.structured_content["job"]["operation"] == "remove"
 
 
+def test_item_text_names_its_re_exports_and_trait_impls(ingested):
+    """Clients that read only the text (not structured content) see how to import the item and what it
+    implements, as docs.rs's page shows them: 'use ferro_fixture::Circle' is the path code uses."""
+    text = text_of(call("get_rust_item", {"crate": "ferro_fixture", "path": "ferro_fixture::shapes::Circle"}))
+    assert "Also public as: ferro_fixture::Circle" in text
+    assert "Implements: Clone, Copy, Debug, PartialEq, Shape" in text
+    assert "StructuralPartialEq" not in text  # a compiler marker, not something code names
+    plain = text_of(call("get_rust_item", {"crate": "ferro_fixture", "path": "ferro_fixture::sync::Mutex::lock"}))
+    assert "Also public as" not in plain and "Implements" not in plain
+
+
+def test_item_text_says_how_many_children_it_leaves_out():
+    from crates.schemas import ItemOut
+    from mcp_bridge.server import _item_text
+
+    children = [{"path": f"big::Module::f{n:03}", "kind": "function"} for n in range(120)]
+    item = ItemOut(crate="big", version="1.0.0", path="big::Module", kind="module", children=children)
+    text = _item_text(item)
+    assert "120 child item(s)" in text and "big::Module::f049" in text and "big::Module::f050" not in text
+    assert "… and 70 more" in text and "structured content" in text
+
+    long = ItemOut(crate="big", version="1.0.0", path="big::Module", kind="module", docs="word " * 3000,
+                   url="https://docs.rs/big/1.0.0/big/Module/index.html")  # fmt: skip
+    text = _item_text(long)
+    assert "[… 9,000 more characters" in text and "https://docs.rs/big/1.0.0/big/Module/index.html" in text
+
+
+def test_list_names_every_searchable_version(ingested):
+    """An agent that needs an older version must learn it is indexed before asking for it."""
+    from crates.models import Crate, CrateRelease
+
+    crate = Crate.objects.get(normalized_name="ferro_fixture")
+    CrateRelease.objects.create(crate=crate, version="0.2.0", docs_source="html", state="active")
+    listing = call("list_rust_crates", {})
+    assert listing.structured_content["items"][0]["versions"] == ["0.3.1", "0.2.0"]
+    assert "ferro_fixture 0.3.1 (also 0.2.0)" in text_of(listing)
+
+
 def test_restore_undoes_a_soft_delete(ingested):
     from crates.services import remove_crate
 
@@ -165,6 +227,15 @@ def test_restore_undoes_a_soft_delete(ingested):
     [
         ("add_rust_crate", {"name": "not a crate!"}, "Invalid crate name"),
         ("add_rust_crate", {"name": "9lives"}, "must start with an ASCII letter"),
+        # the standard library is not on crates.io or docs.rs: a job would only fail with 'no crate named std'
+        ("add_rust_crate", {"name": "std"}, "part of the Rust toolchain"),
+        ("search_rust_docs", {"query": "Vec", "crate": "core"}, "part of the Rust toolchain"),
+        ("get_rust_item", {"crate": "std", "path": "std::vec::Vec"}, "--json-file"),
+        # a name with its version, as cargo and crates.io write them: say to split it
+        ("add_rust_crate", {"name": "serde_json@1.0.87"}, "name 'serde_json' and version '1.0.87'"),
+        ("add_rust_crate", {"name": "serde_json 1.0.87"}, "name 'serde_json' and version '1.0.87'"),
+        ("add_rust_crate", {"name": "https://crates.io/crates/serde_json"}, "name 'serde_json'"),
+        ("add_rust_crate", {"name": "https://docs.rs/tokio/1.24.2/tokio/"}, "name 'tokio' and version '1.24.2'"),
         ("add_rust_crate", {"name": "serde", "version": "1.0"}, "Invalid version"),
         ("add_rust_crate", {"name": "x" * 10_000}, "name"),
         ("add_rust_crate", {}, "name"),
@@ -179,6 +250,7 @@ def test_restore_undoes_a_soft_delete(ingested):
         ("remove_rust_crate", {"name": "serde", "version": "latest"}, "exact version"),
         ("search_rust_docs", {"query": ""}, "query"),
         ("search_rust_docs", {"query": "x" * 501}, "query"),
+        ("search_rust_docs", {"query": "mutex\x00lock"}, "NUL"),
         ("search_rust_docs", {"query": "lock", "kind": "spaceship"}, "Unknown item kind"),
         ("search_rust_docs", {"query": "lock", "crate": "never_added"}, "never_added"),
         ("search_rust_docs", {"query": "lock", "limit": 1000}, "limit"),

@@ -70,6 +70,15 @@ def test_get_item_by_exact_path_lists_its_methods():
         ("tokio::sync::Mutex<T>", "tokio::sync::Mutex"),  # generic arguments, as written in code
         ("Mutex<Vec<u8>>::lock", "tokio::sync::Mutex::lock"),
         ("tokio::sync::Mutex::<T>::try_lock()", "tokio::sync::Mutex::try_lock"),  # turbofish
+        # as agents copy them from docs: a code span, a crate-relative intra-doc path (with its disambiguator),
+        # the item's kind before it, a method call
+        ("`tokio::sync::Mutex`", "tokio::sync::Mutex"),
+        ("crate::sync::Mutex", "tokio::sync::Mutex"),
+        ("struct@crate::sync::Mutex", "tokio::sync::Mutex"),
+        ("struct tokio::sync::Mutex", "tokio::sync::Mutex"),
+        ("pub fn tokio::sync::Mutex::lock", "tokio::sync::Mutex::lock"),
+        ("Mutex.lock()", "tokio::sync::Mutex::lock"),
+        ("macro_rules! select", "tokio::select"),
     ],
 )
 def test_get_item_resolves_suffixes_aliases_and_case(path, expected):
@@ -145,6 +154,18 @@ def test_get_item_versions():
         get_item(crate="tokio", path="tokio::sync::Mutex::try_lock", version="1.0.0")
 
 
+def test_get_item_with_another_indexed_crates_path_names_that_crate():
+    """Agents often pass the crate they are working in with a path of a dependency (serde_json + serde::…)."""
+    with pytest.raises(ItemNotFound) as info:
+        get_item(crate="tokio", path="serde_json::from_str")
+    message = str(info.value)
+    assert "'serde_json', another indexed crate" in message and "crate 'serde_json'" in message
+    with pytest.raises(ItemNotFound) as info:
+        get_item(crate="tokio", path="tokio::sync::Nope")
+    assert "another indexed crate" not in str(info.value)
+    assert "search_docs" not in str(info.value) or "search_rust_docs" in str(info.value)
+
+
 @pytest.mark.parametrize("path", ["", "   ", "\x00", "'; DROP TABLE crates_document; --", "😀::%_", "a" * 5000])
 def test_get_item_hostile_paths_raise_item_not_found(path):
     with pytest.raises(ItemNotFound):
@@ -172,6 +193,7 @@ def test_list_crates_counts_come_from_the_newest_active_release():
     tokio = page.items[0]
     assert tokio["name"] == "tokio"
     assert tokio["latest_version"] == "1.24.2"
+    assert tokio["versions"] == ["1.24.2", "1.0.0"]  # every searchable version, newest first (not 1.25.0: building)
     assert tokio["documents"] == len(TOKIO) + 1
     assert tokio["chunks"] >= tokio["documents"]
     assert tokio["embeddings"] == tokio["chunks"]

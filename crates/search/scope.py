@@ -15,7 +15,7 @@ from django.db import connection
 
 from crates.errors import CrateNotFound, InvalidInput, VersionNotFound
 from crates.models import Crate, CrateRelease, Document
-from crates.names import normalize_crate_name, semver_key
+from crates.names import normalize_crate_name, semver_key, toolchain_crate_note
 
 KINDS: frozenset[str] = frozenset(Document.Kind.values)
 
@@ -160,6 +160,8 @@ def find_crate(*, name: str, include_deleted: bool = False) -> Crate:
         )
     if crate is None:
         shown = name.strip()[:80]
+        if note := toolchain_crate_note(shown):
+            raise CrateNotFound(f"Crate {shown!r} is not indexed. {note}", crate=shown)
         # Named for every front: this message reaches MCP agents, API clients and the admin alike.
         raise CrateNotFound(
             f"Crate {shown!r} is not indexed. Add it first (add_rust_crate over MCP, POST /api/v1/crates, "
