@@ -743,3 +743,21 @@ def test_every_response_is_read_with_quick_acks(fake_docsrs, client, monkeypatch
     assert resolved.version == VERSION
     assert client.request_count == 3
     assert seen == [(socket.AF_INET, socket.SOCK_STREAM)] * 3
+
+
+# -- proxies from the environment -------------------------------------------------------------------------------
+
+
+def test_proxy_variables_are_honoured_per_host(httpserver, monkeypatch):
+    # A forward proxy gets the absolute URL; the session reads the environment once per host, not per request.
+    httpserver.expect_request("/crate/x/1.0.0/json").respond_with_data(b"via proxy")
+    monkeypatch.setenv("HTTP_PROXY", httpserver.url_for("/"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    with HttpClient(rps=0, max_retries=0) as http:
+        for _ in range(2):
+            assert http.get("http://docs.example.invalid/crate/x/1.0.0/json").content == b"via proxy"
+        # NO_PROXY: straight to the server itself.
+        direct = http.get(httpserver.url_for("/crate/x/1.0.0/json")).content
+    assert direct == b"via proxy"
+    hosts = [request.headers["Host"] for request, _response in httpserver.log]
+    assert hosts == ["docs.example.invalid", "docs.example.invalid", f"{httpserver.host}:{httpserver.port}"]

@@ -14,13 +14,14 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from uuid import UUID
 
 from django.conf import settings
 from django.db import connection, transaction
 
 from crates.errors import Cancelled, FerrodexError, InvalidInput, NoDocumentation
-from crates.models import CrateRelease, Document
+from crates.models import Crate, CrateRelease, Document
 from crates.names import is_prerelease, normalize_crate_name, validate_crate_name, validate_version
 from crates.pipeline import store
 from crates.pipeline.archive import read_zip_pages
@@ -253,14 +254,23 @@ def _with_other_versions(exc: NoDocumentation, *, resolved: ResolvedRelease) -> 
     )
 
 
-def _active_release(*, name: str, version: str) -> CrateRelease | None:
-    return (
-        CrateRelease.objects.filter(
-            crate__normalized_name=normalize_crate_name(name), version=version, state=CrateRelease.State.ACTIVE
+class _Active(NamedTuple):
+    pk: int
+    etag: str
+    artifact_sha256: str
+
+
+def _active_release(*, name: str, version: str) -> _Active | None:
+    """What a refresh compares the download with; plain SQL, as this runs once per ingest on its fixed cost."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT r.id, r.etag, r.artifact_sha256 FROM "{CrateRelease._meta.db_table}" r'
+            f' JOIN "{Crate._meta.db_table}" c ON c.id = r.crate_id'
+            " WHERE c.normalized_name = %s AND r.version = %s AND r.state = %s ORDER BY r.ingested_at DESC LIMIT 1",
+            [normalize_crate_name(name), version, CrateRelease.State.ACTIVE],
         )
-        .order_by("-ingested_at")
-        .first()
-    )
+        row = cursor.fetchone()
+    return None if row is None else _Active(*row)
 
 
 def _parse_artifact(*, artifact: Artifact, package: str, version: str, progress: Progress) -> ParsedCrate:
@@ -421,15 +431,21 @@ class _Description:
 
 
 def _groups(
-    pending: list[ParsedItem], batch: int, embedder, count: Callable[[str], int]
+    pending: list[ParsedItem], batch: int, embedder, count: Callable[[str], int], chunked: dict[int, list] | None = None
 ) -> Iterator[list[list[tuple[ParsedItem, list]]]]:
-    """Yield groups of batches, chunked, with enough chunks for full model batches."""
+    """Yield groups of batches, chunked, with enough chunks for full model batches.
+
+    ``chunked``: chunks the embed-first pass already made, by ``id(item)``.
+    """
     group: list[list[tuple[ParsedItem, list]]] = []
     chunk_total = 0
+    chunked = chunked or {}
     for index in range(0, len(pending), batch):
         current = []
         for item in pending[index:index + batch]:
-            chunks = chunk_item(item, max_tokens=embedder.max_tokens, count_tokens=count)
+            chunks = chunked.get(id(item))
+            if chunks is None:
+                chunks = chunk_item(item, max_tokens=embedder.max_tokens, count_tokens=count)
             current.append((item, chunks))
             chunk_total += len(chunks)
         group.append(current)
@@ -465,7 +481,7 @@ def _write_batches(
                           save_checkpoint=save_checkpoint, percent_from=store_from, replace=replace)
     writer.start()
     try:
-        for group in _groups(pending, batch, embedder, count):
+        for group in _groups(pending, batch, embedder, count, chunked=embedded.chunks if embedded else None):
             progress.check_cancelled()
             writer.raise_if_failed()
             texts = {c.content_hash: c.text for current in group for _item, chunks in current for c in chunks}
@@ -522,6 +538,8 @@ class _Embedded:
     vectors: dict[str, list[float]]
     sent: int
     uncached: dict[str, list[float]]
+    # Each item's chunks by id(item) when the crate was one window: the storing pass need not chunk again.
+    chunks: dict[int, list] | None = None
 
 
 def _embed_only(*, pending, embedder, count: Callable[[str], int], progress: Progress) -> _Embedded:
@@ -540,9 +558,10 @@ def _embed_only(*, pending, embedder, count: Callable[[str], int], progress: Pro
     vectors: dict[str, list[float]] = {}
     sent, held = 0, {}
     total = len(pending)
+    chunks: dict[int, list] | None = {} if total <= EMBED_WINDOW_ITEMS else None
     for start in range(0, total, EMBED_WINDOW_ITEMS):
         window = pending[start : start + EMBED_WINDOW_ITEMS]
-        ordered = _window_texts(window, embedder=embedder, count=count)
+        ordered = _window_texts(window, embedder=embedder, count=count, chunks=chunks)
         for index in range(0, len(ordered), EMBED_GROUP_CHUNKS):
             progress.check_cancelled()
             group = dict(ordered[index : index + EMBED_GROUP_CHUNKS])
@@ -557,14 +576,20 @@ def _embed_only(*, pending, embedder, count: Callable[[str], int], progress: Pro
             embedded = start + len(window) * min(1.0, (index + EMBED_GROUP_CHUNKS) / max(1, len(ordered)))
             progress.update(percent=20 + (EMBED_FIRST_STORE_PERCENT - 20) * embedded / max(1, total),
                             message=f"embedded {int(embedded)}/{total} items")
-    return _Embedded(vectors=vectors, sent=sent, uncached=held)
+    return _Embedded(vectors=vectors, sent=sent, uncached=held, chunks=chunks)
 
 
-def _window_texts(window, *, embedder, count: Callable[[str], int]) -> list[tuple[str, str]]:
-    """The distinct chunk texts of ``window`` by content hash, shortest first."""
+def _window_texts(
+    window, *, embedder, count: Callable[[str], int], chunks: dict[int, list] | None = None
+) -> list[tuple[str, str]]:
+    """The distinct chunk texts of ``window`` by content hash, shortest first; each item's chunks go to
+    ``chunks`` (by ``id(item)``) when given."""
     texts: dict[str, str] = {}
     for item in window:
-        for c in chunk_item(item, max_tokens=embedder.max_tokens, count_tokens=count):
+        made = chunk_item(item, max_tokens=embedder.max_tokens, count_tokens=count)
+        if chunks is not None:
+            chunks[id(item)] = made
+        for c in made:
             texts.setdefault(c.content_hash, c.text)
     return sorted(texts.items(), key=lambda pair: len(pair[1]))
 
