@@ -761,3 +761,21 @@ def test_proxy_variables_are_honoured_per_host(httpserver, monkeypatch):
     assert direct == b"via proxy"
     hosts = [request.headers["Host"] for request, _response in httpserver.log]
     assert hosts == ["docs.example.invalid", "docs.example.invalid", f"{httpserver.host}:{httpserver.port}"]
+
+
+def test_a_new_client_keeps_the_threads_connections_but_no_cookies_or_proxy_settings(httpserver, monkeypatch):
+    httpserver.expect_request("/set").respond_with_data(b"ok", headers={"Set-Cookie": "session=abc; Path=/"})
+    httpserver.expect_request("/echo").respond_with_handler(
+        lambda request: Response(request.headers.get("Cookie", "none"))
+    )
+    with HttpClient(rps=0, max_retries=0) as first:
+        first.get(httpserver.url_for("/set"))
+        assert first.get(httpserver.url_for("/echo")).content == b"session=abc"
+    with HttpClient(rps=0, max_retries=0) as second:
+        assert second.session is first.session  # the thread's pool of kept-alive connections
+        assert second.get(httpserver.url_for("/echo")).content == b"none"
+        # The proxy environment is read again by each client.
+        monkeypatch.setenv("HTTP_PROXY", httpserver.url_for("/"))
+    with HttpClient(rps=0, max_retries=0) as third:
+        httpserver.expect_request("/via").respond_with_data(b"via proxy")
+        assert third.get("http://docs.example.invalid/via").content == b"via proxy"

@@ -80,13 +80,11 @@ class HttpClient:
         self.on_request = on_request
         self.check_cancelled = check_cancelled
         self.request_count = 0
-        self.session = _Session()
+        self.session = _thread_session()
         self.session.headers["User-Agent"] = settings.HTTP_USER_AGENT
-        for prefix in ("http://", "https://"):
-            self.session.mount(prefix, _QuickAckAdapter())
 
     def close(self) -> None:
-        self.session.close()
+        """Nothing to release: the connections stay in this thread's pool for its next client."""
 
     def __enter__(self) -> HttpClient:
         return self
@@ -230,13 +228,32 @@ def _quickack(sock: socket.socket | None) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
 
 
+_sessions = threading.local()
+
+
+def _thread_session() -> _Session:
+    """This thread's session, made ready for a new client: its kept-alive connections are reused (a worker's
+    next ingest skips the TCP and TLS handshakes with docs.rs and the index), nothing else carries over."""
+    session = getattr(_sessions, "session", None)
+    if session is None:
+        session = _sessions.session = _Session()
+        for prefix in ("http://", "https://"):
+            session.mount(prefix, _QuickAckAdapter())
+    session.cookies.clear()
+    session.forget_environment()
+    return session
+
+
 class _Session(requests.Session):
-    """A requests session that reads the proxy and CA bundle environment once per host.
+    """A requests session that reads the proxy and CA bundle environment once per host per client.
 
     requests looks both up on every request (``get_environ_proxies`` parses the proxy variables and
     checks ``no_proxy``): ~0.6 ms a request, a tenth of what a small crate's ingest does beside the model.
-    A session lives for one ingest, so the environment it saw at its first request to a host holds.
+    What a client saw at its first request to a host holds for the rest of that client (one ingest).
     """
+
+    def forget_environment(self) -> None:
+        self._environment.clear()
 
     def __init__(self) -> None:
         super().__init__()
