@@ -644,14 +644,18 @@ def test_parsing_leaves_the_garbage_collector_as_it_found_it(fixture_bytes: byte
 
 def test_an_inlined_re_export_of_another_crates_item_gets_its_page(fixture_doc: dict) -> None:
     # tokio's `#[doc(inline)] pub use tokio_macros::main;`: docs.rs has tokio/attr.main.html, but the JSON holds
-    # only the item's origin, and `tokio::main` could not be found at all.
+    # only the item's origin, and `tokio::main` could not be found at all. rustdoc's HTML inlines every public
+    # re-export of another crate's item unless it says `#[doc(no_inline)]` (`pub use rand_core::RngCore` is
+    # rand/trait.RngCore.html), so a plain `pub use` gets its page too; only the JSON never inlines.
     doc = copy.deepcopy(fixture_doc)
     root = doc["index"][str(doc["root"])]
     doc["paths"]["90001"] = {"crate_id": 7, "path": ["ferro_macros", "main"], "kind": "proc_attribute"}
     doc["paths"]["90003"] = {"crate_id": 7, "path": ["ferro_macros", "helper"], "kind": "function"}
+    doc["paths"]["90005"] = {"crate_id": 7, "path": ["ferro_macros", "Gadget"], "kind": "struct"}
     for use_id, target, name, attrs in [
         (90002, 90001, "main", [{"other": "#[doc(inline)]"}]),
-        (90004, 90003, "helper", []),  # not inlined: a re-export line on docs.rs, documented by its crate
+        (90004, 90003, "helper", []),
+        (90006, 90005, "Gadget", [{"other": "#[doc(no_inline)]"}]),  # a re-export line on docs.rs, no page
     ]:
         doc["index"][str(use_id)] = {
             "id": use_id, "crate_id": 0, "name": None, "span": None, "visibility": "public", "docs": None,
@@ -664,7 +668,10 @@ def test_an_inlined_re_export_of_another_crates_item_gets_its_page(fixture_doc: 
     assert (main.kind, main.parent_path, main.url) == ("macro", CRATE, f"{CRATE}/attr.main.html")
     assert main.signature == "pub use ferro_macros::main;"
     assert "`ferro_macros` crate" in main.docs and main.metadata["reexport_of"] == "ferro_macros::main"
-    assert f"{CRATE}::helper" not in by_path
+    helper = by_path[f"{CRATE}::helper"]
+    assert (helper.kind, helper.url) == ("function", f"{CRATE}/fn.helper.html")
+    assert helper.signature == "pub use ferro_macros::helper;"
+    assert f"{CRATE}::Gadget" not in by_path
 
 
 # ---------------------------------------------------------------- intra-doc links

@@ -8,9 +8,9 @@ is the path they can reach from the crate root, so the module tree is walked fro
 * otherwise the shortest re-export path (ties broken lexicographically).
 
 The other public paths are kept in ``metadata["aliases"]``. Only items of the documented crate (crate_id 0)
-become documents; re-exports of other crates' items are skipped, as are ``#[doc(hidden)]`` and stripped items,
-except ``#[doc(inline)]`` ones (``tokio::main``), which docs.rs gives a page: they get a short document that names
-where the item comes from, since the JSON holds no docs for it.
+become documents; ``#[doc(hidden)]`` and stripped items are skipped. Re-exports of other crates' items that are not
+``#[doc(no_inline)]`` (``tokio::main``, a plain ``pub use rand_core::RngCore``), which docs.rs gives a page, get a
+short document that names where the item comes from, since the JSON holds no docs for it.
 
 Format versions 45..58 are read. Ids are opaque: integers in newer files, strings such as ``"0:123:456"`` in
 older ones; both are normalised to ``str``. Shapes that differ between versions (structured ``attrs`` since
@@ -265,7 +265,7 @@ class _PublicPaths:
         self._parents: dict[str, str] | None = None
         self._use_class: dict[str, int] = {}
         self._reachable_modules: set[str] = set()
-        # `#[doc(inline)] pub use other_crate::item` per module: (module id, name, target id, use item)
+        # `pub use other_crate::item` (not `#[doc(no_inline)]`) per module: (module id, name, target id, use item)
         self.foreign_inlined: list[tuple[str, str, str, dict]] = []
 
     def get(self, item_id: Any) -> dict | None:
@@ -372,9 +372,8 @@ class _PublicPaths:
         target = self.get(target_id)
         # Re-exports of other crates' items (and of primitives, id None) are documented by those crates.
         if target is None or not _is_local(target) or render.is_doc_hidden(target):
-            if target is None and target_id is not None and use.get("name") and _inlined(use_item) and not (
-                use.get("is_glob", use.get("glob", False))
-            ):
+            glob = use.get("is_glob", use.get("glob", False))
+            if target is None and target_id is not None and use.get("name") and not glob and not _no_inline(use_item):
                 self.foreign_inlined.append((module_id, use["name"], str(target_id), use_item))
             return
         target_kind = _inner(target)[0]
@@ -726,8 +725,8 @@ class _DocumentBuilder:
         return sorted(names)
 
 
-def _inlined(use_item: Mapping[str, Any]) -> bool:
-    return "doc(inline)" in " ".join(render.attribute_strings(use_item)).replace(" ", "")
+def _no_inline(use_item: Mapping[str, Any]) -> bool:
+    return "doc(no_inline)" in " ".join(render.attribute_strings(use_item)).replace(" ", "")
 
 
 # rustdoc `paths` kind of another crate's item -> (Document.Kind, page prefix)
@@ -745,9 +744,11 @@ def _foreign_inlined_items(
     paths: Mapping[str, Any],
     taken: list[ParsedItem],
 ) -> list[ParsedItem]:
-    """A page for each `#[doc(inline)] pub use other_crate::item`, as docs.rs has (`tokio::main` is
-    `tokio_macros::main`): the JSON holds only where the item comes from, not its docs, so without this
-    the item could not be found at all by its public path; the page names the crate that documents it."""
+    """A page for each `pub use other_crate::item` that is not `#[doc(no_inline)]`, as docs.rs has: rustdoc's
+    HTML inlines those (`tokio::main` is `tokio_macros::main`, `rand::RngCore` is `rand_core::RngCore`). The
+    JSON holds only where the item comes from, not its docs, so without this the item could not be found at
+    all by its public path; the page names the crate that documents it. A glob of another crate's module
+    (`pub use other::module::*`) cannot be listed: the JSON does not say what the module holds."""
     existing = {(item.path, item.kind) for item in taken}
     out: list[ParsedItem] = []
     for module_id, name, target_id, use_item in found:
@@ -812,8 +813,13 @@ class _LinkTargets:
     """
 
     def __init__(
-        self, *, index: Mapping[str, Any], paths: Mapping[str, Any], external_crates: Mapping[str, Any],
-        items: list[ParsedItem], docs_root: str,
+        self,
+        *,
+        index: Mapping[str, Any],
+        paths: Mapping[str, Any],
+        external_crates: Mapping[str, Any],
+        items: list[ParsedItem],
+        docs_root: str,
     ) -> None:
         self.index = index
         self.paths = paths
@@ -929,7 +935,8 @@ class _LinkTargets:
                 ):
                     self._by_name.setdefault(str(summary["path"][-1]), []).append(summary)
         candidates = [
-            summary for summary in self._by_name.get(segments[-1], ())
+            summary
+            for summary in self._by_name.get(segments[-1], ())
             if _written_path_matches(segments, [str(s) for s in summary["path"]])
         ]
         pages = {self._external_page(summary) for summary in candidates}
