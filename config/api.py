@@ -12,12 +12,14 @@ import logging
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.openapi.docs import Swagger
+from ninja.openapi.schema import OpenAPISchema
 
-from config.api_common import AUTH_HINT, ErrorOut, error_body
+from config.api_common import AUTH_HINT, ErrorOut, error_body, open_read_access
 from config.health import system_health
 from crates import errors
 from crates.api import router as crates_router
@@ -25,7 +27,27 @@ from jobs.api import router as jobs_router
 
 logger = logging.getLogger(__name__)
 
-api = NinjaAPI(
+
+class _Schema(OpenAPISchema):
+    """ninja lists only the key schemes of an operation; a read that is open (``API_READ_REQUIRES_KEY`` off,
+    read per request as the auth check reads it) also gets ``{}``, OpenAPI's "no key needed", so generated
+    clients and Swagger UI do not demand a key for it. A key that is sent must still be valid."""
+
+    def operation_security(self, operation) -> list[dict[str, Any]] | None:
+        security = super().operation_security(operation)
+        if security and open_read_access in operation.auth_callbacks and not settings.API_READ_REQUIRES_KEY:
+            security = [{}, *security]
+        return security
+
+
+class _FerrodexAPI(NinjaAPI):
+    def get_openapi_schema(self, *, path_prefix: str | None = None, path_params: dict | None = None):
+        if path_prefix is None:
+            path_prefix = self.get_root_path(path_params or {})
+        return _Schema(self, path_prefix)
+
+
+api = _FerrodexAPI(
     title="Ferrodex API",
     version="1",
     description=(

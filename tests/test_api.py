@@ -566,6 +566,25 @@ def test_openapi_and_offline_docs(client):
         assert browser.get(asset).status_code == 200, asset
 
 
+def test_openapi_says_reads_need_no_key_while_they_are_open(client, settings):
+    # Reads are open by default, but the schema gave them the write endpoints' key-only security: generated
+    # clients and Swagger UI asked for a key, and a contract test (schemathesis) flagged every open read.
+    # '{}' in an operation's security means "no key needed"; a key that is sent must still be valid.
+    def security(schema, path, method):
+        return schema["paths"][path][method].get("security")
+
+    keys = [{"ApiKeyBearer": []}, {"ApiKeyXHeader": []}]
+    schema = client.get("/openapi.json").json()
+    for path in ["/api/v1/crates", "/api/v1/search", "/api/v1/jobs", "/api/v1/jobs/{job_id}"]:
+        assert security(schema, path, "get") == [{}, *keys], path
+    assert security(schema, "/api/v1/crates", "post") == keys
+    assert security(schema, "/api/v1/jobs/{job_id}/cancel", "post") == keys
+    settings.API_READ_REQUIRES_KEY = True
+    schema = client.get("/openapi.json").json()
+    assert security(schema, "/api/v1/crates", "get") == keys
+    assert security(schema, "/api/v1/search", "get") == keys
+
+
 def test_unknown_api_urls_answer_json_404(client):
     from django.test import Client
 
