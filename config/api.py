@@ -18,6 +18,7 @@ from ninja import NinjaAPI, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.openapi.docs import Swagger
 from ninja.openapi.schema import OpenAPISchema
+from ninja.parser import Parser
 
 from config.api_common import AUTH_HINT, ErrorOut, error_body, open_read_access
 from config.health import system_health
@@ -40,6 +41,22 @@ class _Schema(OpenAPISchema):
         return security
 
 
+# The one endpoint with a body is POST /crates; its smallest valid body, quoted in the body errors.
+BODY_EXAMPLE = '{"name": "serde_json"}'
+
+
+class _BodyNotJson(ValueError):
+    """The body could not be read as JSON (ninja answers any parser error with a bare 400)."""
+
+
+class _Parser(Parser):
+    def parse_body(self, request: HttpRequest):
+        try:
+            return super().parse_body(request)
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise _BodyNotJson(str(exc)) from exc
+
+
 class _FerrodexAPI(NinjaAPI):
     def get_openapi_schema(self, *, path_prefix: str | None = None, path_params: dict | None = None):
         if path_prefix is None:
@@ -59,6 +76,7 @@ api = _FerrodexAPI(
     # ninja is in INSTALLED_APPS, so Swagger UI's assets come from our static files, not a CDN.
     docs=Swagger(settings={"persistAuthorization": True, "tryItOutEnabled": False}),
     docs_url="/docs",
+    parser=_Parser(),
 )
 
 
@@ -107,14 +125,18 @@ def _on_domain_error(request: HttpRequest, exc: errors.FerrodexError) -> HttpRes
 def _describe_validation_error(err: dict[str, Any]) -> dict[str, str]:
     loc = [str(part) for part in err.get("loc", ())]
     location = loc[0] if loc else "request"
+    kind = str(err.get("type", ""))
+    message = str(err.get("msg", "invalid value"))
+    if location == "body" and len(loc) <= 2:
+        # The body itself, located as ("body", <parameter name>): the parameter name is internal.
+        if kind == "missing":
+            message = f"The request needs a JSON object as its body, e.g. {BODY_EXAMPLE}."
+        else:
+            message = f"The body must be a JSON object, e.g. {BODY_EXAMPLE}: {message}"
+        return {"field": "body", "location": location, "message": message, "type": kind}
     # Body errors are located as ("body", <parameter name>, <field>...); the parameter name is noise.
-    parts = loc[2:] if location == "body" and len(loc) > 2 else loc[1:]
-    return {
-        "field": ".".join(parts) or location,
-        "location": location,
-        "message": str(err.get("msg", "invalid value")),
-        "type": str(err.get("type", "")),
-    }
+    parts = loc[2:] if location == "body" else loc[1:]
+    return {"field": ".".join(parts) or location, "location": location, "message": message, "type": kind}
 
 
 def _on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
@@ -138,6 +160,13 @@ _HTTP_CODES = {
 
 
 def _on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, _BodyNotJson):
+        message = (
+            f"The request body is not valid JSON ({str(exc.__cause__)[:200]}). Send a JSON object with "
+            f"Content-Type: application/json, e.g. {BODY_EXAMPLE}."
+        )
+        details = {"fields": [{"field": "body", "location": "body", "message": message, "type": "json_invalid"}]}
+        return api.create_response(request, error_body("invalid_body", message, details), status=422)
     message = str(exc)
     if isinstance(exc, AuthenticationError) and message == "Unauthorized":
         message = _missing_key_message(request)

@@ -227,10 +227,23 @@ def test_other_boolean_query_values_are_422_naming_the_field(client, auth, value
     assert not CrateJob.objects.exists()
 
 
-def test_body_that_is_not_json_is_a_4xx_in_the_error_shape(client, auth):
-    response = client.post("/crates", data=b"{not json", content_type="application/json", headers=auth)
-    assert 400 <= response.status_code < 500
-    error_of(response, response.status_code)
+@pytest.mark.parametrize("body", [b"{not json", b"\x00", b'{"name": "serde"', b"name=serde", b"\xff\xfe"])
+def test_a_body_that_is_not_json_is_a_422_saying_what_to_send(client, auth, body):
+    # It was a 400 'Cannot parse request body' (a status the schema does not list) that did not say what was
+    # wrong or what to send instead.
+    response = client.post("/crates", data=body, content_type="application/json", headers=auth)
+    error = error_of(response, 422, "invalid_body")
+    assert fields_of(error) == {"body"}
+    assert "not valid JSON" in error["message"] and '{"name": "serde_json"}' in error["message"], error
+    assert not CrateJob.objects.exists()
+
+
+@pytest.mark.parametrize(("body", "says"), [(b"", "needs a JSON object"), (b"[1]", "JSON object")])
+def test_a_missing_body_or_one_that_is_no_object_names_the_body_not_an_internal_parameter(client, auth, body, says):
+    response = client.post("/crates", data=body, content_type="application/json", headers=auth)
+    error = error_of(response, 422)
+    assert fields_of(error) == {"body"} and "payload" not in error["message"], error
+    assert says in error["message"] and '{"name": "serde_json"}' in error["message"], error
 
 
 # --- crates -------------------------------------------------------------------------------------
