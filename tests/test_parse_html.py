@@ -386,3 +386,16 @@ def test_links_in_docs_are_absolute_under_the_docs_root() -> None:
     assert all(url.startswith(("https://", "http://")) for _path, url in links), links
     assert any(url.startswith(root + "log/") for _path, url in links)
     assert not any("/src/" in url or url.endswith("#") for _path, url in links)  # no source links or "§" anchors
+
+
+def test_a_notable_trait_tooltip_leaves_no_space_before_the_semicolon(fixture_pages: dict[str, bytes]) -> None:
+    # rustdoc puts an "ⓘ" tooltip after a return type with notable traits (`-> Vec<u8> ⓘ;` in a trait's
+    # declaration); dropping the tooltip left `-> Vec<u8> ;` where the rustdoc JSON gives `-> Vec<u8>;`.
+    pages = dict(fixture_pages)
+    key = next(k for k in pages if k.endswith("shapes/trait.Shape.html"))
+    tooltip = b' <a href="#" class="tooltip" data-notable-ty="f64">\xe2\x93\x98</a>'
+    needle = b'std/primitive.f64.html">f64</a>;'
+    assert needle in pages[key]
+    pages[key] = pages[key].replace(needle, needle[:-1] + tooltip + b";", 1)
+    shape = _item(_by_key(parse_html_pages(pages, version="0.3.1")), "ferro_fixture::shapes::Shape", "trait")
+    assert "fn area(&self) -> f64; fn name" in shape.signature, shape.signature

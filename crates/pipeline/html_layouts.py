@@ -81,8 +81,11 @@ _TAGS = re.compile(r"<[^>]+>")
 # a class (``<a class="struct" …>``; their text is kept). Links in doc blocks have none and stay links.
 _EXAMPLE_PRE = re.compile(rb"(<pre\s+class=[\"'][^\"']*\brust-example-rendered\b[^>]*>)(.*?)(</pre>)", re.S)
 _ANY_TAG = re.compile(rb"<[^>]*>")
+# A tooltip takes the space rustdoc writes before it (`-> Vec<u8> ⓘ;` must not become `-> Vec<u8> ;`).
 _DECORATION_LINK = re.compile(
-    rb"<a\s[^>]*class=[\"'](?:anchor|doc-anchor|src|srclink|tooltip)\b[^\"']*[\"'][^>]*>.*?</a>", re.S
+    rb"(?:(?<![ \t])[ \t]++(?=<a\s[^>]*class=[\"']tooltip\b))?"  # from a run's start, no backtracking
+    rb"<a\s[^>]*class=[\"'](?:anchor|doc-anchor|src|srclink|tooltip)\b[^\"']*[\"'][^>]*>.*?</a>",
+    re.S,
 )
 _CLASSED_LINK = re.compile(rb"<a\s[^>]*\bclass=[^>]*>(.*?)</a>", re.S)
 _WBR_TAG = re.compile(rb"<wbr\s*/?>")
