@@ -758,3 +758,23 @@ def test_a_crate_without_html_root_url_is_not_linked(fixture_doc: dict) -> None:
     _set_docs(fixture_doc, block_on, "A [`mio::Token`].", {"`mio::Token`": 900001})
     docs = _docs_of(fixture_doc, "ferro_fixture::block_on")
     assert docs == "A `mio::Token`."
+
+
+def test_macros_2_0_and_non_exhaustive_variants_read_as_rustdoc_shows_them(fixture_doc: dict) -> None:
+    # rustdoc's JSON gives a `pub macro` as 'macro twice(...) {...}' without its visibility, and a variant's
+    # `#[non_exhaustive]` only in its attrs; the HTML pages show 'pub macro twice' and the attribute.
+    doc = copy.deepcopy(fixture_doc)
+    root = doc["index"][str(doc["root"])]
+    doc["index"]["90010"] = {
+        "id": 90010, "crate_id": 0, "name": "twice", "span": None, "visibility": "public", "docs": "Twice.",
+        "links": {}, "attrs": [], "deprecation": None, "inner": {"macro": "macro twice($e:expr) {\n    ...\n}"},
+    }  # fmt: skip
+    root["inner"]["module"]["items"].append(90010)
+    enum = next(v for v in doc["index"].values() if v.get("name") == "FixtureError" and "enum" in v["inner"])
+    variant = doc["index"][str(enum["inner"]["enum"]["variants"][-1])]
+    variant["attrs"] = [*variant.get("attrs", []), "non_exhaustive"]
+    by_path = {item.path: item for item in parse_rustdoc_json(doc).items}
+    assert by_path[f"{CRATE}::twice"].signature == "pub macro twice($e:expr) {\n    ...\n}"
+    name = variant["name"]
+    assert by_path[f"{CRATE}::FixtureError::{name}"].signature.startswith(f"#[non_exhaustive] {name} ")
+    assert f"#[non_exhaustive] {name} " in by_path[f"{CRATE}::FixtureError"].signature

@@ -591,7 +591,10 @@ class _DocumentBuilder:
             return render.render_type_alias(item, inner_kind)
         if inner_kind == "macro":
             macro = item["inner"]["macro"]
-            return macro if isinstance(macro, str) else ""
+            if not isinstance(macro, str):
+                return ""
+            # A macro 2.0 (`pub macro twice`) comes without its visibility; macro_rules! has none to show.
+            return f"pub {macro}" if macro.startswith("macro ") and item.get("visibility") == "public" else macro
         if inner_kind == "proc_macro":
             return render.render_proc_macro(item)
         return ""  # modules and primitives have no declaration

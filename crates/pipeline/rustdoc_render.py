@@ -443,7 +443,7 @@ def render_union(item: Mapping[str, Any], lookup: ItemLookup) -> str:
 def render_variant(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     variant = item.get("inner", {}).get("variant") or {}
     kind, value = tag(variant.get("kind"))
-    text = item.get("name", "_")
+    text = shown_attributes(item) + item.get("name", "_")
     if kind == "tuple":
         text += _tuple_fields(value or [], lookup, in_variant=True)
     elif kind == "struct":
