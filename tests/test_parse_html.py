@@ -399,3 +399,20 @@ def test_a_notable_trait_tooltip_leaves_no_space_before_the_semicolon(fixture_pa
     pages[key] = pages[key].replace(needle, needle[:-1] + tooltip + b";", 1)
     shape = _item(_by_key(parse_html_pages(pages, version="0.3.1")), "ferro_fixture::shapes::Shape", "trait")
     assert "fn area(&self) -> f64; fn name" in shape.signature, shape.signature
+
+
+def test_pages_built_with_document_private_items_are_refused_saying_how_to_rebuild(tmp_path: Path) -> None:
+    # `cargo doc --document-private-items` documents private modules instead of inlining their re-exported
+    # items, so the public path of such an item (`crate::PrivStruct` for `mod private; pub use private::*`) has
+    # no page: the crate was stored with its private items and without those public paths.
+    import shutil
+
+    shutil.copytree(FIXTURE_DIR / "ferro_fixture", tmp_path / "ferro_fixture")
+    index = tmp_path / "ferro_fixture" / "index.html"
+    page = index.read_bytes()
+    marked = page.replace(b"</dt>", '<span title="Restricted Visibility">&nbsp;🔒</span> </dt>'.encode(), 1)
+    assert marked != page
+    index.write_bytes(marked)
+    with pytest.raises(InvalidInput, match="--document-private-items") as caught:
+        read_doc_dir(tmp_path)
+    assert "--json-file" in caught.value.message
