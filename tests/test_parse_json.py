@@ -778,3 +778,25 @@ def test_macros_2_0_and_non_exhaustive_variants_read_as_rustdoc_shows_them(fixtu
     name = variant["name"]
     assert by_path[f"{CRATE}::FixtureError::{name}"].signature.startswith(f"#[non_exhaustive] {name} ")
     assert f"#[non_exhaustive] {name} " in by_path[f"{CRATE}::FixtureError"].signature
+
+
+def test_doc_aliases_are_kept_and_searchable(fixture_doc: dict) -> None:
+    # `#[doc(alias = "...")]` names an item the way users search for it (docs.rs's search finds `memcpy` for
+    # `copy_from_slice`); the aliases were dropped, so a search by one found nothing.
+    from crates.pipeline.chunk import chunk_item
+    from crates.pipeline.embedders.hashing import HashEmbedder
+
+    doc = copy.deepcopy(fixture_doc)
+    raw = next(v for v in doc["index"].values() if v.get("name") == "block_on" and "function" in v["inner"])
+    raw["attrs"] = [
+        *raw.get("attrs", []),
+        {"other": '#[doc(alias = "run_until_done")]'},
+        '#[doc(alias("wait_for", "await_sync"))]',  # older formats keep the attribute as written
+    ]
+    item = next(i for i in parse_rustdoc_json(doc).items if i.path == f"{CRATE}::block_on")
+    assert item.metadata["doc_aliases"] == ["run_until_done", "wait_for", "await_sync"]
+    embedder = HashEmbedder()
+    text = chunk_item(item, max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens)[0].text
+    assert "Aliases: run_until_done, wait_for, await_sync" in text
+    plain = next(i for i in parse_rustdoc_json(fixture_doc).items if i.path == f"{CRATE}::block_on")
+    assert "doc_aliases" not in plain.metadata

@@ -23,6 +23,7 @@ import contextlib
 import gc
 import json
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -522,6 +523,9 @@ class _DocumentBuilder:
         if isinstance(span, dict) and span.get("filename"):
             begin = span.get("begin") or [0]
             metadata["span"] = f"{span['filename']}:{begin[0]}"
+        doc_aliases = _doc_aliases(raw)
+        if doc_aliases:
+            metadata["doc_aliases"] = doc_aliases
         metadata.update({key: value for key, value in meta.items() if value is not None})
         return ParsedItem(
             path=path,
@@ -726,6 +730,25 @@ class _DocumentBuilder:
             if name and name not in AUTO_TRAITS:
                 names.add(name)
         return sorted(names)
+
+
+# `#[doc(alias = "x")]` (one per attribute since format 54) or `#[doc(alias("x", "y"))]` as written before.
+_DOC_ALIAS = re.compile(r'doc\s*\(\s*alias\s*(?:=\s*"([^"]*)"|\(([^)]*)\))')
+_QUOTED = re.compile(r'"([^"]*)"')
+
+
+def _doc_aliases(item: Mapping[str, Any]) -> list[str]:
+    """The names `#[doc(alias)]` gives an item, which docs.rs's search finds it by."""
+    aliases: list[str] = []
+    for attr in item.get("attrs") or []:
+        text = attr if isinstance(attr, str) else str(attr.get("other", "")) if isinstance(attr, dict) else ""
+        if "alias" not in text:
+            continue
+        for single, listed in _DOC_ALIAS.findall(text):
+            for alias in [single] if single else _QUOTED.findall(listed):
+                if alias.strip() and alias.strip() not in aliases:
+                    aliases.append(alias.strip())
+    return aliases
 
 
 def _no_inline(use_item: Mapping[str, Any]) -> bool:
