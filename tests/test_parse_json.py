@@ -800,3 +800,22 @@ def test_doc_aliases_are_kept_and_searchable(fixture_doc: dict) -> None:
     assert "Aliases: run_until_done, wait_for, await_sync" in text
     plain = next(i for i in parse_rustdoc_json(fixture_doc).items if i.path == f"{CRATE}::block_on")
     assert "doc_aliases" not in plain.metadata
+
+
+def test_underscore_imports_name_nothing(fixture_doc: dict) -> None:
+    # `pub use std::io::Write as _;` (a prelude's way to bring a trait's methods into scope) adds no name: rustdoc
+    # gives it no page. It became a page 'crate::_' (another crate's item) or an alias 'crate::_' (a local one).
+    doc = copy.deepcopy(fixture_doc)
+    root = doc["index"][str(doc["root"])]
+    doc["paths"]["90021"] = {"crate_id": 7, "path": ["ferro_dep", "DepTrait"], "kind": "trait"}
+    local_trait = next(k for k, v in doc["index"].items() if v.get("crate_id") == 0 and "trait" in v["inner"])
+    for use_id, target, source in [(90022, 90021, "ferro_dep::DepTrait"), (90023, int(local_trait), "crate::X")]:
+        doc["index"][str(use_id)] = {
+            "id": use_id, "crate_id": 0, "name": None, "span": None, "visibility": "public", "docs": None,
+            "links": {}, "attrs": [], "deprecation": None,
+            "inner": {"use": {"source": source, "name": "_", "id": target, "is_glob": False}},
+        }  # fmt: skip
+        root["inner"]["module"]["items"].append(use_id)
+    items = parse_rustdoc_json(doc).items
+    assert [i.path for i in items if i.path.endswith("::_")] == []
+    assert [i.path for i in items if any(a.endswith("::_") for a in i.metadata.get("aliases", []))] == []

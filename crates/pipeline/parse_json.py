@@ -367,7 +367,7 @@ class _PublicPaths:
         return names, globs
 
     def _add_reexport(self, module_id: str, use_id: str, use_item: dict, use: dict, names: list, globs: list) -> None:
-        if not _is_public(use_item):
+        if not _is_public(use_item) or use.get("name") == "_":  # `pub use Trait as _` brings in no name
             return
         target_id = use.get("id")
         target = self.get(target_id)
