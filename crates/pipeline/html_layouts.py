@@ -424,6 +424,8 @@ def declaration_text(text: str, *, kind: str) -> str:
     """
     if kind == "macro":
         return "\n".join(line.rstrip() for line in text.strip("\n").splitlines()).replace("\xa0", " ")
+    # rustdoc's own note on a line of its own; on one line it must not comment out what follows.
+    text = text.replace("// some variants omitted", "/* some variants omitted */")
     return code_line(_strip_line_comments(text))
 
 

@@ -461,7 +461,7 @@ def render_enum(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     generics = enum.get("generics")
     variants = [render_variant(v, lookup) for v in (lookup(i) for i in enum.get("variants", [])) if v is not None]
     if enum.get("has_stripped_variants", enum.get("variants_stripped", False)):
-        variants.append("// some variants omitted")
+        variants.append("/* some variants omitted */")  # rustdoc's `//` line would comment out the `}`
     body = "{ " + ", ".join(variants) + " }" if variants else "{}"
     return (
         f"{shown_attributes(item)}{visibility_prefix(item)}enum {item.get('name')}{render_generic_params(generics)}"
