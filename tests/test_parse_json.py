@@ -819,3 +819,12 @@ def test_underscore_imports_name_nothing(fixture_doc: dict) -> None:
     items = parse_rustdoc_json(doc).items
     assert [i.path for i in items if i.path.endswith("::_")] == []
     assert [i.path for i in items if any(a.endswith("::_") for a in i.metadata.get("aliases", []))] == []
+
+
+def test_the_never_type_reads_as_rust_writes_it(fixture_doc: dict) -> None:
+    # rustdoc JSON names `!` as the primitive 'never': `pub fn exit(code: i32) -> !` read '-> never'.
+    doc = copy.deepcopy(fixture_doc)
+    raw = next(v for v in doc["index"].values() if v.get("name") == "block_on" and "function" in v["inner"])
+    raw["inner"]["function"]["sig"]["output"] = {"primitive": "never"}
+    item = next(i for i in parse_rustdoc_json(doc).items if i.path == f"{CRATE}::block_on")
+    assert item.signature.endswith(") -> !"), item.signature

@@ -54,6 +54,8 @@ def render_path(path: Node) -> str:
 
 def render_type(node: Node) -> str:
     kind, value = tag(node)
+    if kind == "primitive" and value == "never":  # rustdoc JSON's name for `!`
+        return "!"
     if kind in ("generic", "primitive"):
         return str(value)
     if kind == "resolved_path":
