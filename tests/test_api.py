@@ -606,6 +606,30 @@ def test_unknown_api_urls_answer_json_404(client):
         error_of(response, 404, "not_found")
 
 
+def test_unknown_api_urls_answer_json_404_to_writes_too(auth):
+    # A POST or DELETE to an unknown API URL met Django's CSRF check first and got its HTML '403 Forbidden: CSRF
+    # verification failed' page: a client that wrote '/api/v1/crates/' (trailing slash) was told about cookies.
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    for method in ("post", "delete", "put"):
+        error = error_of(getattr(browser, method)("/api/v1/nope", headers=auth), 404, "not_found")
+        assert "/api/v1/docs" in error["message"]
+    error = error_of(browser.post("/api/v1/crates/", {"name": "serde"}, "application/json", headers=auth), 404)
+    assert "without the trailing slash: /api/v1/crates" in error["message"], error
+    assert "trailing slash" not in error_of(browser.get("/api/v1/nope/"), 404)["message"]
+
+
+def test_a_method_an_endpoint_does_not_take_is_a_405_in_the_error_shape(auth):
+    # It was a bare text/plain 'Method not allowed'.
+    from django.test import Client
+
+    response = Client().put("/api/v1/crates", headers=auth)
+    error = error_of(response, 405, "method_not_allowed")
+    assert set(response["Allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+    assert "PUT" in error["message"] and "GET" in error["message"] and "POST" in error["message"], error
+
+
 HOSTILE = ["x" * 10_000, "ünï🦀", "../../etc/passwd", "..%2F..%2Fetc", "%00", "a%00b", "' OR 1=1 --", "-1", "  "]
 ROUTES = [
     ("get", "/api/v1/crates/{x}"),
