@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -185,6 +186,15 @@ def _missing_key_message(request: HttpRequest) -> str:
     return "This endpoint needs an API key. " + AUTH_HINT
 
 
+def _on_body_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    message = (
+        f"The request body is larger than {limit} bytes, the most this server reads "
+        f"(DATA_UPLOAD_MAX_MEMORY_SIZE). A request is a small JSON object, e.g. {BODY_EXAMPLE}."
+    )
+    return api.create_response(request, error_body("payload_too_large", message), status=413)
+
+
 def _on_404(request: HttpRequest, exc: Http404) -> HttpResponse:
     return api.create_response(request, error_body("not_found", "Not found."), status=404)
 
@@ -203,6 +213,7 @@ api.add_exception_handler(errors.FerrodexError, _on_domain_error)
 api.add_exception_handler(ValidationError, _on_validation_error)
 api.add_exception_handler(HttpError, _on_http_error)
 api.add_exception_handler(Http404, _on_404)
+api.add_exception_handler(RequestDataTooBig, _on_body_too_big)
 api.add_exception_handler(Exception, _on_unexpected)
 
 

@@ -5,6 +5,7 @@ Search and items run on the real ferro_fixture rustdoc JSON ingested by the real
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -235,6 +236,19 @@ def test_a_body_that_is_not_json_is_a_422_saying_what_to_send(client, auth, body
     error = error_of(response, 422, "invalid_body")
     assert fields_of(error) == {"body"}
     assert "not valid JSON" in error["message"] and '{"name": "serde_json"}' in error["message"], error
+    assert not CrateJob.objects.exists()
+
+
+def test_a_body_over_the_upload_limit_is_a_413_not_a_500(auth, settings):
+    # Django refuses to read a body over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) with RequestDataTooBig, which
+    # reached the API's catch-all: '500 Internal error; it has been logged.'
+    from django.test import Client
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = json.dumps({"name": "serde", "x": "a" * 2000}).encode()
+    response = Client().post("/api/v1/crates", data=body, content_type="application/json", headers=auth)
+    error = error_of(response, 413, "payload_too_large")
+    assert "1000 bytes" in error["message"] and '{"name": "serde_json"}' in error["message"], error
     assert not CrateJob.objects.exists()
 
 
