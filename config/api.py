@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -195,6 +195,12 @@ def _on_body_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpRespon
     return api.create_response(request, error_body("payload_too_large", message), status=413)
 
 
+def _on_too_many_fields(request: HttpRequest, exc: TooManyFieldsSent) -> HttpResponse:
+    limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+    message = f"The request has more than {limit} query parameters or form fields (DATA_UPLOAD_MAX_NUMBER_FIELDS)."
+    return api.create_response(request, error_body("bad_request", message), status=400)
+
+
 def _on_404(request: HttpRequest, exc: Http404) -> HttpResponse:
     return api.create_response(request, error_body("not_found", "Not found."), status=404)
 
@@ -214,6 +220,7 @@ api.add_exception_handler(ValidationError, _on_validation_error)
 api.add_exception_handler(HttpError, _on_http_error)
 api.add_exception_handler(Http404, _on_404)
 api.add_exception_handler(RequestDataTooBig, _on_body_too_big)
+api.add_exception_handler(TooManyFieldsSent, _on_too_many_fields)
 api.add_exception_handler(Exception, _on_unexpected)
 
 

@@ -252,6 +252,36 @@ def test_a_body_over_the_upload_limit_is_a_413_not_a_500(auth, settings):
     assert not CrateJob.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("method", "url", "typo"),
+    [
+        ("get", "/api/v1/search?q=mutex&crates=tokio", "crates"),
+        ("get", "/api/v1/crates?page_szie=5", "page_szie"),
+        ("get", "/api/v1/jobs?state=failed", "state"),
+        ("get", "/api/v1/items/tokio/tokio::sync::Mutex?verison=1.0.0", "verison"),
+        ("delete", "/api/v1/crates/serde?sfot=true", "sfot"),
+    ],
+)
+def test_a_misspelt_query_parameter_is_a_422_naming_it(auth, method, url, typo):
+    # A misspelt parameter was ignored: '?crates=tokio' searched every crate, '?sfot=true' queued a hard delete.
+    from django.test import Client
+
+    error = error_of(getattr(Client(), method)(url, headers=auth), 422)
+    assert fields_of(error) == {typo}, error
+    assert "Unknown parameter" in error["message"] and "/api/v1/docs" in error["message"], error
+    assert not CrateJob.objects.exists()
+
+
+def test_too_many_query_parameters_is_a_4xx_not_a_500(auth):
+    # Django refuses more than DATA_UPLOAD_MAX_NUMBER_FIELDS (1000) with TooManyFieldsSent, which reached the
+    # API's catch-all as a 500.
+    from django.test import Client
+
+    query = "&".join(f"k{i}=1" for i in range(1100))
+    error = error_of(Client().get(f"/api/v1/search?q=x&{query}"), 400, "bad_request")
+    assert "1000" in error["message"], error
+
+
 @pytest.mark.parametrize(("body", "says"), [(b"", "needs a JSON object"), (b"[1]", "JSON object")])
 def test_a_missing_body_or_one_that_is_no_object_names_the_body_not_an_internal_parameter(client, auth, body, says):
     response = client.post("/crates", data=body, content_type="application/json", headers=auth)
