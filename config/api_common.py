@@ -87,8 +87,10 @@ def refuse_unknown_query(request: HttpRequest, params: type[Schema] | None = Non
     unknown = sorted(name for name in request.GET if name not in allowed)
     if unknown:
         takes = f"takes {', '.join(sorted(allowed))}" if allowed else "takes no query parameters"
+        if request.method == "POST" and request.path_info.endswith("/crates"):
+            takes += " (its options go in the JSON body)"
         raise InvalidInput(
-            f"Unknown parameter {unknown[0][:50]!r} (misspelt, or meant for the body?); this endpoint {takes}. "
+            f"Unknown parameter {unknown[0][:50]!r} (misspelt?); this endpoint {takes}. "
             "/api/v1/docs lists the parameters of each endpoint.",
             field=unknown[0][:50],
         )
