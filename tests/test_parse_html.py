@@ -416,3 +416,25 @@ def test_pages_built_with_document_private_items_are_refused_saying_how_to_rebui
     with pytest.raises(InvalidInput, match="--document-private-items") as caught:
         read_doc_dir(tmp_path)
     assert "--json-file" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "href", ["../other_dep/struct.Gadget.html", "https://docs.rs/other_dep/0.1.0/other_dep/struct.Gadget.html"]
+)
+def test_a_listed_re_export_of_another_crates_item_is_noted_on_its_module(
+    fixture_pages: dict[str, bytes], href: str
+) -> None:
+    # `#[doc(no_inline)] pub use other_dep::Gadget;` is a line under Re-exports, linking to the other crate's
+    # docs (relatively in a local `cargo doc` tree, absolutely on docs.rs). No page, but the module notes it, so
+    # get_item can say where its docs are instead of 'No item'.
+    pages = dict(fixture_pages)
+    key = "ferro_fixture/index.html"
+    listed = b'<dl class="item-table reexports">'
+    assert listed in pages[key]
+    line = (
+        f'<dt id="reexport.Gadget"><code>pub use other_dep::<a class="struct" href="{href}" '
+        f'title="struct other_dep::Gadget">Gadget</a>;</code></dt>'
+    ).encode()
+    pages[key] = pages[key].replace(listed, listed + line, 1)
+    root = _item(_by_key(parse_html_pages(pages, version="0.3.1")), "ferro_fixture", "module")
+    assert root.metadata["reexports"] == {"Gadget": "other_dep::Gadget"}

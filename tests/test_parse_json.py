@@ -668,6 +668,8 @@ def test_an_inlined_re_export_of_another_crates_item_gets_its_page(fixture_doc: 
     assert (main.kind, main.parent_path, main.url) == ("macro", CRATE, f"{CRATE}/attr.main.html")
     assert main.signature == "pub use ferro_macros::main;"
     assert "`ferro_macros` crate" in main.docs and main.metadata["reexport_of"] == "ferro_macros::main"
+    # The no_inline one has no page, but its module says what it is, so get_item can point to its crate.
+    assert by_path[CRATE].metadata["reexports"] == {"Gadget": "ferro_macros::Gadget"}
     helper = by_path[f"{CRATE}::helper"]
     assert (helper.kind, helper.url) == ("function", f"{CRATE}/fn.helper.html")
     assert helper.signature == "pub use ferro_macros::helper;"

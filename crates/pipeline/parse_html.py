@@ -158,6 +158,9 @@ def add_reexport_aliases(results: list[ParsedPage], by_url: Mapping[str, ParsedP
                 children.setdefault(module, []).append(result)
     for result in results:
         for reexport in result.reexports:
+            if reexport.origin and result.items:  # another crate's item: noted on the module for get_item
+                result.items[0].metadata.setdefault("reexports", {})[reexport.name] = reexport.origin
+                continue
             target = by_url.get(reexport.target)
             if target is None or not target.items:
                 continue

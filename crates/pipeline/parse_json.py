@@ -135,6 +135,7 @@ def _parse(data: bytes | dict, *, version: str, docs_root: str, started: float) 
     builder = _DocumentBuilder(index, paths, crate_name)
     items = builder.build(locations)
     items.extend(_foreign_inlined_items(walker.foreign_inlined, locations=locations, paths=paths, taken=items))
+    _note_foreign_reexports(walker.foreign_listed, locations=locations, paths=paths, items=items)
     external = doc.get("external_crates") if isinstance(doc.get("external_crates"), dict) else {}
     _LinkTargets(index=index, paths=paths, external_crates=external, items=items, docs_root=docs_root).apply()
 
@@ -268,6 +269,8 @@ class _PublicPaths:
         self._reachable_modules: set[str] = set()
         # `pub use other_crate::item` (not `#[doc(no_inline)]`) per module: (module id, name, target id, use item)
         self.foreign_inlined: list[tuple[str, str, str, dict]] = []
+        # `#[doc(no_inline)] pub use other_crate::item`: only a line in the module's Re-exports, no page
+        self.foreign_listed: list[tuple[str, str, str, dict]] = []
 
     def get(self, item_id: Any) -> dict | None:
         if item_id is None:
@@ -374,8 +377,9 @@ class _PublicPaths:
         # Re-exports of other crates' items (and of primitives, id None) are documented by those crates.
         if target is None or not _is_local(target) or render.is_doc_hidden(target):
             glob = use.get("is_glob", use.get("glob", False))
-            if target is None and target_id is not None and use.get("name") and not glob and not _no_inline(use_item):
-                self.foreign_inlined.append((module_id, use["name"], str(target_id), use_item))
+            if target is None and target_id is not None and use.get("name") and not glob:
+                found = self.foreign_listed if _no_inline(use_item) else self.foreign_inlined
+                found.append((module_id, use["name"], str(target_id), use_item))
             return
         target_kind = _inner(target)[0]
         step = (use_id, module_id)
@@ -801,6 +805,31 @@ def _foreign_inlined_items(
             metadata={"reexport_of": origin, "aliases": sorted("::".join((*p, name)) for p in module_paths[1:])},
         ))  # fmt: skip
     return out
+
+
+def _note_foreign_reexports(
+    found: list[tuple[str, str, str, dict]],
+    *,
+    locations: Mapping[str, Mapping[Path, int]],
+    paths: Mapping[str, Any],
+    items: list[ParsedItem],
+) -> None:
+    """A module's ``#[doc(no_inline)] pub use other_crate::item`` lines, as ``metadata["reexports"]``
+    (name -> origin): no page, but get_item can say where the item's docs are."""
+    modules = {item.path: item for item in items if item.kind == "module"}
+    for module_id, name, target_id, use_item in found:
+        module_paths = sorted(locations.get(module_id, {}), key=lambda p: (len(p), p))
+        module = modules.get("::".join(module_paths[0])) if module_paths else None
+        if module is None:
+            continue
+        # The path as written (`std::io::Error`) is public; rustdoc's `paths` has where it is defined
+        # (`std::io::error::Error`, a private module).
+        source = str((_inner(use_item)[1] or {}).get("source") or "").lstrip(":")
+        summary = paths.get(target_id) if isinstance(paths.get(target_id), dict) else {}
+        if source.split("::", 1)[0] in ("crate", "self", "super", ""):
+            source = "::".join(summary.get("path") or ())
+        if source:
+            module.metadata.setdefault("reexports", {})[name] = source
 
 
 def _page_url(path: Path, inner_kind: str, value: Any) -> str:
