@@ -12,12 +12,16 @@ import logging
 import uuid
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.openapi.docs import Swagger
+from ninja.openapi.schema import OpenAPISchema
+from ninja.parser import Parser
 
-from config.api_common import AUTH_HINT, ErrorOut, error_body
+from config.api_common import AUTH_HINT, ErrorOut, error_body, open_read_access
 from config.health import system_health
 from crates import errors
 from crates.api import router as crates_router
@@ -25,7 +29,43 @@ from jobs.api import router as jobs_router
 
 logger = logging.getLogger(__name__)
 
-api = NinjaAPI(
+
+class _Schema(OpenAPISchema):
+    """ninja lists only the key schemes of an operation; a read that is open (``API_READ_REQUIRES_KEY`` off,
+    read per request as the auth check reads it) also gets ``{}``, OpenAPI's "no key needed", so generated
+    clients and Swagger UI do not demand a key for it. A key that is sent must still be valid."""
+
+    def operation_security(self, operation) -> list[dict[str, Any]] | None:
+        security = super().operation_security(operation)
+        if security and open_read_access in operation.auth_callbacks and not settings.API_READ_REQUIRES_KEY:
+            security = [{}, *security]
+        return security
+
+
+# The one endpoint with a body is POST /crates; its smallest valid body, quoted in the body errors.
+BODY_EXAMPLE = '{"name": "serde_json"}'
+
+
+class _BodyNotJson(ValueError):
+    """The body could not be read as JSON (ninja answers any parser error with a bare 400)."""
+
+
+class _Parser(Parser):
+    def parse_body(self, request: HttpRequest):
+        try:
+            return super().parse_body(request)
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise _BodyNotJson(str(exc)) from exc
+
+
+class _FerrodexAPI(NinjaAPI):
+    def get_openapi_schema(self, *, path_prefix: str | None = None, path_params: dict | None = None):
+        if path_prefix is None:
+            path_prefix = self.get_root_path(path_params or {})
+        return _Schema(self, path_prefix)
+
+
+api = _FerrodexAPI(
     title="Ferrodex API",
     version="1",
     description=(
@@ -37,6 +77,7 @@ api = NinjaAPI(
     # ninja is in INSTALLED_APPS, so Swagger UI's assets come from our static files, not a CDN.
     docs=Swagger(settings={"persistAuthorization": True, "tryItOutEnabled": False}),
     docs_url="/docs",
+    parser=_Parser(),
 )
 
 
@@ -85,14 +126,18 @@ def _on_domain_error(request: HttpRequest, exc: errors.FerrodexError) -> HttpRes
 def _describe_validation_error(err: dict[str, Any]) -> dict[str, str]:
     loc = [str(part) for part in err.get("loc", ())]
     location = loc[0] if loc else "request"
+    kind = str(err.get("type", ""))
+    message = str(err.get("msg", "invalid value"))
+    if location == "body" and len(loc) <= 2:
+        # The body itself, located as ("body", <parameter name>): the parameter name is internal.
+        if kind == "missing":
+            message = f"The request needs a JSON object as its body, e.g. {BODY_EXAMPLE}."
+        else:
+            message = f"The body must be a JSON object, e.g. {BODY_EXAMPLE}: {message}"
+        return {"field": "body", "location": location, "message": message, "type": kind}
     # Body errors are located as ("body", <parameter name>, <field>...); the parameter name is noise.
-    parts = loc[2:] if location == "body" and len(loc) > 2 else loc[1:]
-    return {
-        "field": ".".join(parts) or location,
-        "location": location,
-        "message": str(err.get("msg", "invalid value")),
-        "type": str(err.get("type", "")),
-    }
+    parts = loc[2:] if location == "body" else loc[1:]
+    return {"field": ".".join(parts) or location, "location": location, "message": message, "type": kind}
 
 
 def _on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
@@ -116,6 +161,13 @@ _HTTP_CODES = {
 
 
 def _on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, _BodyNotJson):
+        message = (
+            f"The request body is not valid JSON ({str(exc.__cause__)[:200]}). Send a JSON object with "
+            f"Content-Type: application/json, e.g. {BODY_EXAMPLE}."
+        )
+        details = {"fields": [{"field": "body", "location": "body", "message": message, "type": "json_invalid"}]}
+        return api.create_response(request, error_body("invalid_body", message, details), status=422)
     message = str(exc)
     if isinstance(exc, AuthenticationError) and message == "Unauthorized":
         message = _missing_key_message(request)
@@ -132,6 +184,21 @@ def _missing_key_message(request: HttpRequest) -> str:
     if scheme and scheme.lower() != "bearer":
         return f"The Authorization header uses the scheme {scheme[:30]!r}, not Bearer. " + AUTH_HINT
     return "This endpoint needs an API key. " + AUTH_HINT
+
+
+def _on_body_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    message = (
+        f"The request body is larger than {limit} bytes, the most this server reads "
+        f"(DATA_UPLOAD_MAX_MEMORY_SIZE). A request is a small JSON object, e.g. {BODY_EXAMPLE}."
+    )
+    return api.create_response(request, error_body("payload_too_large", message), status=413)
+
+
+def _on_too_many_fields(request: HttpRequest, exc: TooManyFieldsSent) -> HttpResponse:
+    limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+    message = f"The request has more than {limit} query parameters or form fields (DATA_UPLOAD_MAX_NUMBER_FIELDS)."
+    return api.create_response(request, error_body("bad_request", message), status=400)
 
 
 def _on_404(request: HttpRequest, exc: Http404) -> HttpResponse:
@@ -152,6 +219,8 @@ api.add_exception_handler(errors.FerrodexError, _on_domain_error)
 api.add_exception_handler(ValidationError, _on_validation_error)
 api.add_exception_handler(HttpError, _on_http_error)
 api.add_exception_handler(Http404, _on_404)
+api.add_exception_handler(RequestDataTooBig, _on_body_too_big)
+api.add_exception_handler(TooManyFieldsSent, _on_too_many_fields)
 api.add_exception_handler(Exception, _on_unexpected)
 
 

@@ -77,6 +77,25 @@ class ErrorOut(Schema):
 ERRORS = {401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
 
 
+def refuse_unknown_query(request: HttpRequest, params: type[Schema] | None = None) -> None:
+    """A misspelt query parameter ('?crates=tokio', '?sfot=true') is refused instead of quietly ignored.
+
+    django-ninja keeps only the names it knows from the query string, so a schema's ``extra="forbid"`` never
+    sees the others: each handler with query parameters calls this first.
+    """
+    allowed = set(params.model_fields) if params else set()
+    unknown = sorted(name for name in request.GET if name not in allowed)
+    if unknown:
+        takes = f"takes {', '.join(sorted(allowed))}" if allowed else "takes no query parameters"
+        if request.method == "POST" and request.path_info.endswith("/crates"):
+            takes += " (its options go in the JSON body)"
+        raise InvalidInput(
+            f"Unknown parameter {unknown[0][:50]!r} (misspelt?); this endpoint {takes}. "
+            "/api/v1/docs lists the parameters of each endpoint.",
+            field=unknown[0][:50],
+        )
+
+
 class PageParams(Schema):
     page: int = Field(1, ge=1, le=MAX_PAGE)
     page_size: int = Field(20, ge=1, le=MAX_PAGE_SIZE)

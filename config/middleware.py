@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+
+from config.api_common import error_body
 
 logger = logging.getLogger(__name__)
 
@@ -39,3 +41,29 @@ def _has_nul(request: HttpRequest) -> bool:
     if request.method == "POST" and request.content_type in _FORM_TYPES:
         params.append(request.POST)
     return any("\x00" in key or any("\x00" in v for v in values) for query in params for key, values in query.lists())
+
+
+class ApiMethodNotAllowedAsJson:
+    """A method an API endpoint does not take is a 405 in the API's error shape, naming the methods it takes.
+
+    django-ninja answers it with a bare text/plain 'Method not allowed' (its ``Allow`` header is kept).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code != 405
+            or not request.path_info.startswith("/api/")
+            or response.get("Content-Type", "").startswith("application/json")
+        ):
+            return response
+        allowed = ", ".join(sorted(m.strip() for m in response.get("Allow", "").split(",") if m.strip()))
+        message = f"{request.method} is not allowed on {request.path[:200]}"
+        message += f"; it takes {allowed}." if allowed else "."
+        answer = JsonResponse(error_body("method_not_allowed", message), status=405)
+        if allowed:
+            answer["Allow"] = allowed
+        return answer

@@ -57,6 +57,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.middleware.RefuseNulInPortalParameters",
+    "config.middleware.ApiMethodNotAllowedAsJson",
 ]
 
 ROOT_URLCONF = "config.urls"

@@ -1,16 +1,26 @@
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
-from django.urls import path, re_path
+from django.urls import Resolver404, path, re_path, resolve
+from django.views.decorators.csrf import csrf_exempt
 
 from config.api import api
 from config.api_common import error_body
 
 
+@csrf_exempt  # a write to an unknown URL is a 404 too, not Django's HTML page about CSRF cookies
 def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
     """Unknown URLs under the API answer in the API's error shape, not with an HTML page."""
-    return JsonResponse(
-        error_body("not_found", f"No API endpoint at {request.path[:200]}; see /api/v1/docs."), status=404
-    )
+    message = f"No API endpoint at {request.path[:200]}"
+    if request.path_info.endswith("/") and _is_endpoint(request.path_info.rstrip("/")):
+        message += f"; use it without the trailing slash: {request.path.rstrip('/')[:200]}"
+    return JsonResponse(error_body("not_found", f"{message}; see /api/v1/docs."), status=404)
+
+
+def _is_endpoint(path_info: str) -> bool:
+    try:
+        return resolve(path_info).func is not api_not_found
+    except Resolver404:
+        return False
 
 
 urlpatterns = [

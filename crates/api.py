@@ -19,6 +19,7 @@ from config.api_common import (
     checked,
     crate_page,
     item_detail,
+    refuse_unknown_query,
     removal_version,
     search_results,
 )
@@ -81,6 +82,7 @@ class ItemParams(Schema):
     summary="Add (ingest) a crate; answers at once with a job to poll",
 )
 def add_crate(request: HttpRequest, payload: CrateIn):
+    refuse_unknown_query(request)
     return accepted(
         job_services.enqueue_ingest(name=payload.name, version=payload.version, force=payload.force, requested_by="api")
     )
@@ -88,6 +90,7 @@ def add_crate(request: HttpRequest, payload: CrateIn):
 
 @router.get("/crates", auth=READ_AUTH, response={200: CratePage, **ERRORS}, summary="List crates with their stats")
 def list_crates(request: HttpRequest, params: Query[CrateListParams]):
+    refuse_unknown_query(request, CrateListParams)
     return crate_page(
         search=params.search, include_deleted=params.include_deleted, page=params.page, page_size=params.page_size
     )
@@ -101,6 +104,7 @@ def list_crates(request: HttpRequest, params: Query[CrateListParams]):
     summary="One crate: stats, releases and its latest job",
 )
 def get_crate(request: HttpRequest, name: str):
+    refuse_unknown_query(request)
     return selectors.get_crate(name=checked("name", validate_crate_name, name))
 
 
@@ -111,6 +115,7 @@ def get_crate(request: HttpRequest, name: str):
     summary="Remove a crate (or one version) in a background job",
 )
 def remove_crate(request: HttpRequest, name: str, params: Query[RemoveParams]):
+    refuse_unknown_query(request, RemoveParams)
     version = removal_version(params.version, whole_crate_hint="no version to remove the whole crate")
     return accepted(
         job_services.enqueue_removal(
@@ -126,6 +131,7 @@ def remove_crate(request: HttpRequest, name: str, params: Query[RemoveParams]):
     summary="Undo a soft delete",
 )
 def restore_crate(request: HttpRequest, name: str):
+    refuse_unknown_query(request)
     crate = job_services.restore_crate(name=checked("name", validate_crate_name, name))
     return selectors.get_crate(name=crate.name)
 
@@ -141,6 +147,7 @@ def restore_crate(request: HttpRequest, name: str):
     summary="Search the documentation (vector + keyword + path signals)",
 )
 def search(request: HttpRequest, params: Query[SearchParams]):
+    refuse_unknown_query(request, SearchParams)
     return search_results(
         query=params.q, crate=params.crate, version=params.version, kind=params.kind, limit=params.limit
     )
@@ -154,4 +161,5 @@ def search(request: HttpRequest, params: Query[SearchParams]):
     summary="One documented item by its public path, e.g. /items/tokio/tokio::sync::Mutex",
 )
 def get_item(request: HttpRequest, crate: str, path: str, params: Query[ItemParams]):
+    refuse_unknown_query(request, ItemParams)
     return item_detail(crate=crate, path=path, version=params.version)

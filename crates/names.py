@@ -86,8 +86,28 @@ def validate_version(version: object) -> str:
     if len(version) > 128 or not _SEMVER_RE.match(version):
         raise InvalidVersion(
             f"Invalid version {version[:80]!r}: use an exact SemVer version such as '1.0.3', or 'latest'."
+            + _version_hint(version[:128])
         )
     return version
+
+
+_PARTIAL_VERSION_RE = re.compile(r"^(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?$")
+
+
+def _version_hint(version: str) -> str:
+    """What a near-miss means: a git tag, a Cargo.toml requirement, or a version without all three numbers."""
+    if version[:1] in ("v", "V") and _SEMVER_RE.match(version[1:]):
+        return f" Write it without the 'v': {version[1:]!r}."
+    bare = version.lstrip("=^~ ")
+    if bare != version and _SEMVER_RE.match(bare):
+        return f" {version[:80]!r} is a version requirement. Give the version itself: {bare!r}."
+    partial = _PARTIAL_VERSION_RE.match(version)
+    if partial:
+        major, minor = partial.group(1), partial.group(2) or "0"
+        return f" A version has all three numbers, e.g. '{major}.{minor}.0'."
+    if any(c in version for c in "^~<>=*,"):
+        return " That is a version requirement (Cargo.toml syntax): give one exact version that is published."
+    return ""
 
 
 def semver_key(version: str) -> tuple:

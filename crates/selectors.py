@@ -16,7 +16,7 @@ from django.db.models.expressions import RawSQL
 
 from crates.errors import InvalidInput, ItemNotFound
 from crates.models import Crate, CrateRelease, Document
-from crates.names import normalize_crate_name, semver_key
+from crates.names import TOOLCHAIN_CRATES, normalize_crate_name, semver_key
 from crates.search.engine import SIGNALS, SearchHit, search
 from crates.search.scope import ReleaseInfo, find_crate, release_for
 from crates.textsearch import clean_query
@@ -185,6 +185,24 @@ def _resolve_document(*, release: ReleaseInfo, path: str) -> Document:
                 )
     if not exact:
         exact = _through_reexported_parent(release=release, path=path)
+    if not exact and (foreign := _foreign_reexport(release=release, path=path)):
+        full, origin = foreign
+        home = origin.split("::", 1)[0]
+        if home in TOOLCHAIN_CRATES:
+            where = f"the standard library documents it: https://doc.rust-lang.org/{home}/"
+        else:
+            where = f"ask for it with crate {home!r} and path {origin!r}" + (
+                "" if _other_indexed_crate(home, release=release) else f" (add {home!r} first)"
+            )
+        raise ItemNotFound(
+            f"{full} is a re-export of {origin} (`pub use {origin};`), without a page of its own in "
+            f"{release.crate_name}: {where}.",
+            crate=release.crate_name,
+            version=release.version,
+            path=path[:200],
+            reexport_of=origin,
+            suggestions=[],
+        )
     if not exact:
         suggestions = _close_paths(release=release, path=path)
         hint = (
@@ -202,6 +220,18 @@ def _resolve_document(*, release: ReleaseInfo, path: str) -> Document:
             suggestions=suggestions,
         )
     return min(exact, key=lambda d: (_kind_rank(d.kind), d.pk))
+
+
+def _foreign_reexport(*, release: ReleaseInfo, path: str) -> tuple[str, str] | None:
+    """(full path, origin) when a module lists ``path`` as a ``pub use`` of another crate's item without a page
+    (``#[doc(no_inline)]``): the parsers keep those in the module's ``metadata["reexports"]``."""
+    name = path.rsplit("::", 1)[-1]
+    modules = Document.objects.filter(release_id=release.id, kind="module", metadata__has_key="reexports")
+    for module_path, reexports in modules.values_list("path", "metadata__reexports"):
+        full = f"{module_path}::{name}"
+        if isinstance(reexports, dict) and name in reexports and (full == path or full.endswith(f"::{path}")):
+            return full, str(reexports[name])
+    return None
 
 
 def _tail_has_case(docs: list[Document], path: str) -> bool:

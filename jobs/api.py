@@ -8,7 +8,16 @@ from django.http import HttpRequest
 from django.urls import reverse
 from ninja import Field, Query, Router, Schema, Status
 
-from config.api_common import ERRORS, MAX_NAME_INPUT, READ_AUTH, WRITE_AUTH, PageParams, as_dict, checked
+from config.api_common import (
+    ERRORS,
+    MAX_NAME_INPUT,
+    READ_AUTH,
+    WRITE_AUTH,
+    PageParams,
+    as_dict,
+    checked,
+    refuse_unknown_query,
+)
 from crates.names import validate_crate_name
 from jobs import selectors, services
 from jobs.models import CrateJob
@@ -51,6 +60,7 @@ class JobListParams(PageParams):
 
 @router.get("/jobs", auth=READ_AUTH, response={200: JobPage, **ERRORS}, summary="List jobs, newest first")
 def list_jobs(request: HttpRequest, params: Query[JobListParams]):
+    refuse_unknown_query(request, JobListParams)
     page = selectors.list_jobs(
         status=params.status.value if params.status else None,
         crate=checked("crate", validate_crate_name, params.crate) if params.crate else None,
@@ -68,6 +78,7 @@ def list_jobs(request: HttpRequest, params: Query[JobListParams]):
     summary="One job: status, progress, stage, counters, timestamps, error and recent events",
 )
 def get_job(request: HttpRequest, job_id: UUID):
+    refuse_unknown_query(request)
     return selectors.job_status(job_id=job_id)
 
 
@@ -78,6 +89,7 @@ def get_job(request: HttpRequest, job_id: UUID):
     summary="Ask a queued or running job to stop (409 if it has finished)",
 )
 def cancel_job(request: HttpRequest, job_id: UUID):
+    refuse_unknown_query(request)
     return selectors.job_as_dict(services.cancel_job(job_id=job_id), events=True)
 
 
@@ -88,4 +100,5 @@ def cancel_job(request: HttpRequest, job_id: UUID):
     summary="Run a failed or cancelled job again (409 otherwise)",
 )
 def retry_job(request: HttpRequest, job_id: UUID):
+    refuse_unknown_query(request)
     return accepted(services.retry_job(job_id=job_id, requested_by="api"))

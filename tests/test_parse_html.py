@@ -386,3 +386,55 @@ def test_links_in_docs_are_absolute_under_the_docs_root() -> None:
     assert all(url.startswith(("https://", "http://")) for _path, url in links), links
     assert any(url.startswith(root + "log/") for _path, url in links)
     assert not any("/src/" in url or url.endswith("#") for _path, url in links)  # no source links or "§" anchors
+
+
+def test_a_notable_trait_tooltip_leaves_no_space_before_the_semicolon(fixture_pages: dict[str, bytes]) -> None:
+    # rustdoc puts an "ⓘ" tooltip after a return type with notable traits (`-> Vec<u8> ⓘ;` in a trait's
+    # declaration); dropping the tooltip left `-> Vec<u8> ;` where the rustdoc JSON gives `-> Vec<u8>;`.
+    pages = dict(fixture_pages)
+    key = next(k for k in pages if k.endswith("shapes/trait.Shape.html"))
+    tooltip = b' <a href="#" class="tooltip" data-notable-ty="f64">\xe2\x93\x98</a>'
+    needle = b'std/primitive.f64.html">f64</a>;'
+    assert needle in pages[key]
+    pages[key] = pages[key].replace(needle, needle[:-1] + tooltip + b";", 1)
+    shape = _item(_by_key(parse_html_pages(pages, version="0.3.1")), "ferro_fixture::shapes::Shape", "trait")
+    assert "fn area(&self) -> f64; fn name" in shape.signature, shape.signature
+
+
+def test_pages_built_with_document_private_items_are_refused_saying_how_to_rebuild(tmp_path: Path) -> None:
+    # `cargo doc --document-private-items` documents private modules instead of inlining their re-exported
+    # items, so the public path of such an item (`crate::PrivStruct` for `mod private; pub use private::*`) has
+    # no page: the crate was stored with its private items and without those public paths.
+    import shutil
+
+    shutil.copytree(FIXTURE_DIR / "ferro_fixture", tmp_path / "ferro_fixture")
+    index = tmp_path / "ferro_fixture" / "index.html"
+    page = index.read_bytes()
+    marked = page.replace(b"</dt>", '<span title="Restricted Visibility">&nbsp;🔒</span> </dt>'.encode(), 1)
+    assert marked != page
+    index.write_bytes(marked)
+    with pytest.raises(InvalidInput, match="--document-private-items") as caught:
+        read_doc_dir(tmp_path)
+    assert "--json-file" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "href", ["../other_dep/struct.Gadget.html", "https://docs.rs/other_dep/0.1.0/other_dep/struct.Gadget.html"]
+)
+def test_a_listed_re_export_of_another_crates_item_is_noted_on_its_module(
+    fixture_pages: dict[str, bytes], href: str
+) -> None:
+    # `#[doc(no_inline)] pub use other_dep::Gadget;` is a line under Re-exports, linking to the other crate's
+    # docs (relatively in a local `cargo doc` tree, absolutely on docs.rs). No page, but the module notes it, so
+    # get_item can say where its docs are instead of 'No item'.
+    pages = dict(fixture_pages)
+    key = "ferro_fixture/index.html"
+    listed = b'<dl class="item-table reexports">'
+    assert listed in pages[key]
+    line = (
+        f'<dt id="reexport.Gadget"><code>pub use other_dep::<a class="struct" href="{href}" '
+        f'title="struct other_dep::Gadget">Gadget</a>;</code></dt>'
+    ).encode()
+    pages[key] = pages[key].replace(listed, listed + line, 1)
+    root = _item(_by_key(parse_html_pages(pages, version="0.3.1")), "ferro_fixture", "module")
+    assert root.metadata["reexports"] == {"Gadget": "other_dep::Gadget"}

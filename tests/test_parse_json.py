@@ -644,14 +644,18 @@ def test_parsing_leaves_the_garbage_collector_as_it_found_it(fixture_bytes: byte
 
 def test_an_inlined_re_export_of_another_crates_item_gets_its_page(fixture_doc: dict) -> None:
     # tokio's `#[doc(inline)] pub use tokio_macros::main;`: docs.rs has tokio/attr.main.html, but the JSON holds
-    # only the item's origin, and `tokio::main` could not be found at all.
+    # only the item's origin, and `tokio::main` could not be found at all. rustdoc's HTML inlines every public
+    # re-export of another crate's item unless it says `#[doc(no_inline)]` (`pub use rand_core::RngCore` is
+    # rand/trait.RngCore.html), so a plain `pub use` gets its page too; only the JSON never inlines.
     doc = copy.deepcopy(fixture_doc)
     root = doc["index"][str(doc["root"])]
     doc["paths"]["90001"] = {"crate_id": 7, "path": ["ferro_macros", "main"], "kind": "proc_attribute"}
     doc["paths"]["90003"] = {"crate_id": 7, "path": ["ferro_macros", "helper"], "kind": "function"}
+    doc["paths"]["90005"] = {"crate_id": 7, "path": ["ferro_macros", "Gadget"], "kind": "struct"}
     for use_id, target, name, attrs in [
         (90002, 90001, "main", [{"other": "#[doc(inline)]"}]),
-        (90004, 90003, "helper", []),  # not inlined: a re-export line on docs.rs, documented by its crate
+        (90004, 90003, "helper", []),
+        (90006, 90005, "Gadget", [{"other": "#[doc(no_inline)]"}]),  # a re-export line on docs.rs, no page
     ]:
         doc["index"][str(use_id)] = {
             "id": use_id, "crate_id": 0, "name": None, "span": None, "visibility": "public", "docs": None,
@@ -664,7 +668,12 @@ def test_an_inlined_re_export_of_another_crates_item_gets_its_page(fixture_doc: 
     assert (main.kind, main.parent_path, main.url) == ("macro", CRATE, f"{CRATE}/attr.main.html")
     assert main.signature == "pub use ferro_macros::main;"
     assert "`ferro_macros` crate" in main.docs and main.metadata["reexport_of"] == "ferro_macros::main"
-    assert f"{CRATE}::helper" not in by_path
+    # The no_inline one has no page, but its module says what it is, so get_item can point to its crate.
+    assert by_path[CRATE].metadata["reexports"] == {"Gadget": "ferro_macros::Gadget"}
+    helper = by_path[f"{CRATE}::helper"]
+    assert (helper.kind, helper.url) == ("function", f"{CRATE}/fn.helper.html")
+    assert helper.signature == "pub use ferro_macros::helper;"
+    assert f"{CRATE}::Gadget" not in by_path
 
 
 # ---------------------------------------------------------------- intra-doc links
@@ -751,3 +760,73 @@ def test_a_crate_without_html_root_url_is_not_linked(fixture_doc: dict) -> None:
     _set_docs(fixture_doc, block_on, "A [`mio::Token`].", {"`mio::Token`": 900001})
     docs = _docs_of(fixture_doc, "ferro_fixture::block_on")
     assert docs == "A `mio::Token`."
+
+
+def test_macros_2_0_and_non_exhaustive_variants_read_as_rustdoc_shows_them(fixture_doc: dict) -> None:
+    # rustdoc's JSON gives a `pub macro` as 'macro twice(...) {...}' without its visibility, and a variant's
+    # `#[non_exhaustive]` only in its attrs; the HTML pages show 'pub macro twice' and the attribute.
+    doc = copy.deepcopy(fixture_doc)
+    root = doc["index"][str(doc["root"])]
+    doc["index"]["90010"] = {
+        "id": 90010, "crate_id": 0, "name": "twice", "span": None, "visibility": "public", "docs": "Twice.",
+        "links": {}, "attrs": [], "deprecation": None, "inner": {"macro": "macro twice($e:expr) {\n    ...\n}"},
+    }  # fmt: skip
+    root["inner"]["module"]["items"].append(90010)
+    enum = next(v for v in doc["index"].values() if v.get("name") == "FixtureError" and "enum" in v["inner"])
+    variant = doc["index"][str(enum["inner"]["enum"]["variants"][-1])]
+    variant["attrs"] = [*variant.get("attrs", []), "non_exhaustive"]
+    by_path = {item.path: item for item in parse_rustdoc_json(doc).items}
+    assert by_path[f"{CRATE}::twice"].signature == "pub macro twice($e:expr) {\n    ...\n}"
+    name = variant["name"]
+    assert by_path[f"{CRATE}::FixtureError::{name}"].signature.startswith(f"#[non_exhaustive] {name} ")
+    assert f"#[non_exhaustive] {name} " in by_path[f"{CRATE}::FixtureError"].signature
+
+
+def test_doc_aliases_are_kept_and_searchable(fixture_doc: dict) -> None:
+    # `#[doc(alias = "...")]` names an item the way users search for it (docs.rs's search finds `memcpy` for
+    # `copy_from_slice`); the aliases were dropped, so a search by one found nothing.
+    from crates.pipeline.chunk import chunk_item
+    from crates.pipeline.embedders.hashing import HashEmbedder
+
+    doc = copy.deepcopy(fixture_doc)
+    raw = next(v for v in doc["index"].values() if v.get("name") == "block_on" and "function" in v["inner"])
+    raw["attrs"] = [
+        *raw.get("attrs", []),
+        {"other": '#[doc(alias = "run_until_done")]'},
+        '#[doc(alias("wait_for", "await_sync"))]',  # older formats keep the attribute as written
+    ]
+    item = next(i for i in parse_rustdoc_json(doc).items if i.path == f"{CRATE}::block_on")
+    assert item.metadata["doc_aliases"] == ["run_until_done", "wait_for", "await_sync"]
+    embedder = HashEmbedder()
+    text = chunk_item(item, max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens)[0].text
+    assert "Aliases: run_until_done, wait_for, await_sync" in text
+    plain = next(i for i in parse_rustdoc_json(fixture_doc).items if i.path == f"{CRATE}::block_on")
+    assert "doc_aliases" not in plain.metadata
+
+
+def test_underscore_imports_name_nothing(fixture_doc: dict) -> None:
+    # `pub use std::io::Write as _;` (a prelude's way to bring a trait's methods into scope) adds no name: rustdoc
+    # gives it no page. It became a page 'crate::_' (another crate's item) or an alias 'crate::_' (a local one).
+    doc = copy.deepcopy(fixture_doc)
+    root = doc["index"][str(doc["root"])]
+    doc["paths"]["90021"] = {"crate_id": 7, "path": ["ferro_dep", "DepTrait"], "kind": "trait"}
+    local_trait = next(k for k, v in doc["index"].items() if v.get("crate_id") == 0 and "trait" in v["inner"])
+    for use_id, target, source in [(90022, 90021, "ferro_dep::DepTrait"), (90023, int(local_trait), "crate::X")]:
+        doc["index"][str(use_id)] = {
+            "id": use_id, "crate_id": 0, "name": None, "span": None, "visibility": "public", "docs": None,
+            "links": {}, "attrs": [], "deprecation": None,
+            "inner": {"use": {"source": source, "name": "_", "id": target, "is_glob": False}},
+        }  # fmt: skip
+        root["inner"]["module"]["items"].append(use_id)
+    items = parse_rustdoc_json(doc).items
+    assert [i.path for i in items if i.path.endswith("::_")] == []
+    assert [i.path for i in items if any(a.endswith("::_") for a in i.metadata.get("aliases", []))] == []
+
+
+def test_the_never_type_reads_as_rust_writes_it(fixture_doc: dict) -> None:
+    # rustdoc JSON names `!` as the primitive 'never': `pub fn exit(code: i32) -> !` read '-> never'.
+    doc = copy.deepcopy(fixture_doc)
+    raw = next(v for v in doc["index"].values() if v.get("name") == "block_on" and "function" in v["inner"])
+    raw["inner"]["function"]["sig"]["output"] = {"primitive": "never"}
+    item = next(i for i in parse_rustdoc_json(doc).items if i.path == f"{CRATE}::block_on")
+    assert item.signature.endswith(") -> !"), item.signature

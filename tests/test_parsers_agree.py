@@ -121,3 +121,35 @@ def test_same_links_in_docs() -> None:
         assert all(url.startswith(DOCS_ROOT) for _text, url in links), key
         found += len(links)
     assert found >= 9  # every intra-doc link of the fixture crate
+
+
+def test_an_enum_with_hidden_variants_reads_the_same_from_both_and_as_rust() -> None:
+    # rustdoc writes `// some variants omitted` on a line of its own. Put on one line, the JSON gave
+    # 'pub enum E { A, // some variants omitted }' (the brace commented out), and the HTML parser dropped the
+    # comment ('{ A }'), hiding that there are more variants; both now read '/* some variants omitted */'.
+    import copy
+    import json
+
+    raw = zstandard.ZstdDecompressor().decompress(
+        (FIXTURES / "rustdoc" / "ferro_fixture.json.zst").read_bytes(), max_output_size=64 << 20
+    )
+    doc = json.loads(raw)
+    enum = next(v for v in doc["index"].values() if v.get("name") == "FixtureError" and "enum" in v["inner"])
+    enum["inner"]["enum"]["has_stripped_variants"] = True
+    from_json = _by_key(parse_rustdoc_json(copy.deepcopy(doc), version="0.3.1"))
+
+    pages = read_doc_dir(FIXTURES / "html" / "ferro_fixture")
+    key = "ferro_fixture/enum.FixtureError.html"
+    closing = b"    },\n}</code></pre>"
+    assert closing in pages[key]
+    pages[key] = pages[key].replace(
+        closing, b'    },\n    <span class="comment">// some variants omitted</span>\n}</code></pre>', 1
+    )
+    from_html = _by_key(parse_html_pages(pages, version="0.3.1"))
+    key_enum = ("ferro_fixture::FixtureError", "enum")
+    expected = (
+        "pub enum FixtureError { Empty, Invalid(String), OutOfRange { value: i64, max: i64 }, "
+        "/* some variants omitted */ }"
+    )
+    assert from_json[key_enum].signature == expected
+    assert from_html[key_enum].signature == expected

@@ -223,3 +223,27 @@ def test_an_index_file_with_no_readable_line_is_not_reported_as_a_missing_crate(
 
     assert not isinstance(caught.value, CrateNotFound)
     assert "CRATES_INDEX_URL" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("version", "hint"),
+    [
+        ("v1.0.3", "Write it without the 'v': '1.0.3'"),
+        ("=1.0.3", "Give the version itself: '1.0.3'"),
+        ("^1.0.3", "Give the version itself: '1.0.3'"),
+        ("~1.2", "a version requirement"),
+        (">=1.0, <2", "a version requirement"),
+        ("1.0", "all three numbers, e.g. '1.0.0'"),
+        ("1", "all three numbers, e.g. '1.0.0'"),
+        ("1.0.*", "a version requirement"),
+    ],
+)
+def test_an_almost_version_says_how_to_write_it(version, hint):
+    # A git tag ('v1.0.3'), a Cargo.toml requirement ('=1.0.3', '^1.0', '~1.2') or a partial version ('1.0') was
+    # refused with the same generic 'use an exact SemVer version such as '1.0.3'' whatever was sent.
+    from crates.names import validate_version
+
+    with pytest.raises(InvalidVersion) as caught:
+        validate_version(version)
+    assert hint in caught.value.message, caught.value.message
+    assert "'latest'" in caught.value.message

@@ -258,3 +258,29 @@ def test_get_crate_deleted_and_missing():
         get_crate(name="gone", include_deleted=False)
     with pytest.raises(CrateNotFound):
         get_crate(name="never-heard-of-it")
+
+
+def test_a_path_re_exported_from_another_crate_without_a_page_says_where_its_docs_are():
+    # `#[doc(no_inline)] pub use bytes::Bytes;` is a re-export line on docs.rs, not a page: get_item answered
+    # 'No item' and suggested unrelated paths that merely look alike.
+    store_release(
+        crate="reexporter",
+        version="0.1.0",
+        items=[
+            item("reexporter", "module", "", "Root.", metadata={"reexports": {"Bytes": "bytes::Bytes"}}),
+            item("reexporter::io", "module", "", "I/O.", metadata={"reexports": {"Error": "std::io::Error"}}),
+            item("reexporter::Bytesize", "struct", "pub struct Bytesize;", "Size."),
+        ],
+    )
+    with pytest.raises(ItemNotFound) as info:
+        get_item(crate="reexporter", path="reexporter::Bytes")
+    message = str(info.value)
+    assert "re-export of bytes::Bytes" in message and "crate 'bytes'" in message, message
+    assert "Did you mean" not in message
+    with pytest.raises(ItemNotFound) as info:
+        get_item(crate="reexporter", path="Bytes")  # crate-relative, as agents write it
+    assert "re-export of bytes::Bytes" in str(info.value)
+    # tokio::io::Error is `pub use std::io::Error;`: the standard library is not a crate one adds.
+    with pytest.raises(ItemNotFound) as info:
+        get_item(crate="reexporter", path="reexporter::io::Error")
+    assert "https://doc.rust-lang.org/std/" in str(info.value) and "add" not in str(info.value)

@@ -229,6 +229,10 @@ def _body_markdown(item: ParsedItem) -> str:
     # fused Recall@5 0.908 -> 0.895 (one query out of the top 5). HTML docs carry URLs: chunks get the text.
     docs = item.chunk_docs if item.chunk_docs is not None else link_text_only(item.docs)
     docs = docs.replace("\r\n", "\n").replace("\r", "\n").strip()
+    doc_aliases = item.metadata.get("doc_aliases")
+    if doc_aliases:  # `#[doc(alias)]`: the names users search for it by
+        line = "Aliases: " + ", ".join(doc_aliases)
+        docs = f"{line}\n\n{docs}" if docs else line
     if item.deprecated:
         note = item.deprecation_note.strip()
         deprecated = f"Deprecated: {note}" if note else "Deprecated."

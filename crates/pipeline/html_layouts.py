@@ -24,6 +24,7 @@ import html
 import posixpath
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from bs4 import BeautifulSoup, Tag
 
@@ -81,8 +82,11 @@ _TAGS = re.compile(r"<[^>]+>")
 # a class (``<a class="struct" …>``; their text is kept). Links in doc blocks have none and stay links.
 _EXAMPLE_PRE = re.compile(rb"(<pre\s+class=[\"'][^\"']*\brust-example-rendered\b[^>]*>)(.*?)(</pre>)", re.S)
 _ANY_TAG = re.compile(rb"<[^>]*>")
+# A tooltip takes the space rustdoc writes before it (`-> Vec<u8> ⓘ;` must not become `-> Vec<u8> ;`).
 _DECORATION_LINK = re.compile(
-    rb"<a\s[^>]*class=[\"'](?:anchor|doc-anchor|src|srclink|tooltip)\b[^\"']*[\"'][^>]*>.*?</a>", re.S
+    rb"(?:(?<![ \t])[ \t]++(?=<a\s[^>]*class=[\"']tooltip\b))?"  # from a run's start, no backtracking
+    rb"<a\s[^>]*class=[\"'](?:anchor|doc-anchor|src|srclink|tooltip)\b[^\"']*[\"'][^>]*>.*?</a>",
+    re.S,
 )
 _CLASSED_LINK = re.compile(rb"<a\s[^>]*\bclass=[^>]*>(.*?)</a>", re.S)
 _WBR_TAG = re.compile(rb"<wbr\s*/?>")
@@ -143,6 +147,7 @@ class Reexport:
     name: str  # the name it is visible under in the module ("spawn"; the `as` name when renamed)
     target: str  # URL of the re-exported page, relative to the docs root
     glob: bool  # `pub use shapes::*;`: target is the module's index page
+    origin: str = ""  # another crate's item (`pub use bytes::Bytes;`, no page here): its path; target is ""
 
 
 @dataclass(slots=True)
@@ -200,13 +205,29 @@ def module_reexports(data: bytes, start: int, end: int, page: PageRef) -> list[R
         text = one_line(html.unescape(_TAGS.sub("", code)))
         use = _PUB_USE.match(text)
         href = _HREF.search(code)
-        if use is None or href is None or "://" in href.group(1):
-            continue  # a private or foreign re-export: nothing in this tree to point at
-        target = posixpath.normpath(posixpath.join(posixpath.dirname(page.url), html.unescape(href.group(1))))
+        if use is None or href is None:
+            continue  # a private re-export: nothing to point at
         glob = use["path"].endswith("::*")
         name = use["alias"] or use["path"].rsplit("::", 1)[-1]
+        link = html.unescape(href.group(1))
+        if "://" in link:
+            if not glob and _names_another_crate(use["path"], link, crate=page.module[0]):
+                found.append(Reexport(name=name, target="", glob=False, origin=use["path"]))
+            continue  # an absolute link: no page of this tree to point at
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(page.url), link))
+        if not target.startswith(f"{page.module[0]}/"):  # a sibling crate's page in a local `cargo doc` tree
+            if not glob and _names_another_crate(use["path"], link, crate=page.module[0]):
+                found.append(Reexport(name=name, target="", glob=False, origin=use["path"]))
+            continue
         found.append(Reexport(name="" if glob else name, target=target.split("#", 1)[0], glob=glob))
     return found
+
+
+def _names_another_crate(use_path: str, link: str, *, crate: str) -> bool:
+    """Whether a listed ``pub use`` is of another crate's item (its docs are elsewhere), not of this crate's."""
+    if use_path.split("::", 1)[0] in ("crate", "self", "super", crate):
+        return False
+    return f"/{crate}/" not in f"/{urlsplit(link).path}"
 
 
 def _source_link(data: bytes, start: int, stop: int, page: PageRef) -> str:
@@ -421,6 +442,8 @@ def declaration_text(text: str, *, kind: str) -> str:
     """
     if kind == "macro":
         return "\n".join(line.rstrip() for line in text.strip("\n").splitlines()).replace("\xa0", " ")
+    # rustdoc's own note on a line of its own; on one line it must not comment out what follows.
+    text = text.replace("// some variants omitted", "/* some variants omitted */")
     return code_line(_strip_line_comments(text))
 
 

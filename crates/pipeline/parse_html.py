@@ -158,6 +158,9 @@ def add_reexport_aliases(results: list[ParsedPage], by_url: Mapping[str, ParsedP
                 children.setdefault(module, []).append(result)
     for result in results:
         for reexport in result.reexports:
+            if reexport.origin and result.items:  # another crate's item: noted on the module for get_item
+                result.items[0].metadata.setdefault("reexports", {})[reexport.name] = reexport.origin
+                continue
             target = by_url.get(reexport.target)
             if target is None or not target.items:
                 continue
@@ -278,8 +281,27 @@ def read_doc_dir(path: Path, *, crate_name: str | None = None) -> dict[str, byte
         if not file.is_file() or not file.resolve().is_relative_to(resolved_root):
             continue
         result[file.relative_to(root).as_posix()] = file.read_bytes()
+    _refuse_private_items(result, crate=crate, root=root)
     logger.info("read local rustdoc HTML", extra={"crate": crate, "directory": str(root), "pages": len(result)})
     return result
+
+
+# rustdoc marks every non-public item it lists when built with --document-private-items.
+_RESTRICTED_MARK = b'title="Restricted Visibility"'
+
+
+def _refuse_private_items(pages: Mapping[str, bytes], *, crate: str, root: Path) -> None:
+    """Pages built with ``--document-private-items`` document private modules instead of inlining the items
+    they re-export, so those items have no page at their public path: stored, the crate would answer
+    ``crate::Item`` with 'No item' and list private items as its API."""
+    for page in pages.values():
+        if _RESTRICTED_MARK in page:
+            raise InvalidInput(
+                f"The rustdoc HTML of {crate} in {root} was built with `cargo doc --document-private-items` (it "
+                "lists private items, and items re-exported from private modules have no page at their public "
+                "path). Run `cargo doc` without --document-private-items, or ingest its rustdoc JSON (--json-file), "
+                "which keeps only the public API either way."
+            )
 
 
 def _has_crate_dirs(root: Path) -> bool:

@@ -8,9 +8,9 @@ is the path they can reach from the crate root, so the module tree is walked fro
 * otherwise the shortest re-export path (ties broken lexicographically).
 
 The other public paths are kept in ``metadata["aliases"]``. Only items of the documented crate (crate_id 0)
-become documents; re-exports of other crates' items are skipped, as are ``#[doc(hidden)]`` and stripped items,
-except ``#[doc(inline)]`` ones (``tokio::main``), which docs.rs gives a page: they get a short document that names
-where the item comes from, since the JSON holds no docs for it.
+become documents; ``#[doc(hidden)]`` and stripped items are skipped. Re-exports of other crates' items that are not
+``#[doc(no_inline)]`` (``tokio::main``, a plain ``pub use rand_core::RngCore``), which docs.rs gives a page, get a
+short document that names where the item comes from, since the JSON holds no docs for it.
 
 Format versions 45..58 are read. Ids are opaque: integers in newer files, strings such as ``"0:123:456"`` in
 older ones; both are normalised to ``str``. Shapes that differ between versions (structured ``attrs`` since
@@ -23,6 +23,7 @@ import contextlib
 import gc
 import json
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -134,6 +135,7 @@ def _parse(data: bytes | dict, *, version: str, docs_root: str, started: float) 
     builder = _DocumentBuilder(index, paths, crate_name)
     items = builder.build(locations)
     items.extend(_foreign_inlined_items(walker.foreign_inlined, locations=locations, paths=paths, taken=items))
+    _note_foreign_reexports(walker.foreign_listed, locations=locations, paths=paths, items=items)
     external = doc.get("external_crates") if isinstance(doc.get("external_crates"), dict) else {}
     _LinkTargets(index=index, paths=paths, external_crates=external, items=items, docs_root=docs_root).apply()
 
@@ -265,8 +267,10 @@ class _PublicPaths:
         self._parents: dict[str, str] | None = None
         self._use_class: dict[str, int] = {}
         self._reachable_modules: set[str] = set()
-        # `#[doc(inline)] pub use other_crate::item` per module: (module id, name, target id, use item)
+        # `pub use other_crate::item` (not `#[doc(no_inline)]`) per module: (module id, name, target id, use item)
         self.foreign_inlined: list[tuple[str, str, str, dict]] = []
+        # `#[doc(no_inline)] pub use other_crate::item`: only a line in the module's Re-exports, no page
+        self.foreign_listed: list[tuple[str, str, str, dict]] = []
 
     def get(self, item_id: Any) -> dict | None:
         if item_id is None:
@@ -366,16 +370,16 @@ class _PublicPaths:
         return names, globs
 
     def _add_reexport(self, module_id: str, use_id: str, use_item: dict, use: dict, names: list, globs: list) -> None:
-        if not _is_public(use_item):
+        if not _is_public(use_item) or use.get("name") == "_":  # `pub use Trait as _` brings in no name
             return
         target_id = use.get("id")
         target = self.get(target_id)
         # Re-exports of other crates' items (and of primitives, id None) are documented by those crates.
         if target is None or not _is_local(target) or render.is_doc_hidden(target):
-            if target is None and target_id is not None and use.get("name") and _inlined(use_item) and not (
-                use.get("is_glob", use.get("glob", False))
-            ):
-                self.foreign_inlined.append((module_id, use["name"], str(target_id), use_item))
+            glob = use.get("is_glob", use.get("glob", False))
+            if target is None and target_id is not None and use.get("name") and not glob:
+                found = self.foreign_listed if _no_inline(use_item) else self.foreign_inlined
+                found.append((module_id, use["name"], str(target_id), use_item))
             return
         target_kind = _inner(target)[0]
         step = (use_id, module_id)
@@ -523,6 +527,9 @@ class _DocumentBuilder:
         if isinstance(span, dict) and span.get("filename"):
             begin = span.get("begin") or [0]
             metadata["span"] = f"{span['filename']}:{begin[0]}"
+        doc_aliases = _doc_aliases(raw)
+        if doc_aliases:
+            metadata["doc_aliases"] = doc_aliases
         metadata.update({key: value for key, value in meta.items() if value is not None})
         return ParsedItem(
             path=path,
@@ -592,7 +599,10 @@ class _DocumentBuilder:
             return render.render_type_alias(item, inner_kind)
         if inner_kind == "macro":
             macro = item["inner"]["macro"]
-            return macro if isinstance(macro, str) else ""
+            if not isinstance(macro, str):
+                return ""
+            # A macro 2.0 (`pub macro twice`) comes without its visibility; macro_rules! has none to show.
+            return f"pub {macro}" if macro.startswith("macro ") and item.get("visibility") == "public" else macro
         if inner_kind == "proc_macro":
             return render.render_proc_macro(item)
         return ""  # modules and primitives have no declaration
@@ -726,8 +736,27 @@ class _DocumentBuilder:
         return sorted(names)
 
 
-def _inlined(use_item: Mapping[str, Any]) -> bool:
-    return "doc(inline)" in " ".join(render.attribute_strings(use_item)).replace(" ", "")
+# `#[doc(alias = "x")]` (one per attribute since format 54) or `#[doc(alias("x", "y"))]` as written before.
+_DOC_ALIAS = re.compile(r'doc\s*\(\s*alias\s*(?:=\s*"([^"]*)"|\(([^)]*)\))')
+_QUOTED = re.compile(r'"([^"]*)"')
+
+
+def _doc_aliases(item: Mapping[str, Any]) -> list[str]:
+    """The names `#[doc(alias)]` gives an item, which docs.rs's search finds it by."""
+    aliases: list[str] = []
+    for attr in item.get("attrs") or []:
+        text = attr if isinstance(attr, str) else str(attr.get("other", "")) if isinstance(attr, dict) else ""
+        if "alias" not in text:
+            continue
+        for single, listed in _DOC_ALIAS.findall(text):
+            for alias in [single] if single else _QUOTED.findall(listed):
+                if alias.strip() and alias.strip() not in aliases:
+                    aliases.append(alias.strip())
+    return aliases
+
+
+def _no_inline(use_item: Mapping[str, Any]) -> bool:
+    return "doc(no_inline)" in " ".join(render.attribute_strings(use_item)).replace(" ", "")
 
 
 # rustdoc `paths` kind of another crate's item -> (Document.Kind, page prefix)
@@ -745,9 +774,11 @@ def _foreign_inlined_items(
     paths: Mapping[str, Any],
     taken: list[ParsedItem],
 ) -> list[ParsedItem]:
-    """A page for each `#[doc(inline)] pub use other_crate::item`, as docs.rs has (`tokio::main` is
-    `tokio_macros::main`): the JSON holds only where the item comes from, not its docs, so without this
-    the item could not be found at all by its public path; the page names the crate that documents it."""
+    """A page for each `pub use other_crate::item` that is not `#[doc(no_inline)]`, as docs.rs has: rustdoc's
+    HTML inlines those (`tokio::main` is `tokio_macros::main`, `rand::RngCore` is `rand_core::RngCore`). The
+    JSON holds only where the item comes from, not its docs, so without this the item could not be found at
+    all by its public path; the page names the crate that documents it. A glob of another crate's module
+    (`pub use other::module::*`) cannot be listed: the JSON does not say what the module holds."""
     existing = {(item.path, item.kind) for item in taken}
     out: list[ParsedItem] = []
     for module_id, name, target_id, use_item in found:
@@ -774,6 +805,31 @@ def _foreign_inlined_items(
             metadata={"reexport_of": origin, "aliases": sorted("::".join((*p, name)) for p in module_paths[1:])},
         ))  # fmt: skip
     return out
+
+
+def _note_foreign_reexports(
+    found: list[tuple[str, str, str, dict]],
+    *,
+    locations: Mapping[str, Mapping[Path, int]],
+    paths: Mapping[str, Any],
+    items: list[ParsedItem],
+) -> None:
+    """A module's ``#[doc(no_inline)] pub use other_crate::item`` lines, as ``metadata["reexports"]``
+    (name -> origin): no page, but get_item can say where the item's docs are."""
+    modules = {item.path: item for item in items if item.kind == "module"}
+    for module_id, name, target_id, use_item in found:
+        module_paths = sorted(locations.get(module_id, {}), key=lambda p: (len(p), p))
+        module = modules.get("::".join(module_paths[0])) if module_paths else None
+        if module is None:
+            continue
+        # The path as written (`std::io::Error`) is public; rustdoc's `paths` has where it is defined
+        # (`std::io::error::Error`, a private module).
+        source = str((_inner(use_item)[1] or {}).get("source") or "").lstrip(":")
+        summary = paths.get(target_id) if isinstance(paths.get(target_id), dict) else {}
+        if source.split("::", 1)[0] in ("crate", "self", "super", ""):
+            source = "::".join(summary.get("path") or ())
+        if source:
+            module.metadata.setdefault("reexports", {})[name] = source
 
 
 def _page_url(path: Path, inner_kind: str, value: Any) -> str:
@@ -812,8 +868,13 @@ class _LinkTargets:
     """
 
     def __init__(
-        self, *, index: Mapping[str, Any], paths: Mapping[str, Any], external_crates: Mapping[str, Any],
-        items: list[ParsedItem], docs_root: str,
+        self,
+        *,
+        index: Mapping[str, Any],
+        paths: Mapping[str, Any],
+        external_crates: Mapping[str, Any],
+        items: list[ParsedItem],
+        docs_root: str,
     ) -> None:
         self.index = index
         self.paths = paths
@@ -929,7 +990,8 @@ class _LinkTargets:
                 ):
                     self._by_name.setdefault(str(summary["path"][-1]), []).append(summary)
         candidates = [
-            summary for summary in self._by_name.get(segments[-1], ())
+            summary
+            for summary in self._by_name.get(segments[-1], ())
             if _written_path_matches(segments, [str(s) for s in summary["path"]])
         ]
         pages = {self._external_page(summary) for summary in candidates}

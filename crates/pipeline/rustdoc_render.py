@@ -54,6 +54,8 @@ def render_path(path: Node) -> str:
 
 def render_type(node: Node) -> str:
     kind, value = tag(node)
+    if kind == "primitive" and value == "never":  # rustdoc JSON's name for `!`
+        return "!"
     if kind in ("generic", "primitive"):
         return str(value)
     if kind == "resolved_path":
@@ -443,7 +445,7 @@ def render_union(item: Mapping[str, Any], lookup: ItemLookup) -> str:
 def render_variant(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     variant = item.get("inner", {}).get("variant") or {}
     kind, value = tag(variant.get("kind"))
-    text = item.get("name", "_")
+    text = shown_attributes(item) + item.get("name", "_")
     if kind == "tuple":
         text += _tuple_fields(value or [], lookup, in_variant=True)
     elif kind == "struct":
@@ -461,7 +463,7 @@ def render_enum(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     generics = enum.get("generics")
     variants = [render_variant(v, lookup) for v in (lookup(i) for i in enum.get("variants", [])) if v is not None]
     if enum.get("has_stripped_variants", enum.get("variants_stripped", False)):
-        variants.append("// some variants omitted")
+        variants.append("/* some variants omitted */")  # rustdoc's `//` line would comment out the `}`
     body = "{ " + ", ".join(variants) + " }" if variants else "{}"
     return (
         f"{shown_attributes(item)}{visibility_prefix(item)}enum {item.get('name')}{render_generic_params(generics)}"
