@@ -89,6 +89,28 @@ def _plain_socket_dir(pgdata: Path) -> Path:
     return path
 
 
+def restart_if_crashed(pgdata: Path) -> bool:
+    """Start the server again if it died (kill -9, OOM killer); True if it was restarted.
+
+    A crashed postmaster leaves its ``postmaster.pid`` behind; ``pg_ctl stop`` removes it. So only a
+    crash is repaired here: a server an operator stopped on purpose stays stopped.
+    """
+    import psutil
+
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False  # stopped cleanly, never started, or being started right now
+    try:
+        if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            return False
+    except psutil.NoSuchProcess:
+        pass
+    logger.warning("the embedded PostgreSQL in %s died (postmaster %d is gone); starting it again", pgdata, pid)
+    ensure_server(pgdata)
+    return True
+
+
 def database_url(pgdata: Path, dbname: str = "postgres") -> str:
     """URL for ``dbname`` on the embedded server, starting it if needed."""
     uri = ensure_server(pgdata)
