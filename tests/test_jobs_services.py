@@ -599,3 +599,25 @@ def test_a_removal_stops_an_ingest_queued_while_the_removal_was_being_queued(fak
         raced.refresh_from_db()
         assert raced.cancel_requested_at is not None
         assert "removal of job-n20-b10-d1-gone" in JobEvent.objects.filter(job=raced).last().message
+
+
+@pytest.mark.django_db
+def test_retention_discards_the_building_release_a_purged_failed_job_left_behind():
+    """A job that gives up after transient failures keeps its building release, so an operator retry resumes it;
+    once retention purges that job nobody can, and the release's documents and chunks stayed forever."""
+    old = timezone.now() - timedelta(days=30)
+    crate = Crate.objects.create(name="orphaned")
+    left = CrateRelease.objects.create(crate=crate, version="1.0.0", docs_source="rustdoc-json")
+    resumed = CrateRelease.objects.create(crate=crate, version="1.0.1", docs_source="rustdoc-json")
+    recent = CrateRelease.objects.create(crate=crate, version="1.0.2", docs_source="rustdoc-json")
+    CrateRelease.objects.filter(pk__in=[left.pk, resumed.pk]).update(created_at=old)
+    for release in (left, resumed):
+        job = services.enqueue_ingest(name="orphaned", version=release.version, requested_by="api").job
+        checkpoint = {"release_id": release.pk}
+        CrateJob.objects.filter(pk=job.pk).update(status="failed", finished_at=old, checkpoint=checkpoint)
+    # An operator retried the second one: its new job resumes that release.
+    CrateJob.objects.create(crate_name="orphaned", normalized_name="orphaned", requested_version="1.0.1",
+                            operation="ingest", checkpoint={"release_id": resumed.pk})
+    assert retention.purge_old_jobs() == 2
+    assert set(CrateRelease.objects.values_list("version", flat=True)) == {"1.0.1", "1.0.2"}
+    assert recent.pk in set(CrateRelease.objects.values_list("pk", flat=True))
