@@ -43,6 +43,9 @@ def data_dir_with_spaces():
     root.chmod(0o755)  # the server may run as another user (root: 'pgserver')
     yield root / "var dir"
     stop_embedded(root / "var dir" / "pgdata")
+    from config.embedded_db import _plain_socket_dir
+
+    shutil.rmtree(_plain_socket_dir(root / "var dir" / "pgdata"), ignore_errors=True)
     shutil.rmtree(root, ignore_errors=True)
 
 
