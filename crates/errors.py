@@ -128,3 +128,37 @@ class JobStateError(FerrodexError):
     """The job is not in a state that allows the request (e.g. cancelling a finished job)."""
 
     code = "job_state"
+
+
+class DatabaseUnavailable(FerrodexError):
+    """PostgreSQL cannot be reached (stopped, restarting, out of connections): trying again shortly helps."""
+
+    code = "database_unavailable"
+    transient = True
+    retry_after_seconds = 5
+
+
+# SQLSTATEs of a server that is not taking work: connection exceptions (class 08), shutting down or
+# restarting (57P01-57P03), too many connections (53300). A connection that never opened has none.
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def database_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+    """The ``DatabaseUnavailable`` to report for a database error that means the server is unreachable, else None.
+
+    Django's ``OperationalError``/``InterfaceError`` also wrap errors of one statement (a deadlock, a
+    cancelled query): those are not an outage and stay what they are.
+    """
+    from django.db import InterfaceError, OperationalError
+
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return None
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    if sqlstate and not sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+        return None
+    reason = " ".join(str(exc).split())[:200]
+    return DatabaseUnavailable(
+        f"The database is unreachable right now ({reason}). It may be restarting: try again in a few seconds; "
+        "if this persists, check that PostgreSQL is running (GET /api/v1/health reports it).",
+        retry_after_s=DatabaseUnavailable.retry_after_seconds,
+    )

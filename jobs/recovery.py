@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -30,6 +31,7 @@ from django.db import ProgrammingError, close_old_connections, connection, trans
 from django.db.models import Q
 from django.utils import timezone
 
+from crates.errors import database_unavailable
 from jobs import services
 from jobs.concurrency import heartbeat_interval, job_is_locked
 from jobs.models import CrateJob, JobEvent, WorkerHeartbeat
@@ -229,7 +231,28 @@ def _monitor_loop() -> None:
             logger.error("worker monitor: the jobs tables are missing; run `manage.py migrate`. Retrying in 30 s")
             close_old_connections()
             time.sleep(30)
-        except Exception:
-            logger.exception("worker monitor: sweep failed; trying again")
+        except Exception as exc:
+            if (unavailable := database_unavailable(exc)) is not None:
+                logger.warning("worker monitor: %s", unavailable.message)  # every beat: no traceback each time
+                restart_crashed_embedded_database()
+            else:
+                logger.exception("worker monitor: sweep failed; trying again")
             close_old_connections()
         time.sleep(monitor_interval())
+
+
+def restart_crashed_embedded_database() -> bool:
+    """Bring back the embedded PostgreSQL if it crashed (not if it was stopped): True if it was restarted.
+
+    Without this a kill -9 of its postmaster (or the OOM killer) left the web server, the workers and
+    runmcp failing until an operator ran some command that starts it; every worker watches for it.
+    """
+    if settings.DATABASE_URL:
+        return False
+    from config.embedded_db import EmbeddedDatabaseError, restart_if_crashed
+
+    try:
+        return restart_if_crashed(settings.EMBEDDED_PGDATA)
+    except (EmbeddedDatabaseError, OSError, subprocess.SubprocessError):
+        logger.exception("worker monitor: could not start the embedded PostgreSQL in %s", settings.EMBEDDED_PGDATA)
+        return False

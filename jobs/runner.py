@@ -287,6 +287,7 @@ def _run_removal(*, job: CrateJob, progress: JobProgress) -> dict:
     from crates.services import remove_crate
 
     progress.stage("wait", "waiting for running ingests of this crate to stop", 0)
+    services.cancel_ingests_older_than(removal=job)
     deadline = monotonic() + REMOVAL_WAIT_SECONDS
     running_ingests = CrateJob.objects.filter(
         operation=CrateJob.Operation.INGEST, normalized_name=job.normalized_name, status=CrateJob.Status.RUNNING

@@ -743,12 +743,24 @@ def _cancel_locked(*, job: CrateJob, reason: str) -> None:
         logger.info("job %s asked to stop (%s)", job.pk, reason)
 
 
-def _cancel_active_ingests(*, normalized_name: str, reason: str) -> list[uuid.UUID]:
+def cancel_ingests_older_than(*, removal: CrateJob) -> list[uuid.UUID]:
+    """Stop the active ingests of a removal's crate that were queued before it.
+
+    ``enqueue_removal`` cancels them before writing the removal, so these are the ones an 'add' queued in
+    between: older than the removal, nothing holds them back, and the removal would wait for a whole ingest.
+    """
+    return _cancel_active_ingests(normalized_name=removal.normalized_name, reason=f"removal of {removal.crate_name}",
+                                  created_before=removal.created_at)
+
+
+def _cancel_active_ingests(*, normalized_name: str, reason: str, created_before=None) -> list[uuid.UUID]:
+    active = CrateJob.objects.filter(
+        operation=Operation.INGEST, normalized_name=normalized_name, status__in=CrateJob.ACTIVE_STATUSES
+    )
+    if created_before is not None:
+        active = active.filter(created_at__lt=created_before)
     with transaction.atomic():
-        jobs = list(
-            CrateJob.objects.select_for_update()
-            .filter(operation=Operation.INGEST, normalized_name=normalized_name, status__in=CrateJob.ACTIVE_STATUSES)
-        )
+        jobs = list(active.select_for_update())
         for job in jobs:
             _cancel_locked(job=job, reason=reason)
     return [job.pk for job in jobs]

@@ -3,8 +3,9 @@
 Over stdio the user who starts the server is the client; over HTTP anyone who reaches the port could
 add and remove crates, so every request needs a key (``Authorization: Bearer <key>`` or
 ``X-API-Key: <key>``). A refused request gets the JSON API's error shape: 401 without a valid key
-(with ``WWW-Authenticate``), 403 for a revoked one. The check is plain ASGI around the SDK's app, so
-it covers every method of the endpoint (POST, the GET event stream, DELETE of a session).
+(with ``WWW-Authenticate``), 403 for a revoked one, 503 while the database is unreachable. The check
+is plain ASGI around the SDK's app, so it covers every method of the endpoint (POST, the GET event
+stream, DELETE of a session).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import anyio.to_thread
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from config.api_common import AUTH_HINT
 from crates.apikeys import find_api_key, verify_api_key
+from crates.errors import DatabaseUnavailable, database_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,10 @@ def check_key(raw: str) -> str:
         if find_api_key(raw=raw) is not None:
             raise Refused(403, "forbidden", "This API key has been revoked; ask an administrator for a new one.")
         raise Refused(401, "unauthorized", "The API key is not valid. " + AUTH_HINT)
+    except DatabaseError as exc:
+        if (unavailable := database_unavailable(exc)) is None:
+            raise
+        raise Refused(503, unavailable.code, unavailable.message) from exc
     finally:
         close_old_connections()
 
@@ -91,5 +97,7 @@ async def _send_error(send: Send, refused: Refused) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if refused.status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="ferrodex"'))
+    if refused.status == 503:
+        headers.append((b"retry-after", str(DatabaseUnavailable.retry_after_seconds).encode()))
     await send({"type": "http.response.start", "status": refused.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 from uuid import UUID
 
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
@@ -35,7 +35,7 @@ from config.api_common import (
     search_results,
 )
 from crates import selectors as crate_selectors
-from crates.errors import FerrodexError, InvalidInput
+from crates.errors import FerrodexError, InvalidInput, database_unavailable
 from crates.names import validate_crate_name
 from crates.schemas import CrateDetailOut, CratePage, ItemOut, OpenModel, SearchOut
 from crates.search.scope import KINDS
@@ -94,6 +94,11 @@ def tool_call(tool: str) -> Iterator[None]:
     except FerrodexError as exc:
         logger.info("MCP tool %s refused: %s", tool, exc.message)
         raise ToolError(exc.message) from exc
+    except DatabaseError as exc:
+        if (unavailable := database_unavailable(exc)) is None:
+            raise
+        logger.warning("MCP tool %s: %s", tool, unavailable.message)
+        raise ToolError(unavailable.message) from exc
     finally:
         close_old_connections()
 

@@ -578,3 +578,46 @@ def test_selectors_and_the_job_serialiser():
     assert fresh["events"][0]["type"] == "created" and "traceback" not in fresh
     assert set(fresh["counters"]) == {"items_found", "items_processed", "documents", "chunks", "embeddings",
                                       "http_requests"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_removal_stops_an_ingest_queued_while_the_removal_was_being_queued(fake_pipeline, monkeypatch):
+    """The API's 'add' can land between a removal's cancel step and its own row: that ingest is older than the
+    removal, so nothing holds it back and nothing had cancelled it. The removal stops it when it starts instead
+    of waiting for a whole ingest (REMOVAL_WAIT_SECONDS, then a retry)."""
+    from jobs import runner
+
+    monkeypatch.setattr(runner, "REMOVAL_WAIT_SECONDS", 0.5)
+    services.enqueue_ingest(name="job-n20-b10-d1-gone", requested_by="api")
+    assert run_next_job() == "complete"
+    removal = services.enqueue_removal(name="job-n20-b10-d1-gone", requested_by="api").job
+    raced = services.enqueue_ingest(name="job-n20-b10-d1-gone", force=True, requested_by="api").job
+    CrateJob.objects.filter(pk=raced.pk).update(created_at=removal.created_at - timedelta(milliseconds=5))
+    with LockConnection() as locks:
+        assert services.claim_next_job(locks=locks, worker_id="test:1").pk == raced.pk  # a live worker runs it
+        run_next_job()
+        raced.refresh_from_db()
+        assert raced.cancel_requested_at is not None
+        assert "removal of job-n20-b10-d1-gone" in JobEvent.objects.filter(job=raced).last().message
+
+
+@pytest.mark.django_db
+def test_retention_discards_the_building_release_a_purged_failed_job_left_behind():
+    """A job that gives up after transient failures keeps its building release, so an operator retry resumes it;
+    once retention purges that job nobody can, and the release's documents and chunks stayed forever."""
+    old = timezone.now() - timedelta(days=30)
+    crate = Crate.objects.create(name="orphaned")
+    left = CrateRelease.objects.create(crate=crate, version="1.0.0", docs_source="rustdoc-json")
+    resumed = CrateRelease.objects.create(crate=crate, version="1.0.1", docs_source="rustdoc-json")
+    recent = CrateRelease.objects.create(crate=crate, version="1.0.2", docs_source="rustdoc-json")
+    CrateRelease.objects.filter(pk__in=[left.pk, resumed.pk]).update(created_at=old)
+    for release in (left, resumed):
+        job = services.enqueue_ingest(name="orphaned", version=release.version, requested_by="api").job
+        checkpoint = {"release_id": release.pk}
+        CrateJob.objects.filter(pk=job.pk).update(status="failed", finished_at=old, checkpoint=checkpoint)
+    # An operator retried the second one: its new job resumes that release.
+    CrateJob.objects.create(crate_name="orphaned", normalized_name="orphaned", requested_version="1.0.1",
+                            operation="ingest", checkpoint={"release_id": resumed.pk})
+    assert retention.purge_old_jobs() == 2
+    assert set(CrateRelease.objects.values_list("version", flat=True)) == {"1.0.1", "1.0.2"}
+    assert recent.pk in set(CrateRelease.objects.values_list("pk", flat=True))

@@ -212,7 +212,7 @@ def test_the_worker_and_its_embedded_server_backends_run_niced(cluster):
 
     from jobs.priority import local_postmaster_pid
 
-    job = services.enqueue_ingest(name="job-n200-b10-d20-nice", requested_by="api").job
+    job = services.enqueue_ingest(name="job-n200-b10-d50-nice", requested_by="api").job
     running = wait_for(lambda: CrateJob.objects.filter(pk=job.pk, status="running", items_processed__gte=20).first(),
                        timeout=20, interval=0.01, what="the job to be under way")
     pid = worker_pid(running.worker_id)
