@@ -209,8 +209,6 @@ def store_in_cache(*, model: str, vectors: dict[str, list[float]]) -> None:
     Rows go in content-hash order, so two workers caching overlapping texts lock them in the same
     order and cannot deadlock.
     """
-    from django.db import connection, transaction
-
     from crates.models import EmbeddingCache
     from crates.pipeline import pgcopy
 
@@ -224,10 +222,7 @@ def store_in_cache(*, model: str, vectors: dict[str, list[float]]) -> None:
         chunk = items[start : start + INSERT_BATCH]
         hashes = [h for h, _v in chunk]
         encoded = [pgcopy.EncodedVector(pgcopy.encode_vector(v)) for _h, v in chunk]
-        nested = connection.in_atomic_block  # a stored batch's transaction: it decides how it commits
-        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-            if not nested:
-                cursor.execute("SET LOCAL synchronous_commit = off")
+        with pgcopy.replayable_write() as cursor:
             raw, _oid = pgcopy.binary_cursor(cursor.cursor)
             with raw:
                 raw.execute(sql, (model, hashes, encoded))

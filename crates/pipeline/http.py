@@ -252,12 +252,12 @@ class _Session(requests.Session):
     What a client saw at its first request to a host holds for the rest of that client (one ingest).
     """
 
-    def forget_environment(self) -> None:
-        self._environment.clear()
-
     def __init__(self) -> None:
         super().__init__()
         self._environment: dict[tuple, dict] = {}
+
+    def forget_environment(self) -> None:
+        self._environment.clear()
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):
         parts = urlsplit(url)

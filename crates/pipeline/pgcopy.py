@@ -8,10 +8,12 @@ Binary COPY sends float32 components as they are, which pgvector stores bit for 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import psycopg
+from django.db import connection, transaction
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from psycopg.types import TypeInfo
@@ -67,3 +69,15 @@ def copy_rows(raw_cursor, *, table: str, columns: Sequence[str], types: Sequence
         copy.set_types(list(types))
         for row in rows:
             copy.write_row(row)
+
+
+@contextmanager
+def replayable_write() -> Iterator:
+    """A Django cursor in a transaction for rows that are a cache (downloads, embeddings): on its own it commits
+    without waiting for the WAL flush (a crash costs a download or a re-embedding); inside a caller's
+    transaction it joins it, and that transaction decides how it commits."""
+    nested = connection.in_atomic_block
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        if not nested:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+        yield cursor
