@@ -9,6 +9,7 @@ a restart of one process must find its data again.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -47,7 +48,10 @@ def ensure_server(pgdata: Path) -> str:
             server = pgserver.get_server(str(pgdata), cleanup_mode=None, start=False)
             server.ensure_pgdata_inited()
             write_tuning(pgdata)
+            already_running = _postmaster_alive(pgdata)
             server.start()
+            if not already_running:
+                _record_priority(pgdata)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     uri = server.get_uri()
@@ -107,8 +111,61 @@ def restart_if_crashed(pgdata: Path) -> bool:
     except psutil.NoSuchProcess:
         pass
     logger.warning("the embedded PostgreSQL in %s died (postmaster %d is gone); starting it again", pgdata, pid)
-    ensure_server(pgdata)
+    with _thread_priority(_recorded_priority(pgdata)):
+        ensure_server(pgdata)
     return True
+
+
+# The server is restarted by whichever process notices the crash first, often a worker niced by JOB_WORKER_NICE:
+# the new postmaster (and every backend, web requests included) would inherit that priority.
+def _priority_file(pgdata: Path) -> Path:
+    return pgdata.parent / f".{pgdata.name}.nice"
+
+
+def _postmaster_alive(pgdata: Path) -> bool:
+    import psutil
+
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return False
+
+
+def _record_priority(pgdata: Path) -> None:
+    """Remember the niceness the server was started at, for a restart after a crash."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+        _priority_file(pgdata).write_text(f"{os.getpriority(os.PRIO_PROCESS, pid)}\n")
+    except (OSError, ValueError, IndexError) as exc:
+        logger.debug("could not record the priority of the embedded PostgreSQL: %s", exc)
+
+
+def _recorded_priority(pgdata: Path) -> int | None:
+    try:
+        return int(_priority_file(pgdata).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def _thread_priority(nice: int | None):
+    """Run the block at niceness ``nice`` in this thread (Linux: per thread; pg_ctl inherits it), then go back."""
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice is None or nice == own:
+        yield
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError:  # a raise of priority needs CAP_SYS_NICE: the worker's monitor thread keeps its own
+        logger.warning("the embedded PostgreSQL is restarted at nice %d, not %d as first started; "
+                       "restart it by hand to give it its priority back", own, nice)  # fmt: skip
+        yield
+        return
+    try:
+        yield
+    finally:
+        os.setpriority(os.PRIO_PROCESS, 0, own)
 
 
 def database_url(pgdata: Path, dbname: str = "postgres") -> str:

@@ -30,18 +30,19 @@ logger = logging.getLogger(__name__)
 _backend_nice: int | None = None
 
 
-def lower_worker_priority() -> int:
-    """Renice every thread of this process to JOB_WORKER_NICE (never raises a priority); return the niceness.
+def lower_worker_priority(*, spare: set[int] = frozenset()) -> int:
+    """Renice every thread of this process but ``spare`` to JOB_WORKER_NICE (never raises a priority).
 
     On Linux niceness belongs to each thread and new threads inherit their
-    creator's, so the threads that exist already are reniced one by one.
+    creator's, so the threads that exist already are reniced one by one. Returns the niceness.
     """
     global _backend_nice
     nice = int(settings.JOB_WORKER_NICE)
     if nice <= 0:
         return os.getpriority(os.PRIO_PROCESS, 0)
     for tid in _thread_ids():
-        _renice(pid=tid, nice=nice)
+        if tid not in spare:
+            _renice(pid=tid, nice=nice)
     _backend_nice = nice if settings.JOB_WORKER_NICE_DATABASE else None
     for wrapper in connections.all(initialized_only=True):
         if wrapper.connection is not None and wrapper.vendor == "postgresql":

@@ -200,20 +200,29 @@ def on_worker_spawn(sender=None, **kwargs) -> None:
     from jobs.priority import lower_worker_priority
     from jobs.runner import reuse_worker_sessions
 
-    lower_worker_priority()  # first: the threads started below inherit it
+    # The monitor keeps the worker's first priority: it may restart a crashed embedded PostgreSQL, which
+    # must not inherit JOB_WORKER_NICE (raising a priority back needs privileges). Its sessions are niced.
+    niced = threading.Event()
+    monitor = start_worker_monitor(after=niced)
+    lower_worker_priority(spare={monitor} if monitor else set())  # threads started later inherit it
+    niced.set()
     reuse_worker_sessions()
-    start_worker_monitor()
 
 
-def start_worker_monitor() -> None:
+def start_worker_monitor(*, after: threading.Event | None = None) -> int | None:
+    """Start this process's monitor thread (once), once ``after`` is set; its native thread id."""
     global _monitor_started
     if _monitor_started:
-        return
+        return None
     _monitor_started = True
-    threading.Thread(target=_monitor_loop, name="ferrodex-worker-monitor", daemon=True).start()
+    thread = threading.Thread(target=_monitor_loop, args=(after,), name="ferrodex-worker-monitor", daemon=True)
+    thread.start()  # returns once the thread runs: native_id is set
+    return thread.native_id
 
 
-def _monitor_loop() -> None:
+def _monitor_loop(after: threading.Event | None = None) -> None:
+    if after is not None:
+        after.wait(30)
     from jobs.schedules import ensure_schedules
 
     first = True

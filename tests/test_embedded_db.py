@@ -109,3 +109,34 @@ def test_the_worker_monitor_reports_an_outage_in_one_line():
         error = OperationalError(str(cause))
         error.__cause__ = cause
     assert "database is unreachable" in database_unavailable(error).message
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads niceness from Linux /proc")
+def test_a_niced_worker_restarts_the_crashed_server_at_the_priority_the_first_one_had(embedded_pgdata, settings):
+    import threading
+
+    import psutil
+
+    from jobs.recovery import restart_crashed_embedded_database
+
+    started = start_embedded(embedded_pgdata)
+    assert started.returncode == 0, started.stderr[-3000:]
+    first = psutil.Process(postmaster_pid(embedded_pgdata))
+    first_nice = first.nice()
+    settings.DATABASE_URL, settings.EMBEDDED_PGDATA = "", embedded_pgdata
+    first.kill()
+    first.wait(10)
+
+    outcome = {}
+
+    def niced_worker_thread():  # Linux: niceness is per thread, as in a qcluster worker under JOB_WORKER_NICE
+        os.setpriority(os.PRIO_PROCESS, 0, first_nice + 10)
+        outcome["restarted"] = restart_crashed_embedded_database()
+        outcome["own_nice"] = os.getpriority(os.PRIO_PROCESS, 0)
+
+    thread = threading.Thread(target=niced_worker_thread)
+    thread.start()
+    thread.join(120)
+    assert outcome["restarted"] is True
+    assert psutil.Process(postmaster_pid(embedded_pgdata)).nice() == first_nice
+    assert outcome["own_nice"] == first_nice + 10  # the worker itself stays niced
