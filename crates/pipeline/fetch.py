@@ -23,7 +23,7 @@ import logging
 import zipfile
 import zlib
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import quote, urldefrag, urljoin
 
 import zstandard
@@ -43,9 +43,10 @@ logger = logging.getLogger(__name__)
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
-# Compressed input fed to the decompressor per step. zstd can expand ~32,000:1 at most, so one step never
-# produces more than ~128 MB before the size guard looks at it again.
-INFLATE_STEP_BYTES = 4 * 1024
+# Compressed input fed to the decompressor per step, adapted to aim at ~1 MiB of output: zstd can expand
+# ~32,000:1, so a fixed 4 KiB step let one step of a bomb produce 128 MB before the size guard saw it.
+INFLATE_STEP_RANGE = (64, 256 * 1024)
+INFLATE_TARGET_BYTES = 1024 * 1024
 GZIP_OUTPUT_STEP_BYTES = 1024 * 1024
 STATUS_MAX_BYTES = 1024 * 1024
 
@@ -90,9 +91,12 @@ def decode_json_body(data: bytes, *, max_bytes: int, url: str = "") -> bytes:
     """rustdoc JSON from a docs.rs body: zstd or gzip (by magic bytes) or plain JSON, at most ``max_bytes``."""
     where = f" from {url}" if url else ""
     if data.startswith(ZSTD_MAGIC):
-        return _join_limited(_inflate_zstd(data, where=where), max_bytes=max_bytes, where=where)
+        declared = _zstd_declared_size(data)
+        if declared is not None and declared > max_bytes:
+            raise _decompressed_too_large(max_bytes=max_bytes, where=where)
+        return _inflate_limited(lambda: _inflate_zstd(data, where=where), max_bytes=max_bytes, where=where)
     if data.startswith(GZIP_MAGIC):
-        return _join_limited(_inflate_gzip(data, where=where), max_bytes=max_bytes, where=where)
+        return _inflate_limited(lambda: _inflate_gzip(data, where=where), max_bytes=max_bytes, where=where)
     if data[:64].lstrip().startswith(b"{"):
         if len(data) > max_bytes:
             raise _decompressed_too_large(max_bytes=max_bytes, where=where)
@@ -280,15 +284,17 @@ def _require_docs(*, name: str, version: str, crate_url: str, client: HttpClient
 def _inflate_zstd(data: bytes, *, where: str) -> Iterator[bytes]:
     view = memoryview(data)
     decompressor = zstandard.ZstdDecompressor().decompressobj()
-    offset, carry = 0, b""
+    low, high = INFLATE_STEP_RANGE
+    offset, carry, step = 0, b"", low
     try:
         while offset < len(view) or carry:
             if carry:
                 piece, carry = carry, b""
             else:
-                piece, offset = view[offset : offset + INFLATE_STEP_BYTES], offset + INFLATE_STEP_BYTES
+                piece, offset = view[offset : offset + step], offset + step
             if out := decompressor.decompress(piece):
                 yield out
+            step = min(high, max(low, len(piece) * INFLATE_TARGET_BYTES // max(1, len(out))))
             if decompressor.eof:
                 # Concatenated frames are valid zstd: start the next one with what is left.
                 carry = decompressor.unused_data
@@ -323,15 +329,27 @@ def _inflate_gzip(data: bytes, *, where: str) -> Iterator[bytes]:
         raise CorruptArtifact(f"The gzip stream of the rustdoc JSON{where} is truncated.")
 
 
-def _join_limited(chunks: Iterator[bytes], *, max_bytes: int, where: str) -> bytes:
-    parts = []
+def _zstd_declared_size(data: bytes) -> int | None:
+    """The size the first zstd frame announces, if it does (a bomb that tells the truth costs nothing)."""
+    try:
+        size = zstandard.frame_content_size(data)
+    except zstandard.ZstdError:
+        return None
+    return size if size >= 0 else None
+
+
+def _inflate_limited(stream: Callable[[], Iterator[bytes]], *, max_bytes: int, where: str) -> bytes:
+    """Inflate twice: count first, keeping nothing, then keep. A bomb is refused having cost one step's output,
+    not MAX_DECOMPRESSED_BYTES of kept chunks (three jobs at once needed ~3.5 GB)."""
     total = 0
-    for chunk in chunks:
+    for chunk in stream():
         total += len(chunk)
         if total > max_bytes:
             raise _decompressed_too_large(max_bytes=max_bytes, where=where)
-        parts.append(chunk)
-    return b"".join(parts)
+    buffer = io.BytesIO()
+    for chunk in stream():
+        buffer.write(chunk)
+    return buffer.getvalue()
 
 
 def _decompressed_too_large(*, max_bytes: int, where: str) -> ArtifactTooLarge:
