@@ -102,6 +102,10 @@ class EmbeddingDimensionMismatch(EmbeddingError):
     code = "embedding_dimension_mismatch"
 
 
+class EmbeddingModelMismatch(EmbeddingError):
+    code = "embedding_model_mismatch"
+
+
 class EmbeddingUnavailable(EmbeddingError):
     code = "embedding_unavailable"
     transient = True

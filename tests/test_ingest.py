@@ -548,3 +548,76 @@ def test_activate_release_supersedes_counts_and_sets_the_latest_version():
     store.activate_release(release=again)
     crate.refresh_from_db()
     assert crate.latest_version == "2.0.0-rc.1"
+
+
+class _OtherModel:
+    """Another provider of the same dimension (what a worker with another EMBEDDING_PROVIDER builds)."""
+
+    def __init__(self, model_name: str = "some-other-model-v2") -> None:
+        from crates.pipeline.embedders.hashing import HashEmbedder
+
+        self._inner = HashEmbedder()
+        self.model_name, self.dimension, self.max_tokens = model_name, self._inner.dimension, self._inner.max_tokens
+
+    def count_tokens(self, text):
+        return self._inner.count_tokens(text)
+
+    def embed(self, texts):
+        return [[-x for x in vector] for vector in self._inner.embed(texts)]  # other vectors, same norm
+
+
+def _interrupted_hash_ingest(monkeypatch, settings) -> dict:
+    settings.INGEST_WRITERS = 1
+    saved: list[dict] = []
+    real_store_batch = store.store_batch
+    calls = {"n": 0}
+
+    def flaky(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise UpstreamUnavailable("database went away")
+        return real_store_batch(**kwargs)
+
+    monkeypatch.setattr(store, "store_batch", flaky)
+    monkeypatch.setattr(ingest, "batch_size_for", lambda total: 5)
+    with pytest.raises(UpstreamUnavailable):
+        _ingest(save_checkpoint=saved.append)
+    monkeypatch.setattr(store, "store_batch", real_store_batch)
+    return saved[-1]
+
+
+def test_a_resumed_job_embeds_with_the_model_its_release_records_not_the_workers(monkeypatch, settings):
+    from crates.models import EmbeddingCache
+    from crates.pipeline import embed
+    from crates.pipeline.embedders.hashing import MODEL_NAME, HashEmbedder
+
+    checkpoint = _interrupted_hash_ingest(monkeypatch, settings)
+    real_get_embedder = embed.get_embedder
+    # The worker that resumes is configured with another provider of the same dimension.
+    monkeypatch.setattr(ingest, "get_embedder", lambda provider=None: (
+        real_get_embedder(provider=provider) if provider else _OtherModel()))
+
+    result = _ingest(checkpoint=checkpoint)
+    release = CrateRelease.objects.get(pk=result.release_id)
+    assert release.pk == checkpoint["release_id"] and release.state == "active"
+    assert release.embedding_model == MODEL_NAME
+    chunks = list(Chunk.objects.filter(release=release).values_list("text", "embedding", "staged_embedding"))
+    expected = HashEmbedder().embed([text for text, *_ in chunks])
+    for (_text, vector, staged), want in zip(chunks, expected, strict=True):
+        vector = vector if vector is not None else staged  # a vector may still be staged (Chunk.staged_embedding)
+        assert max(abs(a - b) for a, b in zip(vector, want, strict=True)) < 1e-5
+    assert not EmbeddingCache.objects.filter(model="some-other-model-v2").exists()
+
+
+def test_a_resumed_job_whose_model_this_worker_cannot_make_is_refused_clearly(monkeypatch, settings):
+    from crates.errors import EmbeddingModelMismatch
+
+    checkpoint = _interrupted_hash_ingest(monkeypatch, settings)
+    CrateRelease.objects.filter(pk=checkpoint["release_id"]).update(embedding_model="a-model-no-provider-makes")
+    monkeypatch.setattr(ingest, "get_embedder", lambda provider=None: _OtherModel())
+
+    with pytest.raises(EmbeddingModelMismatch, match=r"a-model-no-provider-makes.*some-other-model-v2") as caught:
+        _ingest(checkpoint=checkpoint)
+    assert caught.value.transient is False
+    assert not CrateRelease.objects.filter(pk=checkpoint["release_id"]).exists()  # a retry starts afresh
+    assert not Chunk.objects.filter(release_id=checkpoint["release_id"]).exists()

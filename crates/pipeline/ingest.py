@@ -20,18 +20,20 @@ from uuid import UUID
 from django.conf import settings
 from django.db import connection, transaction
 
-from crates.errors import Cancelled, FerrodexError, InvalidInput, NoDocumentation
+from crates.errors import Cancelled, EmbeddingModelMismatch, FerrodexError, InvalidInput, NoDocumentation
 from crates.models import Crate, CrateRelease, Document
 from crates.names import is_prerelease, normalize_crate_name, validate_crate_name, validate_version
 from crates.pipeline import store
 from crates.pipeline.archive import read_zip_pages
 from crates.pipeline.chunk import chunk_item, token_counter
 from crates.pipeline.embed import (
+    PROVIDERS,
     cached_vectors,
     check_embedder_dimension,
     checked_vectors,
     embed_uncached,
     get_embedder,
+    provider_model_name,
     store_in_cache,
 )
 from crates.pipeline.fetch import decode_json_body, fetch_docs, load_cached_artifact, save_artifact
@@ -86,9 +88,9 @@ def run_ingest(
     json_file: Path | None = None,
     doc_dir: Path | None = None,
 ) -> IngestResult:
-    embedder = get_embedder()
-    check_embedder_dimension(embedder=embedder)
     checkpoint = dict(checkpoint or {})
+    embedder = _embedder_for(checkpoint)
+    check_embedder_dimension(embedder=embedder)
     save = save_checkpoint or (lambda _cp: None)
 
     if json_file is not None or doc_dir is not None:
@@ -367,6 +369,40 @@ def _discard_after(exc: Exception, *, release_id: int) -> None:
     """Drop the building release after ``exc``, unless a retry of the job can resume it (a transient error)."""
     if not (isinstance(exc, FerrodexError) and exc.transient) or isinstance(exc, Cancelled):
         store.discard_release(release_id=release_id)
+
+
+def _embedder_for(checkpoint: dict):
+    """The configured embedder, or for a resumed job the one that made its release's vectors so far.
+
+    A worker configured with another provider of the same dimension finished a release with vectors of two
+    models, silently (search compares them as one). A model no provider here makes is refused, and the
+    half-built release dropped so that a retry starts afresh with this worker's model.
+    """
+    configured = get_embedder()
+    release_id = checkpoint.get("release_id")
+    recorded = (
+        CrateRelease.objects.filter(pk=release_id, state=CrateRelease.State.BUILDING)
+        .values_list("embedding_model", flat=True)
+        .first()
+        if release_id
+        else None
+    )
+    if not recorded or recorded == configured.model_name:
+        return configured
+    for provider in PROVIDERS:
+        if provider_model_name(provider) == recorded:
+            logger.warning("resuming release %s with %s (provider %s), the model it was started with, not %s",
+                           release_id, recorded, provider, configured.model_name)  # fmt: skip
+            return get_embedder(provider=provider)
+    store.discard_release(release_id=release_id)
+    raise EmbeddingModelMismatch(
+        f"This job's release was started with the embedding model {recorded!r}, which this worker cannot make "
+        f"(it embeds with {configured.model_name!r}, EMBEDDING_PROVIDER={settings.EMBEDDING_PROVIDER}): resuming "
+        "would mix two models' vectors in one release. The half-built release was dropped; retry the job to "
+        f"build it with {configured.model_name!r} from the start, or run it on a worker configured for {recorded!r}.",
+        recorded=recorded,
+        configured=configured.model_name,
+    )
 
 
 def _resume_or_create_release(
