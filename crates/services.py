@@ -8,7 +8,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from crates.errors import CrateNotFound, VersionNotFound
-from crates.models import Chunk, Crate, CrateRelease, Document
+from crates.models import Chunk, Crate, CrateRelease, Document, FetchedArtifact
 from crates.names import semver_key, validate_crate_name, validate_version
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ def remove_crate(*, name: str, version: str | None = None, soft: bool = False) -
                 raise VersionNotFound(f"{crate.name} {version} is not stored in Ferrodex.", name=crate.name)
             counts = _counts(releases)
             releases.delete()
+            _delete_downloads(crate=crate, version=version)
             if not crate.releases.exists():
                 # Its last version (nothing building either): an empty crate would stay listed with no version,
                 # and searching it would say "an ingest may still be running".
@@ -77,8 +78,17 @@ def remove_crate(*, name: str, version: str | None = None, soft: bool = False) -
         else:
             counts = _counts(crate.releases.all())
             crate.delete()
+            _delete_downloads(crate=crate)
     logger.info("removed crate %s version=%s: %s", name, version, counts)
     return {"crate": crate.name, "soft": False, "version": version, **counts}
+
+
+def _delete_downloads(*, crate: Crate, version: str | None = None) -> None:
+    """The cached downloads (FetchedArtifact, keyed by name, not by foreign key) go with what they were for."""
+    downloads = FetchedArtifact.objects.filter(crate_name=crate.normalized_name)
+    if version:
+        downloads = downloads.filter(version=version)
+    downloads.delete()
 
 
 def restore_crate(*, name: str) -> Crate:

@@ -621,3 +621,38 @@ def test_a_resumed_job_whose_model_this_worker_cannot_make_is_refused_clearly(mo
     assert caught.value.transient is False
     assert not CrateRelease.objects.filter(pk=checkpoint["release_id"]).exists()  # a retry starts afresh
     assert not Chunk.objects.filter(release_id=checkpoint["release_id"]).exists()
+
+
+def _cache_download(name: str, version: str) -> None:
+    from crates.models import FetchedArtifact
+
+    FetchedArtifact.objects.create(crate_name=name, version=version, kind="json", url="http://docs.invalid/x",
+                                   sha256="0" * 64, size=1, body=b"x")  # fmt: skip
+
+
+def test_a_hard_delete_removes_the_crates_cached_downloads_too():
+    from crates.models import FetchedArtifact
+    from crates.services import remove_crate
+
+    _ingest()
+    _cache_download("ferro_fixture", "0.3.1")
+    _cache_download("ferro_fixture", "0.2.0")  # a download whose ingest never finished
+    _cache_download("other_crate", "1.0.0")
+    remove_crate(name="ferro-fixture")
+    left = set(FetchedArtifact.objects.values_list("crate_name", "version"))
+    assert left == {("other_crate", "1.0.0")}
+
+
+def test_a_hard_delete_of_one_version_removes_only_that_versions_cached_download():
+    from crates.models import FetchedArtifact
+    from crates.services import remove_crate
+
+    _ingest()
+    old = item("ferro_fixture::Old", "struct", "pub struct Old", "Old.")
+    store_release(crate="ferro-fixture", version="0.2.0", items=[old])
+    _cache_download("ferro_fixture", "0.3.1")
+    _cache_download("ferro_fixture", "0.2.0")
+    remove_crate(name="ferro-fixture", version="0.2.0")
+    assert set(FetchedArtifact.objects.values_list("crate_name", "version")) == {("ferro_fixture", "0.3.1")}
+    remove_crate(name="ferro-fixture", soft=True)  # a soft delete is reversible: the cache stays
+    assert FetchedArtifact.objects.count() == 1
