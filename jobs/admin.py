@@ -223,6 +223,7 @@ class CrateJobAdmin(PortalAdminMixin, admin.ModelAdmin):
             events=events,
             crate=crate,
             duration_s=job_duration_seconds(job),
+            last_attempt_s=job_duration_seconds(job, last_attempt=True),
             live_url=reverse("admin:jobs_cratejob_live_detail", args=[job.pk]),
             can_cancel=self.has_cancel_permission(request),
             can_retry=self.has_retry_permission(request),

@@ -58,7 +58,9 @@ class CrateJob(models.Model):
     worker_id = models.CharField(max_length=200, blank=True, default="")
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    started_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)  # of the current (last) attempt
+    # Of the first attempt: a retried job's duration is the whole, back-offs between attempts included.
+    first_started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error_message = models.TextField(blank=True, default="")
     error_type = models.CharField(max_length=100, blank=True, default="")

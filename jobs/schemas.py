@@ -52,7 +52,9 @@ class JobOut(OpenModel):
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    duration_s: float | None = None
+    duration_s: float | None = Field(None, description="Seconds from the first attempt's start to the finish "
+                                     "(or now), waits between attempts included")
+    last_attempt_duration_s: float | None = Field(None, description="Seconds of the last (or current) attempt")
     error: JobErrorOut | None = None
     result: dict[str, Any] | None = None
     retry_of: UUID | None = None

@@ -62,11 +62,13 @@ def job_status(*, job_id: uuid.UUID | str) -> dict:
         raise _not_found(pk)
     data = json.loads(rows[0][0])
     data["max_attempts"] = settings.JOB_MAX_ATTEMPTS
-    run_us = data["duration_s"]  # microseconds between start and finish, when both are set
-    if run_us is not None:
-        data["duration_s"] = round(timedelta(microseconds=run_us).total_seconds(), 2)
-    elif data["started_at"]:
-        data["duration_s"] = _seconds_between(datetime.fromisoformat(data["started_at"]), None)
+    first_started = data.pop("first_started_at") or data["started_at"]
+    for key, start in (("duration_s", first_started), ("last_attempt_duration_s", data["started_at"])):
+        run_us = data[key]  # microseconds between start and finish, when both are set
+        if run_us is not None:
+            data[key] = round(timedelta(microseconds=run_us).total_seconds(), 2)
+        elif start:
+            data[key] = _seconds_between(datetime.fromisoformat(start), None)
     data["result"] = data["result"] or None
     data["events"] = data.pop("events") or []  # last: the key order of job_as_dict
     return data
@@ -167,6 +169,7 @@ _JOB_FIELDS = (
     "progress", "stage", "stage_message", "items_found", "items_processed", "documents", "chunks", "embeddings",
     "http_requests", "options", "requested_by", "attempts", "worker_id", "created_at", "started_at", "finished_at",
     "heartbeat_at", "cancel_requested_at", "run_after", "error_type", "error_message", "result", "retry_of_id",
+    "first_started_at",
 )
 _FINISHED = frozenset(CrateJob.FINISHED_STATUSES)
 
@@ -175,7 +178,7 @@ def _job_dict(
     pk, operation, crate_name, normalized_name, requested_version, resolved_version, status, progress, stage,
     stage_message, items_found, items_processed, documents, chunks, embeddings, http_requests, options,
     requested_by, attempts, worker_id, created_at, started_at, finished_at, heartbeat_at, cancel_requested_at,
-    run_after, error_type, error_message, result, retry_of_id,
+    run_after, error_type, error_message, result, retry_of_id, first_started_at,
 ) -> dict:
     """The job shape from plain values: one builder for model instances and raw rows, so they cannot drift."""
     result = _json(result)
@@ -210,7 +213,9 @@ def _job_dict(
         "heartbeat_at": _iso(heartbeat_at),
         "cancel_requested_at": _iso(cancel_requested_at),
         "run_after": _iso(run_after),
-        "duration_s": _seconds_between(started_at, finished_at),
+        # The whole (first start to finish, back-offs between attempts included) and the last attempt alone.
+        "duration_s": _seconds_between(first_started_at or started_at, finished_at),
+        "last_attempt_duration_s": _seconds_between(started_at, finished_at),
         "error": {"type": error_type, "message": error_message} if error_message else None,
         "result": result or None,
         "retry_of": str(retry_of_id) if retry_of_id else None,
@@ -257,7 +262,10 @@ def _status_sql(alias: str) -> str:
         f"'stage_message', {jc('stage_message')}, 'counters', json_build_object({counters}), "
         f"'options', {jc('options')}, 'requested_by', {jc('requested_by')}, 'attempts', {jc('attempts')}, "
         f"'max_attempts', NULL, 'worker_id', NULLIF({jc('worker_id')}, ''), {times}, "
-        f"'duration_s', (extract(epoch FROM {jc('finished_at')} - {jc('started_at')}) * 1000000)::bigint, "
+        f"'first_started_at', {_iso_sql(jc('first_started_at'))}, "
+        f"'duration_s', (extract(epoch FROM {jc('finished_at')} - coalesce({jc('first_started_at')}, "
+        f"{jc('started_at')})) * 1000000)::bigint, "
+        f"'last_attempt_duration_s', (extract(epoch FROM {jc('finished_at')} - {jc('started_at')}) * 1000000)::bigint, "
         f"'error', CASE WHEN {jc('error_message')} <> '' "
         f"THEN json_build_object('type', {jc('error_type')}, 'message', {jc('error_message')}) END, "
         f"'result', {jc('result')}, 'retry_of', j.{qn(job.get_field('retry_of').column)}, "

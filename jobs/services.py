@@ -295,10 +295,12 @@ def claim_next_job(*, locks, worker_id: str) -> CrateJob | None:
             job.status = Status.RUNNING
             job.attempts += 1
             job.started_at = now
+            job.first_started_at = job.first_started_at or now
             job.heartbeat_at = now
             job.worker_id = worker_id
             job.run_after = None
-            job.save(update_fields=["status", "attempts", "started_at", "heartbeat_at", "worker_id", "run_after"])
+            job.save(update_fields=["status", "attempts", "started_at", "first_started_at", "heartbeat_at",
+                                    "worker_id", "run_after"])
             record_event(
                 job_id=job.pk, event_type=EventType.STARTED,
                 message=f"Attempt {job.attempts} started on {worker_id}",

@@ -621,3 +621,20 @@ def test_retention_discards_the_building_release_a_purged_failed_job_left_behind
     assert retention.purge_old_jobs() == 2
     assert set(CrateRelease.objects.values_list("version", flat=True)) == {"1.0.1", "1.0.2"}
     assert recent.pk in set(CrateRelease.objects.values_list("pk", flat=True))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retried_jobs_duration_covers_every_attempt_and_names_the_last(fake_pipeline, settings):
+    settings.JOB_RETRY_BACKOFF_SECONDS = 1.0
+    job = services.enqueue_ingest(name="flaky-n40-b10-d1-timed", requested_by="api").job
+    assert run_next_job() == "retrying"
+    wait_for(lambda: services.due_queued_jobs().exists(), timeout=5, what="the back-off to pass")
+    assert run_next_job() == "complete"
+    job.refresh_from_db()
+    first_start = JobEvent.objects.filter(job=job, event_type="started").order_by("created_at").first().created_at
+    whole = (job.finished_at - first_start).total_seconds()
+    last = (job.finished_at - job.started_at).total_seconds()
+    assert whole >= last + 1.0  # the back-off lies between the attempts
+    for shown in (selectors.job_status(job_id=job.pk), selectors.job_as_dict(job)):
+        assert shown["duration_s"] == pytest.approx(whole, abs=0.05)
+        assert shown["last_attempt_duration_s"] == pytest.approx(last, abs=0.05)

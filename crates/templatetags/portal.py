@@ -72,11 +72,13 @@ def format_age(when: datetime | None, *, now: datetime | None = None) -> str:
     return f"{format_duration(delta.total_seconds())} ago"
 
 
-def job_duration_seconds(job, *, now: datetime | None = None) -> float | None:
-    if job.started_at is None:
+def job_duration_seconds(job, *, now: datetime | None = None, last_attempt: bool = False) -> float | None:
+    """Seconds since the job first started (all attempts), or since its last attempt started."""
+    started = job.started_at if last_attempt else (getattr(job, "first_started_at", None) or job.started_at)
+    if started is None:
         return None
     end = job.finished_at or now or timezone.now()
-    return (end - job.started_at).total_seconds()
+    return (end - started).total_seconds()
 
 
 @register.filter
