@@ -200,6 +200,12 @@ def _kind(word: str) -> str:
     return KIND_SYNONYMS.get(singular, singular) if singular in KINDS or singular in KIND_SYNONYMS else word
 
 
+def kind_words() -> set[str]:
+    """Every word ``parse_kinds`` takes for a kind, lower case (the schema states them: config.api_fields)."""
+    words = KINDS | set(KIND_SYNONYMS)
+    return {w for w in words | {f"{w}s" for w in words} if _kind(w) in KINDS}
+
+
 def parse_kinds(value: str | None) -> list[str] | None:
     if not value:
         return None
@@ -216,11 +222,11 @@ def parse_kinds(value: str | None) -> list[str] | None:
 
 def check_item_path(path: str) -> str:
     """An item path is Rust (`a::b::C`); file-system or URL tricks are refused before any lookup."""
+    if len(path) > MAX_ITEM_PATH_LENGTH:  # as sent, as the schema states it
+        raise InvalidInput(f"Item paths are at most {MAX_ITEM_PATH_LENGTH} characters.", field="path")
     path = path.strip()
     if not path:
         raise InvalidInput("An item path is required, e.g. `tokio::sync::Mutex`.", field="path")
-    if len(path) > MAX_ITEM_PATH_LENGTH:
-        raise InvalidInput(f"Item paths are at most {MAX_ITEM_PATH_LENGTH} characters.", field="path")
     if "\x00" in path or "/" in path or "\\" in path or ".." in path:
         raise InvalidInput(
             "An item path is a Rust path such as `tokio::sync::Mutex`; '/', '\\', '..' and NUL are not allowed.",

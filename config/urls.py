@@ -26,5 +26,5 @@ def _is_endpoint(path_info: str) -> bool:
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
-    re_path(r"^api/(?P<rest>.*)$", api_not_found),
+    re_path(r"^api/(?P<rest>(?s:.*))\Z", api_not_found),  # a newline in the URL too
 ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
-from pydantic import ConfigDict
+from pydantic import ConfigDict, WithJsonSchema
 
 from config.api_common import (
     ERRORS,
@@ -19,12 +21,14 @@ from config.api_common import (
     checked,
     crate_page,
     item_detail,
+    kind_words,
     refuse_unknown_query,
     removal_version,
     search_results,
 )
+from config.api_fields import ITEM_PATH_PATTERN, MAX_ITEM_PATH_LENGTH, QUERY_PATTERN, crate_name, kind_pattern, version
 from crates import selectors
-from crates.names import MAX_CRATE_NAME_LENGTH, validate_crate_name
+from crates.names import CRATE_NAME_PATTERN, MAX_CRATE_NAME_LENGTH, validate_crate_name
 from crates.schemas import CrateDetailOut, CratePage, ItemOut, SearchOut
 from crates.search.scope import KINDS
 from jobs import services as job_services
@@ -39,12 +43,8 @@ class CrateIn(Schema):
     # A misspelt option ({"foce": true}) must not quietly queue a job without it.
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(..., max_length=MAX_NAME_INPUT, description="Crate name as on crates.io, e.g. `serde_json`.")
-    version: str | None = Field(
-        None,
-        max_length=MAX_NAME_INPUT,
-        description="Exact SemVer version, or `latest` / omitted for the newest release.",
-    )
+    name: str = crate_name(description="Crate name as on crates.io, e.g. `serde_json`.")
+    version: str | None = version(description="Exact SemVer version, or `latest` / omitted for the newest release.")
     force: BodyBool = Field(False, description="Re-ingest even if this version is already stored and unchanged.")
 
 
@@ -54,22 +54,35 @@ class CrateListParams(PageParams):
 
 
 class RemoveParams(Schema):
-    version: str | None = Field(None, max_length=MAX_NAME_INPUT, description="Remove only this version's releases.")
-    soft: QueryBool = Field(False, description="Hide the crate from list and search instead of deleting it.")
+    version: str | None = version(exact=True, description="Remove only this version's releases (exact SemVer).")
+    soft: QueryBool = Field(
+        False, description="Hide the crate from list and search instead of deleting it (not with a `version`: 422)."
+    )
 
 
 class SearchParams(Schema):
-    q: str = Field(..., min_length=1, max_length=MAX_QUERY_LENGTH, description="Words, an identifier or a path.")
-    crate: str | None = Field(None, max_length=MAX_NAME_INPUT)
-    version: str | None = Field(None, max_length=MAX_NAME_INPUT)
+    q: str = Field(..., min_length=1, max_length=MAX_QUERY_LENGTH, description="Words, an identifier or a path.",
+                   json_schema_extra={"pattern": QUERY_PATTERN})
+    crate: str | None = crate_name(None)
+    version: str | None = version()
     kind: str | None = Field(
-        None, max_length=300, description="Item kind(s), comma-separated: " + ", ".join(sorted(KINDS))
+        None, max_length=300, description="Item kind(s), comma-separated: " + ", ".join(sorted(KINDS)),
+        json_schema_extra={"pattern": kind_pattern(kind_words())},
     )
     limit: int = Field(10, ge=1, le=MAX_SEARCH_LIMIT)
 
 
 class ItemParams(Schema):
-    version: str | None = Field(None, max_length=MAX_NAME_INPUT)
+    version: str | None = version()
+
+
+# Path parameters, described with the rules their validators apply (which word the errors).
+CratePath = Annotated[
+    str, WithJsonSchema({"type": "string", "pattern": CRATE_NAME_PATTERN, "maxLength": MAX_NAME_INPUT})
+]
+ItemPath = Annotated[
+    str, WithJsonSchema({"type": "string", "pattern": ITEM_PATH_PATTERN, "maxLength": MAX_ITEM_PATH_LENGTH})
+]
 
 
 # --- crates -----------------------------------------------------------------------------------
@@ -103,7 +116,7 @@ def list_crates(request: HttpRequest, params: Query[CrateListParams]):
     url_name="get_crate",
     summary="One crate: stats, releases and its latest job",
 )
-def get_crate(request: HttpRequest, name: str):
+def get_crate(request: HttpRequest, name: CratePath):
     refuse_unknown_query(request)
     return selectors.get_crate(name=checked("name", validate_crate_name, name))
 
@@ -114,7 +127,7 @@ def get_crate(request: HttpRequest, name: str):
     response={202: JobAccepted, **ERRORS},
     summary="Remove a crate (or one version) in a background job",
 )
-def remove_crate(request: HttpRequest, name: str, params: Query[RemoveParams]):
+def remove_crate(request: HttpRequest, name: CratePath, params: Query[RemoveParams]):
     refuse_unknown_query(request, RemoveParams)
     version = removal_version(params.version, whole_crate_hint="no version to remove the whole crate")
     return accepted(
@@ -130,7 +143,7 @@ def remove_crate(request: HttpRequest, name: str, params: Query[RemoveParams]):
     response={200: CrateDetailOut, **ERRORS},
     summary="Undo a soft delete",
 )
-def restore_crate(request: HttpRequest, name: str):
+def restore_crate(request: HttpRequest, name: CratePath):
     refuse_unknown_query(request)
     crate = job_services.restore_crate(name=checked("name", validate_crate_name, name))
     return selectors.get_crate(name=crate.name)
@@ -160,6 +173,6 @@ def search(request: HttpRequest, params: Query[SearchParams]):
     tags=["search"],
     summary="One documented item by its public path, e.g. /items/tokio/tokio::sync::Mutex",
 )
-def get_item(request: HttpRequest, crate: str, path: str, params: Query[ItemParams]):
+def get_item(request: HttpRequest, crate: CratePath, path: ItemPath, params: Query[ItemParams]):
     refuse_unknown_query(request, ItemParams)
     return item_detail(crate=crate, path=path, version=params.version)

@@ -9,11 +9,19 @@ from crates.errors import InvalidCrateName, InvalidVersion
 MAX_CRATE_NAME_LENGTH = 64
 _CRATE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 # SemVer 2.0.0 (https://semver.org), as cargo accepts it.
-_SEMVER_RE = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
-    r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
+# ASCII digits only: Python's \d also takes other scripts' digits (Arabic-Indic '1.0.0'), which cargo does not.
+_SEMVER_CORE = (
+    r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+    r"(?:-((?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*))?"
+    r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
 )
+_SEMVER_RE = re.compile(f"^{_SEMVER_CORE}$")
+MAX_VERSION_LENGTH = 128
+# The same rules as JSON Schema patterns, for the OpenAPI schema (ECMA-262 and Python read them alike).
+# Surrounding whitespace is allowed because the validators strip it.
+CRATE_NAME_PATTERN = rf"^\s*[A-Za-z][A-Za-z0-9_-]{{0,{MAX_CRATE_NAME_LENGTH - 1}}}\s*$"
+VERSION_PATTERN = r"^\s*(?:latest|" + re.sub(r"\((?!\?)", "(?:", _SEMVER_CORE) + r")?\s*$"
+EXACT_VERSION_PATTERN = r"^\s*" + re.sub(r"\((?!\?)", "(?:", _SEMVER_CORE) + r"\s*$"
 LATEST = "latest"
 
 
@@ -83,7 +91,7 @@ def validate_version(version: object) -> str:
     if not isinstance(version, str):
         raise InvalidVersion("The version must be a string such as '1.0.3' or 'latest'.")
     version = version.strip()
-    if len(version) > 128 or not _SEMVER_RE.match(version):
+    if len(version) > MAX_VERSION_LENGTH or not _SEMVER_RE.match(version):
         raise InvalidVersion(
             f"Invalid version {version[:80]!r}: use an exact SemVer version such as '1.0.3', or 'latest'."
             + _version_hint(version[:128])

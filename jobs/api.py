@@ -10,7 +10,6 @@ from ninja import Field, Query, Router, Schema, Status
 
 from config.api_common import (
     ERRORS,
-    MAX_NAME_INPUT,
     READ_AUTH,
     WRITE_AUTH,
     PageParams,
@@ -18,6 +17,7 @@ from config.api_common import (
     checked,
     refuse_unknown_query,
 )
+from config.api_fields import crate_name
 from crates.names import validate_crate_name
 from jobs import selectors, services
 from jobs.models import CrateJob
@@ -55,7 +55,7 @@ def accepted(result: services.EnqueueResult) -> Status:
 
 class JobListParams(PageParams):
     status: CrateJob.Status | None = Field(None, description="queued, running, complete, failed or cancelled.")
-    crate: str | None = Field(None, max_length=MAX_NAME_INPUT)
+    crate: str | None = crate_name(None)
 
 
 @router.get("/jobs", auth=READ_AUTH, response={200: JobPage, **ERRORS}, summary="List jobs, newest first")
