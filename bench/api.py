@@ -76,7 +76,7 @@ def prepare(env: dict[str, str], crates: list[str]) -> list[str]:
 def gunicorn(env: dict[str, str], *, port: int, workers: int, threads: int):
     cmd = [
         str(Path(sys.executable).parent / "gunicorn"),
-        "config.wsgi:application",
+        "-c", "config/gunicorn.conf.py", "config.wsgi:application",
         "--bind", f"127.0.0.1:{port}",
         "--workers", str(workers),
         "--threads", str(threads),
