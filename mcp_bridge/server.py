@@ -18,9 +18,9 @@ from uuid import UUID
 
 from django.db import DatabaseError, close_old_connections
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field, StrictBool
+from pydantic import BaseModel, Field, StrictBool, ValidationError
 
 from config.api_common import (
     MAX_ITEM_PATH_LENGTH,
@@ -378,8 +378,31 @@ TOOLS = [
 ]
 
 
+class _Server(MCPServer):
+    """Arguments that do not fit a tool's input schema are refused in the words of the API's 422, not with
+    pydantic's report ('1 validation error for search_rust_docsArguments ... errors.pydantic.dev')."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(exc, UnexpectedToolError) or not isinstance(cause, ValidationError):
+                raise
+            raise ToolError(argument_error_message(cause)) from cause
+
+
+def argument_error_message(error: ValidationError) -> str:
+    """'Invalid arguments: limit: Input should be less than or equal to 50; ...', as the API's 422 summary."""
+    parts = []
+    for err in error.errors(include_url=False):
+        field = ".".join(str(part) for part in err.get("loc", ())) or "arguments"
+        parts.append(f"{field}: {err.get('msg', 'invalid value')}")
+    return "Invalid arguments: " + ("; ".join(parts[:5]) or "the arguments are not valid")
+
+
 def build_server() -> MCPServer:
-    server = MCPServer(SERVER_NAME, title="Ferrodex: Rust crate docs", instructions=INSTRUCTIONS, version="0.1.0")
+    server = _Server(SERVER_NAME, title="Ferrodex: Rust crate docs", instructions=INSTRUCTIONS, version="0.1.0")
     for fn, hints in TOOLS:
         server.add_tool(fn, description=inspect.cleandoc(fn.__doc__ or ""), annotations=hints)
     return server

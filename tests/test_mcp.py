@@ -291,3 +291,18 @@ def test_a_crash_inside_a_tool_is_an_opaque_tool_error_and_the_server_keeps_serv
     crashed, after = anyio.run(main)
     assert crashed.is_error and "secret" not in text_of(crashed)
     assert after.is_error is False
+
+
+@pytest.mark.parametrize(("tool", "arguments", "expected"), [
+    ("search_rust_docs", {"query": "x", "limit": 500},
+     "Invalid arguments: limit: Input should be less than or equal to 50"),
+    ("search_rust_docs", {"query": ""}, "Invalid arguments: query: String should have at least 1 character"),
+    ("list_rust_crates", {"page": 0, "page_size": "many"}, "Invalid arguments: page: Input should be greater than or "
+                                                           "equal to 1; page_size: Input should be a valid integer, "
+                                                           "unable to parse string as an integer"),
+    ("add_rust_crate", {}, "Invalid arguments: name: Field required"),
+])  # fmt: skip
+def test_argument_errors_read_like_the_apis_422_messages(tool, arguments, expected):
+    message = failed(call(tool, arguments))
+    assert message == expected
+    assert "pydantic" not in message and "validation error for" not in message and "Arguments" not in message
