@@ -732,3 +732,9 @@ def test_crate_page_links_docs_rs_only_for_docs_fetched_from_it(admin_client, se
     CrateRelease.objects.filter(pk=result.release_id).update(artifact_sha256="ab" * 32)  # as if fetched
     fetched_page = admin_client.get(_url("crates_crate_change", crate.pk)).content.decode()
     assert f'href="{settings.DOCSRS_BASE_URL}/crate/ferro-fixture/0.3.1"' in fetched_page
+
+
+def test_the_site_serves_a_favicon(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("image/")
