@@ -738,3 +738,17 @@ def test_the_site_serves_a_favicon(client):
     response = client.get("/favicon.ico")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("image/")
+
+
+# --- what a finished job offers -------------------------------------------------------------------
+
+
+def test_the_result_panel_shows_json(admin_client):
+    job = _job("complete", result={"up_to_date": False, "documents": 12, "crate": "ferro_fixture", "note": None})
+    html = admin_client.get(_url("jobs_cratejob_change", job.pk)).content.decode()
+    panel = re.search(r'<pre class="fx-json">(.*?)</pre>', html, re.S).group(1)
+    import html as html_lib
+    import json
+
+    assert json.loads(html_lib.unescape(panel)) == job.result
+    assert "False" not in panel and "None" not in panel

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from django import template
@@ -94,6 +95,12 @@ def job_status_badge(job) -> SafeString:
 @register.simple_tag
 def job_progress(job) -> SafeString:
     return progress_bar_html(job.progress, status=job.status, job_id=job.pk, message=job.stage_message)
+
+
+@register.filter
+def as_json(value: object) -> str:
+    """A JSON value as JSON (``false``, ``null``), indented; not Python's repr."""
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
 @register.filter
