@@ -114,6 +114,10 @@ class CrateJob(models.Model):
         return self.status in self.FINISHED_STATUSES
 
     @property
+    def retryable(self) -> bool:
+        return retry_can_help(status=self.status, error_type=self.error_type)
+
+    @property
     def options_label(self) -> str:
         """Options as pages show them: 'force', 'soft' (flags that are on), other values as name=value."""
         options = self.options if isinstance(self.options, dict) else {}
@@ -172,3 +176,24 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.worker_id
+
+
+def _permanent_error_types() -> frozenset[str]:
+    from crates import errors
+
+    def family(cls: type) -> set[type]:
+        return {cls}.union(*(family(sub) for sub in cls.__subclasses__()))
+
+    return frozenset(cls.__name__ for cls in family(errors.InvalidInput) | family(errors.NotFound))
+
+
+# Failures the same request meets again (a crate or version that does not exist, a name that is not valid):
+# a retry cannot help, so none is offered; the fix is a new request.
+PERMANENT_ERROR_TYPES = _permanent_error_types()
+
+
+def retry_can_help(*, status: str, error_type: str | None) -> bool:
+    """A cancelled job, or a failed one whose error may not happen again."""
+    if status == CrateJob.Status.CANCELLED:
+        return True
+    return status == CrateJob.Status.FAILED and (error_type or "") not in PERMANENT_ERROR_TYPES

@@ -58,6 +58,8 @@ class JobOut(OpenModel):
     error: JobErrorOut | None = None
     result: dict[str, Any] | None = None
     retry_of: UUID | None = None
+    retryable: bool = Field(False, description="A retry may help: cancelled, or failed with an error that may "
+                            "not happen again (not an unknown crate or version, nor an invalid name)")
 
 
 class JobDetailOut(JobOut):

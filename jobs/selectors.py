@@ -18,7 +18,7 @@ from crates.errors import InvalidInput, JobNotFound
 from crates.names import normalize_crate_name
 from jobs import direct
 from jobs.admission import admitted
-from jobs.models import CrateJob, JobEvent, WorkerHeartbeat
+from jobs.models import CrateJob, JobEvent, WorkerHeartbeat, retry_can_help
 from jobs.services import ALL_VERSIONS, parse_job_id
 
 MAX_PAGE_SIZE = 100
@@ -70,6 +70,7 @@ def job_status(*, job_id: uuid.UUID | str) -> dict:
         elif start:
             data[key] = _seconds_between(datetime.fromisoformat(start), None)
     data["result"] = data["result"] or None
+    data["retryable"] = retry_can_help(status=data["status"], error_type=(data["error"] or {}).get("type"))
     data["events"] = data.pop("events") or []  # last: the key order of job_as_dict
     return data
 
@@ -219,6 +220,7 @@ def _job_dict(
         "error": {"type": error_type, "message": error_message} if error_message else None,
         "result": result or None,
         "retry_of": str(retry_of_id) if retry_of_id else None,
+        "retryable": retry_can_help(status=status, error_type=error_type),
     }
 
 

@@ -152,6 +152,12 @@ def retry_job(*, job_id: uuid.UUID | str, requested_by: str) -> EnqueueResult:
             f"Job {pk} is {job.status}; only failed or cancelled jobs can be retried.",
             job_id=str(pk), status=job.status,
         )
+    if not job.retryable:
+        raise JobStateError(
+            f"Job {pk} failed with {job.error_type}: retrying cannot help ({job.error_message}) "
+            "Correct the crate name or version and add the crate again.",
+            job_id=str(pk), status=job.status, error_type=job.error_type,
+        )
     result = _enqueue(
         operation=job.operation,
         crate_name=job.crate_name,

@@ -734,13 +734,33 @@ def test_crate_page_links_docs_rs_only_for_docs_fetched_from_it(admin_client, se
     assert f'href="{settings.DOCSRS_BASE_URL}/crate/ferro-fixture/0.3.1"' in fetched_page
 
 
-def test_the_site_serves_a_favicon(client):
-    response = client.get("/favicon.ico")
-    assert response.status_code == 200
-    assert response["Content-Type"].startswith("image/")
-
-
 # --- what a finished job offers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("error_type", ["CrateNotFound", "VersionNotFound", "InvalidCrateName"])
+def test_a_permanent_failure_offers_no_retry_anywhere(admin_client, error_type):
+    from crates.errors import JobStateError
+    from jobs import selectors as job_selectors
+    from jobs import services as job_services
+
+    job = _job("failed", error_type=error_type, error_message="Crate 'nope' does not exist on crates.io.")
+    html = admin_client.get(_url("jobs_cratejob_change", job.pk)).content.decode()
+    assert not re.search(r'action="[^"]+/retry/"', html)  # not merely hidden: live updates could show it
+    assert job_selectors.job_as_dict(job)["retryable"] is False
+    assert job_selectors.job_status(job_id=job.pk)["retryable"] is False
+    with pytest.raises(JobStateError, match="retrying cannot help"):
+        job_services.retry_job(job_id=job.pk, requested_by="api")
+
+
+def test_a_transient_failure_and_a_cancelled_job_offer_retry(admin_client, failed_job):
+    from jobs import selectors as job_selectors
+
+    cancelled = _job("cancelled")
+    for job in (failed_job, cancelled):
+        html = admin_client.get(_url("jobs_cratejob_change", job.pk)).content.decode()
+        assert re.search(r'action="[^"]+/retry/" data-show-when="retryable"\s*>', html)
+        assert job_selectors.job_status(job_id=job.pk)["retryable"] is True
+    assert job_selectors.job_status(job_id=_job("running").pk)["retryable"] is False
 
 
 def test_the_result_panel_shows_json(admin_client):
@@ -752,3 +772,9 @@ def test_the_result_panel_shows_json(admin_client):
 
     assert json.loads(html_lib.unescape(panel)) == job.result
     assert "False" not in panel and "None" not in panel
+
+
+def test_the_site_serves_a_favicon(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("image/")

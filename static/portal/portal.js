@@ -83,6 +83,7 @@
             resolvedVersion: pick(job, ["resolved_version"]) || "",
             workerId: pick(job, ["worker_id", "worker"]) || "",
             attempts: pick(job, ["attempts"]),
+            retryable: pick(job, ["retryable"]),
             events: job.events || []
         };
     }
@@ -290,7 +291,7 @@
                     toggle(".fx-traceback", !!view.traceback);
                 }
                 toggle('[data-show-when="active"]', !!ACTIVE[view.status]);
-                toggle('[data-show-when="retryable"]', !!RETRYABLE[view.status]);
+                toggle('[data-show-when="retryable"]', view.retryable === null ? !!RETRYABLE[view.status] : !!view.retryable);
                 toggle('[data-show-when="finished"]', !ACTIVE[view.status]);
                 renderTimeline(document.getElementById("fx-timeline"), view.events);
                 again(ACTIVE[view.status] ? FAST_MS : SLOW_MS * 2);
