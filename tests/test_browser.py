@@ -210,3 +210,48 @@ def test_operator_adds_watches_searches_deletes_and_restores_a_crate(
     assert not errors, f"JavaScript errors on the pages: {errors}"
     assert (SCREENSHOTS / "job_list_running.png").stat().st_size > 10_000
     context.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_job_list_fits_1400_px(
+    live_server, django_user_model, browser, monkeypatch, scheme
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    django_user_model.objects.create_superuser("operator", "operator@example.invalid", PASSWORD)
+    now = timezone.now()
+    # The widest a row gets: a 64-character name and a version and a stage message with no place to break.
+    for n, status in enumerate(["complete", "failed", "running", "queued", "cancelled"]):
+        name = f"crate_{n}_" + "x" * 56
+        CrateJob.objects.create(
+            crate_name=name, normalized_name=name, status=status, requested_by="api",
+            requested_version="1.0.0-alpha.1.2.3.4+build.20261208.abcdef", resolved_version="1.0.0-alpha.1.2.3",
+            progress=100 if status == "complete" else 40,
+            stage_message=f"Failed: https://docs.rs/crate/{name}/1.0.0-alpha.1.2.3/json answered 503",
+            started_at=now - timedelta(minutes=3), finished_at=now if status != "running" else None,
+            options={"force": True}, attempts=2, error_type="UpstreamUnavailable" if status == "failed" else "",
+        )  # fmt: skip
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, color_scheme=scheme)
+    page = context.new_page()
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/jobs/cratejob/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#result_list")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"job_list_1400_{scheme}.png"), full_page=True)
+    widths = page.evaluate("""() => {
+        const table = document.querySelector('#result_list');
+        const header = [...table.querySelectorAll('thead th')].map(th => th.textContent.trim());
+        const box = table.closest('#changelist-form') || table.parentElement;
+        return {table: table.getBoundingClientRect().right, box: box.getBoundingClientRect().right,
+                page: document.documentElement.clientWidth, scroll: document.documentElement.scrollWidth,
+                header: header};
+    }""")
+    assert any("Duration" in h for h in widths["header"])
+    assert widths["table"] <= widths["box"] + 1 and widths["scroll"] <= widths["page"], widths
+
+    context.close()
