@@ -212,8 +212,19 @@ def test_operator_adds_watches_searches_deletes_and_restores_a_crate(
     context.close()
 
 
+def _luminance(rgb: str) -> float:
+    channels = [int(c) / 255 for c in rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")[:3]]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_the_job_list_fits_1400_px(
+def test_the_job_list_fits_1400_px_and_a_full_bar_is_labelled_legibly(
     live_server, django_user_model, browser, monkeypatch, scheme
 ):
     from datetime import timedelta
@@ -254,4 +265,10 @@ def test_the_job_list_fits_1400_px(
     assert any("Duration" in h for h in widths["header"])
     assert widths["table"] <= widths["box"] + 1 and widths["scroll"] <= widths["page"], widths
 
+    colours = page.evaluate("""() => {
+        const bar = document.querySelector('.fx-progress.fx-status-complete');
+        return {label: getComputedStyle(bar.querySelector('.fx-progress-label')).color,
+                bar: getComputedStyle(bar.querySelector('.fx-progress-bar')).backgroundColor};
+    }""")
+    assert _contrast(colours["label"], colours["bar"]) >= 4.5, colours
     context.close()
