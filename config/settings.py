@@ -84,6 +84,8 @@ DATABASE_URL = env_str("DATABASE_URL", "")
 EMBEDDED_PGDATA = DATA_DIR / "pgdata"
 if DATABASE_URL:
     _db = parse_database_url(DATABASE_URL)
+elif not env_bool("FERRODEX_START_EMBEDDED_DB", True):  # manage.py stop_database: not started to be stopped
+    _db = parse_database_url(f"postgresql://postgres@/postgres?host={EMBEDDED_PGDATA}")
 else:
     from config.embedded_db import ensure_server
 

@@ -140,3 +140,26 @@ def test_a_niced_worker_restarts_the_crashed_server_at_the_priority_the_first_on
     assert outcome["restarted"] is True
     assert psutil.Process(postmaster_pid(embedded_pgdata)).nice() == first_nice
     assert outcome["own_nice"] == first_nice + 10  # the worker itself stays niced
+
+
+def _stop_command(root: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FERRODEX_DATA_DIR": str(root), "HF_HUB_OFFLINE": "1"}
+    env.pop("DATABASE_URL", None)
+    return subprocess.run([sys.executable, "manage.py", "stop_database"], cwd=BASE_DIR, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_manage_stop_database_stops_the_embedded_server_as_whichever_user_runs_it(embedded_pgdata):
+    import psutil
+
+    started = start_embedded(embedded_pgdata)
+    assert started.returncode == 0, started.stderr[-3000:]
+    postmaster = psutil.Process(postmaster_pid(embedded_pgdata))
+    stopped = _stop_command(embedded_pgdata.parent)
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    assert "stopped" in stopped.stdout.lower()
+    postmaster.wait(10)
+    assert not (embedded_pgdata / "postmaster.pid").exists()  # a clean stop: workers will not bring it back
+    again = _stop_command(embedded_pgdata.parent)  # nothing to stop, and it does not start one to stop it
+    assert again.returncode == 0 and "not running" in again.stdout.lower(), again.stdout + again.stderr
+    assert not (embedded_pgdata / "postmaster.pid").exists()
