@@ -163,3 +163,27 @@ def test_manage_stop_database_stops_the_embedded_server_as_whichever_user_runs_i
     again = _stop_command(embedded_pgdata.parent)  # nothing to stop, and it does not start one to stop it
     assert again.returncode == 0 and "not running" in again.stdout.lower(), again.stdout + again.stderr
     assert not (embedded_pgdata / "postmaster.pid").exists()
+
+
+def test_a_test_run_stops_the_embedded_server_it_started_and_only_that(tmp_path):
+    root = Path(tempfile.mkdtemp(prefix="ferrodex-qa-run-"))
+    root.chmod(0o755)
+    pgdata = root / "pgdata"
+    env = {**os.environ, "FERRODEX_DATA_DIR": str(root), "EMBEDDED_PG_SHARED_BUFFERS": "32MB",
+           "EMBEDDED_PG_MAX_CONNECTIONS": "20"}  # fmt: skip
+    env.pop("DATABASE_URL", None)
+    start = [sys.executable, "-c", START + "ensure_server(Path(sys.argv[1]))", str(pgdata)]
+    try:
+        # scripts/test runs pytest through this wrapper; here the command starts the server as pytest would.
+        run = subprocess.run(["scripts/with-embedded-db", *start], cwd=BASE_DIR, env=env, capture_output=True,
+                             text=True, timeout=180)  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert not (pgdata / "postmaster.pid").exists(), "the server the run started is still running"
+        assert "stopping the embedded PostgreSQL" in run.stderr
+        assert start_embedded(pgdata).returncode == 0  # running before: left running
+        run = subprocess.run(["scripts/with-embedded-db", *start], cwd=BASE_DIR, env=env, capture_output=True,
+                             text=True, timeout=180)  # fmt: skip
+        assert run.returncode == 0 and (pgdata / "postmaster.pid").exists()
+    finally:
+        stop_embedded(pgdata)
+        shutil.rmtree(root, ignore_errors=True)
