@@ -25,8 +25,11 @@ def _next_retention_run() -> datetime:
     return run if run > now else run + timedelta(days=1)
 
 
-def ensure_schedules() -> dict[str, str]:
-    """Create or repair the retention (daily), sweeper and staged-embedding indexer (every minute) schedules."""
+def ensure_schedules(*, log_changes: bool = True) -> dict[str, str]:
+    """Create or repair the retention (daily), sweeper and staged-embedding indexer (every minute) schedules.
+
+    ``log_changes=False`` for a caller that reports the outcome itself (the ensure_schedules command).
+    """
     from django_q.models import Schedule
 
     wanted = {
@@ -58,6 +61,6 @@ def ensure_schedules() -> dict[str, str]:
             else:
                 Schedule.objects.create(name=name, next_run=spec["next_run"](), **fields)
                 outcome[name] = "created"
-    if any(value != "unchanged" for value in outcome.values()):
+    if log_changes and any(value != "unchanged" for value in outcome.values()):
         logger.info("django-q2 schedules: %s", outcome)
     return outcome

@@ -24,3 +24,18 @@ def test_the_editable_install_is_a_plain_path_entry_without_setuptools_warning_b
     packages = find_packages(str(BASE_DIR), include=config["packages"]["find"]["include"])
     assert set(package_dir) == {""}, "setuptools would pick its import finder and print its warning block"
     assert _simple_layout(packages, package_dir, str(BASE_DIR))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ensure_schedules_reports_each_schedule_once():
+    from django_q.models import Schedule
+
+    from tests.jobs_helpers import test_database_url
+
+    Schedule.objects.all().delete()  # a first run: every schedule is created
+    env = {**os.environ, "DATABASE_URL": test_database_url(), "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "manage.py", "ensure_schedules"], cwd=BASE_DIR, env=env,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    for name in ("purge finished jobs", "recover stale jobs", "index staged embeddings"):
+        assert (run.stdout + run.stderr).count(name) == 1, run.stdout + run.stderr

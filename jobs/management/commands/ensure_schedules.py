@@ -11,5 +11,5 @@ class Command(BaseCommand):
     help = "Idempotently create the django-q2 schedules for job retention and the stale-job sweeper."
 
     def handle(self, *args, **options) -> None:
-        for name, outcome in ensure_schedules().items():
+        for name, outcome in ensure_schedules(log_changes=False).items():  # once per schedule, not twice
             self.stdout.write(f"{name}: {outcome}")
