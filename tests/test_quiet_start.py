@@ -39,3 +39,14 @@ def test_ensure_schedules_reports_each_schedule_once():
     assert run.returncode == 0, run.stderr[-3000:]
     for name in ("purge finished jobs", "recover stale jobs", "index staged embeddings"):
         assert (run.stdout + run.stderr).count(name) == 1, run.stdout + run.stderr
+
+
+def test_loading_the_local_model_draws_no_progress_bar():
+    code = ("import django; django.setup(); from crates.pipeline.embed import get_embedder; "
+            "print(len(get_embedder(provider='local').embed(['x'])[0]))")  # fmt: skip
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().endswith("384")
+    assert "Loading weights" not in run.stderr and "it/s]" not in run.stderr, run.stderr[-2000:]

@@ -142,6 +142,10 @@ class LocalEmbedder:
         with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(1)
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        # Its "Loading weights" bar landed in runmcp's stderr (the MCP client's log) and in ingest_crate's output.
+        transformers_logging.disable_progress_bar()
 
         logger.info("loading embedding model %s from %s (%d threads)", self.model_name, self.model_dir, self.threads)
         try:
