@@ -41,6 +41,22 @@ class _Schema(OpenAPISchema):
             security = [{}, *security]
         return security
 
+    def operation_details(self, operation) -> dict[str, Any]:
+        """Swagger UI draws an open read ([{}, key]) with a closed lock and a write with an open one: every
+        operation says in words whether it needs a key."""
+        details = super().operation_details(operation)
+        security = details.get("security")
+        needs_key = bool(security) and {} not in security
+        note = (
+            "**Needs an API key**: `Authorization: Bearer <key>` or `X-API-Key: <key>`."
+            if needs_key
+            else "**No API key needed** (a key that is sent must be valid)."
+        )
+        label = 'API key required' if needs_key else 'no key needed'
+        details["summary"] = f"{details.get('summary') or ''} ({label})".strip()
+        details["description"] = f"{note}\n\n{details.get('description') or ''}".strip()
+        return details
+
 
 # The one endpoint with a body is POST /crates; its smallest valid body, quoted in the body errors.
 BODY_EXAMPLE = '{"name": "serde_json"}'
@@ -71,7 +87,9 @@ api = _FerrodexAPI(
     description=(
         "Rust crate documentation from docs.rs, searchable. Adding or removing a crate is asynchronous: "
         "the answer is 202 with a job; poll `GET /jobs/{id}` until its status is `complete` or `failed`. "
-        "Write endpoints need an API key (`Authorization: Bearer <key>` or `X-API-Key`)."
+        "Write endpoints need an API key (`Authorization: Bearer <key>` or `X-API-Key`); reads need none unless "
+        "the server sets API_READ_REQUIRES_KEY. Each endpoint's summary says which: '(API key required)' or "
+        "'(no key needed)'. Swagger UI's lock icons do not: it draws a closed lock on the open reads."
     ),
     urls_namespace="api-v1",
     # ninja is in INSTALLED_APPS, so Swagger UI's assets come from our static files, not a CDN.

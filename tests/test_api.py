@@ -701,3 +701,26 @@ def test_hostile_values_on_every_route_are_4xx_in_the_error_shape(key, method, r
     response = getattr(Client(), method)(route.format(x=value), headers={"X-API-Key": key})
     assert 400 <= response.status_code < 500, (route, value, response.status_code, response.content[:300])
     error_of(response, response.status_code)
+
+
+def test_the_docs_say_plainly_which_endpoints_need_a_key(client, settings):
+    # Swagger UI draws '[{}, key]' as a closed lock and '[key]' as an open one: the opposite of what a reader
+    # expects. Every operation's summary and description say it in words.
+    def words(schema):
+        out = {}
+        for path, operations in schema["paths"].items():
+            for method, op in operations.items():
+                out[(method, path)] = (op["summary"], op.get("description", ""))
+        return out
+
+    ops = words(client.get("/openapi.json").json())
+    assert ops[("post", "/api/v1/crates")][0].endswith("(API key required)")
+    assert "Needs an API key" in ops[("post", "/api/v1/crates")][1]
+    assert ops[("get", "/api/v1/search")][0].endswith("(no key needed)")
+    assert "No API key needed" in ops[("get", "/api/v1/search")][1]
+    assert ops[("get", "/api/v1/health")][0].endswith("(no key needed)")
+    for (method, path), (summary, _description) in ops.items():
+        assert summary.endswith(("(API key required)", "(no key needed)")), (method, path, summary)
+    settings.API_READ_REQUIRES_KEY = True
+    ops = words(client.get("/openapi.json").json())
+    assert ops[("get", "/api/v1/search")][0].endswith("(API key required)")
