@@ -31,7 +31,8 @@ def web(tmp_path):
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "-c", "config/gunicorn.conf.py", "config.wsgi:application",
          "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "2"],
-        cwd=BASE_DIR, env={**os.environ, "DATABASE_URL": database_url(), "LOG_LEVEL": "WARNING"},
+        cwd=BASE_DIR, env={**os.environ, "DATABASE_URL": database_url(), "LOG_LEVEL": "WARNING",
+                           "EMBEDDING_PROVIDER": "hash"},
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -76,3 +77,12 @@ def test_every_query_the_api_takes_reaches_its_validation(web):
     one_more = requests.get(f"{web}/api/v1/search", params={"q": longest + "x"}, timeout=10)
     assert "q" in {f["field"] for f in one_more.json()["error"]["details"]["fields"]}
     _error(one_more, 422, "validation_error")
+
+
+def test_each_worker_loads_the_query_embedder_at_start_not_at_its_first_search(web):
+    # The first search of a fresh worker built the embedder (numpy, a tokenizer; the local model takes seconds).
+    def loaded():
+        embedder = requests.get(f"{web}/api/v1/health", timeout=10).json()["checks"]["embedder"]
+        return embedder.get("loaded") is True
+
+    wait_for(loaded, timeout=30, interval=0.2, what="the worker to load its query embedder without a search")
