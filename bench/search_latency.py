@@ -238,13 +238,29 @@ def make_queries(conn, count: int) -> list[dict]:
     return queries
 
 
-def _worker_init(url: str) -> None:
+def _worker_init(url: str, warm_queries: list[dict] | None = None) -> None:
     os.environ["DATABASE_URL"] = url
     os.environ["EMBEDDING_PROVIDER"] = "hash"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()
+    if warm_queries:
+        # Every client process warms itself, as a web worker does at start (config/gunicorn.conf.py): its
+        # query embedder, its connection, its prepared statements. A warm-up sent through pool.map could all
+        # land on the first processes to start, leaving others to pay it during the timed run: ~0.3 s each
+        # (numpy imported and the embedder built by the first search), 1 search in 100 -- the whole p99.
+        from crates.search.embedding import warm_up
+        from crates.selectors import search_docs
+
+        warm_up()
+        for q in warm_queries:
+            search_docs(query=q["query"], crate=q["crate"], limit=10)
+            search_docs(query=q["query"], crate=None, limit=10)
+
+
+def _started(_: int) -> int:
+    return os.getpid()
 
 
 def _run(args: tuple[list[dict], bool]) -> list[float]:
@@ -265,10 +281,10 @@ def measure(url: str, queries: list[dict], *, clients: int, with_crate: bool) ->
     connections.close_all()
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        max_workers=clients, mp_context=context, initializer=_worker_init, initargs=(url,)
+        max_workers=clients, mp_context=context, initializer=_worker_init, initargs=(url, queries[:5])
     ) as pool:
-        # Warm-up: connections, imports, the first plans.
-        list(pool.map(_run, [(queries[:5], with_crate)] * clients))
+        # Start every client (each warms itself in its initializer) before the clock starts.
+        list(pool.map(_started, range(clients * 4)))
         shares = [(queries[i::clients], with_crate) for i in range(clients)]
         start = time.perf_counter()
         results = list(pool.map(_run, shares))
