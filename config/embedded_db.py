@@ -191,7 +191,7 @@ def stop_server(pgdata: Path, *, mode: str = "fast") -> bool:
         [str(pg_ctl), "-D", str(pgdata), "-m", mode, "-w", "-t", "60", "stop"],
         check=True, capture_output=True, text=True, user=user, timeout=90,
     )  # fmt: skip
-    logger.info("stopped the embedded PostgreSQL in %s", pgdata)
+    logger.debug("stopped the embedded PostgreSQL in %s", pgdata)  # the command says it once
     return True
 
 
