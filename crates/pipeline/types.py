@@ -45,6 +45,7 @@ class ParseReport:
     skipped: dict[str, int] = field(default_factory=dict)
     public_items: int = 0  # public items met (top level, members, trait and impl items)
     understood: int = 0  # of those, the ones that became documents
+    declared_public: int = 0  # public items of the crate below its root in the file, reachable or not
     notes: list[str] = field(default_factory=list)  # "fell back to the HTML bundle: ..."
 
     def skip(self, what: str, count: int = 1) -> None:

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from crates.errors import CorruptArtifact, FerrodexError
 from crates.pipeline import rustdoc_render as render
 from crates.pipeline.parse_json.build import DocumentBuilder
+from crates.pipeline.parse_json.common import is_local, is_public
 from crates.pipeline.parse_json.foreign import foreign_inlined_items, note_foreign_reexports
 from crates.pipeline.parse_json.links import LinkTargets
 from crates.pipeline.parse_json.load import SUPPORTED_FORMAT_VERSIONS, check_format_version, load
@@ -69,6 +70,14 @@ def parse_rustdoc_json(data: bytes | dict, *, version: str = "", docs_root: str 
             ) from exc
 
 
+def _declared_public(index: dict, root_id: str) -> int:
+    return sum(
+        1
+        for item_id, item in index.items()
+        if isinstance(item, dict) and item_id != root_id and is_public(item) and is_local(item) and item.get("name")
+    )
+
+
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     was_enabled = gc.isenabled()
@@ -95,7 +104,7 @@ def _parse(data: bytes | dict, *, version: str, docs_root: str, started: float) 
     paths = doc.get("paths") if isinstance(doc.get("paths"), dict) else {}
     crate_name = root["name"]
 
-    report = ParseReport()
+    report = ParseReport(declared_public=_declared_public(index, root_id))
     with render.collecting(report.skipped):
         walker = PublicPaths(index, root_id, crate_name, report)
         locations = walker.walk()

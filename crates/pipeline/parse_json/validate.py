@@ -16,12 +16,13 @@ def validation_problems(parsed: ParsedCrate) -> list[str]:
     if not any(item.path == root and item.kind == "module" for item in parsed.items):
         problems.append(f"the root module `{root}` did not become a document")
     report = parsed.report
-    if report.public_items > 1 and not any(item.path.startswith(f"{root}::") for item in parsed.items):
-        problems.append("no public path below the crate root was resolved")
+    if report.declared_public > 0 and not any(item.path.startswith(f"{root}::") for item in parsed.items):
+        problems.append(f"none of the {report.declared_public} public items got a public path")
     if any(not (item.path == root or item.path.startswith(f"{root}::")) for item in parsed.items):
         problems.append("some documents have paths outside the crate")
     share = report.share_understood()
-    if share < MIN_UNDERSTOOD_SHARE:
+    # One lost item is a new item kind, not a new structure, even in a crate of five items.
+    if share < MIN_UNDERSTOOD_SHARE and report.public_items - report.understood > 1:
         problems.append(
             f"only {report.understood} of {report.public_items} public items were understood "
             f"({share:.1%}, below {MIN_UNDERSTOOD_SHARE:.0%})"
