@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -37,6 +38,14 @@ class ParsedItem:
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
+_COUNTED_NOUN = re.compile(r"\b(item|shape|form)\b")
+
+
+def _plural(what: str, count: int) -> str:
+    """"item of unknown kind `x`" -> "items of unknown kind `x`" when there are several."""
+    return what if count == 1 else _COUNTED_NOUN.sub(lambda m: m.group(1) + "s", what, count=1)
+
+
 @dataclass(slots=True)
 class ParseReport:
     """What a parser could not understand, counted (never raised), and what the source stage decided."""
@@ -66,7 +75,8 @@ class ParseReport:
     def lines(self, *, label: str = "") -> list[str]:
         """Human lines: ``rustdoc JSON v63: 1 item of unknown kind `attribute_macro_v2` skipped``."""
         head = f"{label}: " if label else ""
-        return [f"{head}{count} {what} skipped" for what, count in sorted(self.skipped.items())] + list(self.notes)
+        skipped = [f"{count} {_plural(what, count)} skipped" for what, count in sorted(self.skipped.items())]
+        return [f"{head}{line}" for line in [*self.notes, *skipped]]
 
 
 @dataclass(slots=True)
