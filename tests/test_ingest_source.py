@@ -3,16 +3,19 @@ budget, and what the release says about it — on the fake docs.rs serving real 
 
 from __future__ import annotations
 
+import io
 import json
 from functools import cache
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils.html import escape
 from ninja.testing import TestClient
 
 from config.api import api
+from config.api_common import item_detail
 from crates.apikeys import create_api_key
 from crates.errors import CorruptArtifact
 from crates.models import CrateRelease, Document
@@ -22,7 +25,7 @@ from crates.pipeline.types import NullProgress
 from crates.selectors import get_item, search_docs
 from jobs.models import CrateJob
 from tests.fakes import ferro_fixture_doc_zip, ferro_fixture_json, zstd
-from tests.test_format_drift import _doc, inner_renamed, new_fields
+from tests.test_format_drift import _doc, inner_renamed, new_fields, unknown_item_kind
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -126,15 +129,22 @@ def test_glob_reexports_of_another_crate_are_documents_from_the_html_bundle(fake
     assert get_item(crate="ferro-facade", path="ferro_facade::Described").kind == "trait"  # from the JSON
     hits = search_docs(query="ferro_facade::Describe", crate="ferro-facade")
     assert hits and hits[0].path == "ferro_facade::Describe"
+    # What the MCP tool get_rust_item and the API's item route answer with.
+    served = item_detail(crate="ferro-facade", path="ferro_facade::Describe", version=None)
+    assert served["path"] == "ferro_facade::Describe" and "Derives" in served["docs"]
 
 
 def test_a_local_json_file_of_a_newer_format_is_read(tmp_path):
     path = tmp_path / "ferro_fixture.json"
-    path.write_bytes(_v63())
-    result = run_ingest(name="ferro-fixture", progress=NullProgress(), json_file=path)
-    release = CrateRelease.objects.get(pk=result.release_id)
-    assert release.format_version == 63 and result.docs_source == "rustdoc JSON v63"
+    path.write_bytes(json.dumps(unknown_item_kind(new_fields(_doc("ferro_fixture.json.zst")))).encode())
+    out = io.StringIO()
+    call_command("ingest_crate", "ferro-fixture", "--json-file", str(path), stdout=out, stderr=io.StringIO())
+    release = CrateRelease.objects.get(state="active", crate__normalized_name="ferro_fixture")
+    assert release.format_version == 63
     assert "ferro_fixture::Counter" in _paths(release.pk)
+    assert release.source_notes == ["rustdoc JSON v63: 1 item of unknown kind `attribute_macro_v2` skipped"]
+    assert "; from rustdoc JSON v63" in out.getvalue()
+    assert "  rustdoc JSON v63: 1 item of unknown kind `attribute_macro_v2` skipped" in out.getvalue()
 
 
 def test_provenance_shows_in_the_api_and_the_admin(fake_docsrs, admin_client):
