@@ -10,11 +10,13 @@ because the JSON format changes between rustdoc versions and a signature is not 
 
 from __future__ import annotations
 
-import contextlib
-import functools
-from collections.abc import Callable, Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from crates.pipeline.rustdoc_attrs import attribute_strings, is_doc_hidden, shown_attributes
+from crates.pipeline.rustdoc_shapes import as_object, collecting, note_unknown, tag, total
+
+__all__ = ["attribute_strings", "collecting", "is_doc_hidden", "note_unknown", "shown_attributes", "tag"]
 
 Node = Any
 ItemLookup = Callable[[Any], "Mapping[str, Any] | None"]
@@ -29,61 +31,6 @@ _ABI_NAMES = {
     "SysV64": "sysv64",
     "System": "system",
 }
-# Attributes rustdoc shows in front of a declaration (it hides the others).
-_SHOWN_ATTRS = ("#[repr(", "#[non_exhaustive]")
-
-
-# What the parse in progress could not render, counted: "type shape `x`" -> n (see ``collecting``).
-_unknown: ContextVar[dict[str, int] | None] = ContextVar("rustdoc_render_unknown", default=None)
-
-
-@contextlib.contextmanager
-def collecting(counts: dict[str, int]) -> Iterator[dict[str, int]]:
-    """Count the unknown shapes met while rendering inside the block into ``counts``."""
-    token = _unknown.set(counts)
-    try:
-        yield counts
-    finally:
-        _unknown.reset(token)
-
-
-def note_unknown(what: str, name: object) -> None:
-    counts = _unknown.get()
-    if counts is not None:
-        key = f"{what} `{name or type(name).__name__}`"
-        counts[key] = counts.get(key, 0) + 1
-
-
-def _d(value: Any) -> Mapping[str, Any]:
-    """``value`` if it is an object, else an empty one: every read of a node tolerates another shape."""
-    return value if isinstance(value, Mapping) else {}
-
-
-def _total(default: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A renderer that meets a shape it cannot read returns ``default`` and counts it, never raises."""
-
-    def wrap(function: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(function)
-        def total(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return function(*args, **kwargs)
-            except (AttributeError, TypeError, KeyError, IndexError, ValueError):
-                note_unknown("unreadable shape in", function.__name__)
-                return default() if callable(default) else default
-
-        return total
-
-    return wrap
-
-
-def tag(node: Node) -> tuple[str, Any]:
-    """Split an externally tagged serde enum: ``{"slice": T}`` -> ("slice", T); ``"infer"`` -> ("infer", None)."""
-    if isinstance(node, str):
-        return node, None
-    if isinstance(node, dict) and len(node) == 1:
-        key, value = next(iter(node.items()))
-        return key, value
-    return "", node
 
 
 # ---------------------------------------------------------------- types
@@ -107,7 +54,7 @@ def render_type(node: Node) -> str:
     if kind == "resolved_path":
         return render_path(value)
     if kind in ("borrowed_ref", "raw_pointer", "array", "dyn_trait", "pat"):
-        value = _d(value)
+        value = as_object(value)
     if kind == "borrowed_ref":
         lifetime = value.get("lifetime")
         mutable = value.get("is_mutable", value.get("mutable", False))
@@ -364,7 +311,7 @@ def _self_param(ty: Node) -> str:
     return "self: " + render_type(ty)
 
 
-@_total("")
+@total("")
 def render_function(name: str, function: Mapping[str, Any], *, prefix: str = "", body: str = "") -> str:
     """``pub const fn new(value: T) -> Self``; ``body`` is appended (`` { ... }`` for provided trait methods)."""
     sig = function.get("sig") or function.get("decl") or {}
@@ -384,107 +331,6 @@ def render_function(name: str, function: Mapping[str, Any], *, prefix: str = "",
 
 
 # ---------------------------------------------------------------- attributes
-
-
-# Attribute kinds of the structured shape (format 54 on) read below; any other is shown as `#[kind]` and counted.
-_KNOWN_ATTRS = frozenset({
-    "other", "repr", "must_use", "export_name", "link_section", "target_feature", "doc", "deprecated",
-    "non_exhaustive", "macro_export", "automatically_derived", "no_mangle",
-})  # fmt: skip
-
-
-@_total(list)
-def attribute_strings(item: Mapping[str, Any]) -> list[str]:
-    """Attributes as source text, whatever their shape: strings (up to format 53), tagged values (54 on:
-    ``{"other": "#[...]"}``, ``"non_exhaustive"``, ``{"repr": {...}}``) and a typed ``doc`` attribute
-    (``{"doc": {"alias": ["x"], "hidden": true}}``, as rust-lang/rust#153512 proposes)."""
-    out = []
-    attrs = item.get("attrs")
-    for attr in attrs if isinstance(attrs, list) else []:
-        if isinstance(attr, str):
-            out.append(attr if attr.startswith("#") else f"#[{attr}]")
-            continue
-        kind, value = tag(attr)
-        if kind == "other":
-            out.append(str(value))
-        elif kind == "repr":
-            out.append(_repr(_d(value)))
-        elif kind == "must_use":
-            reason = _d(value).get("reason")
-            out.append(f'#[must_use = "{reason}"]' if reason else "#[must_use]")
-        elif kind in ("export_name", "link_section"):
-            out.append(f'#[{kind} = "{value}"]')
-        elif kind == "target_feature":
-            enabled = ", ".join(f'enable = "{f}"' for f in _d(value).get("enable", []))
-            out.append(f"#[target_feature({enabled})]")
-        elif kind == "doc":
-            out.extend(_doc_attribute(value))
-        elif kind == "deprecated":
-            out.append(_deprecated_attribute(_d(value)))
-        elif kind and isinstance(kind, str):
-            if kind not in _KNOWN_ATTRS:
-                note_unknown("attribute shape", kind)
-            out.append(f"#[{kind}]")
-        else:
-            note_unknown("attribute shape", type(attr).__name__)
-    return out
-
-
-def _doc_attribute(value: Any) -> list[str]:
-    """A typed ``doc`` attribute as the ``#[doc(...)]`` lines it stands for: ``{"alias": ["a", "b"], "hidden":
-    true}``, ``"hidden"``, ``[{"alias": "a"}, "inline"]`` (a list of either)."""
-    if isinstance(value, list):
-        return [line for part in value for line in _doc_attribute(part)]
-    if isinstance(value, str):
-        return [f"#[doc({value})]"]
-    out = []
-    for key, entry in _d(value).items():
-        if entry is None or entry is False or entry == [] or entry == {}:
-            continue
-        if key in ("alias", "aliases"):
-            names = entry if isinstance(entry, list) else [entry]
-            out.extend(f'#[doc(alias = "{name}")]' for name in names if isinstance(name, str))
-        elif entry is True:
-            out.append(f"#[doc({key})]")
-        elif isinstance(entry, (str, int, float)):
-            out.append(f'#[doc({key} = "{entry}")]')
-        else:
-            out.append(f"#[doc({key}(..))]")
-    return out
-
-
-def _deprecated_attribute(value: Mapping[str, Any]) -> str:
-    parts = [f'{key} = "{value[key]}"' for key in ("since", "note") if value.get(key)]
-    return f"#[deprecated({', '.join(parts)})]" if parts else "#[deprecated]"
-
-
-def _repr(value: Mapping[str, Any]) -> str:
-    parts = []
-    kind = value.get("kind")
-    if kind and kind != "rust":
-        parts.append({"c": "C"}.get(kind, kind))
-    if value.get("int"):
-        parts.append(value["int"])
-    if value.get("align") is not None:
-        parts.append(f"align({value['align']})")
-    if value.get("packed") is not None:
-        parts.append(f"packed({value['packed']})")
-    return f"#[repr({', '.join(parts) or 'Rust'})]"
-
-
-def is_doc_hidden(item: Mapping[str, Any]) -> bool:
-    for attr in attribute_strings(item):
-        compact = attr.replace(" ", "")
-        if compact.startswith("#[doc(") and "hidden" in compact:
-            return True
-    return False
-
-
-def shown_attributes(item: Mapping[str, Any]) -> str:
-    shown = [a for a in attribute_strings(item) if a.startswith(_SHOWN_ATTRS)]
-    return "".join(f"{a} " for a in shown)
-
-
 # ---------------------------------------------------------------- items
 
 
@@ -492,7 +338,7 @@ def visibility_prefix(item: Mapping[str, Any]) -> str:
     return "pub " if item.get("visibility") == "public" else ""
 
 
-@_total("")
+@total("")
 def render_field(item: Mapping[str, Any], *, in_variant: bool = False) -> str:
     ty = render_type(item.get("inner", {}).get("struct_field"))
     prefix = "" if in_variant else visibility_prefix(item)
@@ -520,7 +366,7 @@ def _plain_fields(ids: list, stripped: bool, lookup: ItemLookup, *, in_variant: 
     return "{ " + ", ".join(parts) + " }" if parts else "{}"
 
 
-@_total("")
+@total("")
 def render_struct(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     struct = item["inner"]["struct"]
     generics = struct.get("generics")
@@ -539,7 +385,7 @@ def render_struct(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     return f"{head}{where} {_plain_fields(fields, stripped, lookup, in_variant=False)}"
 
 
-@_total("")
+@total("")
 def render_union(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     union = item["inner"]["union"]
     generics = union.get("generics")
@@ -550,7 +396,7 @@ def render_union(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     )
 
 
-@_total("")
+@total("")
 def render_variant(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     variant = item.get("inner", {}).get("variant") or {}
     kind, value = tag(variant.get("kind"))
@@ -567,7 +413,7 @@ def render_variant(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     return text
 
 
-@_total("")
+@total("")
 def render_enum(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     enum = item["inner"]["enum"]
     generics = enum.get("generics")
@@ -581,7 +427,7 @@ def render_enum(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     )
 
 
-@_total("")
+@total("")
 def render_assoc_type(item: Mapping[str, Any], *, prefix: str = "") -> str:
     value = item["inner"]["assoc_type"]
     text = f"{prefix}type {item.get('name')}{render_generic_params(value.get('generics'))}"
@@ -594,7 +440,7 @@ def render_assoc_type(item: Mapping[str, Any], *, prefix: str = "") -> str:
     return text
 
 
-@_total("")
+@total("")
 def render_assoc_const(item: Mapping[str, Any], *, prefix: str = "") -> str:
     value = item["inner"]["assoc_const"]
     text = f"{prefix}const {item.get('name')}: {render_type(value.get('type'))}"
@@ -605,7 +451,7 @@ def render_assoc_const(item: Mapping[str, Any], *, prefix: str = "") -> str:
     return text
 
 
-@_total("")
+@total("")
 def render_trait(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     trait = item["inner"]["trait"]
     generics = trait.get("generics")
@@ -632,7 +478,7 @@ def render_trait(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     return f"{head} {{ {' '.join(members)} }}" if members else f"{head} {{ }}"
 
 
-@_total("")
+@total("")
 def render_trait_alias(item: Mapping[str, Any]) -> str:
     alias = item["inner"]["trait_alias"]
     generics = alias.get("generics")
@@ -642,7 +488,7 @@ def render_trait_alias(item: Mapping[str, Any]) -> str:
     )
 
 
-@_total("")
+@total("")
 def render_constant(item: Mapping[str, Any]) -> str:
     value = item["inner"]["constant"]
     # Format 30 moved the expression into a nested `const`; older files have it inline.
@@ -651,7 +497,7 @@ def render_constant(item: Mapping[str, Any]) -> str:
     return f"{visibility_prefix(item)}const {item.get('name')}: {render_type(ty)} = {const.get('expr', '_')};"
 
 
-@_total("")
+@total("")
 def render_static(item: Mapping[str, Any]) -> str:
     value = item["inner"]["static"]
     unsafe = "unsafe " if value.get("is_unsafe") else ""
@@ -659,7 +505,7 @@ def render_static(item: Mapping[str, Any]) -> str:
     return f"{visibility_prefix(item)}{unsafe}static {mutable}{item.get('name')}: {render_type(value.get('type'))}"
 
 
-@_total("")
+@total("")
 def render_type_alias(item: Mapping[str, Any], inner_key: str) -> str:
     value = item["inner"][inner_key]
     generics = value.get("generics")
@@ -669,7 +515,7 @@ def render_type_alias(item: Mapping[str, Any], inner_key: str) -> str:
     )
 
 
-@_total("")
+@total("")
 def render_proc_macro(item: Mapping[str, Any]) -> str:
     value = item["inner"]["proc_macro"]
     name = item.get("name", "_")
