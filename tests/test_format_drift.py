@@ -355,3 +355,11 @@ def test_a_newer_format_warns_once_per_process(caplog, monkeypatch) -> None:
             parse_rustdoc_json(doc)
     warnings = [r for r in caplog.records if "newer than any Ferrodex was tested on" in r.getMessage()]
     assert [r.format_version for r in warnings] == [63]
+
+
+def test_a_foreign_glob_is_noted_for_the_html_bundle_unless_no_inline() -> None:
+    assert _baseline("ferro_facade.json.zst").foreign_globs == [("ferro_facade", "ferro_facade_derive")]
+    doc = _doc("ferro_facade.json.zst")
+    use = next(item for item in doc["index"].values() if "use" in item["inner"])
+    use["attrs"].append({"other": "#[doc(no_inline)]"})
+    assert parse_rustdoc_json(doc).foreign_globs == []

@@ -174,7 +174,8 @@ class PublicPaths:
         # Re-exports of other crates' items (and of primitives, id None) are documented by those crates.
         if target is None or not is_local(target) or render.is_doc_hidden(target):
             glob = use.get("is_glob", use.get("glob", False))
-            if glob and (target is None or not is_local(target)) and not render.is_doc_hidden(use_item):
+            # rustdoc inlines the items such a glob brings in (docs.rs gives them pages), unless `no_inline`.
+            if glob and (target is None or not is_local(target)) and not no_inline(use_item):
                 self.foreign_globs.append((module_id, str(use.get("source") or use.get("name") or "")))
             if target is None and target_id is not None and use.get("name") and not glob:
                 found = self.foreign_listed if no_inline(use_item) else self.foreign_inlined
