@@ -166,3 +166,28 @@ def test_provenance_shows_in_the_api_and_the_admin(fake_docsrs, admin_client):
                                                               "provenance": result.provenance})  # fmt: skip
     page = admin_client.get(reverse("admin:jobs_cratejob_change", args=[job.pk])).content.decode()
     assert "Documents from <strong>HTML bundle</strong>" in page and escape(note) in page
+
+
+@pytest.mark.slow
+def test_a_job_on_a_worker_records_the_fallback_in_its_result(fake_docsrs, settings, tmp_path):
+    from jobs import services
+    from tests.jobs_helpers import QCluster, wait_for
+
+    settings.FERRODEX_INGEST_FUNCTION = "tests.pipelines.must_not_run"
+    _publish(fake_docsrs, json_bytes=zstd(_unreadable()))
+    worker = QCluster(
+        log_path=tmp_path / "qcluster.log",
+        env={**fake_docsrs.env(), "FERRODEX_INGEST_FUNCTION": "crates.pipeline.ingest.run_ingest",
+             "EMBEDDING_PROVIDER": "hash", "Q_WORKERS": "1"},
+    ).start()  # fmt: skip
+    try:
+        queued = services.enqueue_ingest(name="ferro-fixture", requested_by="api").job
+        job = wait_for(lambda: CrateJob.objects.filter(pk=queued.pk, status__in=["complete", "failed"]).first(),
+                       timeout=90, what="the job to finish")  # fmt: skip
+        assert job.status == "complete", f"{job.error_message}\n{worker.log()[-3000:]}"
+        assert job.http_requests == len(fake_docsrs.requests) == 4, fake_docsrs.paths()
+        assert job.result["docs_source"] == "HTML bundle"
+        assert job.result["provenance"][0].startswith("HTML bundle: fell back to the HTML bundle")
+        assert CrateRelease.objects.get(state="active").source_notes == job.result["provenance"]
+    finally:
+        worker.stop()
