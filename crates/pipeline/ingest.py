@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 from uuid import UUID
@@ -24,7 +24,6 @@ from crates.errors import Cancelled, FerrodexError, InvalidInput, NoDocumentatio
 from crates.models import Crate, CrateRelease, Document
 from crates.names import is_prerelease, normalize_crate_name, validate_crate_name, validate_version
 from crates.pipeline import store
-from crates.pipeline.archive import read_zip_pages
 from crates.pipeline.chunk import chunk_item, token_counter
 from crates.pipeline.embed import (
     cached_vectors,
@@ -39,6 +38,7 @@ from crates.pipeline.http import HttpClient
 from crates.pipeline.parse_html import parse_html_pages, read_doc_dir
 from crates.pipeline.parse_json import parse_rustdoc_json
 from crates.pipeline.resolve import VERSIONS_IN_MESSAGES, describe_release, resolve_release
+from crates.pipeline.source import parse_artifact
 from crates.pipeline.types import Artifact, ParsedCrate, ParsedItem, Progress, ResolvedRelease
 
 logger = logging.getLogger(__name__)
@@ -68,6 +68,9 @@ class IngestResult:
     up_to_date: bool = False
     # An up-to-date ingest of a soft-deleted crate restores it, as making a release does.
     restored: bool = False
+    # Where the documents came from ("rustdoc JSON v63", "HTML bundle") and what was skipped or fell back.
+    docs_source: str = ""
+    provenance: list[str] = field(default_factory=list)
 
 
 def batch_size_for(total_items: int) -> int:
@@ -209,7 +212,8 @@ def _remote_source(*, name: str, version: str, force: bool, progress: Progress, 
         description = _description(resolved)
     progress.update(http_requests=client.request_count)
     progress.check_cancelled()
-    parsed = _parse_artifact(artifact=artifact, package=resolved.name, version=resolved.version, progress=progress)
+    parsed = parse_artifact(artifact=artifact, package=resolved.name, version=resolved.version, client=client,
+                            progress=progress)
     return _Source(resolved=resolved, parsed=parsed, artifact=artifact, local=False,
                    http_requests=client.request_count, unsaved_artifact=unsaved, description=description)
 
@@ -273,18 +277,6 @@ def _active_release(*, name: str, version: str) -> _Active | None:
     return None if row is None else _Active(*row)
 
 
-def _parse_artifact(*, artifact: Artifact, package: str, version: str, progress: Progress) -> ParsedCrate:
-    progress.stage("parse", "parsing documentation", 15)
-    # Links in docs point where the item URLs stored for this release do (store.docs_url).
-    root = store.docs_root(package=package, version=version)
-    if artifact.kind == "json":
-        return parse_rustdoc_json(artifact.body, version=version, docs_root=root)
-    pages = artifact.pages
-    if artifact.kind == "zip" and not pages:
-        pages = read_zip_pages(artifact.body, max_total_bytes=settings.MAX_DECOMPRESSED_BYTES)
-    return parse_html_pages(pages, version=version, docs_root=root)
-
-
 def _unique_items(items: list[ParsedItem]) -> list[ParsedItem]:
     """(path, kind) is unique per release; keep the first of any duplicates."""
     seen: set[tuple[str, str]] = set()
@@ -333,7 +325,8 @@ def _build_release(
         pending = [item for item in items if (item.path, item.kind) not in done]
         skipped = len(items) - len(pending)
         result = IngestResult(crate_name=resolved.name, version=resolved.version, release_id=release.pk,
-                              http_requests=source.http_requests, items_skipped_by_checkpoint=skipped)
+                              http_requests=source.http_requests, items_skipped_by_checkpoint=skipped,
+                              docs_source=source.parsed.source_label(), provenance=source.parsed.provenance_notes())
         progress.update(items_processed=skipped)
         _write_batches(release=release, pending=pending, batch=batch_size_for(len(items)), embedder=embedder,
                        source=source, progress=progress, result=result, total=len(items), count=count,
