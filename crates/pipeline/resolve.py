@@ -33,6 +33,7 @@ class IndexVersion:
     name: str  # the crate's name as published (the canonical spelling)
     version: str
     yanked: bool
+    features: dict | None = None  # [features] of this version: "features" and "features2" merged
 
 
 def index_path(name: str) -> str:
@@ -73,7 +74,8 @@ def parse_index_file(text: str) -> list[IndexVersion]:
         try:
             record = json.loads(line)
             entry = IndexVersion(
-                name=str(record["name"]), version=str(record["vers"]), yanked=record.get("yanked") is True
+                name=str(record["name"]), version=str(record["vers"]), yanked=record.get("yanked") is True,
+                features=_features(record),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             logger.warning("sparse index: skipping unreadable line %d", number)
@@ -83,6 +85,18 @@ def parse_index_file(text: str) -> list[IndexVersion]:
             continue
         entries.append(entry)
     return entries
+
+
+def _features(record: dict) -> dict[str, list[str]]:
+    """A version's features (name -> what it enables); cargo splits new syntax into ``features2``."""
+    merged: dict[str, list[str]] = {}
+    for key in ("features", "features2"):
+        table = record.get(key)
+        if isinstance(table, dict):
+            for feature, enables in table.items():
+                if isinstance(feature, str) and isinstance(enables, list):
+                    merged.setdefault(feature, []).extend(str(e) for e in enables)
+    return merged
 
 
 def fetch_index_entries(*, name: str, client: HttpClient) -> list[IndexVersion]:
@@ -182,6 +196,7 @@ def resolve_release(*, name: str, version: str, client: HttpClient, metadata: bo
         name=chosen.name,
         version=chosen.version,
         available_versions=[e.version for e in newest_first if not e.yanked],
+        features=chosen.features or {},
     )
     if metadata:
         release.name = describe_release(release=release, client=client).get("name", release.name)
