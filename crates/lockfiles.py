@@ -11,7 +11,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 
-from crates.errors import InvalidInput
+from crates.errors import InvalidCrateName, InvalidInput
 from crates.names import LATEST, normalize_crate_name, validate_crate_name, validate_version
 
 MAX_LOCKFILE_BYTES = 5 * 1024 * 1024
@@ -24,7 +24,7 @@ CRATES_IO_SOURCES = frozenset({
 })  # fmt: skip
 DEPENDENCY_TABLES = {"dependencies": "normal", "dev-dependencies": "dev", "build-dependencies": "build"}
 _ALT_TABLES = {"dev_dependencies": "dev", "build_dependencies": "build"}  # old spellings cargo still reads
-_PACKAGE_HEADER = re.compile(r"^\s*\[\[\s*package\s*\]\]", re.MULTILINE)
+_PACKAGE_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*package[ \t]*\]\]", re.MULTILINE)
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
@@ -160,10 +160,16 @@ def _package(entry: object, *, index: int, line: int) -> LockedPackage:
     try:
         validate_crate_name(name)
         if validate_version(version) == LATEST:
-            raise LockfileError("a locked version is exact", field="lockfile")
-    except InvalidInput as exc:
+            raise InvalidInput("")
+    except InvalidCrateName as exc:
         raise LockfileError(f"In the lockfile, {where}: {exc.message}", field="lockfile", line=line or None,
                             package=name[:80]) from None  # fmt: skip
+    except InvalidInput:
+        raise LockfileError(
+            f"In the lockfile, {where}: {version[:40]!r} is not an exact SemVer version such as '1.0.3' (cargo "
+            "locks every package at one).",
+            field="lockfile", line=line or None, package=name[:80],
+        ) from None
     source, url = _source_kind(entry.get("source"), where=f"In the lockfile, {where}")
     deps = entry.get("dependencies") or []
     if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):

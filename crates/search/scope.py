@@ -229,10 +229,11 @@ def project_scope(
     from crates.projects import scoped_release_keys
 
     keys = scoped_release_keys(project=project, crate=crate if crate and str(crate).strip() else None)
-    if version and version != "latest" and not any(v == version for _, v in keys):
+    if version and version != "latest" and not (crate and any(v == version for _, v in keys)):
+        locked = f"{crate} {', '.join(sorted(v for _, v in keys))}" if crate else "its own versions"
         raise InvalidInput(
-            f"Project {project!r} locks {', '.join(sorted(v for _, v in keys))[:200]}, not {version[:80]!r}: leave "
-            "the version out (the project decides it), or search without the project.",
+            f"Project {project!r} locks {locked[:200]}, not {version[:80]!r}: leave the version out (the project "
+            "decides it), or search without the project.",
             field="version",
         )
     found = catalog(trust_cache=trust_cache)
