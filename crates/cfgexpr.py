@@ -135,7 +135,7 @@ def from_portability(text: str) -> Cfg | None:
     match = _AVAILABLE.search(" ".join(text.split()))
     if match is None:
         return None
-    expr = match.group("expr").replace("`", "")
+    expr = match.group("expr").replace("`", "").replace("*", "")  # the HTML parser keeps <strong>/<code> as markdown
     op = "any" if " or " in expr and " and " not in expr else "all"
     joiner = " or " if op == "any" else " and "
     expr = re.sub(r",\s*(?:and|or)\s+|,\s*", joiner, expr)
