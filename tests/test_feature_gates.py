@@ -148,3 +148,22 @@ def test_project_marks_items_needing_a_feature_it_does_not_enable(gated_crate):
     assert fast.gate["needs_features"] == ["std"]  # a default feature, but default-features = false
     plain = {h.path: h for h in search_docs(query="read file path", crate="gated_fixture", limit=20)}
     assert plain["gated_fixture::read_file"].gate["needs_features"] is None  # no project: nothing to compare
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_shows_features_gate_badges_and_projects(gated_crate, admin_client):
+    from crates.models import Crate, Project
+
+    crate = Crate.objects.get(normalized_name="gated_fixture")
+    page = admin_client.get(f"/admin/crates/crate/{crate.pk}/change/").content.decode()
+    assert 'id="fx-features"' in page and ">full</code>" in page and "default: std" in page
+    found = admin_client.get("/admin/crates/document/search/", {"q": "read file", "crate": "gated-fixture"})
+    assert 'class="fx-pill fx-gate"' in found.content.decode() and "feature fs" in found.content.decode()
+    lock = (FIXTURES / "lockfiles" / "v3.lock").read_text()
+    projects.add_from_lockfile(lockfile=lock, project="svc", requested_by="admin")
+    project = Project.objects.get(name="svc")
+    listing = admin_client.get("/admin/crates/project/").content.decode()
+    assert "svc" in listing
+    assert "gated-fixture" in admin_client.get(f"/admin/crates/project/{project.pk}/change/").content.decode()
+    admin_client.post(f"/admin/crates/project/{project.pk}/delete/", {"post": "yes"})
+    assert not Project.objects.exists()
