@@ -141,7 +141,11 @@ def parse_lockfile(raw: str | bytes) -> Lockfile:
             f"The lockfile has {len(packages):,} packages; the most Ferrodex takes at once is {MAX_PACKAGES:,}.",
             field="lockfile", packages=len(packages), limit=MAX_PACKAGES,
         )
-    lines = [text.count("\n", 0, m.start()) + 1 for m in _PACKAGE_HEADER.finditer(text)]
+    lines, line, at = [], 1, 0
+    for match in _PACKAGE_HEADER.finditer(text):  # counted as it goes: from the start each time was quadratic
+        line += text.count("\n", at, match.start())
+        at = match.start()
+        lines.append(line)
     parsed = []
     for index, entry in enumerate(packages):
         line = lines[index] if len(lines) == len(packages) else 0

@@ -95,15 +95,38 @@ def add_from_lockfile(
         else:
             wanted.append(package)
     with transaction.atomic():
+        # One read for the jobs already under way: the same answer enqueue_ingest's dedupe gives (without force
+        # an active job is joined as it is), without a failed insert and a look-up per package.
+        running = _active_ingests(wanted)
         for package in wanted:
-            queued = job_services.enqueue_ingest(name=package.name, version=package.version, requested_by=requested_by)
-            result.jobs.append({"crate": package.name, "version": package.version, "deduplicated": queued.deduplicated,
-                                "job": job_selectors.job_as_dict(queued.job)})  # fmt: skip
+            job = running.get(package.key)
+            if job is None:
+                queued = job_services.enqueue_ingest(name=package.name, version=package.version,
+                                                     requested_by=requested_by)  # fmt: skip
+                job, deduplicated = queued.job, queued.deduplicated
+            else:
+                deduplicated = True
+            result.jobs.append({"crate": package.name, "version": package.version, "deduplicated": deduplicated,
+                                "job": job_selectors.job_as_dict(job)})  # fmt: skip
         if name is not None:
             _save_project(name=name, lock=lock, direct_only=direct_only, has_manifest=manifest is not None)
     logger.info("lockfile (v%d, %d packages) project=%s: %d job(s), %d skipped", lock.format_version,
                 len(lock.packages), name, len(result.jobs), len(result.skipped))  # fmt: skip
     return result
+
+
+def _active_ingests(packages: list) -> dict[tuple[str, str], Any]:
+    from jobs.models import CrateJob
+
+    if not packages:
+        return {}
+    keys = {p.key for p in packages}
+    jobs = CrateJob.objects.filter(
+        operation=CrateJob.Operation.INGEST, status__in=CrateJob.ACTIVE_STATUSES,
+        normalized_name__in={k[0] for k in keys}, requested_version__in={k[1] for k in keys},
+    )  # fmt: skip
+    found = {(j.normalized_name, j.requested_version): j for j in jobs}
+    return {key: job for key, job in found.items() if key in keys}
 
 
 def _active_versions(lock: Lockfile) -> set[tuple[str, str]]:

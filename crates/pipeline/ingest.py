@@ -202,6 +202,10 @@ def _remote_source(*, name: str, version: str, force: bool, progress: Progress, 
         except NoDocumentation as exc:
             raise _with_other_versions(exc, resolved=resolved) from exc
         if refresh and (artifact.not_modified or artifact.sha256 == active.artifact_sha256):
+            if resolved.features:  # releases stored before features were kept get them on their next refresh
+                CrateRelease.objects.filter(pk=active.pk).exclude(features=resolved.features).update(
+                    features=resolved.features
+                )
             return _Source(resolved=resolved, parsed=None, artifact=None, local=False,
                            http_requests=client.request_count, up_to_date=True, active_release_id=active.pk)
         unsaved = True
