@@ -106,8 +106,10 @@ def add_from_lockfile(
                 job, deduplicated = queued.job, queued.deduplicated
             else:
                 deduplicated = True
+            how = (lock.direct or {}).get(package.key)
             result.jobs.append({"crate": package.name, "version": package.version, "deduplicated": deduplicated,
-                                "job": job_selectors.job_as_dict(job)})  # fmt: skip
+                                "job": job_selectors.job_as_dict(job),
+                                "dependency_kinds": list(how.kinds) if how is not None else None})  # fmt: skip
         if name is not None:
             _save_project(name=name, lock=lock, direct_only=direct_only, has_manifest=manifest is not None)
     logger.info("lockfile (v%d, %d packages) project=%s: %d job(s), %d skipped", lock.format_version,

@@ -124,6 +124,9 @@ class LockfileJobOut(BaseModel):
     version: str
     deduplicated: bool = Field(description="An identical ingest was already queued or running: that job is reused")
     job: dict[str, Any]
+    dependency_kinds: list[str] | None = Field(
+        None, description="A direct dependency's kinds from the manifest (normal, dev, build); None if not known"
+    )
 
 
 class SkippedPackageOut(BaseModel):

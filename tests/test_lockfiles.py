@@ -128,6 +128,7 @@ def test_direct_only_with_a_manifest(settings):
     skipped = {(s["crate"], s["version"]): s["reason"] for s in result.skipped}
     assert skipped[("ferro-fixture", "0.3.1")] == "not_direct" and skipped[("serde", "0.9.15")] == "not_direct"
     assert result.direct_from == "manifest"
+    assert {j["crate"]: j["dependency_kinds"] for j in result.jobs} == {"gated-fixture": ["normal"], "serde": ["dev"]}
 
 
 @pytest.mark.django_db
@@ -234,6 +235,8 @@ def test_api_bad_lockfile_is_a_422_naming_the_package_and_queues_nothing(client,
     assert error["details"]["fields"][0]["field"] == "lockfile"
     assert client.post("/lockfiles", json={"lockfile": "x", "project": "no spaces"}, headers=auth).status_code == 422
     assert client.post("/lockfiles", json={"lockfile": read("v4.lock")}).status_code == 401
+    huge = client.post("/lockfiles", json={"lockfile": "#" * (5 * 1024 * 1024 + 1)}, headers=auth)
+    assert huge.status_code == 422 and huge.json()["error"]["details"]["fields"][0]["field"] == "lockfile"
     assert CrateJob.objects.count() == 0
 
 
