@@ -30,6 +30,11 @@ _PLATFORMS: dict[str, tuple[str, str | None]] = {
 _WORDS = {value: word for word, value in _PLATFORMS.items()}
 # cfgs that are never a gate a user acts on: docs.rs sets docsrs, rustdoc sets doc.
 _IGNORED = frozenset({"docsrs", "doc", "rustdoc"})
+# What rustc and cargo set themselves; any other name is a crate's own `--cfg` (tokio's `loom`, `tokio_wasi`).
+_BUILTIN = frozenset({"feature", "unix", "windows", "test", "debug_assertions", "panic", "proc_macro", "miri",
+                      "overflow_checks", "ub_checks", "target_os", "target_arch", "target_family", "target_env",
+                      "target_pointer_width", "target_endian", "target_vendor", "target_has_atomic", "target_abi",
+                      "target_feature", "relocation_model", "sanitize", "fmt_debug", "contract_checks"})
 PLATFORM_NAMES = frozenset({"unix", "windows", "target_os", "target_arch", "target_family", "target_env",
                             "target_pointer_width", "target_endian", "target_vendor"})  # fmt: skip
 
@@ -75,6 +80,8 @@ def simplify(cfg: Cfg | None) -> Cfg | None:
         return None if cfg.name in _IGNORED else cfg
     args = tuple(a for a in (simplify(x) for x in cfg.args) if a is not None)
     if cfg.op == "not":
+        if args and args[0].op == "name" and (args[0].name not in _BUILTIN or args[0].name == "test"):
+            return None  # not(loom), not(test): a crate's own test cfgs, off in every user's build
         return Cfg("not", args) if args else None
     if not args:
         return None
@@ -191,7 +198,7 @@ def features_in(cfg: Cfg) -> list[str]:
 def platforms_in(cfg: Cfg) -> list[str]:
     """The platform conditions (unix, windows, target_arch = "x86_64"...), as cfg text."""
     if cfg.op == "name":
-        return [str(cfg)] if cfg.name in PLATFORM_NAMES or cfg.name not in ("feature",) else []
+        return [str(cfg)] if cfg.name != "feature" else []
     found: list[str] = []
     for arg in cfg.args:
         found += [p for p in platforms_in(arg) if p not in found]

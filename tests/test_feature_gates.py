@@ -75,6 +75,8 @@ def test_html_portability_notes_give_the_same_gates():
         ({"other": '#[attr = CfgTrace([Not(NameValue { name: "windows", value: None, span: a.rs:1:1: 1:2 (#0) }, '
                    'a.rs:1:1: 1:2 (#0))])]'}, "not(windows)"),
         ('#[cfg(docsrs)]', None),  # docs.rs' own cfg is no gate
+        # tokio's own test cfgs (off in every user's build) are dropped, its platform and feature gates kept
+        ('#[cfg(all(not(loom), unix, feature = "net", not(test)))]', 'all(unix, feature = "net")'),
         ("#[inline]", None),
     ],
 )

@@ -89,7 +89,7 @@ def _parse(data: bytes | dict, *, version: str, docs_root: str, started: float) 
     note_foreign_reexports(walker.foreign_listed, locations=locations, paths=paths, items=items)
     external = doc.get("external_crates") if isinstance(doc.get("external_crates"), dict) else {}
     LinkTargets(index=index, paths=paths, external_crates=external, items=items, docs_root=docs_root).apply()
-    apply_cfg(items, index=index, paths=paths)  # feature/platform gates -> metadata["cfg"]
+    apply_cfg(items, index=index, paths=paths, foreign=walker.foreign_inlined, locations=locations)  # -> "cfg"
 
     target = doc.get("target")
     parsed = ParsedCrate(

@@ -93,8 +93,21 @@ def _inner(raw: Mapping[str, Any]) -> tuple[str, Any]:
     return "", None
 
 
-def apply_cfg(items: list[ParsedItem], *, index: Mapping[str, Any], paths: Mapping[str, Any]) -> int:
-    """Set ``metadata["cfg"]`` on every gated document; return how many are gated."""
+def apply_cfg(
+    items: list[ParsedItem], *, index: Mapping[str, Any], paths: Mapping[str, Any],
+    foreign: list[tuple[str, str, str, dict]] = (), locations: Mapping[str, Mapping[tuple, int]] | None = None,
+) -> int:
+    """Set ``metadata["cfg"]`` on every gated document; return how many are gated.
+
+    ``foreign``/``locations``: the walker's re-exports of other crates' items (``tokio::main``), whose pages
+    have no rustdoc id of their own: they take the gate of their ``pub use``.
+    """
+    by_foreign: dict[str, Cfg] = {}
+    for module_id, name, _target, use_item in foreign:
+        gate = own_cfg(use_item)
+        for module_path in (locations or {}).get(module_id, {}):
+            if gate is not None:
+                by_foreign.setdefault("::".join((*module_path, name)), gate)
     by_impl: dict[str, Cfg] = {}
     by_use: dict[str, list[Cfg | None]] = {}
     for raw in index.values():
@@ -118,6 +131,8 @@ def apply_cfg(items: list[ParsedItem], *, index: Mapping[str, Any], paths: Mappi
         defined = (paths.get(rid) or {}).get("path") if rid else None
         if uses and all(u is not None for u in uses) and (not defined or "::".join(defined) != item.path):
             through_use = uses[0] if all(u == uses[0] for u in uses) else Cfg("any", tuple(uses))
+        if raw is None and "reexport_of" in item.metadata:
+            through_use = by_foreign.get(item.path)
         gate = cfgexpr.combine(gates.get(item.parent_path), own_cfg(raw), by_impl.get(rid), through_use)
         gates.setdefault(item.path, gate)
         if gate is not None:
