@@ -236,9 +236,15 @@ def project_scope(
             "decides it), or search without the project.",
             field="version",
         )
-    found = catalog(trust_cache=trust_cache)
-    releases = tuple(r for r in found.releases if (normalize_crate_name(r.crate_name), r.version) in keys
+    def locked(found: Catalog) -> tuple[ReleaseInfo, ...]:
+        return tuple(r for r in found.releases if (normalize_crate_name(r.crate_name), r.version) in keys
                      and (not version or version == "latest" or r.version == version))  # fmt: skip
+
+    found = catalog(trust_cache=trust_cache)
+    releases = locked(found)
+    if crate and str(crate).strip() and not releases and trust_cache:
+        found = catalog()  # the cache may predate the ingest: the database decides before saying "not ingested"
+        releases = locked(found)
     if crate and str(crate).strip() and not releases:
         locked = ", ".join(sorted(v for _, v in keys))
         raise VersionNotFound(
