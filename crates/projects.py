@@ -101,8 +101,9 @@ def add_from_lockfile(
         for package in wanted:
             job = running.get(package.key)
             if job is None:
+                # cargo keeps a yanked version it already locked, and docs.rs keeps its docs
                 queued = job_services.enqueue_ingest(name=package.name, version=package.version,
-                                                     requested_by=requested_by)  # fmt: skip
+                                                     requested_by=requested_by, allow_yanked=True)  # fmt: skip
                 job, deduplicated = queued.job, queued.deduplicated
             else:
                 deduplicated = True

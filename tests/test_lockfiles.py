@@ -255,3 +255,25 @@ def test_cli_lockfile(tmp_path):
         call_command("ingest_crate", "--lockfile", str(bad))
     with pytest.raises(CommandError, match="goes with --lockfile"):
         call_command("ingest_crate", "serde", "--project", "x")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_yanked_locked_version_is_still_ingested(fake_docsrs, settings, monkeypatch):
+    """cargo keeps a yanked version a Cargo.lock already has, and docs.rs its docs: a lockfile's job takes it."""
+    from crates.errors import VersionYanked
+    from crates.pipeline.embed import reset_embedders
+    from jobs.runner import _run_ingest
+    from tests.fakes import ferro_fixture_json, zstd
+
+    settings.EMBEDDING_PROVIDER = "hash"
+    settings.FERRODEX_INGEST_FUNCTION = "crates.pipeline.ingest.run_ingest"
+    reset_embedders()
+    fake_docsrs.add_crate("ferro-fixture", versions=["0.3.1", "0.4.0"], yanked=["0.3.1"],
+                          json_bytes=zstd(ferro_fixture_json()))  # fmt: skip
+    with pytest.raises(VersionYanked):  # asked for by hand, a yanked version is still refused
+        run_ingest(name="ferro-fixture", version="0.3.1", progress=NullProgress())
+    result = projects.add_from_lockfile(lockfile=read("v4.lock"), requested_by="api")
+    job = CrateJob.objects.get(pk=result.jobs[0]["job"]["id"])
+    assert job.requested_version == "0.3.1" and job.options == {"force": False, "allow_yanked": True}
+    monkeypatch.setattr("jobs.runner.checkpoint_saver", lambda job: lambda checkpoint: None)  # no worker's attempt
+    assert _run_ingest(job=job, progress=NullProgress()).version == "0.3.1"

@@ -127,8 +127,12 @@ def fetch_index_entries(*, name: str, client: HttpClient) -> list[IndexVersion]:
     )
 
 
-def choose_version(*, name: str, version: str, entries: list[IndexVersion]) -> IndexVersion:
-    """Pick the release: the newest stable non-yanked one for "latest", else the exact version if usable."""
+def choose_version(
+    *, name: str, version: str, entries: list[IndexVersion], allow_yanked: bool = False
+) -> IndexVersion:
+    """Pick the release: the newest stable non-yanked one for "latest", else the exact version if usable.
+
+    ``allow_yanked``: an exact version may be yanked (a Cargo.lock keeps a yanked version it already locked)."""
     newest_first = sorted(entries, key=lambda e: semver_key(e.version), reverse=True)
     usable = [e for e in newest_first if not e.yanked]
     if version == LATEST:
@@ -149,7 +153,7 @@ def choose_version(*, name: str, version: str, entries: list[IndexVersion]) -> I
             version=version,
             available=[e.version for e in usable[:VERSIONS_IN_MESSAGES]],
         )
-    if match.yanked:
+    if match.yanked and not allow_yanked:
         # Stable releases first: the advice should be what "latest" would take, not a newer release candidate.
         alternatives = sorted((e.version for e in usable), key=is_prerelease)
         hint = f"Use one of: {_listing(alternatives)}, or 'latest'." if alternatives else "All versions are yanked."
@@ -180,7 +184,9 @@ def fetch_crate_metadata(*, name: str, client: HttpClient) -> dict[str, str]:
     }
 
 
-def resolve_release(*, name: str, version: str, client: HttpClient, metadata: bool = True) -> ResolvedRelease:
+def resolve_release(
+    *, name: str, version: str, client: HttpClient, metadata: bool = True, allow_yanked: bool = False
+) -> ResolvedRelease:
     """Validate, then resolve ``version`` ("latest" or exact) of crate ``name`` against the sparse index.
 
     Raises InvalidCrateName / InvalidVersion before any request, CrateNotFound (with no docs.rs request),
@@ -190,7 +196,7 @@ def resolve_release(*, name: str, version: str, client: HttpClient, metadata: bo
     name = validate_crate_name(name)
     version = validate_version(version)
     entries = fetch_index_entries(name=name, client=client)
-    chosen = choose_version(name=entries[-1].name, version=version, entries=entries)
+    chosen = choose_version(name=entries[-1].name, version=version, entries=entries, allow_yanked=allow_yanked)
     newest_first = sorted(entries, key=lambda e: semver_key(e.version), reverse=True)
     release = ResolvedRelease(
         name=chosen.name,
