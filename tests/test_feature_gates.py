@@ -169,3 +169,22 @@ def test_admin_shows_features_gate_badges_and_projects(gated_crate, admin_client
     assert "gated-fixture" in admin_client.get(f"/admin/crates/project/{project.pk}/change/").content.decode()
     admin_client.post(f"/admin/crates/project/{project.pk}/delete/", {"post": "yes"})
     assert not Project.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_api_items_search_and_crates_carry_gates_and_features(gated_crate):
+    from ninja.testing import TestClient
+
+    from config.api import api
+
+    client = TestClient(api)
+    item = client.get("/items/gated_fixture/gated_fixture::Codec").json()
+    assert item["gate"]["cfg"] == 'feature = "full"' and item["gate"]["features"] == ["full"]
+    assert item["gate"]["cargo_toml"] == 'gated-fixture = { version = "0.2.0", features = ["full"] }'
+    hits = client.get("/search", query_params={"q": "tcp stream port", "crate": "gated_fixture"}).json()["results"]
+    stream = next(h for h in hits if h["path"] == "gated_fixture::net::TcpStream")
+    assert stream["gate"]["badge"] == "feature net" and stream["gate"]["needs_features"] is None
+    crate = client.get("/crates/gated-fixture").json()
+    assert crate["features"] == {"default": ["std"], "features": {"fs": ["std"], "full": ["net", "fs"], "net": [],
+                                                                  "std": []}}  # fmt: skip
+    assert client.get("/crates").json()["items"][0]["features"]["default"] == ["std"]
