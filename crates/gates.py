@@ -86,11 +86,12 @@ def project_packages(*, project: str | None) -> dict[str, ProjectPackage]:
     """normalized name -> the project's package, when the project was saved with its manifest; {} otherwise."""
     if not project:
         return {}
-    from crates.projects import get_project, locked_versions
+    from crates.projects import project_and_locked
 
-    if not get_project(name=project).has_manifest:
+    found, locked = project_and_locked(name=project)
+    if not found.has_manifest:
         return {}
-    return {key: packages[0] for key, packages in locked_versions(name=project).items() if packages[0].direct}
+    return {key: packages[0] for key, packages in locked.items() if packages[0].direct}
 
 
 def annotate_hits(hits: list, *, project: str | None = None) -> list:

@@ -186,14 +186,22 @@ def get_project(*, name: str) -> Project:
     return found
 
 
-def locked_versions(*, name: str) -> dict[str, list[ProjectPackage]]:
-    """normalized crate name -> the project's packages of it (a lockfile may hold two majors of one crate)."""
+def project_and_locked(*, name: str) -> tuple[Project, dict[str, list[ProjectPackage]]]:
+    """The project and, by normalized crate name, its packages (a lockfile may hold two majors of one crate),
+    the direct one first, then the newest. One query: every project-scoped search reads it."""
+    packages = list(ProjectPackage.objects.filter(project__name=validate_project_name(name)).select_related("project"))
+    found = packages[0].project if packages else get_project(name=name)
     by_crate: dict[str, list[ProjectPackage]] = {}
-    for package in get_project(name=name).packages.all():
+    for package in packages:
         by_crate.setdefault(package.normalized_name, []).append(package)
-    for packages in by_crate.values():  # the direct one first, then the newest
-        packages.sort(key=lambda p: (not p.direct, tuple(-x for x in semver_key(p.version)[0])))
-    return by_crate
+    for listed in by_crate.values():
+        listed.sort(key=lambda p: (not p.direct, tuple(-x for x in semver_key(p.version)[0])))
+    return found, by_crate
+
+
+def locked_versions(*, name: str) -> dict[str, list[ProjectPackage]]:
+    """normalized crate name -> the project's packages of it, the direct one first, then the newest."""
+    return project_and_locked(name=name)[1]
 
 
 def project_summary(project: Project) -> dict[str, Any]:
@@ -278,8 +286,8 @@ def project_release(*, project: str, crate: str, version: str | None = None) -> 
     project's manifest says which features it enables (else None)."""
     from crates.search.scope import release_for
 
-    found = get_project(name=project)
-    packages = locked_versions(name=project).get(normalize_crate_name(crate))
+    found, locked = project_and_locked(name=project)
+    packages = locked.get(normalize_crate_name(crate))
     if not packages:
         raise InvalidInput(
             f"Project {project!r} does not lock {crate!r}: its Cargo.lock has no such package. Look it up without "
