@@ -35,9 +35,6 @@ _BUILTIN = frozenset({"feature", "unix", "windows", "test", "debug_assertions", 
                       "overflow_checks", "ub_checks", "target_os", "target_arch", "target_family", "target_env",
                       "target_pointer_width", "target_endian", "target_vendor", "target_has_atomic", "target_abi",
                       "target_feature", "relocation_model", "sanitize", "fmt_debug", "contract_checks"})
-PLATFORM_NAMES = frozenset({"unix", "windows", "target_os", "target_arch", "target_family", "target_env",
-                            "target_pointer_width", "target_endian", "target_vendor"})  # fmt: skip
-
 
 @dataclass(frozen=True, slots=True)
 class Cfg:

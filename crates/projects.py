@@ -270,17 +270,6 @@ def scoped_release_keys(*, project: str, crate: str | None = None) -> set[tuple[
     return {(key, p.version) for p in by_crate[key]}
 
 
-def project_package(*, project: str, crate: str) -> ProjectPackage:
-    """The project's package of ``crate`` (the direct, else newest, when several versions are locked)."""
-    by_crate = locked_versions(name=project)
-    packages = by_crate.get(normalize_crate_name(crate))
-    if not packages:
-        raise InvalidInput(
-            f"Project {project!r} does not lock {crate!r}: its Cargo.lock has no such package.", field="crate"
-        )
-    return packages[0]
-
-
 def project_release(*, project: str, crate: str, version: str | None = None) -> tuple[Any, ProjectPackage | None]:
     """The active release of ``crate`` at the version ``project`` locks, and the project's package of it when the
     project's manifest says which features it enables (else None)."""
@@ -316,5 +305,5 @@ def project_release(*, project: str, crate: str, version: str | None = None) -> 
 
 
 __all__ = ["LockfileError", "LockfileResult", "ProjectNotFound", "add_from_lockfile", "delete_project",
-           "get_project", "list_projects", "locked_versions", "project_detail", "project_package",
+           "get_project", "list_projects", "locked_versions", "project_detail",
            "project_release", "read_lockfile", "scoped_release_keys", "validate_project_name"]  # fmt: skip
