@@ -130,6 +130,9 @@ MAX_DECOMPRESSED_BYTES = env_int("MAX_DECOMPRESSED_BYTES", 1024 * 1024 * 1024)
 HTML_CRAWL_PAGE_LIMIT = env_int("HTML_CRAWL_PAGE_LIMIT", 2000)
 # Description and repository from the crates.io API: one request per ingest.
 FETCH_CRATE_METADATA = env_bool("FETCH_CRATE_METADATA", True)
+# POST /api/v1/lockfiles takes a Cargo.lock up to 5 MB and a Cargo.toml up to 1 MB, JSON-escaped: Django's
+# 2.5 MB default answered 413 before the lockfile's own, clearer limit could.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 8 * 1024 * 1024)
 
 # --- Embeddings -----------------------------------------------------------------
 EMBEDDING_PROVIDER = env_str("EMBEDDING_PROVIDER", "local")  # local | openai | hash

@@ -66,10 +66,14 @@ class SearchParams(Schema):
         None, max_length=300, description="Item kind(s), comma-separated: " + ", ".join(sorted(KINDS))
     )
     limit: int = Field(10, ge=1, le=MAX_SEARCH_LIMIT)
+    project: str | None = Field(
+        None, max_length=MAX_NAME_INPUT, description="Only the versions its Cargo.lock locks (POST /lockfiles)"
+    )
 
 
 class ItemParams(Schema):
     version: str | None = Field(None, max_length=MAX_NAME_INPUT)
+    project: str | None = Field(None, max_length=MAX_NAME_INPUT, description="At the version this project locks")
 
 
 # --- crates -----------------------------------------------------------------------------------
@@ -149,7 +153,8 @@ def restore_crate(request: HttpRequest, name: str):
 def search(request: HttpRequest, params: Query[SearchParams]):
     refuse_unknown_query(request, SearchParams)
     return search_results(
-        query=params.q, crate=params.crate, version=params.version, kind=params.kind, limit=params.limit
+        query=params.q, crate=params.crate, version=params.version, kind=params.kind, limit=params.limit,
+        project=params.project,
     )
 
 
@@ -162,4 +167,4 @@ def search(request: HttpRequest, params: Query[SearchParams]):
 )
 def get_item(request: HttpRequest, crate: str, path: str, params: Query[ItemParams]):
     refuse_unknown_query(request, ItemParams)
-    return item_detail(crate=crate, path=path, version=params.version)
+    return item_detail(crate=crate, path=path, version=params.version, project=params.project)

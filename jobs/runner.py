@@ -266,6 +266,8 @@ def _run_ingest(*, job: CrateJob, progress: JobProgress) -> object:
         checkpoint=dict(job.checkpoint) or None,
         save_checkpoint=checkpoint_saver(job=job),
         job_id=job.pk,
+        # Only when asked (a lockfile's exact version): test pipelines need not take the keyword.
+        **({"allow_yanked": True} if job.options.get("allow_yanked") else {}),
     )
 
 

@@ -88,6 +88,7 @@ def run_ingest(
     job_id: UUID | None = None,
     json_file: Path | None = None,
     doc_dir: Path | None = None,
+    allow_yanked: bool = False,
 ) -> IngestResult:
     embedder = get_embedder()
     check_embedder_dimension(embedder=embedder)
@@ -97,7 +98,8 @@ def run_ingest(
     if json_file is not None or doc_dir is not None:
         source = _local_source(name=name, version=version, json_file=json_file, doc_dir=doc_dir, progress=progress)
     else:
-        source = _remote_source(name=name, version=version, force=force, progress=progress, checkpoint=checkpoint)
+        source = _remote_source(name=name, version=version, force=force, progress=progress, checkpoint=checkpoint,
+                                allow_yanked=allow_yanked)
     if source.up_to_date:
         restored = source.active_release_id is not None and store.reveal_crate(release_id=source.active_release_id)
         note = " (restored: it was soft-deleted)" if restored else ""
@@ -177,7 +179,9 @@ def _refuse_another_library(*, crate_name: str, parsed: ParsedCrate) -> None:
         )
 
 
-def _remote_source(*, name: str, version: str, force: bool, progress: Progress, checkpoint: dict) -> _Source:
+def _remote_source(
+    *, name: str, version: str, force: bool, progress: Progress, checkpoint: dict, allow_yanked: bool = False
+) -> _Source:
     name = validate_crate_name(name)
     version = validate_version(version)
     progress = _WaitAwareProgress(progress)
@@ -186,7 +190,7 @@ def _remote_source(*, name: str, version: str, force: bool, progress: Progress, 
     if checkpoint.get("version"):
         version = checkpoint["version"]  # a resumed job finishes the version it started
     progress.stage("resolve", f"resolving {name} {version}", 0)
-    resolved = resolve_release(name=name, version=version, client=client, metadata=False)
+    resolved = resolve_release(name=name, version=version, client=client, metadata=False, allow_yanked=allow_yanked)
     progress.check_cancelled()
 
     active = _active_release(name=resolved.name, version=resolved.version)
@@ -205,6 +209,10 @@ def _remote_source(*, name: str, version: str, force: bool, progress: Progress, 
         except NoDocumentation as exc:
             raise _with_other_versions(exc, resolved=resolved) from exc
         if refresh and (artifact.not_modified or artifact.sha256 == active.artifact_sha256):
+            if resolved.features:  # releases stored before features were kept get them on their next refresh
+                CrateRelease.objects.filter(pk=active.pk).exclude(features=resolved.features).update(
+                    features=resolved.features
+                )
             return _Source(resolved=resolved, parsed=None, artifact=None, local=False,
                            http_requests=client.request_count, up_to_date=True, active_release_id=active.pk)
         unsaved = True

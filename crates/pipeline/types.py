@@ -118,6 +118,7 @@ class ResolvedRelease:
     available_versions: list[str] = field(default_factory=list)
     description: str = ""
     repository: str = ""
+    features: dict = field(default_factory=dict)  # the sparse index's [features] of this version
 
 
 @dataclass(slots=True)

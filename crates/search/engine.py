@@ -64,6 +64,7 @@ class SearchHit:
     url: str
     score: float
     signals: list[str] = field(default_factory=list)
+    gate: dict | None = None  # the feature/platform gate (crates.gates), filled by the selector
 
 
 @dataclass(slots=True)
@@ -386,17 +387,18 @@ def search(
     kinds: list[str] | None = None,
     limit: int = 10,
     signals: tuple[str, ...] = SIGNALS,
+    project: str | None = None,
 ) -> list[SearchHit]:
     limit = _clean_limit(limit)
     wanted = _clean_signals(signals)
     depth = max(limit * 3, 30)
     text = query if isinstance(query, str) else ""
     try:
-        scope = search_scope(crate=crate, version=version, kinds=kinds, trust_cache=True)
+        scope = search_scope(crate=crate, version=version, kinds=kinds, trust_cache=True, project=project)
         rankings = rankings_for(query=text, scope=scope, depth=depth, signals=wanted)
     except _StampMoved:
         forget_catalog()
-        scope = search_scope(crate=crate, version=version, kinds=kinds)
+        scope = search_scope(crate=crate, version=version, kinds=kinds, project=project)
         rankings = rankings_for(query=text, scope=replace(scope, stamp=None), depth=depth, signals=wanted)
     documents = {r.document_id: r.doc for ranking in rankings.values() for r in ranking if r.doc is not None}
     info = {pk: (doc.kind, doc.parent_path) for pk, doc in documents.items()}

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from crates.errors import CorruptArtifact, FerrodexError
 from crates.pipeline import rustdoc_render as render
 from crates.pipeline.parse_json.build import DocumentBuilder
+from crates.pipeline.parse_json.cfg import apply_cfg
 from crates.pipeline.parse_json.common import is_local, is_public
 from crates.pipeline.parse_json.foreign import foreign_inlined_items, note_foreign_reexports
 from crates.pipeline.parse_json.links import LinkTargets
@@ -114,6 +115,7 @@ def _parse(data: bytes | dict, *, version: str, docs_root: str, started: float) 
         note_foreign_reexports(walker.foreign_listed, locations=locations, paths=paths, items=items)
         external = doc.get("external_crates") if isinstance(doc.get("external_crates"), dict) else {}
         LinkTargets(index=index, paths=paths, external_crates=external, items=items, docs_root=docs_root).apply()
+        apply_cfg(items, index=index, paths=paths, foreign=walker.foreign_inlined, locations=locations)  # -> "cfg"
     foreign_globs = []
     for module_id, source in walker.foreign_globs:
         module_paths = sorted(locations.get(module_id, {}), key=lambda p: (len(p), p))
