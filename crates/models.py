@@ -81,6 +81,9 @@ class CrateRelease(models.Model):
     job_id = models.UUIDField(null=True, blank=True, help_text="The job that built it.")
     created_at = models.DateTimeField(auto_now_add=True)
     ingested_at = models.DateTimeField(null=True, blank=True)
+    # Active before its vectors are all in (a first ingest is searchable by keyword and path as soon as its
+    # documents are stored); embedding_count of chunk_count says how far the semantic signal reaches.
+    embedding_pending = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["crate", "-created_at"]

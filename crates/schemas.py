@@ -72,6 +72,9 @@ class SearchHitOut(ItemRefOut):
     url: str = ""
     score: float
     signals: list[str] = []
+    semantic: str | None = Field(
+        None, description="While the crate is still being embedded: how many of its chunks semantic ranking covers"
+    )
 
 
 class SearchOut(BaseModel):

@@ -80,6 +80,13 @@ def _build_embedder(name: str) -> Embedder:
         return embedders.LocalEmbedder()
     if name == "openai":
         return embedders.OpenAIEmbedder()
+    if "." in name:  # a dotted path to an Embedder class: a custom provider, or the tests' gated one
+        from django.utils.module_loading import import_string
+
+        try:
+            return import_string(name)()
+        except ImportError as exc:
+            raise EmbeddingError(f"Cannot import the embedding provider {name!r}: {exc}", provider=name) from exc
     if name == "hash":
         # Same tokenizer and budget as the local model, so the benchmark chunks exactly alike.
         from crates.pipeline.embedders.local import bundled_model_dir

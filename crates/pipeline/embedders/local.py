@@ -125,6 +125,10 @@ class LocalEmbedder:
         # ~3 characters a word piece in code-heavy docs; no second tokenization just to size a batch.
         return min(self.max_tokens, len(text) // CHARS_PER_TOKEN) + SPECIAL_TOKENS
 
+    def load(self) -> None:
+        """Load the model now (a background warm-up); callers arriving meanwhile wait on the same lock."""
+        self._load()
+
     def _load(self) -> Any:
         if self._model is not None:
             return self._model
