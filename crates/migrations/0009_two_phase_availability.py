@@ -2,6 +2,16 @@
 
 from django.db import migrations, models
 
+# Search reads a release's embedding_count and embedding_pending from its cached catalog (the "semantic:
+# 312/807 chunks" note of a release still embedding): changing them must move the catalog stamp too.
+STAMP_COLUMNS = "state, version, crate_id, embedding_model, document_count, chunk_count"
+TRIGGER = """
+DROP TRIGGER IF EXISTS release_catalog_stamp ON crates_craterelease;
+CREATE TRIGGER release_catalog_stamp
+    AFTER INSERT OR DELETE OR UPDATE OF {columns}
+    ON crates_craterelease FOR EACH STATEMENT EXECUTE FUNCTION ferrodex_bump_catalog_stamp();
+"""
+
 
 class Migration(migrations.Migration):
 
@@ -14,5 +24,9 @@ class Migration(migrations.Migration):
             model_name='craterelease',
             name='embedding_pending',
             field=models.BooleanField(db_default=False, default=False),
+        ),
+        migrations.RunSQL(
+            TRIGGER.format(columns=STAMP_COLUMNS + ", embedding_count, embedding_pending"),
+            reverse_sql=TRIGGER.format(columns=STAMP_COLUMNS),
         ),
     ]

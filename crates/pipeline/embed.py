@@ -45,7 +45,8 @@ _embedders_lock = threading.Lock()
 
 def get_embedder(*, provider: str | None = None) -> Embedder:
     """The process-wide embedder of ``provider`` (default ``settings.EMBEDDING_PROVIDER``)."""
-    name = (provider or settings.EMBEDDING_PROVIDER or "local").strip().lower()
+    name = (provider or settings.EMBEDDING_PROVIDER or "local").strip()
+    name = name if "." in name else name.lower()  # a dotted class path keeps its case
     embedder = _embedders.get(name)
     if embedder is None:
         with _embedders_lock:

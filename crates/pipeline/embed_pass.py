@@ -1,15 +1,18 @@
 """The embedding pass: vectors for a release's stored chunks that have none yet.
 
 It runs after the store phase, so a first ingest is already searchable by keyword and path while it runs.
-Model calls are sized from the measured rate to take about ``TARGET_CALL_SECONDS`` each: progress (and an
-ETA from that rate) moves after every call, and a cancel is seen between two calls.
+Model calls are sized from the measured rate to take about ``TARGET_CALL_SECONDS`` each, so progress (and an
+ETA from that rate) moves after every call. Each call runs on a thread of its own while this one watches for
+a cancel: a cancelled job stops at once, and the abandoned call's result is dropped when it ends.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from django.db import connection
@@ -31,6 +34,8 @@ MAX_CALL_TEXTS = 256
 CACHED_FILL_ROWS = 1000
 # Weight of the newest call in the measured rate (chars per second).
 RATE_SMOOTHING = 0.3
+# How often the pass checks for a cancel while a model call runs.
+CANCEL_POLL_SECONDS = 0.05
 
 # (chunks with a vector, chunks, seconds left or None) -> the stage message.
 Note = Callable[[int, int, float | None], str]
@@ -82,10 +87,35 @@ def run_embed_pass(
         embedded += len(ids)
         result.filled += len(ids)
     misses.sort(key=lambda h: len(pending[h][0]))
+    progress.update(embeddings=embedded, message=note(embedded, chunks, None))
+    model = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferrodex-embed")
+    try:
+        _embed_misses(pending=pending, misses=misses, embedder=embedder, model=model, progress=progress,
+                      result=result, release_id=release_id, embedded=embedded, chunks=chunks, note=note,
+                      percent_from=percent_from, percent_to=percent_to)
+    finally:
+        model.shutdown(wait=False, cancel_futures=True)  # a cancelled pass does not wait for its last call
+    logger.info("embedded %d texts for %d chunks of release %s", result.sent, result.filled, release_id)
+    return result
+
+
+def _watched(model: ThreadPoolExecutor, embedder, texts: Sequence[str], progress: Progress) -> list:
+    """``embedder.embed(texts)`` on the model thread, checking for a cancel while it runs."""
+    future = model.submit(embedder.embed, texts)
+    while True:
+        try:
+            return future.result(timeout=CANCEL_POLL_SECONDS)
+        except FutureTimeout:
+            progress.check_cancelled()
+
+
+def _embed_misses(
+    *, pending, misses: list[str], embedder, model: ThreadPoolExecutor, progress: Progress, result: PassResult,
+    release_id: int, embedded: int, chunks: int, note: Note, percent_from: float, percent_to: float,
+) -> None:
     total_chars = sum(len(pending[h][0]) for h in misses) or 1
     done_chars, rate, index = 0, None, 0
     span = percent_to - percent_from
-    progress.update(embeddings=embedded, message=note(embedded, chunks, None))
     while index < len(misses):
         progress.check_cancelled()
         budget = FIRST_CALL_CHARS if rate is None else rate * TARGET_CALL_SECONDS
@@ -97,7 +127,7 @@ def run_embed_pass(
         was_loaded = getattr(embedder, "loaded", True)
         started = time.monotonic()
         vectors = checked_vectors(embedder=embedder, hashes=group,
-                                  vectors=embedder.embed([pending[h][0] for h in group]))
+                                  vectors=_watched(model, embedder, [pending[h][0] for h in group], progress))
         elapsed = max(time.monotonic() - started, 1e-3)
         if was_loaded:  # a call that loaded the model says nothing about its speed
             rate = size / elapsed if rate is None else (1 - RATE_SMOOTHING) * rate + RATE_SMOOTHING * size / elapsed
@@ -111,5 +141,3 @@ def run_embed_pass(
         left = (total_chars - done_chars) / rate if rate else None
         progress.update(percent=percent_from + span * done_chars / total_chars, embeddings=embedded,
                         message=note(embedded, chunks, left))
-    logger.info("embedded %d texts for %d chunks of release %s", result.sent, result.filled, release_id)
-    return result
