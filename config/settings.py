@@ -150,8 +150,6 @@ EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0)
 # Web workers, runmcp and qcluster workers load the model in the background at start-up, so the first
 # search does not wait for it (crates.pipeline.warmup).
 EMBEDDING_PRELOAD = env_bool("EMBEDDING_PRELOAD", True)
-# torch threads of a process that embeds only search queries (web workers, runmcp); 0 = EMBEDDING_THREADS.
-EMBEDDING_QUERY_THREADS = env_int("EMBEDDING_QUERY_THREADS", 1)
 
 # Threads (each with its own connection) storing batches while the model embeds.
 INGEST_WRITERS = env_int("INGEST_WRITERS", 2)

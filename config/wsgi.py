@@ -8,4 +8,4 @@ application = get_wsgi_application()
 # Each web worker loads the embedding model now, in the background, not on its first search.
 from crates.pipeline.warmup import start_background_load  # noqa: E402 - needs the app registry
 
-start_background_load(search_process=True)
+start_background_load()

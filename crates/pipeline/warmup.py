@@ -27,17 +27,10 @@ _state: dict[str, Any] = {"state": "not started"}
 _thread: threading.Thread | None = None
 
 
-def start_background_load(*, reason: str = "start-up", force: bool = False, search_process: bool = False) -> bool:
+def start_background_load(*, reason: str = "start-up", force: bool = False) -> bool:
     """Start loading the configured embedder's model on a daemon thread (once per process); False when
-    preloading is off (unless ``force``) or a load was already started.
-
-    ``search_process``: the process embeds only queries (web workers, runmcp), one short text at a time, which
-    EMBEDDING_QUERY_THREADS torch threads answer: one did it in 24 ms where two took 146 ms (900 ms at worst)
-    on a busy 2-core machine, whose other work keeps preempting one of the two.
-    """
+    preloading is off (unless ``force``) or a load was already started."""
     global _thread
-    if search_process:
-        _use_query_threads()
     if not force and not getattr(settings, "EMBEDDING_PRELOAD", True):
         return False
     with _lock:
@@ -47,20 +40,6 @@ def start_background_load(*, reason: str = "start-up", force: bool = False, sear
         _thread = threading.Thread(target=_load, name="ferrodex-model-load", daemon=True)
         _thread.start()
     return True
-
-
-def _use_query_threads() -> None:
-    threads = getattr(settings, "EMBEDDING_QUERY_THREADS", 1)
-    if not threads:
-        return
-    try:
-        from crates.pipeline.embed import get_embedder
-
-        embedder = get_embedder()
-    except Exception:  # reported by the load, or by the first search
-        return
-    if hasattr(embedder, "threads") and not getattr(embedder, "loaded", True):
-        embedder.threads = threads
 
 
 def _load() -> None:

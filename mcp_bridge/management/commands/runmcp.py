@@ -36,7 +36,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         # The first search_rust_docs of a session must not wait for the model: load it while the client connects.
-        start_background_load(search_process=True)
+        start_background_load()
         server = build_server()
         if options["transport"] == "stdio":
             logger.info("MCP server %s on stdio", server.name)
