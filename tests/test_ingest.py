@@ -565,3 +565,29 @@ def test_activate_release_supersedes_counts_and_sets_the_latest_version():
     store.activate_release(release=again)
     crate.refresh_from_db()
     assert crate.latest_version == "2.0.0-rc.1"
+
+
+def test_the_embedding_pass_says_how_far_it_is_and_how_long_is_left(monkeypatch, settings):
+    """Percent, the embeddings counter and the message (with an ETA from the measured rate) move with every
+    model call, and a first ingest's message says since when it is searchable by keyword and path."""
+    from crates.pipeline.embed_pass import eta_text
+
+    assert (eta_text(None), eta_text(0.2), eta_text(24.6), eta_text(150)) == (
+        "", " (about 1 s left)", " (about 25 s left)", " (about 2 min left)")
+    settings.INGEST_OVERLAP_STORE = "off"
+    monkeypatch.setattr(embed_pass, "MAX_CALL_TEXTS", 5)
+    seen: list[tuple[float | None, int | None, str | None]] = []
+
+    class Watching(NullProgress):
+        def update(self, *, percent=None, message=None, **counters):
+            if "embeddings" in counters:
+                seen.append((percent, counters["embeddings"], message))
+
+    result = run_ingest(name="ferro-fixture", progress=Watching(), json_file=FIXTURE_JSON)
+    release = CrateRelease.objects.get(pk=result.release_id)
+    calls = [(p, e, m) for p, e, m in seen if p is not None and "chunks" in m]  # the pass's, not the store's
+    assert len(calls) >= release.chunk_count // 5
+    assert [e for _p, e, _m in calls] == sorted(e for _p, e, _m in calls)
+    assert [p for p, _e, _m in calls] == sorted(p for p, _e, _m in calls) and calls[-1][1] == release.chunk_count
+    assert all(m.startswith("searchable by keyword and path since ") for _p, _e, m in calls)
+    assert f"embedding {calls[0][1]} of {release.chunk_count} chunks (about " in calls[0][2]
