@@ -130,7 +130,7 @@ def _job_line(job: JobInfo) -> str:
     version = job.resolved_version or job.version or ("latest" if job.operation == "ingest" else "all versions")
     line = f"Job {job.id}: {job.operation} {job.crate} {version} is {job.status}"
     if job.status == "running":
-        line += f", {job.progress}% ({job.stage or 'starting'}"
+        line += f", {job.progress:g}% ({job.stage or 'starting'}"
         line += f": {job.stage_message})" if job.stage_message else ")"
     if job.status == "queued" and job.stage_message:  # waiting to retry: "Retrying at 03:13:10 UTC (in 30 s): …"
         line += f" ({job.stage_message})"
