@@ -1,8 +1,10 @@
-"""Parse DATABASE_URL into Django's DATABASES entry (postgres only)."""
+"""DATABASE_URL -> Django's DATABASES entry, by dj-database-url, refusing anything but PostgreSQL."""
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import urlparse
+
+import dj_database_url
 
 
 class DatabaseUrlError(ValueError):
@@ -10,21 +12,18 @@ class DatabaseUrlError(ValueError):
 
 
 def parse_database_url(url: str) -> dict:
-    parsed = urlparse(url)
-    if parsed.scheme not in {"postgres", "postgresql", "pgsql"}:
+    scheme = urlparse(url).scheme
+    if scheme not in {"postgres", "postgresql", "pgsql"}:
         raise DatabaseUrlError(
-            f"DATABASE_URL must be a postgresql:// URL (got scheme {parsed.scheme!r}); "
+            f"DATABASE_URL must be a postgresql:// URL (got scheme {scheme!r}); "
             "Ferrodex needs PostgreSQL with the vector extension"
         )
-    query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-    host = unquote(parsed.hostname or "") or query.pop("host", "")
-    query.pop("host", None)
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": unquote(parsed.path.lstrip("/")) or "postgres",
-        "USER": unquote(parsed.username or ""),
-        "PASSWORD": unquote(parsed.password or ""),
-        "HOST": host,
-        "PORT": str(parsed.port or ""),
-        "OPTIONS": query,
-    }
+    config = dict(dj_database_url.parse(url))
+    options = dict(config.get("OPTIONS") or {})
+    # A socket directory given as ?host=... (what the embedded server hands out) belongs in HOST.
+    if not config.get("HOST") and options.get("host"):
+        config["HOST"] = options.pop("host")
+    options.pop("host", None)
+    config["OPTIONS"] = options
+    config["PORT"] = str(config.get("PORT") or "")
+    return config

@@ -69,6 +69,9 @@ class CrateRelease(models.Model):
     format_version = models.PositiveIntegerField(null=True, blank=True, help_text="rustdoc JSON format.")
     generator = models.CharField(max_length=200, blank=True, default="", help_text="rustdoc that made it.")
     target = models.CharField(max_length=100, blank=True, default="")
+    source_notes = models.JSONField(
+        default=list, blank=True, help_text="What the parser skipped and whether the release fell back to HTML."
+    )
     state = models.CharField(max_length=16, choices=State.choices, default=State.BUILDING, db_index=True)
     item_count = models.PositiveIntegerField(default=0)
     document_count = models.PositiveIntegerField(default=0)

@@ -418,6 +418,7 @@ def _release_dict(release: CrateRelease) -> dict[str, Any]:
         "docs_source": release.docs_source,
         "format_version": release.format_version,
         "generator": release.generator,
+        "source_notes": release.source_notes,
         "items": release.item_count,
         "documents": release.document_count,
         "chunks": release.chunk_count,

@@ -22,7 +22,6 @@ from crates.errors import InvalidInput, NoDocumentation
 from crates.models import Crate, CrateRelease, Document
 from crates.names import is_prerelease, normalize_crate_name, validate_crate_name, validate_version
 from crates.pipeline import store
-from crates.pipeline.archive import read_zip_pages
 from crates.pipeline.embed import check_embedder_dimension, get_embedder
 from crates.pipeline.fetch import decode_json_body, fetch_docs, load_cached_artifact
 from crates.pipeline.http import HttpClient
@@ -30,6 +29,7 @@ from crates.pipeline.parse_html import parse_html_pages, read_doc_dir
 from crates.pipeline.parse_json import parse_rustdoc_json
 from crates.pipeline.release import IngestResult, build_release
 from crates.pipeline.resolve import VERSIONS_IN_MESSAGES, describe_release, resolve_release
+from crates.pipeline.source import parse_artifact
 from crates.pipeline.types import Artifact, ParsedCrate, Progress, ResolvedRelease
 
 logger = logging.getLogger(__name__)
@@ -172,7 +172,8 @@ def _remote_source(*, name: str, version: str, force: bool, progress: Progress, 
         description = _description(resolved)
     progress.update(http_requests=client.request_count)
     progress.check_cancelled()
-    parsed = _parse_artifact(artifact=artifact, package=resolved.name, version=resolved.version, progress=progress)
+    parsed = parse_artifact(artifact=artifact, package=resolved.name, version=resolved.version, client=client,
+                            progress=progress)
     return _Source(resolved=resolved, parsed=parsed, artifact=artifact, local=False,
                    http_requests=client.request_count, unsaved_artifact=unsaved, description=description)
 
@@ -236,18 +237,6 @@ def _active_release(*, name: str, version: str) -> _Active | None:
         )
         row = cursor.fetchone()
     return None if row is None else _Active(*row)
-
-
-def _parse_artifact(*, artifact: Artifact, package: str, version: str, progress: Progress) -> ParsedCrate:
-    progress.stage("parse", "parsing documentation", 15)
-    # Links in docs point where the item URLs stored for this release do (store.docs_url).
-    root = store.docs_root(package=package, version=version)
-    if artifact.kind == "json":
-        return parse_rustdoc_json(artifact.body, version=version, docs_root=root)
-    pages = artifact.pages
-    if artifact.kind == "zip" and not pages:
-        pages = read_zip_pages(artifact.body, max_total_bytes=settings.MAX_DECOMPRESSED_BYTES)
-    return parse_html_pages(pages, version=version, docs_root=root)
 
 
 def _description(resolved: ResolvedRelease) -> _Description | None:

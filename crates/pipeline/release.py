@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -59,6 +59,9 @@ class IngestResult:
     restored: bool = False
     # When a first ingest became searchable by keyword and path (before its vectors were all in).
     searchable_at: str | None = None
+    # Where the documents came from ("rustdoc JSON v63", "HTML bundle") and what was skipped or fell back.
+    docs_source: str = ""
+    provenance: list[str] = field(default_factory=list)
 
 
 def batch_size_for(total_items: int) -> int:
@@ -119,7 +122,8 @@ def build_release(
         done = store.stored_keys(release=release) if resumed else set()
         pending = [item for item in items if (item.path, item.kind) not in done]
         result = IngestResult(crate_name=resolved.name, version=resolved.version, release_id=release.pk,
-                              http_requests=source.http_requests, items_skipped_by_checkpoint=len(items) - len(pending))
+                              http_requests=source.http_requests, items_skipped_by_checkpoint=len(items) - len(pending),
+                              docs_source=source.parsed.source_label(), provenance=source.parsed.provenance_notes())
         progress.update(items_processed=result.items_skipped_by_checkpoint)
         if pending:
             write_batches(release=release, pending=pending, batch=batch_size_for(len(items)), embedder=embedder,

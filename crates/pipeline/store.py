@@ -9,6 +9,7 @@ transaction; until then the previous active release stays searchable.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ def create_building_release(
         "generator": parsed.generator[:200], "target": parsed.target[:100], "state": CrateRelease.State.BUILDING,
         "items": len(parsed.items), "model": embedding_model, "dimension": embedding_dimension,
         "etag": etag[:200], "sha": artifact_sha256, "job": job_id,
+        "notes": json.dumps(parsed.provenance_notes()),
     }  # fmt: skip
     crates, releases = Crate._meta.db_table, CrateRelease._meta.db_table
     with connection.cursor() as cursor:
@@ -79,9 +81,10 @@ def create_building_release(
                     RETURNING id)
                 INSERT INTO "{releases}" (crate_id, version, docs_source, format_version, generator, target, state,
                     item_count, document_count, chunk_count, embedding_count, embedding_model, embedding_dimension,
-                    etag, artifact_sha256, job_id, created_at)
+                    etag, artifact_sha256, job_id, created_at, source_notes)
                 SELECT crate.id, %(version)s, %(source)s, %(format)s, %(generator)s, %(target)s, %(state)s,
-                    %(items)s, 0, 0, 0, %(model)s, %(dimension)s, %(etag)s, %(sha)s, %(job)s, %(now)s
+                    %(items)s, 0, 0, 0, %(model)s, %(dimension)s, %(etag)s, %(sha)s, %(job)s, %(now)s,
+                    %(notes)s::jsonb
                 FROM crate RETURNING id, crate_id""",
             values,
         )
@@ -91,7 +94,7 @@ def create_building_release(
         format_version=values["format"], generator=values["generator"], target=values["target"],
         state=values["state"], item_count=values["items"], embedding_model=embedding_model,
         embedding_dimension=embedding_dimension, etag=values["etag"], artifact_sha256=artifact_sha256,
-        job_id=job_id, created_at=now,
+        job_id=job_id, created_at=now, source_notes=parsed.provenance_notes(),
     )
     release._state.adding, release._state.db = False, connection.alias
     return release

@@ -68,4 +68,7 @@ class Command(BaseCommand):
                 f"{result.crate_name} {result.version}: {result.documents} documents, {result.chunks} chunks, "
                 f"{result.embeddings} embeddings ({result.embedded_new} newly embedded), "
                 f"{result.http_requests} HTTP requests"
+                + (f"; from {result.docs_source}" if result.docs_source else "")
             )
+            for note in result.provenance:
+                self.stdout.write(f"  {note}")
