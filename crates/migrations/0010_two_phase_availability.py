@@ -16,7 +16,7 @@ CREATE TRIGGER release_catalog_stamp
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('crates', '0008_path_tails_cost'),
+        ('crates', '0009_ingest_provenance'),
     ]
 
     operations = [
