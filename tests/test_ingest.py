@@ -572,7 +572,7 @@ def test_the_embedding_pass_says_how_far_it_is_and_how_long_is_left(monkeypatch,
     model call, and a first ingest's message says since when it is searchable by keyword and path."""
     from crates.pipeline.embed_pass import eta_text
 
-    assert (eta_text(None), eta_text(0.2), eta_text(24.6), eta_text(150)) == (
+    assert (eta_text(None), eta_text(0), eta_text(0.2), eta_text(24.6), eta_text(150)) == ("",
         "", " (about 1 s left)", " (about 25 s left)", " (about 2 min left)")
     settings.INGEST_OVERLAP_STORE = "off"
     monkeypatch.setattr(embed_pass, "MAX_CALL_TEXTS", 5)

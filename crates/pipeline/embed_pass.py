@@ -63,7 +63,7 @@ def missing(*, release_id: int) -> dict[str, tuple[str, list[int]]]:
 
 
 def eta_text(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or seconds <= 0:
         return ""
     if seconds < 60:
         return f" (about {max(1, round(seconds))} s left)"
