@@ -221,6 +221,7 @@ def main() -> None:
     parser.add_argument("--mcp-runs", type=int, default=3)
     parser.add_argument("--idle", type=float, default=10.0)
     parser.add_argument("--db-name", default="ferrodex_bench_first")
+    parser.add_argument("--results", default="first_answer", help="name of the JSON file under bench/results")
     args = parser.parse_args()
 
     wanted = [c for c in args.crates.split(",") if c]
@@ -262,7 +263,7 @@ def main() -> None:
     print_table([*({"runmcp": "preload", **m} for m in mcp), {"runmcp": "EMBEDDING_PRELOAD=0", **cold}],
                 ["runmcp", "first_search_ms", "start_to_answer_s", "results"])
     print(f"\nload average before {load_before}, after {load_after} (2 cores shared with other work)")
-    write_results("first_answer", {
+    write_results(args.results, {
         "targets": TARGETS, "crates": rows, "cancel_s": cancels, "mcp": mcp, "mcp_without_preload": cold,
         "idle_s": args.idle, "load_before": load_before, "load_after": load_after,
         "conditions": "docs.rs replica at the default RATE_LIMIT_RPS; qcluster worker and gunicorn (2 workers x 4 "
