@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import pytest
 
+from config.api_common import search_results
 from crates.models import Crate, CrateRelease, EmbeddingCache
 from crates.selectors import get_item, search_docs
 from jobs import services
 from jobs.models import CrateJob
+from mcp_bridge.server import check_rust_status, search_rust_docs
 from tests.fakes import ferro_fixture_json, zstd
 from tests.jobs_helpers import QCluster, wait_for
 
@@ -54,6 +56,11 @@ def test_a_first_ingest_is_searchable_by_keyword_and_path_while_its_embeddings_a
     assert all("vector" not in hit.signals for hit in hits)
     assert hits[0].semantic == f"0/{release.chunk_count} chunks"
     assert get_item(crate="ferro-fixture", path=PATH).path == PATH
+    # The API and MCP say it too (their one search payload, and the tool's text).
+    note = f"0/{release.chunk_count} chunks"
+    assert search_results(query="Counter", crate="ferro-fixture", version=None, kind=None, limit=5)["results"][0][
+        "semantic"] == note
+    assert f"[semantic: {note}]" in search_rust_docs(query="Counter", crate="ferro-fixture").content[0].text
 
     job = wait_for(lambda: (j := _job(job_id)).stage == "embed" and j, timeout=30, what="the embedding stage")
     assert job.stage_message.startswith("searchable by keyword and path since ")
@@ -61,6 +68,7 @@ def test_a_first_ingest_is_searchable_by_keyword_and_path_while_its_embeddings_a
     assert (job.items_found, job.documents, job.chunks) == (release.document_count, release.document_count,
                                                             release.chunk_count)
     held_percent = job.progress
+    assert "searchable by keyword and path since" in check_rust_status(job_id=str(job_id)).content[0].text
 
     gated.write_text("1")  # one model call
     job = wait_for(lambda: (j := _job(job_id)).embeddings > 0 and j, timeout=30, what="the first model call")
