@@ -87,6 +87,9 @@ class CrateRelease(models.Model):
     # The crate's [features] as the sparse index lists them (features and features2 merged): name -> what it
     # enables; "default" is the default set. A database default too: the store inserts releases in raw SQL.
     features = models.JSONField(default=dict, blank=True, db_default={})
+    # Active before its vectors are all in (a first ingest is searchable by keyword and path as soon as its
+    # documents are stored); embedding_count of chunk_count says how far the semantic signal reaches.
+    embedding_pending = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["crate", "-created_at"]

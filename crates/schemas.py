@@ -90,6 +90,9 @@ class SearchHitOut(ItemRefOut):
     score: float
     signals: list[str] = []
     gate: GateOut | None = None
+    semantic: str | None = Field(
+        None, description="While the crate is still being embedded: how many of its chunks semantic ranking covers"
+    )
 
 
 class SearchOut(BaseModel):

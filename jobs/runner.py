@@ -413,8 +413,8 @@ def _complete_message(*, job: CrateJob, result: dict, counters: dict) -> str:
 # --- progress, heartbeat and cancel --------------------------------------------------
 
 
-def _percent(value: float) -> int:
-    return max(0, min(100, int(value)))
+def _percent(value: float) -> float:
+    return max(0.0, min(100.0, round(float(value), 1)))
 
 
 class JobProgress:

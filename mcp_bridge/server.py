@@ -35,6 +35,7 @@ from config.api_common import (
     removal_version,
     search_results,
 )
+from config.health import model_readiness
 from crates import projects
 from crates import selectors as crate_selectors
 from crates.errors import FerrodexError, InvalidInput, database_unavailable
@@ -80,6 +81,9 @@ class SystemStatus(OpenModel):
     complete_24h: int | None = None
     workers_alive: int = 0
     oldest_queued_age_s: float | None = None
+    model: dict[str, Any] | None = Field(
+        None, description="Whether this server's embedding model is ready (ready, preload state, a note if not)"
+    )
 
 
 class StatusResult(BaseModel):
@@ -132,7 +136,7 @@ def _job_line(job: JobInfo) -> str:
     version = job.resolved_version or job.version or ("latest" if job.operation == "ingest" else "all versions")
     line = f"Job {job.id}: {job.operation} {job.crate} {version} is {job.status}"
     if job.status == "running":
-        line += f", {job.progress}% ({job.stage or 'starting'}"
+        line += f", {job.progress:g}% ({job.stage or 'starting'}"
         line += f": {job.stage_message})" if job.stage_message else ")"
     if job.status == "queued" and job.stage_message:  # waiting to retry: "Retrying at 03:13:10 UTC (in 30 s): …"
         line += f" ({job.stage_message})"
@@ -273,15 +277,17 @@ def check_rust_status(
     """Check a job started by add_rust_crate or remove_rust_crate: status (queued, running, complete,
     failed, cancelled), progress 0-100, stage, counters and the error if it failed. Poll it every few
     seconds after add_rust_crate. Without a job_id, summarises the system: queued, running and recently
-    failed jobs and how many workers are alive (if none are, queued jobs will not start)."""
+    failed jobs, how many workers are alive (if none are, queued jobs will not start) and whether the
+    search model is ready."""
     with tool_call("check_rust_status"):
         if job_id:
             job = JobInfo.model_validate(job_selectors.job_status(job_id=_job_id(job_id)))
             return _result(StatusResult(job=job), _job_line(job) + _no_worker_note(job))
-        summary = SystemStatus.model_validate(job_selectors.health_summary())
+        summary = SystemStatus.model_validate({**job_selectors.health_summary(), "model": model_readiness()})
         text = (
             f"{summary.queued} queued, {summary.running} running, {summary.failed_24h or 0} failed in 24 h; "
-            f"{summary.workers_alive} worker(s) alive."
+            f"{summary.workers_alive} worker(s) alive. "
+            + ("The search model is ready." if summary.model["ready"] else f"Search model: {summary.model['note']}.")
         )
         if summary.workers_alive == 0:
             text += f" {NO_WORKER}"
@@ -385,7 +391,8 @@ def search_rust_docs(
             return _result(model, f"No results for {model.query!r}. Is the crate indexed? See list_rust_crates.")
         lines = [f"{model.count} result(s) for {model.query!r}:"]
         for n, hit in enumerate(model.results, 1):
-            lines.append(f"{n}. {hit.path} ({hit.kind}, {hit.crate} {hit.version}) {hit.url}")
+            pending = f" [semantic: {hit.semantic}]" if hit.semantic else ""
+            lines.append(f"{n}. {hit.path} ({hit.kind}, {hit.crate} {hit.version}) {hit.url}{pending}")
             if hit.signature:
                 lines.append(f"   {hit.signature.splitlines()[0][:200]}")
             if hit.snippet:

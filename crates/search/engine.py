@@ -65,6 +65,8 @@ class SearchHit:
     score: float
     signals: list[str] = field(default_factory=list)
     gate: dict | None = None  # the feature/platform gate (crates.gates), filled by the selector
+    # "312/807 chunks": the crate is still being embedded, so vector ranking covers only that share of it.
+    semantic: str | None = None
 
 
 @dataclass(slots=True)
@@ -374,6 +376,7 @@ def _hits(fused: list[_Fused], scope: Scope, documents: dict[int, DocRow]) -> li
                 url=doc.url,
                 score=round(entry.score, 6),
                 signals=sorted(set(entry.signals), key=SIGNALS.index),
+                semantic=release.semantic_note,
             )
         )
     return hits

@@ -29,6 +29,16 @@ class ReleaseInfo:
     document_count: int
     chunk_count: int
     embedding_model: str
+    # A first ingest searchable before its vectors are all in: embedding_count of chunk_count have one.
+    embedding_count: int = 0
+    embedding_pending: bool = False
+
+    @property
+    def semantic_note(self) -> str | None:
+        """"312/807 chunks" while the semantic signal covers only part of the release, else None."""
+        if not self.embedding_pending:
+            return None
+        return f"{min(self.embedding_count, self.chunk_count)}/{self.chunk_count} chunks"
 
 
 def id_array(ids) -> str:
@@ -67,7 +77,8 @@ class Scope:
 
 
 _RELEASES_SQL = (
-    "SELECT r.id, r.crate_id, k.name, r.version, r.document_count, r.chunk_count, r.embedding_model"
+    "SELECT r.id, r.crate_id, k.name, r.version, r.document_count, r.chunk_count, r.embedding_model,"
+    " r.embedding_count, r.embedding_pending"
     " FROM crates_craterelease r JOIN crates_crate k ON k.id = r.crate_id"
     " WHERE r.state = %s AND k.deleted_at IS NULL"
 )
