@@ -89,13 +89,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def replica_server(*extra: str):
-    """Run ../shared/tools/docsrs_replica.py; yield its base URL."""
+def replica_server(*extra: str, root: Path | None = None, port: int | None = None):
+    """Run ../shared/tools/docsrs_replica.py (on ``root``, a copy of the replica, if given); yield its base URL."""
     if not REPLICA_TOOL.exists():
         raise SystemExit(f"{REPLICA_TOOL} not found: the benchmarks need the docs.rs replica in ../shared")
-    port = free_port()
+    port = port or free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(REPLICA_TOOL), "--root", str(REPLICA_ROOT), "--port", str(port), *extra],
+        [sys.executable, str(REPLICA_TOOL), "--root", str(root or REPLICA_ROOT), "--port", str(port), *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
@@ -120,8 +120,8 @@ def replica_env(base: str) -> dict[str, str]:
     }
 
 
-def replica_crates() -> list[dict]:
-    return json.loads((REPLICA_ROOT / "manifest.json").read_text())["crates"]
+def replica_crates(root: Path | None = None) -> list[dict]:
+    return json.loads(((root or REPLICA_ROOT) / "manifest.json").read_text())["crates"]
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:

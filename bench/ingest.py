@@ -103,6 +103,8 @@ def child(crate: str, version: str, provider: str) -> dict:
     row = {
         "crate": crate, "provider": provider, "items": progress.counters.get("items_found", 0),
         "documents": result.documents, "chunks": result.chunks, "requests": result.http_requests,
+        # What the release was built from and what the parser skipped or fell back on (its provenance).
+        "docs_source": result.docs_source, "provenance": result.provenance,
         "seconds": total, "stages": progress.durations(start + total),
         "all_runs_seconds": [round(run[0], 3) for run in runs],
         "background_index_seconds": indexing,
@@ -145,17 +147,21 @@ def main() -> None:
     parser.add_argument("--providers", default="hash,local")
     parser.add_argument("--crates", default="")
     parser.add_argument("--child", nargs=3, metavar=("CRATE", "VERSION", "PROVIDER"))
+    parser.add_argument("--replica-root", type=Path, default=None,
+                        help="serve this copy of the replica (e.g. one with drifted rustdoc JSON)")
+    parser.add_argument("--port", type=int, default=None, help="port for the replica server")
+    parser.add_argument("--results-name", default="ingest", help="bench/results/<name>.json")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(*args.child)))
         return
 
-    crates = [c for c in replica_crates() if not args.crates or c["name"] in args.crates.split(",")]
+    crates = [c for c in replica_crates(args.replica_root) if not args.crates or c["name"] in args.crates.split(",")]
     db = bench_database_url()
     env = {**os.environ, "DATABASE_URL": db, "HF_HUB_OFFLINE": "1", "LOG_LEVEL": "WARNING"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     rows = []
-    with replica_server() as base:
+    with replica_server(root=args.replica_root, port=args.port) as base:
         env.update(replica_env(base))
         for provider in args.providers.split(","):
             for crate in crates:
@@ -167,7 +173,8 @@ def main() -> None:
                     print(out.stderr[-3000:], file=sys.stderr)
                     raise SystemExit(f"ingest of {crate['name']} with {provider} failed")
                 row = json.loads(out.stdout.strip().splitlines()[-1])
-                row["source"] = "json" if crate["json_available"] else "html"
+                row["source"] = "json" if row["docs_source"].startswith("rustdoc JSON") else "html"
+                row["skipped"] = "; ".join(row["provenance"]) or "-"
                 # The replica's own count of rustdoc items (impl blocks, trait-impl methods, `use` items
                 # included), for the JSON crates; "items" above is what Ferrodex stores as documents.
                 row["rustdoc_items"] = crate.get("items")
@@ -177,7 +184,8 @@ def main() -> None:
     print_table(rows, ["crate", "source", "provider", "items", "chunks", "requests", "seconds", "items_per_s",
                        "rustdoc_items_per_s",
                        "chunks_per_s", "model_only_s", "overhead", "background_index_s", "peak_rss_mb", "stage_s"])
-    write_results("ingest", {"rows": rows, "targets": _targets(rows)})
+    print_table(rows, ["crate", "docs_source", "documents", "requests", "skipped"])
+    write_results(args.results_name, {"rows": rows, "targets": _targets(rows)})
 
 
 def _derive(row: dict) -> None:

@@ -25,6 +25,7 @@ from config.api_common import AUTH_HINT, ErrorOut, error_body, open_read_access
 from config.health import system_health
 from crates import errors
 from crates.api import router as crates_router
+from crates.api_projects import router as projects_router
 from jobs.api import router as jobs_router
 
 logger = logging.getLogger(__name__)
@@ -263,5 +264,6 @@ def health(request: HttpRequest):
 
 api.add_router("/", crates_router, tags=["crates"])
 api.add_router("/", jobs_router, tags=["jobs"])
+api.add_router("/", projects_router, tags=["projects"])
 
 __all__ = ["ErrorOut", "api", "status_for"]

@@ -23,6 +23,7 @@ from crates.apikeys import find_api_key, verify_api_key
 from crates.errors import InvalidInput
 from crates.models import ApiKey
 from crates.names import LATEST, validate_crate_name, validate_version
+from crates.projects import validate_project_name
 from crates.search.scope import KINDS
 
 T = TypeVar("T")
@@ -262,7 +263,7 @@ def crate_page(*, search: str | None, include_deleted: bool, page: int, page_siz
 
 
 def search_results(
-    *, query: str, crate: str | None, version: str | None, kind: str | None, limit: int
+    *, query: str, crate: str | None, version: str | None, kind: str | None, limit: int, project: str | None = None
 ) -> dict[str, Any]:
     """``SearchOut``."""
     text = query.strip()
@@ -276,17 +277,19 @@ def search_results(
         version=optional_version("version", version),
         kinds=parse_kinds(kind),
         limit=limit,
+        project=checked("project", validate_project_name, project) if project else None,
     )
     results = [as_dict(hit) for hit in hits]
     return {"query": text, "count": len(results), "results": results}
 
 
-def item_detail(*, crate: str, path: str, version: str | None) -> dict[str, Any]:
+def item_detail(*, crate: str, path: str, version: str | None, project: str | None = None) -> dict[str, Any]:
     """``ItemOut``."""
     return as_dict(
         selectors.get_item(
             crate=checked("crate", validate_crate_name, crate),
             path=check_item_path(path),
             version=optional_version("version", version),
+            project=checked("project", validate_project_name, project) if project else None,
         )
     )

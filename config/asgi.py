@@ -4,3 +4,8 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 application = get_asgi_application()
+
+# Each web worker loads the embedding model now, in the background, not on its first search.
+from crates.pipeline.warmup import start_background_load  # noqa: E402 - needs the app registry
+
+start_background_load()

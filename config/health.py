@@ -50,6 +50,30 @@ def _embedder_loaded(provider: str) -> bool:
     return bool(getattr(embedder, "loaded", True))
 
 
+def _readiness(provider: str, *, loaded: bool) -> dict[str, Any]:
+    """``ready``: a search in this process gets its query embedded without waiting for a load, and
+    ``preload``: where this process's background load (crates.pipeline.warmup) stands."""
+    from crates.pipeline.warmup import status
+
+    preload = status()
+    ready = loaded and preload["state"] != "loading"
+    report: dict[str, Any] = {"ready": ready, "preload": preload}
+    if not ready:
+        report["note"] = (
+            f"the model is loading in the background ({preload.get('loading_for_s', 0)} s so far); a search now "
+            "waits for the rest of the load" if preload["state"] == "loading"
+            else "the model loads on the first search in this process (EMBEDDING_PRELOAD is off or this process "
+            "does not preload)"
+        )
+    return report
+
+
+def model_readiness() -> dict[str, Any]:
+    """The embedder's readiness in this process: {"provider", "ready", "preload", "note"?} (check_rust_status)."""
+    provider = settings.EMBEDDING_PROVIDER
+    return {"provider": provider, **_readiness(provider, loaded=_embedder_loaded(provider))}
+
+
 def _local_weights() -> Path | None:
     spec = importlib.util.find_spec(LOCAL_MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
@@ -68,6 +92,7 @@ def _check_embedder() -> dict[str, Any]:
         "dimension": settings.EMBEDDING_DIMENSION,
         "loaded": _embedder_loaded(provider),
     }
+    report.update(_readiness(provider, loaded=report["loaded"]))
     if provider == "local":
         weights = _local_weights()
         report["available"] = weights is not None

@@ -132,6 +132,9 @@ MAX_DECOMPRESSED_BYTES = env_int("MAX_DECOMPRESSED_BYTES", 1024 * 1024 * 1024)
 HTML_CRAWL_PAGE_LIMIT = env_int("HTML_CRAWL_PAGE_LIMIT", 2000)
 # Description and repository from the crates.io API: one request per ingest.
 FETCH_CRATE_METADATA = env_bool("FETCH_CRATE_METADATA", True)
+# POST /api/v1/lockfiles takes a Cargo.lock up to 5 MB and a Cargo.toml up to 1 MB, JSON-escaped: Django's
+# 2.5 MB default answered 413 before the lockfile's own, clearer limit could.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 8 * 1024 * 1024)
 
 # --- Embeddings -----------------------------------------------------------------
 EMBEDDING_PROVIDER = env_str("EMBEDDING_PROVIDER", "local")  # local | openai | hash
@@ -149,12 +152,15 @@ OPENAI_MAX_RETRIES = env_int("OPENAI_MAX_RETRIES", 5)
 OPENAI_TIMEOUT = env_float("OPENAI_TIMEOUT", 60.0)
 # CPU threads for the local model (torch); 0 = one per core.
 EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0)
+# Web workers, runmcp and qcluster workers load the model in the background at start-up, so the first
+# search does not wait for it (crates.pipeline.warmup).
+EMBEDDING_PRELOAD = env_bool("EMBEDDING_PRELOAD", True)
 
 # Threads (each with its own connection) storing batches while the model embeds.
 INGEST_WRITERS = env_int("INGEST_WRITERS", 2)
-# Store while the model embeds ("on"), or embed everything first ("off"); "auto" embeds first when
-# the model runs on this machine's CPU: there storing competes with the model for the same cores and
-# slowed it more (tokio: ~5 s) than storing afterwards costs (~3 s); a remote model overlaps.
+# Embed while storing ("on"), or store first and embed after ("off": a first ingest is searchable by keyword
+# and path meanwhile); "auto" stores first when the model runs on this machine's CPU, where it would take the
+# cores the storing needs; a remote model (or the hash one) is asked while storing.
 INGEST_OVERLAP_STORE = os.environ.get("INGEST_OVERLAP_STORE", "auto").strip().lower()
 
 # --- Jobs -----------------------------------------------------------------------

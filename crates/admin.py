@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, IntegerField, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models import Case, Count, IntegerField, OuterRef, QuerySet, Subquery, Value, When
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -24,7 +24,7 @@ from crates import portal_views
 from crates.admin_common import PortalAdminMixin, ReadOnlyAdminMixin, job_admin_url
 from crates.apikeys import create_api_key, revoke_api_key
 from crates.errors import FerrodexError
-from crates.models import ApiKey, Chunk, Crate, CrateRelease, Document
+from crates.models import ApiKey, Chunk, Crate, CrateRelease, Document, Project, ProjectPackage
 from crates.names import normalize_crate_name, semver_key
 from crates.selectors import search_docs
 from crates.services import remove_crate, restore_crate
@@ -331,6 +331,41 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
 
 def _count(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
+
+
+class ProjectPackageInline(admin.TabularInline):
+    model = ProjectPackage
+    fields = ["name", "version", "source", "direct", "dependency_kinds", "features", "default_features"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    """Projects are saved from a Cargo.lock (add_rust_crates_from_lockfile, POST /api/v1/lockfiles); here they are
+    listed, inspected and removed (their crates' documentation stays)."""
+
+    list_display = ["name", "packages_column", "direct_only", "has_manifest", "lockfile_version", "updated_at"]
+    search_fields = ["name"]
+    readonly_fields = ["name", "lockfile_version", "direct_only", "has_manifest", "created_at", "updated_at"]
+    inlines = [ProjectPackageInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(package_count=Count("packages"))
+
+    @admin.display(description="Packages", ordering="package_count")
+    def packages_column(self, project: Project) -> int:
+        return project.package_count
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
 
 
 @admin.register(CrateRelease)

@@ -70,10 +70,14 @@ class SearchParams(Schema):
         json_schema_extra={"pattern": kind_pattern(kind_words())},
     )
     limit: int = Field(10, ge=1, le=MAX_SEARCH_LIMIT)
+    project: str | None = Field(
+        None, max_length=MAX_NAME_INPUT, description="Only the versions its Cargo.lock locks (POST /lockfiles)"
+    )
 
 
 class ItemParams(Schema):
     version: str | None = version()
+    project: str | None = Field(None, max_length=MAX_NAME_INPUT, description="At the version this project locks")
 
 
 # Path parameters, described with the rules their validators apply (which word the errors).
@@ -162,7 +166,8 @@ def restore_crate(request: HttpRequest, name: CratePath):
 def search(request: HttpRequest, params: Query[SearchParams]):
     refuse_unknown_query(request, SearchParams)
     return search_results(
-        query=params.q, crate=params.crate, version=params.version, kind=params.kind, limit=params.limit
+        query=params.q, crate=params.crate, version=params.version, kind=params.kind, limit=params.limit,
+        project=params.project,
     )
 
 
@@ -175,4 +180,4 @@ def search(request: HttpRequest, params: Query[SearchParams]):
 )
 def get_item(request: HttpRequest, crate: CratePath, path: ItemPath, params: Query[ItemParams]):
     refuse_unknown_query(request, ItemParams)
-    return item_detail(crate=crate, path=path, version=params.version)
+    return item_detail(crate=crate, path=path, version=params.version, project=params.project)

@@ -49,7 +49,8 @@ class CliProgress:
         done = self.counters.get("items_processed", 0)
         total = self.counters.get("items_found", 0)
         elapsed = time.monotonic() - self.stage_started
-        if self.stage_name != "embed" or done <= 0 or elapsed <= 0:
+        # The embedding pass says its own progress and ETA in its message.
+        if self.stage_name != "store" or done <= 0 or elapsed <= 0:
             return ""
         rate = done / elapsed
         eta = (total - done) / rate if rate > 0 and total >= done else 0
@@ -63,7 +64,7 @@ class CliProgress:
             width = 30
             filled = int(width * self.percent / 100)
             bar = "#" * filled + "-" * (width - filled)
-            line = f"\r[{bar}] {self.percent:5.1f}% {self.stage_name:<8} {self.message[:50]:<50}{self._rate_and_eta()}"
+            line = f"\r[{bar}] {self.percent:5.1f}% {self.stage_name:<8} {self.message[:100]:<50}{self._rate_and_eta()}"
             self.stream.write(line[:200].ljust(120))
         else:
             if not force and now - self.last_line < 5:

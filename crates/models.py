@@ -69,6 +69,9 @@ class CrateRelease(models.Model):
     format_version = models.PositiveIntegerField(null=True, blank=True, help_text="rustdoc JSON format.")
     generator = models.CharField(max_length=200, blank=True, default="", help_text="rustdoc that made it.")
     target = models.CharField(max_length=100, blank=True, default="")
+    source_notes = models.JSONField(
+        default=list, blank=True, help_text="What the parser skipped and whether the release fell back to HTML."
+    )
     state = models.CharField(max_length=16, choices=State.choices, default=State.BUILDING, db_index=True)
     item_count = models.PositiveIntegerField(default=0)
     document_count = models.PositiveIntegerField(default=0)
@@ -81,6 +84,12 @@ class CrateRelease(models.Model):
     job_id = models.UUIDField(null=True, blank=True, help_text="The job that built it.")
     created_at = models.DateTimeField(auto_now_add=True)
     ingested_at = models.DateTimeField(null=True, blank=True)
+    # The crate's [features] as the sparse index lists them (features and features2 merged): name -> what it
+    # enables; "default" is the default set. A database default too: the store inserts releases in raw SQL.
+    features = models.JSONField(default=dict, blank=True, db_default={})
+    # Active before its vectors are all in (a first ingest is searchable by keyword and path as soon as its
+    # documents are stored); embedding_count of chunk_count says how far the semantic signal reaches.
+    embedding_pending = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["crate", "-created_at"]
@@ -194,6 +203,50 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document.path} #{self.ordinal}"
+
+
+class Project(models.Model):
+    """A project's locked dependency versions (from its Cargo.lock), so search reads exactly those."""
+
+    name = models.CharField(max_length=64, unique=True)
+    lockfile_version = models.PositiveSmallIntegerField(default=3)
+    direct_only = models.BooleanField(default=False, help_text="Only direct dependencies were ingested.")
+    has_manifest = models.BooleanField(default=False, help_text="A Cargo.toml was given: features are known.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProjectPackage(models.Model):
+    class Source(models.TextChoices):
+        CRATES_IO = "crates.io", "crates.io"
+        REGISTRY = "registry", "other registry"
+        GIT = "git", "git"
+        PATH = "path", "path (workspace)"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="packages")
+    name = models.CharField(max_length=64)
+    normalized_name = models.CharField(max_length=64)
+    version = models.CharField(max_length=128)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    direct = models.BooleanField(default=False)
+    dependency_kinds = models.JSONField(default=list, blank=True, help_text="normal, dev, build (from the manifest).")
+    features = models.JSONField(default=list, blank=True, help_text="Features the manifest enables.")
+    default_features = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["project", "normalized_name", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "normalized_name", "version"], name="project_package_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
 
 
 class EmbeddingCache(models.Model):

@@ -46,6 +46,9 @@ class CrateSummaryOut(OpenModel):
     deleted: bool = False
     latest_job_status: str | None = None
     latest_job_id: UUID | None = None
+    features: dict[str, Any] | None = Field(
+        None, description="The newest release's crate features (sparse index): {default, features: {name: enables}}"
+    )
 
 
 class CratePage(PageOut[CrateSummaryOut]):
@@ -67,11 +70,29 @@ class ItemRefOut(OpenModel):
     signature: str = ""
 
 
+class GateOut(OpenModel):
+    """What an item needs to compile: a crate feature or platform gate, from its `cfg`."""
+
+    cfg: str = Field(description='The gate in Rust syntax, e.g. `all(feature = "net", unix)`')
+    features: list[str] = []
+    platforms: list[str] = []
+    text: str = Field("", description="In words, with the Cargo.toml line to add when a feature is needed")
+    needs_features: list[str] | None = Field(
+        None, description="With a project saved with its manifest: features it needs that the project does not enable"
+    )
+    cargo_toml: str | None = None
+    badge: str = ""
+
+
 class SearchHitOut(ItemRefOut):
     snippet: str = ""
     url: str = ""
     score: float
     signals: list[str] = []
+    gate: GateOut | None = None
+    semantic: str | None = Field(
+        None, description="While the crate is still being embedded: how many of its chunks semantic ranking covers"
+    )
 
 
 class SearchOut(BaseModel):
@@ -95,3 +116,66 @@ class ItemOut(ItemRefOut):
     parent_path: str = ""
     children: list[ItemChildOut] = []
     metadata: dict[str, Any] = {}
+    gate: GateOut | None = Field(None, description="The feature/platform gate, None when the item has none")
+
+
+# --- projects (a Cargo.lock saved under a name) ------------------------------------------------------
+
+
+class LockfileJobOut(BaseModel):
+    crate: str
+    version: str
+    deduplicated: bool = Field(description="An identical ingest was already queued or running: that job is reused")
+    job: dict[str, Any]
+    dependency_kinds: list[str] | None = Field(
+        None, description="A direct dependency's kinds from the manifest (normal, dev, build); None if not known"
+    )
+
+
+class SkippedPackageOut(BaseModel):
+    crate: str
+    version: str
+    reason: str = Field(description="path, git, registry, already_active, not_direct or toolchain")
+    detail: str = ""
+
+
+class LockfileOut(BaseModel):
+    project: str | None = None
+    lockfile_version: int
+    packages: int
+    direct_from: str | None = Field(
+        None, description="How direct dependencies were found: 'manifest' (normal, dev and build tables) or 'lockfile'"
+    )
+    jobs: list[LockfileJobOut]
+    skipped: list[SkippedPackageOut]
+    warnings: list[str] = []
+
+
+class ProjectOut(OpenModel):
+    name: str
+    lockfile_version: int
+    direct_only: bool
+    has_manifest: bool
+    packages: int
+    ingested: int = Field(description="Locked versions that are ingested and searchable")
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProjectCrateOut(OpenModel):
+    crate: str
+    version: str
+    source: str
+    direct: bool
+    dependency_kinds: list[str] = []
+    features: list[str] = []
+    default_features: bool = True
+    ingested: bool
+
+
+class ProjectDetailOut(ProjectOut):
+    crates: list[ProjectCrateOut]
+
+
+class ProjectListOut(BaseModel):
+    items: list[ProjectOut]

@@ -15,8 +15,11 @@ from django.db.models import BooleanField, OuterRef, Q, Subquery
 from django.db.models.expressions import RawSQL
 
 from crates.errors import InvalidInput, ItemNotFound
+from crates.gates import annotate_hits, features_summary, release_features
+from crates.gates import describe as describe_gate
 from crates.models import Crate, CrateRelease, Document
 from crates.names import TOOLCHAIN_CRATES, normalize_crate_name, semver_key
+from crates.projects import project_release
 from crates.search.engine import SIGNALS, SearchHit, search
 from crates.search.scope import ReleaseInfo, find_crate, release_for
 from crates.textsearch import clean_query
@@ -50,6 +53,7 @@ class ItemDetail:
     parent_path: str
     children: list[dict] = field(default_factory=list)
     metadata: dict = field(default_factory=dict)
+    gate: dict | None = None  # feature/platform gate (crates.gates.describe)
 
 
 @dataclass(slots=True)
@@ -72,15 +76,19 @@ def search_docs(
     kinds: list[str] | None = None,
     limit: int = 10,
     signals: tuple[str, ...] = SIGNALS,
+    project: str | None = None,
 ) -> list[SearchHit]:
     """Hybrid search (vector + keyword + path, fused by weighted RRF), one hit per item.
 
     Only active releases of crates that are not soft-deleted; ``version=None`` means the
     newest active release of each crate. Any query text gives hits or ``[]``. An unknown
     ``crate``/``version`` raises CrateNotFound/VersionNotFound and an unknown kind
-    InvalidInput, so a typo is not mistaken for "no results".
+    InvalidInput, so a typo is not mistaken for "no results". ``project``: only the versions its
+    Cargo.lock locks, and each hit's feature gate says whether the project enables what it needs.
     """
-    return search(query=query, crate=crate, version=version, kinds=kinds, limit=limit, signals=signals)
+    hits = search(query=query, crate=crate, version=version, kinds=kinds, limit=limit, signals=signals,
+                  project=project)  # fmt: skip
+    return annotate_hits(hits, project=project)
 
 
 # --- items ----------------------------------------------------------------------------------
@@ -290,13 +298,18 @@ def _summary(docs: str) -> str:
     return ""
 
 
-def get_item(*, crate: str, path: str, version: str | None = None) -> ItemDetail:
+def get_item(*, crate: str, path: str, version: str | None = None, project: str | None = None) -> ItemDetail:
     """One item's whole document by exact path, alias or unique path suffix, with its children.
 
     Raises CrateNotFound / VersionNotFound, or ItemNotFound whose ``context["suggestions"]``
-    lists close paths (or, for an ambiguous suffix, the candidates).
+    lists close paths (or, for an ambiguous suffix, the candidates). ``project``: at the version its
+    Cargo.lock locks (crates.projects.project_release).
     """
-    release = release_for(crate=crate, version=version)
+    package = None
+    if project:
+        release, package = project_release(project=project, crate=crate, version=version)
+    else:
+        release = release_for(crate=crate, version=version)
     cleaned = _clean_item_path(path)
     if not cleaned:
         raise ItemNotFound("An item path is required, e.g. 'tokio::sync::Mutex'.", suggestions=[])
@@ -324,6 +337,12 @@ def get_item(*, crate: str, path: str, version: str | None = None) -> ItemDetail
             for c in children
         ],
         metadata=doc.metadata if isinstance(doc.metadata, dict) else {},
+        gate=describe_gate(
+            cfg=(doc.metadata or {}).get("cfg") if isinstance(doc.metadata, dict) else None,
+            crate=release.crate_name, version=release.version,
+            features_table=release_features(crate=release.crate_name, version=release.version),
+            package=package,
+        ),
     )
 
 
@@ -366,6 +385,7 @@ def _summary_dict(crate: Crate, active: list[CrateRelease]) -> dict[str, Any]:
         "deleted": crate.is_deleted,
         "latest_job_status": getattr(crate, "latest_job_status", None),
         "latest_job_id": getattr(crate, "latest_job_id", None),
+        "features": features_summary(release.features) if release else None,
     }
 
 
@@ -418,12 +438,14 @@ def _release_dict(release: CrateRelease) -> dict[str, Any]:
         "docs_source": release.docs_source,
         "format_version": release.format_version,
         "generator": release.generator,
+        "source_notes": release.source_notes,
         "items": release.item_count,
         "documents": release.document_count,
         "chunks": release.chunk_count,
         "embeddings": release.embedding_count,
         "embedding_model": release.embedding_model,
         "job_id": release.job_id,
+        "features": features_summary(release.features),
         "created_at": release.created_at,
         "ingested_at": release.ingested_at,
     }

@@ -41,7 +41,8 @@ class CrateJob(models.Model):
     resolved_version = models.CharField(max_length=128, blank=True, default="")
     operation = models.CharField(max_length=16, choices=Operation.choices, default=Operation.INGEST)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    progress = models.PositiveSmallIntegerField(default=0)
+    # Percent, to a tenth: a long embedding pass moves it every second or two, not by whole points.
+    progress = models.FloatField(default=0)
     stage = models.CharField(max_length=32, blank=True, default="")
     stage_message = models.CharField(max_length=500, blank=True, default="")
     items_found = models.PositiveIntegerField(default=0)

@@ -156,9 +156,11 @@ def _discard_building_release(*, job: CrateJob) -> None:
     release_id = (job.checkpoint or {}).get("release_id")
     if not release_id:
         return
-    from crates.pipeline.store import discard_release
+    from crates.pipeline.store import discard_release, withdraw_release
 
-    discard_release(release_id=release_id)
+    # One that was searchable while embedding is withdrawn, its rows kept for a retry, as the pipeline does.
+    if not withdraw_release(release_id=release_id):
+        discard_release(release_id=release_id)
 
 
 def wake_stranded_jobs() -> int:
@@ -197,6 +199,7 @@ def _pending_wakeups() -> int:
 
 def on_worker_spawn(sender=None, **kwargs) -> None:
     """django-q2 ``post_spawn`` receiver: runs in each new worker process."""
+    from crates.pipeline.warmup import start_background_load
     from jobs.priority import lower_worker_priority
     from jobs.runner import reuse_worker_sessions
 
@@ -207,6 +210,7 @@ def on_worker_spawn(sender=None, **kwargs) -> None:
     lower_worker_priority(spare={monitor} if monitor else set())  # threads started later inherit it
     niced.set()
     reuse_worker_sessions()
+    start_background_load()  # the first job's embedding pass (and its cancel) need not wait for the model
 
 
 def start_worker_monitor(*, after: threading.Event | None = None) -> int | None:

@@ -266,6 +266,8 @@ def _run_ingest(*, job: CrateJob, progress: JobProgress) -> object:
         checkpoint=dict(job.checkpoint) or None,
         save_checkpoint=checkpoint_saver(job=job),
         job_id=job.pk,
+        # Only when asked (a lockfile's exact version): test pipelines need not take the keyword.
+        **({"allow_yanked": True} if job.options.get("allow_yanked") else {}),
     )
 
 
@@ -411,8 +413,8 @@ def _complete_message(*, job: CrateJob, result: dict, counters: dict) -> str:
 # --- progress, heartbeat and cancel --------------------------------------------------
 
 
-def _percent(value: float) -> int:
-    return max(0, min(100, int(value)))
+def _percent(value: float) -> float:
+    return max(0.0, min(100.0, round(float(value), 1)))
 
 
 class JobProgress:

@@ -42,7 +42,7 @@ class JobOut(OpenModel):
     resolved_version: str | None = None
     status: str = Field(description="queued, running, complete, failed or cancelled")
     finished: bool
-    progress: int = Field(description="0-100")
+    progress: float = Field(description="0-100, to a tenth")
     stage: str = ""
     stage_message: str = ""
     counters: JobCounters

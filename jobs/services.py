@@ -62,8 +62,12 @@ class EnqueueResult:
 # --- request path ---------------------------------------------------------------
 
 
-def enqueue_ingest(*, name: str, version: str | None = None, force: bool = False, requested_by: str) -> EnqueueResult:
-    """Queue an ingest of ``name`` at ``version`` ("latest" when empty); an active one for the same target is reused."""
+def enqueue_ingest(
+    *, name: str, version: str | None = None, force: bool = False, requested_by: str, allow_yanked: bool = False
+) -> EnqueueResult:
+    """Queue an ingest of ``name`` at ``version`` ("latest" when empty); an active one for the same target is reused.
+
+    ``allow_yanked``: the exact version may be yanked (a Cargo.lock's, which cargo keeps using)."""
     crate_name = validate_crate_name(name)
     requested_version = validate_version(version)
     if note := toolchain_crate_note(crate_name):  # the job would only fail with "no crate named 'std'"
@@ -72,7 +76,7 @@ def enqueue_ingest(*, name: str, version: str | None = None, force: bool = False
         operation=Operation.INGEST,
         crate_name=crate_name,
         requested_version=requested_version,
-        options={"force": bool(force)},
+        options={"force": bool(force), **({"allow_yanked": True} if allow_yanked else {})},
         requested_by=_requested_by(requested_by),
         message=f"Ingest of {crate_name} {requested_version} requested" + (" (force)" if force else ""),
     )

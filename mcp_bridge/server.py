@@ -9,6 +9,7 @@ the client only as a generic tool error, so the server keeps serving.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from collections.abc import Iterator
@@ -34,10 +35,13 @@ from config.api_common import (
     removal_version,
     search_results,
 )
+from config.health import model_readiness
+from crates import projects
 from crates import selectors as crate_selectors
 from crates.errors import FerrodexError, InvalidInput, database_unavailable
+from crates.lockfiles import MAX_LOCKFILE_BYTES, MAX_MANIFEST_BYTES
 from crates.names import validate_crate_name
-from crates.schemas import CrateDetailOut, CratePage, ItemOut, OpenModel, SearchOut
+from crates.schemas import CrateDetailOut, CratePage, ItemOut, LockfileOut, OpenModel, SearchOut
 from crates.search.scope import KINDS
 from jobs import selectors as job_selectors
 from jobs import services as job_services
@@ -53,7 +57,10 @@ Ferrodex holds the documentation of Rust crates (from docs.rs) and searches it.
 Typical use: search_rust_docs to find items, then get_rust_item for the full docs of one path.
 If a crate is missing (list_rust_crates, or a "not found" error), add it with add_rust_crate: it returns
 a job id at once; poll check_rust_status(job_id) every few seconds until the status is "complete"
-(or "failed", with an error that says why), then search again."""
+(or "failed", with an error that says why), then search again.
+Working on a project? Give its Cargo.lock (and Cargo.toml) once to add_rust_crates_from_lockfile with a
+project name, then pass project=... to search_rust_docs and get_rust_item: answers come from exactly the
+locked versions, and items behind a crate feature say which feature (and the Cargo.toml line) they need."""
 
 
 # --- output models (the crate, item and job shapes are shared with the API: crates/jobs.schemas) ---
@@ -74,6 +81,9 @@ class SystemStatus(OpenModel):
     complete_24h: int | None = None
     workers_alive: int = 0
     oldest_queued_age_s: float | None = None
+    model: dict[str, Any] | None = Field(
+        None, description="Whether this server's embedding model is ready (ready, preload state, a note if not)"
+    )
 
 
 class StatusResult(BaseModel):
@@ -126,7 +136,7 @@ def _job_line(job: JobInfo) -> str:
     version = job.resolved_version or job.version or ("latest" if job.operation == "ingest" else "all versions")
     line = f"Job {job.id}: {job.operation} {job.crate} {version} is {job.status}"
     if job.status == "running":
-        line += f", {job.progress}% ({job.stage or 'starting'}"
+        line += f", {job.progress:g}% ({job.stage or 'starting'}"
         line += f": {job.stage_message})" if job.stage_message else ")"
     if job.status == "queued" and job.stage_message:  # waiting to retry: "Retrying at 03:13:10 UTC (in 30 s): …"
         line += f" ({job.stage_message})"
@@ -135,6 +145,22 @@ def _job_line(job: JobInfo) -> str:
     if job.status in ("failed", "cancelled") and job.error:
         line += f": {job.error.message}"
     return line + "."
+
+
+def _gate_line(gate) -> str:
+    """The short form of a gate in a search hit: what it needs, marked when the project lacks it."""
+    if gate.needs_features:
+        return f"NEEDS FEATURE {', '.join(gate.needs_features)} (not enabled by the project): {gate.cargo_toml}"
+    return gate.text
+
+
+def _features_note(crate) -> str:
+    features = crate.features or {}
+    names = list(features.get("features") or {})
+    if not names:
+        return ""
+    shown = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
+    return f"; features: {shown} (default: {', '.join(features.get('default') or []) or 'none'})"
 
 
 NO_WORKER = "No worker is running: queued jobs wait until one is started ('manage.py qcluster', or scripts/up)."
@@ -163,6 +189,11 @@ OptVersion = Annotated[
     str | None,
     Field(max_length=MAX_NAME_INPUT, description="Exact SemVer version such as '1.0.3'; omit for the newest"),
 ]
+OptProject = Annotated[
+    str | None,
+    Field(max_length=MAX_NAME_INPUT, description="A project saved by add_rust_crates_from_lockfile: exactly the "
+          "versions its Cargo.lock locks, never a newer release, and whether it enables each item's features"),
+]
 JobId = Annotated[str, Field(max_length=100, description="A job id returned by add_rust_crate or remove_rust_crate")]
 # true/false only, as in the JSON API: lax validation would take "yes" or 1 and run what was not asked for.
 Flag = StrictBool
@@ -182,21 +213,81 @@ def add_rust_crate(
         return _accepted(result, verb="ingest")
 
 
+def add_rust_crates_from_lockfile(
+    lockfile: Annotated[str, Field(max_length=MAX_LOCKFILE_BYTES, description="The text of the project's Cargo.lock")],
+    manifest: Annotated[
+        str | None,
+        Field(max_length=MAX_MANIFEST_BYTES, description="The text of its Cargo.toml (optional; workspaces too): "
+              "which dependencies are direct and which features the project enables"),
+    ] = None,
+    direct_only: Annotated[
+        Flag, Field(description="Only the direct dependencies (normal, dev and build), not the whole tree")
+    ] = False,
+    project: Annotated[
+        str | None,
+        Field(max_length=MAX_NAME_INPUT, description="Save the locked versions under this name; then pass "
+              "project=... to search_rust_docs and get_rust_item"),
+    ] = None,
+) -> Annotated[CallToolResult, LockfileOut]:
+    """Add the documentation of the exact versions a project's Cargo.lock locks: one ingest job per
+    crates.io package, each at its locked version (never a newer release). Returns at once with the jobs
+    and every package skipped with its reason (path/workspace, git, other registries, already ingested).
+    With project="name", later searches and item lookups with project="name" read exactly those versions,
+    and (given the Cargo.toml) mark items behind a crate feature the project does not enable. Poll
+    check_rust_status for the jobs, as after add_rust_crate."""
+    with tool_call("add_rust_crates_from_lockfile"):
+        result = projects.add_from_lockfile(
+            lockfile=lockfile, manifest=manifest, direct_only=direct_only,
+            project=projects.validate_project_name(project) if project is not None else None, requested_by="mcp",
+        )  # fmt: skip
+        model = LockfileOut.model_validate(dataclasses.asdict(result))
+        return _result(model, _lockfile_text(model))
+
+
+def _lockfile_text(model: LockfileOut) -> str:
+    fresh = [j for j in model.jobs if not j.deduplicated]
+    lines = [
+        f"Cargo.lock v{model.lockfile_version}, {model.packages} packages: {len(fresh)} ingest job(s) queued, "
+        f"{len(model.jobs) - len(fresh)} already under way, {len(model.skipped)} skipped."
+    ]
+    if model.project:
+        lines.append(f'Saved as project {model.project!r}: pass project="{model.project}" to search_rust_docs '
+                     "and get_rust_item.")
+    if model.direct_from:
+        lines.append(f"Direct dependencies from the {model.direct_from}.")
+    for job in model.jobs[:40]:
+        again = " (already queued)" if job.deduplicated else ""
+        lines.append(f"- {job.crate} {job.version}: job {job.job['id']}{again}")
+    if len(model.jobs) > 40:
+        lines.append(f"… and {len(model.jobs) - 40} more jobs (all in the structured content)")
+    reasons: dict[str, list[str]] = {}
+    for skipped in model.skipped:
+        reasons.setdefault(skipped.reason, []).append(f"{skipped.crate} {skipped.version}")
+    for reason, names in reasons.items():
+        lines.append(f"Skipped ({reason}): {', '.join(names[:15])}{', …' if len(names) > 15 else ''}")
+    lines += model.warnings
+    if model.jobs:
+        lines.append("Poll check_rust_status(job_id) for each job (or without a job_id for the queue).")
+    return "\n".join(lines)
+
+
 def check_rust_status(
     job_id: Annotated[str | None, Field(max_length=100, description="A job id; omit for the queue summary")] = None,
 ) -> Annotated[CallToolResult, StatusResult]:
     """Check a job started by add_rust_crate or remove_rust_crate: status (queued, running, complete,
     failed, cancelled), progress 0-100, stage, counters and the error if it failed. Poll it every few
     seconds after add_rust_crate. Without a job_id, summarises the system: queued, running and recently
-    failed jobs and how many workers are alive (if none are, queued jobs will not start)."""
+    failed jobs, how many workers are alive (if none are, queued jobs will not start) and whether the
+    search model is ready."""
     with tool_call("check_rust_status"):
         if job_id:
             job = JobInfo.model_validate(job_selectors.job_status(job_id=_job_id(job_id)))
             return _result(StatusResult(job=job), _job_line(job) + _no_worker_note(job))
-        summary = SystemStatus.model_validate(job_selectors.health_summary())
+        summary = SystemStatus.model_validate({**job_selectors.health_summary(), "model": model_readiness()})
         text = (
             f"{summary.queued} queued, {summary.running} running, {summary.failed_24h or 0} failed in 24 h; "
-            f"{summary.workers_alive} worker(s) alive."
+            f"{summary.workers_alive} worker(s) alive. "
+            + ("The search model is ready." if summary.model["ready"] else f"Search model: {summary.model['note']}.")
         )
         if summary.workers_alive == 0:
             text += f" {NO_WORKER}"
@@ -226,7 +317,7 @@ def list_rust_crates(
             if len(crate.versions) > 1:  # older versions are searchable too, with version=...
                 version += f" (also {', '.join(crate.versions[1:6])}{', …' if len(crate.versions) > 6 else ''})"
             job = f", last job {crate.latest_job_status}" if crate.latest_job_status else ""
-            lines.append(f"- {crate.name} {version}{state}: {crate.documents} items{job}")
+            lines.append(f"- {crate.name} {version}{state}: {crate.documents} items{job}{_features_note(crate)}")
         return _result(model, "\n".join(lines))
 
 
@@ -287,23 +378,27 @@ def search_rust_docs(
         ),
     ] = None,
     limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_LIMIT)] = 10,
+    project: OptProject = None,
 ) -> Annotated[CallToolResult, SearchOut]:
     """Search the documentation of the indexed Rust crates by meaning, keywords and item paths. Returns
     the best items with path, kind, signature, a snippet and the docs.rs URL. Use get_rust_item with a
     result's crate and path for its full documentation. If the crate is not indexed, add_rust_crate it."""
     with tool_call("search_rust_docs"):
         model = SearchOut.model_validate(
-            search_results(query=query, crate=crate, version=version, kind=kind, limit=limit)
+            search_results(query=query, crate=crate, version=version, kind=kind, limit=limit, project=project)
         )
         if not model.results:
             return _result(model, f"No results for {model.query!r}. Is the crate indexed? See list_rust_crates.")
         lines = [f"{model.count} result(s) for {model.query!r}:"]
         for n, hit in enumerate(model.results, 1):
-            lines.append(f"{n}. {hit.path} ({hit.kind}, {hit.crate} {hit.version}) {hit.url}")
+            pending = f" [semantic: {hit.semantic}]" if hit.semantic else ""
+            lines.append(f"{n}. {hit.path} ({hit.kind}, {hit.crate} {hit.version}) {hit.url}{pending}")
             if hit.signature:
                 lines.append(f"   {hit.signature.splitlines()[0][:200]}")
             if hit.snippet:
                 lines.append(f"   {' '.join(hit.snippet.split())[:240]}")
+            if hit.gate is not None:
+                lines.append(f"   {_gate_line(hit.gate)}")
         return _result(model, "\n".join(lines))
 
 
@@ -318,12 +413,13 @@ def get_rust_item(
         ),
     ],
     version: OptVersion = None,
+    project: OptProject = None,
 ) -> Annotated[CallToolResult, ItemOut]:
     """Full documentation of one item (struct, trait, function, method, module...) by its public path:
     signature, docs in Markdown, deprecation, parent and children (methods, fields, variants, items of a
     module). Use after search_rust_docs. An unknown path gives an error listing close matches."""
     with tool_call("get_rust_item"):
-        model = ItemOut.model_validate(item_detail(crate=crate, path=path, version=version))
+        model = ItemOut.model_validate(item_detail(crate=crate, path=path, version=version, project=project))
         return _result(model, _item_text(model))
 
 
@@ -335,6 +431,8 @@ def _item_text(item: ItemOut) -> str:
     lines = [f"{item.kind} {item.path} ({item.crate} {item.version}) {item.url}"]
     if item.deprecated:
         lines.append(f"DEPRECATED{': ' + item.deprecation_note if item.deprecation_note else ''}")
+    if item.gate is not None:
+        lines.append(item.gate.text)
     if item.signature:
         lines += ["", item.signature]
     metadata = item.metadata if isinstance(item.metadata, dict) else {}
@@ -368,6 +466,7 @@ READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
 TOOLS = [
     (add_rust_crate, WRITE),
+    (add_rust_crates_from_lockfile, WRITE),
     (check_rust_status, READ_ONLY),
     (list_rust_crates, READ_ONLY),
     (remove_rust_crate, ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)),

@@ -110,6 +110,16 @@ def ferro_fixture_json() -> bytes:
         return (crate / "target" / "doc" / "ferro_fixture.json").read_bytes()
 
 
+def gated_fixture_json(*, default_features: bool = False) -> bytes:
+    """rustdoc JSON of ``tests/fixtures/crates/gated_fixture``: docs.rs-style (all features, ``--cfg docsrs``), or
+    built with its default features only (see tests/fixtures/rustdoc/README.md)."""
+    name = "gated_fixture-default.json.zst" if default_features else "gated_fixture.json.zst"
+    return zstandard.ZstdDecompressor().decompressobj().decompress((FIXTURES / "rustdoc" / name).read_bytes())
+
+
+GATED_FIXTURE_FEATURES = {"default": ["std"], "std": [], "net": [], "fs": ["std"], "full": ["net", "fs"]}
+
+
 @cache
 def ferro_fixture_doc_zip() -> bytes:
     """The fixture crate's ``cargo doc`` tree as docs.rs' download ZIP: the committed fixture, else built now."""
@@ -169,6 +179,7 @@ class FakeCrate:
     repository: str = ""
     api: bool = True  # False: the crates.io API answers 404 for it
     releases: dict[str, FakeRelease] = field(default_factory=dict)
+    features: dict[str, list[str]] = field(default_factory=dict)  # [features], the same for every version
 
 
 @dataclass(frozen=True)
@@ -272,6 +283,7 @@ class FakeDocsRs:
         repository: str = "",
         lib_name: str | None = None,
         api: bool = True,
+        features: Mapping[str, list[str]] | None = None,
     ) -> FakeCrate:
         """Publish ``name`` (spelling as given) with ``versions``; the docs given apply to every version
         (override one with ``set_release``). Yanked versions listed in ``yanked`` are added if missing."""
@@ -281,6 +293,7 @@ class FakeDocsRs:
             description=description,
             repository=repository,
             api=api,
+            features=dict(features or {}),
         )
         yanked = list(yanked)
         for version in [*versions, *[v for v in yanked if v not in versions]]:
@@ -402,7 +415,9 @@ class FakeDocsRs:
                     "vers": release.version,
                     "deps": [],
                     "cksum": hashlib.sha256(f"{crate.name}-{release.version}".encode()).hexdigest(),
-                    "features": {},
+                    # As crates.io writes them: entries with the newer syntax (dep:, ?/) go to features2.
+                    "features": {k: v for k, v in crate.features.items() if not _new_syntax(v)},
+                    "features2": {k: v for k, v in crate.features.items() if _new_syntax(v)},
                     "yanked": release.yanked,
                     "links": None,
                     "v": 2,
@@ -465,6 +480,10 @@ class FakeDocsRs:
         if body is None and f"{rest}/index.html" in release.pages:
             return Response(status=302, headers={"Location": f"{path}/"})
         return _file(request, body, "text/html; charset=utf-8")
+
+
+def _new_syntax(enables: list[str]) -> bool:
+    return any("dep:" in e or "?/" in e for e in enables)
 
 
 def _json_content_type(body: bytes) -> str:

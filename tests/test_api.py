@@ -557,7 +557,9 @@ def test_health_reports_every_part_without_loading_the_model(client, settings):
     assert checks["vector"]["ok"] is True and re.match(r"^\d+\.\d+", checks["vector"]["version"])
     assert checks["embedder"] == {
         "provider": "local", "model": "all-MiniLM-L6-v2", "dimension": settings.EMBEDDING_DIMENSION,
-        "loaded": False, "available": True, "ok": True,
+        "loaded": False, "available": True, "ok": True, "ready": False, "preload": {"state": "not started"},
+        "note": "the model loads on the first search in this process (EMBEDDING_PRELOAD is off or this process "
+                "does not preload)",
     }  # fmt: skip
     assert "local" not in _embedders
     assert checks["queue"]["queued"] == 0 and "workers_alive" in checks["queue"]

@@ -82,6 +82,24 @@ def test_local_model_gives_unit_vectors_that_rank_by_meaning(local):
     assert local.embed([]) == []
 
 
+def test_local_model_computes_what_sentence_transformers_does(local):
+    """The plain-torch encoder (no transformers import at start-up) gives the vectors the embedding cache and
+    every stored release hold: sentence-transformers' for the same weights, padding and truncation included."""
+    from sentence_transformers import SentenceTransformer
+
+    texts = [
+        "x",
+        "tokio::sync::Mutex (struct)\npub struct Mutex<T>\n\nAn asynchronous `Mutex`-like type.",
+        "Serialize the given data structure as a String of JSON. " * 40,  # past the window: truncated alike
+        "Ünïcödé façade — naïve café; 日本語のテキスト",
+    ]
+    reference = SentenceTransformer(str(local.model_dir), device="cpu", local_files_only=True)
+    reference.max_seq_length = local.max_tokens + 2
+    expected = reference.encode(texts, normalize_embeddings=True, convert_to_numpy=True).tolist()
+    for mine, theirs in zip(local.embed(texts), expected, strict=True):
+        assert max(abs(a - b) for a, b in zip(mine, theirs, strict=True)) < 1e-5
+
+
 def test_local_model_is_not_truncated_at_the_chunk_budget(local):
     # A text of exactly max_tokens word pieces reaches the model whole: its last word changes the vector.
     words = ["alpha"] * (local.max_tokens - 1)

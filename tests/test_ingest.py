@@ -10,7 +10,8 @@ from django.core.management import CommandError, call_command
 
 from crates.errors import InvalidInput, UpstreamUnavailable
 from crates.models import Chunk, Crate, CrateRelease, Document
-from crates.pipeline import ingest, store
+from crates.pipeline import embed_pass, ingest, store
+from crates.pipeline import release as release_mod
 from crates.pipeline.ingest import run_ingest
 from crates.pipeline.types import NullProgress, ParsedItem
 from crates.selectors import get_item
@@ -87,7 +88,7 @@ def test_failed_ingest_leaves_previous_release_active_and_untouched(monkeypatch)
         return real_store_batch(**kwargs)
 
     monkeypatch.setattr(store, "store_batch", failing_store_batch)
-    monkeypatch.setattr(ingest, "batch_size_for", lambda total: 4)
+    monkeypatch.setattr(release_mod, "batch_size_for", lambda total: 4)
     with pytest.raises(RuntimeError, match="disk on fire"):
         _ingest(force=True)
     assert CrateRelease.objects.filter(crate__normalized_name="ferro_fixture").count() == 1
@@ -109,7 +110,7 @@ def test_transient_failure_keeps_building_release_and_resume_skips_committed_bat
         return real_store_batch(**kwargs)
 
     monkeypatch.setattr(store, "store_batch", flaky)
-    monkeypatch.setattr(ingest, "batch_size_for", lambda total: 5)
+    monkeypatch.setattr(release_mod, "batch_size_for", lambda total: 5)
     with pytest.raises(UpstreamUnavailable):
         _ingest(save_checkpoint=saved.append)
     checkpoint = saved[-1]
@@ -143,7 +144,7 @@ def _stored(release_id: int) -> list[tuple]:
     )
 
 
-def test_embed_first_mode_stores_the_same_release_and_embeds_every_chunk_once(monkeypatch, settings):
+def test_two_phase_mode_stores_the_same_release_and_embeds_every_chunk_once(monkeypatch, settings):
     from crates.pipeline.embed import get_embedder
 
     settings.INGEST_OVERLAP_STORE = "on"
@@ -155,8 +156,8 @@ def test_embed_first_mode_stores_the_same_release_and_embeds_every_chunk_once(mo
     EmbeddingCache.objects.all().delete()
 
     settings.INGEST_OVERLAP_STORE = "off"
-    monkeypatch.setattr(ingest, "EMBED_GROUP_CHUNKS", 8)  # many model calls, many batches
-    monkeypatch.setattr(ingest, "batch_size_for", lambda total: 4)
+    monkeypatch.setattr(embed_pass, "MAX_CALL_TEXTS", 8)  # many model calls
+    monkeypatch.setattr(release_mod, "batch_size_for", lambda total: 4)
     embedder = get_embedder()
     sent: list[str] = []
     real_embed = embedder.embed
@@ -173,8 +174,12 @@ def test_embed_first_mode_stores_the_same_release_and_embeds_every_chunk_once(mo
     result = run_ingest(name="ferro-fixture", progress=progress, json_file=FIXTURE_JSON)
     assert _stored(result.release_id) == reference
     assert len(sent) == len(set(sent)) == len(reference)  # each chunk through the model once
-    assert stored_while_embedding and min(stored_while_embedding) == len(sent)  # storing began after the model
+    assert stored_while_embedding and max(stored_while_embedding) == 0  # every batch stored before the model
     assert progress.percents == sorted(progress.percents) and progress.percents[-1] == 100
+    assert progress.stages[-3:] == ["embed", "activate", "done"]
+    release = CrateRelease.objects.get(pk=result.release_id)
+    assert (release.state, release.embedding_pending) == ("active", False)
+    assert release.embedding_count == release.chunk_count == len(reference)
 
 
 def test_embed_first_mode_reports_the_items_found_before_the_model_runs(monkeypatch, settings):
@@ -204,14 +209,15 @@ def test_embed_first_mode_makes_the_release_before_the_model_and_caches_every_ve
     from crates.pipeline.embed import get_embedder
 
     settings.INGEST_OVERLAP_STORE = "off"
-    monkeypatch.setattr(ingest, "EMBED_GROUP_CHUNKS", 8)
+    monkeypatch.setattr(embed_pass, "MAX_CALL_TEXTS", 8)
     embedder = get_embedder()
-    real_embed, real_create = embedder.embed, ingest._resume_or_create_release
+    real_embed, real_create = embedder.embed, release_mod.resume_or_create_release
     order: list[str] = []
 
     def embed(texts):
         order.append("model")
-        assert threading.active_count() == threads_before  # nothing runs beside the model
+        # Nothing runs beside the model (its own thread, watched for a cancel): the writers are done.
+        assert not [t for t in threading.enumerate() if t.name.startswith("ferrodex-store")]
         return real_embed(texts)
 
     def create(**kwargs):
@@ -219,8 +225,7 @@ def test_embed_first_mode_makes_the_release_before_the_model_and_caches_every_ve
         return real_create(**kwargs)
 
     monkeypatch.setattr(embedder, "embed", embed)
-    monkeypatch.setattr(ingest, "_resume_or_create_release", create)
-    threads_before = threading.active_count()
+    monkeypatch.setattr(release_mod, "resume_or_create_release", create)
     result = _ingest()
     assert order[0] == "release" and order.count("release") == 1 and order.count("model") > 1
     release = CrateRelease.objects.get(pk=result.release_id)
@@ -277,35 +282,47 @@ def test_embed_first_mode_fails_cleanly_when_the_release_cannot_be_made(monkeypa
     def create(**kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(ingest, "_resume_or_create_release", create)
+    monkeypatch.setattr(release_mod, "resume_or_create_release", create)
     with pytest.raises(RuntimeError, match="database went away"):
         _ingest()
     assert not sent  # the model is not started for a release that could not be made
     assert not CrateRelease.objects.exists()
 
 
-def test_embed_first_mode_drops_the_release_when_the_model_fails(monkeypatch, settings):
+def test_a_model_failure_withdraws_a_first_ingest_and_a_retry_embeds_without_storing_again(monkeypatch, settings):
     from crates.errors import EmbeddingError
     from crates.pipeline.embed import get_embedder
 
     settings.INGEST_OVERLAP_STORE = "off"
     embedder = get_embedder()
-    created = []
-    real_create = ingest._resume_or_create_release
+    real_embed = embedder.embed
+    searchable_meanwhile: list[bool] = []
 
-    def create(**kwargs):
-        created.append(real_create(**kwargs))
-        return created[-1]
-
-    def embed(texts):
+    def failing(texts):
+        searchable_meanwhile.append(get_item(crate="ferro-fixture", path="ferro_fixture::Counter").path != "")
         raise EmbeddingError("model crashed")
 
-    monkeypatch.setattr(ingest, "_resume_or_create_release", create)
-    monkeypatch.setattr(embedder, "embed", embed)
+    monkeypatch.setattr(embedder, "embed", failing)
+    saved: list[dict] = []
     with pytest.raises(EmbeddingError, match="model crashed"):
-        _ingest()
-    assert created  # the release was made while the model ran, and is gone again
-    assert not CrateRelease.objects.exists()
+        _ingest(save_checkpoint=saved.append)
+    assert searchable_meanwhile == [True]  # get_item answered while the model ran
+    release = CrateRelease.objects.get(pk=saved[-1]["release_id"])
+    # Withdrawn: nothing half-built is searchable, but its documents and chunks stay for the retry.
+    assert release.state == "building" and release.embedding_pending
+    assert release.crate.latest_version == ""
+    stored = Document.objects.filter(release=release).count()
+    assert stored > 30
+
+    monkeypatch.setattr(embedder, "embed", real_embed)
+    restored: list[int] = []
+    real_store_batch = store.store_batch
+    monkeypatch.setattr(store, "store_batch", lambda **kw: (restored.append(1), real_store_batch(**kw))[1])
+    result = _ingest(checkpoint=saved[-1])
+    assert result.release_id == release.pk and not restored  # nothing stored twice
+    release.refresh_from_db()
+    assert (release.state, release.embedding_pending) == ("active", False)
+    assert release.document_count == stored and release.embedding_count == release.chunk_count
 
 
 def test_overlap_mode_follows_where_the_model_runs(settings):
@@ -313,10 +330,10 @@ def test_overlap_mode_follows_where_the_model_runs(settings):
     from crates.pipeline.embedders.local import LocalEmbedder
 
     settings.INGEST_OVERLAP_STORE = "auto"
-    assert ingest.overlap_store(HashEmbedder(count_tokens=len)) is True
-    assert ingest.overlap_store(LocalEmbedder()) is False  # not loaded: the flag is on the class setup
+    assert release_mod.overlap_store(HashEmbedder(count_tokens=len)) is True
+    assert release_mod.overlap_store(LocalEmbedder()) is False  # not loaded: the flag is on the class setup
     settings.INGEST_OVERLAP_STORE = "on"
-    assert ingest.overlap_store(LocalEmbedder()) is True
+    assert release_mod.overlap_store(LocalEmbedder()) is True
 
 
 def test_store_batch_is_idempotent_when_a_batch_is_retried():
@@ -656,3 +673,29 @@ def test_a_hard_delete_of_one_version_removes_only_that_versions_cached_download
     assert set(FetchedArtifact.objects.values_list("crate_name", "version")) == {("ferro_fixture", "0.3.1")}
     remove_crate(name="ferro-fixture", soft=True)  # a soft delete is reversible: the cache stays
     assert FetchedArtifact.objects.count() == 1
+
+
+def test_the_embedding_pass_says_how_far_it_is_and_how_long_is_left(monkeypatch, settings):
+    """Percent, the embeddings counter and the message (with an ETA from the measured rate) move with every
+    model call, and a first ingest's message says since when it is searchable by keyword and path."""
+    from crates.pipeline.embed_pass import eta_text
+
+    assert (eta_text(None), eta_text(0), eta_text(0.2), eta_text(24.6), eta_text(150)) == ("",
+        "", " (about 1 s left)", " (about 25 s left)", " (about 2 min left)")
+    settings.INGEST_OVERLAP_STORE = "off"
+    monkeypatch.setattr(embed_pass, "MAX_CALL_TEXTS", 5)
+    seen: list[tuple[float | None, int | None, str | None]] = []
+
+    class Watching(NullProgress):
+        def update(self, *, percent=None, message=None, **counters):
+            if "embeddings" in counters:
+                seen.append((percent, counters["embeddings"], message))
+
+    result = run_ingest(name="ferro-fixture", progress=Watching(), json_file=FIXTURE_JSON)
+    release = CrateRelease.objects.get(pk=result.release_id)
+    calls = [(p, e, m) for p, e, m in seen if p is not None and "chunks" in m]  # the pass's, not the store's
+    assert len(calls) >= release.chunk_count // 5
+    assert [e for _p, e, _m in calls] == sorted(e for _p, e, _m in calls)
+    assert [p for p, _e, _m in calls] == sorted(p for p, _e, _m in calls) and calls[-1][1] == release.chunk_count
+    assert all(m.startswith("searchable by keyword and path since ") for _p, _e, m in calls)
+    assert f"embedding {calls[0][1]} of {release.chunk_count} chunks (about " in calls[0][2]

@@ -21,6 +21,7 @@ from mcp_bridge.server import build_server
 FIXTURE_JSON = Path(__file__).parent / "fixtures" / "rustdoc" / "ferro_fixture.json.zst"
 TOOLS = {
     "add_rust_crate",
+    "add_rust_crates_from_lockfile",
     "check_rust_status",
     "list_rust_crates",
     "remove_rust_crate",

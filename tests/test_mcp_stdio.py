@@ -73,7 +73,7 @@ def test_stdout_carries_only_protocol_and_logs_go_to_stderr():
             proc.kill()
     assert rest == b""
     assert "restore_rust_crate" in {tool["name"] for tool in responses[2]["result"]["tools"]}
-    assert len(responses[2]["result"]["tools"]) == 8
+    assert len(responses[2]["result"]["tools"]) == 9
     assert responses[3]["result"]["isError"] is True
     assert "Invalid crate name" in responses[3]["result"]["content"][0]["text"]
     job = responses[4]["result"]["structuredContent"]["job"]
@@ -142,3 +142,34 @@ def test_full_flow_over_stdio_with_a_real_worker(fake_docsrs, tmp_path):
     assert out["removed"]["status"] == "complete" and out["removed"]["operation"] == "remove"
     assert out["after"].is_error is False and out["after"].structured_content["results"] == []
     assert out["listing"].structured_content["total"] == 0
+
+
+def test_a_fresh_runmcp_loads_the_model_in_the_background_and_says_when_it_is_ready(tmp_path):
+    """The first search_rust_docs of a session must not pay for the model: runmcp starts loading the real local
+    model at start-up, and check_rust_status without a job id says whether it is ready yet."""
+    params = StdioServerParameters(
+        command=sys.executable, args=["manage.py", "runmcp"], cwd=str(BASE_DIR),
+        env=server_env({"EMBEDDING_PROVIDER": "local", "HF_HUB_OFFLINE": "1"}),
+    )
+
+    async def flow() -> list:
+        seen = []
+        with open(tmp_path / "runmcp.stderr", "w") as errlog:
+            async with Client(stdio_client(params, errlog=errlog)) as client:
+                with anyio.fail_after(120):
+                    while True:
+                        status = await client.call_tool("check_rust_status", {})
+                        model = status.structured_content["system"]["model"]
+                        seen.append((model["preload"]["state"], model["ready"], status.content[0].text))
+                        if model["ready"]:
+                            break
+                        await anyio.sleep(0.2)
+                seen.append(await client.call_tool("search_rust_docs", {"query": "anything"}))
+        return seen
+
+    seen = anyio.run(flow)
+    *states, search = seen
+    assert states[-1][:2] == ("ready", True) and "The search model is ready." in states[-1][2]
+    assert all(state in ("loading", "ready") for state, _ready, _text in states)  # started without a search
+    assert all("loading in the background" in text for state, _ready, text in states if state == "loading")
+    assert not search.is_error

@@ -87,6 +87,21 @@ def fetch_docs(*, name: str, version: str, client: HttpClient, etag: str = "", p
     )
 
 
+def fetch_html_bundle(*, name: str, version: str, client: HttpClient, progress: Progress) -> Artifact | None:
+    """The HTML bundle (``/download``) alone, or None when docs.rs has none: what a release whose rustdoc JSON
+    cannot be used, or lacks items, falls back to (one request)."""
+    first_request = client.request_count
+    progress.check_cancelled()
+    progress.update(message=f"Downloading the HTML archive of {name} {version}")
+    url = f"{settings.DOCSRS_BASE_URL}/crate/{quote(name, safe='')}/{quote(version, safe='')}/download"
+    response = client.get(url, allow_404=True)
+    if response.status_code == 404:
+        return None
+    artifact = _zip_artifact(response, url=url, etag="")
+    artifact.requests = client.request_count - first_request
+    return artifact
+
+
 def decode_json_body(data: bytes, *, max_bytes: int, url: str = "") -> bytes:
     """rustdoc JSON from a docs.rs body: zstd or gzip (by magic bytes) or plain JSON, at most ``max_bytes``."""
     where = f" from {url}" if url else ""

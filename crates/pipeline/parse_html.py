@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from crates.errors import CorruptArtifact, InvalidInput
+from crates.pipeline.html_cfg import apply_portability
 from crates.pipeline.html_layouts import PAGE_KINDS, PageRef, ParsedPage, parse_page
 from crates.pipeline.types import ParsedCrate, ParsedItem
 
@@ -87,6 +88,7 @@ def parse_html_pages(
                 continue
             seen.add(key)
             items.append(item)
+    apply_portability(items)  # "Available on crate feature X only." -> metadata["cfg"]
     parsed = ParsedCrate(
         crate_name=crate,
         version=version or _sidebar_version(root_page),

@@ -33,6 +33,7 @@ class IndexVersion:
     name: str  # the crate's name as published (the canonical spelling)
     version: str
     yanked: bool
+    features: dict | None = None  # [features] of this version: "features" and "features2" merged
 
 
 def index_path(name: str) -> str:
@@ -73,7 +74,8 @@ def parse_index_file(text: str) -> list[IndexVersion]:
         try:
             record = json.loads(line)
             entry = IndexVersion(
-                name=str(record["name"]), version=str(record["vers"]), yanked=record.get("yanked") is True
+                name=str(record["name"]), version=str(record["vers"]), yanked=record.get("yanked") is True,
+                features=_features(record),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             logger.warning("sparse index: skipping unreadable line %d", number)
@@ -83,6 +85,18 @@ def parse_index_file(text: str) -> list[IndexVersion]:
             continue
         entries.append(entry)
     return entries
+
+
+def _features(record: dict) -> dict[str, list[str]]:
+    """A version's features (name -> what it enables); cargo splits new syntax into ``features2``."""
+    merged: dict[str, list[str]] = {}
+    for key in ("features", "features2"):
+        table = record.get(key)
+        if isinstance(table, dict):
+            for feature, enables in table.items():
+                if isinstance(feature, str) and isinstance(enables, list):
+                    merged.setdefault(feature, []).extend(str(e) for e in enables)
+    return merged
 
 
 def fetch_index_entries(*, name: str, client: HttpClient) -> list[IndexVersion]:
@@ -113,8 +127,12 @@ def fetch_index_entries(*, name: str, client: HttpClient) -> list[IndexVersion]:
     )
 
 
-def choose_version(*, name: str, version: str, entries: list[IndexVersion]) -> IndexVersion:
-    """Pick the release: the newest stable non-yanked one for "latest", else the exact version if usable."""
+def choose_version(
+    *, name: str, version: str, entries: list[IndexVersion], allow_yanked: bool = False
+) -> IndexVersion:
+    """Pick the release: the newest stable non-yanked one for "latest", else the exact version if usable.
+
+    ``allow_yanked``: an exact version may be yanked (a Cargo.lock keeps a yanked version it already locked)."""
     newest_first = sorted(entries, key=lambda e: semver_key(e.version), reverse=True)
     usable = [e for e in newest_first if not e.yanked]
     if version == LATEST:
@@ -135,7 +153,7 @@ def choose_version(*, name: str, version: str, entries: list[IndexVersion]) -> I
             version=version,
             available=[e.version for e in usable[:VERSIONS_IN_MESSAGES]],
         )
-    if match.yanked:
+    if match.yanked and not allow_yanked:
         # Stable releases first: the advice should be what "latest" would take, not a newer release candidate.
         alternatives = sorted((e.version for e in usable), key=is_prerelease)
         hint = f"Use one of: {_listing(alternatives)}, or 'latest'." if alternatives else "All versions are yanked."
@@ -166,7 +184,9 @@ def fetch_crate_metadata(*, name: str, client: HttpClient) -> dict[str, str]:
     }
 
 
-def resolve_release(*, name: str, version: str, client: HttpClient, metadata: bool = True) -> ResolvedRelease:
+def resolve_release(
+    *, name: str, version: str, client: HttpClient, metadata: bool = True, allow_yanked: bool = False
+) -> ResolvedRelease:
     """Validate, then resolve ``version`` ("latest" or exact) of crate ``name`` against the sparse index.
 
     Raises InvalidCrateName / InvalidVersion before any request, CrateNotFound (with no docs.rs request),
@@ -176,12 +196,13 @@ def resolve_release(*, name: str, version: str, client: HttpClient, metadata: bo
     name = validate_crate_name(name)
     version = validate_version(version)
     entries = fetch_index_entries(name=name, client=client)
-    chosen = choose_version(name=entries[-1].name, version=version, entries=entries)
+    chosen = choose_version(name=entries[-1].name, version=version, entries=entries, allow_yanked=allow_yanked)
     newest_first = sorted(entries, key=lambda e: semver_key(e.version), reverse=True)
     release = ResolvedRelease(
         name=chosen.name,
         version=chosen.version,
         available_versions=[e.version for e in newest_first if not e.yanked],
+        features=chosen.features or {},
     )
     if metadata:
         release.name = describe_release(release=release, client=client).get("name", release.name)

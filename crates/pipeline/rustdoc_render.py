@@ -13,6 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from crates.pipeline.rustdoc_attrs import attribute_strings, is_doc_hidden, shown_attributes
+from crates.pipeline.rustdoc_shapes import as_object, collecting, note_unknown, tag, total
+
+__all__ = ["attribute_strings", "collecting", "is_doc_hidden", "note_unknown", "shown_attributes", "tag"]
+
 Node = Any
 ItemLookup = Callable[[Any], "Mapping[str, Any] | None"]
 
@@ -26,18 +31,6 @@ _ABI_NAMES = {
     "SysV64": "sysv64",
     "System": "system",
 }
-# Attributes rustdoc shows in front of a declaration (it hides the others).
-_SHOWN_ATTRS = ("#[repr(", "#[non_exhaustive]")
-
-
-def tag(node: Node) -> tuple[str, Any]:
-    """Split an externally tagged serde enum: ``{"slice": T}`` -> ("slice", T); ``"infer"`` -> ("infer", None)."""
-    if isinstance(node, str):
-        return node, None
-    if isinstance(node, dict) and len(node) == 1:
-        key, value = next(iter(node.items()))
-        return key, value
-    return "", node
 
 
 # ---------------------------------------------------------------- types
@@ -60,6 +53,8 @@ def render_type(node: Node) -> str:
         return str(value)
     if kind == "resolved_path":
         return render_path(value)
+    if kind in ("borrowed_ref", "raw_pointer", "array", "dyn_trait", "pat"):
+        value = as_object(value)
     if kind == "borrowed_ref":
         lifetime = value.get("lifetime")
         mutable = value.get("is_mutable", value.get("mutable", False))
@@ -89,6 +84,7 @@ def render_type(node: Node) -> str:
         return "_"
     if kind == "pat":
         return render_type(value.get("type"))
+    note_unknown("type shape", kind)
     return "_"
 
 
@@ -147,6 +143,8 @@ def render_generic_args(args: Node) -> str:
         return f"({inputs})" + _output(value.get("output"))
     if kind == "return_type_notation":
         return "(..)"
+    if args is not None:
+        note_unknown("generic arguments shape", kind)
     return ""
 
 
@@ -158,6 +156,8 @@ def _generic_arg(arg: Node) -> str:
         return render_type(value)
     if kind == "const":
         return str(value.get("expr", "_")) if isinstance(value, dict) else str(value)
+    if kind != "infer":
+        note_unknown("generic argument shape", kind)
     return "_"
 
 
@@ -197,6 +197,7 @@ def _bound(bound: Node) -> str:
             arg_kind, arg_value = tag(arg)
             args.append(str(arg_value) if arg_kind in ("lifetime", "param") else str(arg_kind))
         return f"use<{', '.join(args)}>"
+    note_unknown("bound shape", kind)
     return "_"
 
 
@@ -229,6 +230,7 @@ def _param(param: Mapping[str, Any]) -> str:
         if value.get("default") is not None:
             text += f" = {value['default']}"
         return text
+    note_unknown("generic parameter form", kind)
     return name
 
 
@@ -254,6 +256,8 @@ def render_where(generics: Mapping[str, Any] | None) -> str:
                 clauses.append(f"{value.get('lifetime', '_')}: {' + '.join(outlives)}")
         elif kind == "eq_predicate":
             clauses.append(f"{render_type(value.get('lhs'))} == {_term(value.get('rhs'))}")
+        else:
+            note_unknown("where-clause form", kind)
     return " where " + ", ".join(clauses) if clauses else ""
 
 
@@ -307,6 +311,7 @@ def _self_param(ty: Node) -> str:
     return "self: " + render_type(ty)
 
 
+@total("")
 def render_function(name: str, function: Mapping[str, Any], *, prefix: str = "", body: str = "") -> str:
     """``pub const fn new(value: T) -> Self``; ``body`` is appended (`` { ... }`` for provided trait methods)."""
     sig = function.get("sig") or function.get("decl") or {}
@@ -326,60 +331,6 @@ def render_function(name: str, function: Mapping[str, Any], *, prefix: str = "",
 
 
 # ---------------------------------------------------------------- attributes
-
-
-def attribute_strings(item: Mapping[str, Any]) -> list[str]:
-    """Attributes as source text, from both the old (strings) and new (format 54+, tagged) shapes."""
-    out = []
-    for attr in item.get("attrs") or []:
-        if isinstance(attr, str):
-            out.append(attr if attr.startswith("#") else f"#[{attr}]")
-            continue
-        kind, value = tag(attr)
-        if kind == "other":
-            out.append(str(value))
-        elif kind == "repr":
-            out.append(_repr(value or {}))
-        elif kind == "must_use":
-            reason = (value or {}).get("reason")
-            out.append(f'#[must_use = "{reason}"]' if reason else "#[must_use]")
-        elif kind in ("export_name", "link_section"):
-            out.append(f'#[{kind} = "{value}"]')
-        elif kind == "target_feature":
-            enabled = ", ".join(f'enable = "{f}"' for f in (value or {}).get("enable", []))
-            out.append(f"#[target_feature({enabled})]")
-        elif kind:
-            out.append(f"#[{kind}]")
-    return out
-
-
-def _repr(value: Mapping[str, Any]) -> str:
-    parts = []
-    kind = value.get("kind")
-    if kind and kind != "rust":
-        parts.append({"c": "C"}.get(kind, kind))
-    if value.get("int"):
-        parts.append(value["int"])
-    if value.get("align") is not None:
-        parts.append(f"align({value['align']})")
-    if value.get("packed") is not None:
-        parts.append(f"packed({value['packed']})")
-    return f"#[repr({', '.join(parts) or 'Rust'})]"
-
-
-def is_doc_hidden(item: Mapping[str, Any]) -> bool:
-    for attr in attribute_strings(item):
-        compact = attr.replace(" ", "")
-        if compact.startswith("#[doc(") and "hidden" in compact:
-            return True
-    return False
-
-
-def shown_attributes(item: Mapping[str, Any]) -> str:
-    shown = [a for a in attribute_strings(item) if a.startswith(_SHOWN_ATTRS)]
-    return "".join(f"{a} " for a in shown)
-
-
 # ---------------------------------------------------------------- items
 
 
@@ -387,6 +338,7 @@ def visibility_prefix(item: Mapping[str, Any]) -> str:
     return "pub " if item.get("visibility") == "public" else ""
 
 
+@total("")
 def render_field(item: Mapping[str, Any], *, in_variant: bool = False) -> str:
     ty = render_type(item.get("inner", {}).get("struct_field"))
     prefix = "" if in_variant else visibility_prefix(item)
@@ -414,6 +366,7 @@ def _plain_fields(ids: list, stripped: bool, lookup: ItemLookup, *, in_variant: 
     return "{ " + ", ".join(parts) + " }" if parts else "{}"
 
 
+@total("")
 def render_struct(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     struct = item["inner"]["struct"]
     generics = struct.get("generics")
@@ -432,6 +385,7 @@ def render_struct(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     return f"{head}{where} {_plain_fields(fields, stripped, lookup, in_variant=False)}"
 
 
+@total("")
 def render_union(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     union = item["inner"]["union"]
     generics = union.get("generics")
@@ -442,6 +396,7 @@ def render_union(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     )
 
 
+@total("")
 def render_variant(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     variant = item.get("inner", {}).get("variant") or {}
     kind, value = tag(variant.get("kind"))
@@ -458,6 +413,7 @@ def render_variant(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     return text
 
 
+@total("")
 def render_enum(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     enum = item["inner"]["enum"]
     generics = enum.get("generics")
@@ -471,6 +427,7 @@ def render_enum(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     )
 
 
+@total("")
 def render_assoc_type(item: Mapping[str, Any], *, prefix: str = "") -> str:
     value = item["inner"]["assoc_type"]
     text = f"{prefix}type {item.get('name')}{render_generic_params(value.get('generics'))}"
@@ -483,6 +440,7 @@ def render_assoc_type(item: Mapping[str, Any], *, prefix: str = "") -> str:
     return text
 
 
+@total("")
 def render_assoc_const(item: Mapping[str, Any], *, prefix: str = "") -> str:
     value = item["inner"]["assoc_const"]
     text = f"{prefix}const {item.get('name')}: {render_type(value.get('type'))}"
@@ -493,6 +451,7 @@ def render_assoc_const(item: Mapping[str, Any], *, prefix: str = "") -> str:
     return text
 
 
+@total("")
 def render_trait(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     trait = item["inner"]["trait"]
     generics = trait.get("generics")
@@ -519,6 +478,7 @@ def render_trait(item: Mapping[str, Any], lookup: ItemLookup) -> str:
     return f"{head} {{ {' '.join(members)} }}" if members else f"{head} {{ }}"
 
 
+@total("")
 def render_trait_alias(item: Mapping[str, Any]) -> str:
     alias = item["inner"]["trait_alias"]
     generics = alias.get("generics")
@@ -528,6 +488,7 @@ def render_trait_alias(item: Mapping[str, Any]) -> str:
     )
 
 
+@total("")
 def render_constant(item: Mapping[str, Any]) -> str:
     value = item["inner"]["constant"]
     # Format 30 moved the expression into a nested `const`; older files have it inline.
@@ -536,6 +497,7 @@ def render_constant(item: Mapping[str, Any]) -> str:
     return f"{visibility_prefix(item)}const {item.get('name')}: {render_type(ty)} = {const.get('expr', '_')};"
 
 
+@total("")
 def render_static(item: Mapping[str, Any]) -> str:
     value = item["inner"]["static"]
     unsafe = "unsafe " if value.get("is_unsafe") else ""
@@ -543,6 +505,7 @@ def render_static(item: Mapping[str, Any]) -> str:
     return f"{visibility_prefix(item)}{unsafe}static {mutable}{item.get('name')}: {render_type(value.get('type'))}"
 
 
+@total("")
 def render_type_alias(item: Mapping[str, Any], inner_key: str) -> str:
     value = item["inner"][inner_key]
     generics = value.get("generics")
@@ -552,6 +515,7 @@ def render_type_alias(item: Mapping[str, Any], inner_key: str) -> str:
     )
 
 
+@total("")
 def render_proc_macro(item: Mapping[str, Any]) -> str:
     value = item["inner"]["proc_macro"]
     name = item.get("name", "_")

@@ -9,6 +9,7 @@ transaction; until then the previous active release stays searchable.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -62,7 +63,8 @@ def create_building_release(
         "now": now, "version": resolved.version, "source": parsed.source, "format": parsed.format_version,
         "generator": parsed.generator[:200], "target": parsed.target[:100], "state": CrateRelease.State.BUILDING,
         "items": len(parsed.items), "model": embedding_model, "dimension": embedding_dimension,
-        "etag": etag[:200], "sha": artifact_sha256, "job": job_id,
+        "etag": etag[:200], "sha": artifact_sha256, "job": job_id, "features": Jsonb(resolved.features or {}),
+        "notes": json.dumps(parsed.provenance_notes()),
     }  # fmt: skip
     crates, releases = Crate._meta.db_table, CrateRelease._meta.db_table
     with connection.cursor() as cursor:
@@ -79,9 +81,10 @@ def create_building_release(
                     RETURNING id)
                 INSERT INTO "{releases}" (crate_id, version, docs_source, format_version, generator, target, state,
                     item_count, document_count, chunk_count, embedding_count, embedding_model, embedding_dimension,
-                    etag, artifact_sha256, job_id, created_at)
+                    etag, artifact_sha256, job_id, created_at, source_notes, features)
                 SELECT crate.id, %(version)s, %(source)s, %(format)s, %(generator)s, %(target)s, %(state)s,
-                    %(items)s, 0, 0, 0, %(model)s, %(dimension)s, %(etag)s, %(sha)s, %(job)s, %(now)s
+                    %(items)s, 0, 0, 0, %(model)s, %(dimension)s, %(etag)s, %(sha)s, %(job)s, %(now)s,
+                    %(notes)s::jsonb, %(features)s
                 FROM crate RETURNING id, crate_id""",
             values,
         )
@@ -91,7 +94,7 @@ def create_building_release(
         format_version=values["format"], generator=values["generator"], target=values["target"],
         state=values["state"], item_count=values["items"], embedding_model=embedding_model,
         embedding_dimension=embedding_dimension, etag=values["etag"], artifact_sha256=artifact_sha256,
-        job_id=job_id, created_at=now,
+        job_id=job_id, created_at=now, source_notes=parsed.provenance_notes(), features=resolved.features or {},
     )
     release._state.adding, release._state.db = False, connection.alias
     return release
@@ -210,9 +213,12 @@ def _document_row(*, doc_id: int, release: CrateRelease, package: str, local: bo
     )
 
 
-def activate_release(*, release: CrateRelease, description: str = "", repository: str = "") -> CrateRelease:
+def activate_release(
+    *, release: CrateRelease, description: str = "", repository: str = "", pending: bool = False
+) -> CrateRelease:
     """Make ``release`` the searchable one for its version, atomically; a non-empty ``description`` or
-    ``repository`` (from crates.io) replaces the crate's.
+    ``repository`` (from crates.io) replaces the crate's. ``pending``: its vectors are still being made
+    (a first ingest, searchable by keyword and path meanwhile; ``finish_embedding`` ends that).
 
     Two round trips in one transaction (each statement used to be an ORM round trip of its own, ~1 ms
     apiece on this path's fixed cost): lock the crate, then supersede the previous active release, count and
@@ -232,7 +238,7 @@ def activate_release(*, release: CrateRelease, description: str = "", repository
                 counts AS ({_COUNTS_SQL}),
                 activated AS (
                     UPDATE "{releases}" SET state = %(active)s, ingested_at = %(now)s,
-                        document_count = counts.documents, chunk_count = counts.chunks,
+                        embedding_pending = %(pending)s, document_count = counts.documents, chunk_count = counts.chunks,
                         embedding_count = counts.embeddings
                     FROM counts WHERE id = %(release)s RETURNING id)
             SELECT ARRAY(SELECT id FROM previous), documents, chunks, embeddings,
@@ -241,7 +247,7 @@ def activate_release(*, release: CrateRelease, description: str = "", repository
                    (SELECT count(*) FROM activated)
             FROM counts""",
             {"release": release.pk, "crate": release.crate_id, "version": release.version, "now": now,
-             "active": CrateRelease.State.ACTIVE, "superseded": CrateRelease.State.SUPERSEDED},
+             "pending": pending, "active": CrateRelease.State.ACTIVE, "superseded": CrateRelease.State.SUPERSEDED},
         )
         cursor.nextset()
         previous, documents, chunks, embeddings, other_active, activated = cursor.fetchone()
@@ -249,19 +255,103 @@ def activate_release(*, release: CrateRelease, description: str = "", repository
             raise CrateRelease.DoesNotExist(f"release {release.pk} is gone")
         # The snapshot predates this statement's own updates: the active versions are the others plus this one.
         latest = max([*other_active, release.version], key=semver_key)
-        cursor.execute(
-            f'UPDATE "{crates}" SET deleted_at = NULL, latest_version = %s, updated_at = %s,'
-            " description = CASE WHEN %s <> '' THEN %s ELSE description END,"
-            " repository = CASE WHEN %s <> '' THEN %s ELSE repository END WHERE id = %s",
-            [latest, now, description[:5000], description[:5000], repository[:500], repository[:500],
-             release.crate_id],
-        )
-    release.state, release.ingested_at = CrateRelease.State.ACTIVE, now
+        _update_crate(cursor, crate_id=release.crate_id, latest=latest, now=now, description=description,
+                      repository=repository)
+    release.state, release.ingested_at, release.embedding_pending = CrateRelease.State.ACTIVE, now, pending
     release.document_count, release.chunk_count, release.embedding_count = documents, chunks, embeddings
     # Old rows are invisible from here on; removing them is housekeeping.
     for old in previous:
         discard_release(release_id=old)
     return release
+
+
+def _update_crate(cursor, *, crate_id: int, latest: str | None, now, description: str, repository: str) -> None:
+    """Un-hide the crate; set its latest version (None: keep it) and a non-empty description or repository."""
+    crates = Crate._meta.db_table
+    cursor.execute(
+        f'UPDATE "{crates}" SET deleted_at = NULL, latest_version = coalesce(%s, latest_version), updated_at = %s,'
+        " description = CASE WHEN %s <> '' THEN %s ELSE description END,"
+        " repository = CASE WHEN %s <> '' THEN %s ELSE repository END WHERE id = %s",
+        [latest, now, description[:5000], description[:5000], repository[:500], repository[:500], crate_id],
+    )
+
+
+def release_counts(*, release_id: int) -> tuple[int, int, int]:
+    """(documents, chunks, chunks with a vector) stored for ``release_id``."""
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNTS_SQL, {"release": release_id})
+        return cursor.fetchone()
+
+
+def fill_vectors(*, release_id: int, chunk_ids: Sequence[int], vectors: Sequence[Sequence[float]],
+                 cache: tuple[str, dict] | None = None) -> None:
+    """Give chunks of ``release_id`` their (staged) vectors and count them on the release, in one transaction
+    with the new embedding-cache rows; replayable from what the chunks hold, so no wait for the WAL flush."""
+    from crates.pipeline.embed import store_in_cache
+
+    if not chunk_ids:
+        return
+    with pgcopy.replayable_write() as cursor:
+        if cache is not None:
+            store_in_cache(model=cache[0], vectors=cache[1])
+        raw, _oid = pgcopy.binary_cursor(cursor.cursor)
+        with raw:
+            raw.execute(
+                f'UPDATE "{Chunk._meta.db_table}" c SET staged_embedding = t.e'
+                " FROM unnest(%s::bigint[], %b::vector[]) AS t(id, e)"
+                " WHERE c.id = t.id AND c.embedding IS NULL AND c.staged_embedding IS NULL",
+                (list(chunk_ids), [pgcopy.EncodedVector(pgcopy.encode_vector(v)) for v in vectors]),
+            )
+            filled = raw.rowcount
+        cursor.execute(
+            f'UPDATE "{CrateRelease._meta.db_table}" SET embedding_count = embedding_count + %s'
+            " WHERE id = %s AND state = %s",
+            [filled, release_id, CrateRelease.State.ACTIVE],
+        )
+
+
+def finish_embedding(*, release: CrateRelease, description: str = "", repository: str = "") -> CrateRelease:
+    """End the pending state of a release activated before its vectors (``activate_release(pending=True)``)."""
+    now = timezone.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{CrateRelease._meta.db_table}" r SET embedding_pending = false, ingested_at = %(now)s,'
+            " document_count = counts.documents, chunk_count = counts.chunks, embedding_count = counts.embeddings"
+            f" FROM ({_COUNTS_SQL}) counts WHERE r.id = %(release)s AND r.state = %(active)s"
+            " RETURNING counts.documents, counts.chunks, counts.embeddings",
+            {"release": release.pk, "now": now, "active": CrateRelease.State.ACTIVE},
+        )
+        row = cursor.fetchone()
+        if row is None:
+            raise CrateRelease.DoesNotExist(f"release {release.pk} is no longer active")
+        if description or repository:
+            _update_crate(cursor, crate_id=release.crate_id, latest=None, now=now, description=description,
+                          repository=repository)
+    release.document_count, release.chunk_count, release.embedding_count = row
+    release.embedding_pending, release.ingested_at = False, now
+    return release
+
+
+def withdraw_release(*, release_id: int) -> bool:
+    """Take a release activated before its vectors out of search again (its ingest stopped while embedding),
+    keeping its rows for a retry; the crate's latest version falls back to its other active releases."""
+    releases = CrateRelease._meta.db_table
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{releases}" SET state = %s, ingested_at = NULL'
+            " WHERE id = %s AND state = %s AND embedding_pending RETURNING crate_id",
+            [CrateRelease.State.BUILDING, release_id, CrateRelease.State.ACTIVE],
+        )
+        row = cursor.fetchone()
+        if row is None:
+            return False
+        cursor.execute(f'SELECT version FROM "{releases}" WHERE crate_id = %s AND state = %s',
+                       [row[0], CrateRelease.State.ACTIVE])
+        latest = max((v for (v,) in cursor.fetchall()), key=semver_key, default="")
+        cursor.execute(f'UPDATE "{Crate._meta.db_table}" SET latest_version = %s, updated_at = %s WHERE id = %s',
+                       [latest, timezone.now(), row[0]])
+    logger.info("withdrew release %s from search until its vectors are made", release_id)
+    return True
 
 
 # A staged vector counts: the chunk is searchable by it (see Chunk.staged_embedding).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -37,6 +38,47 @@ class ParsedItem:
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
+_COUNTED_NOUN = re.compile(r"\b(item|shape|form)\b")
+
+
+def _plural(what: str, count: int) -> str:
+    """"item of unknown kind `x`" -> "items of unknown kind `x`" when there are several."""
+    return what if count == 1 else _COUNTED_NOUN.sub(lambda m: m.group(1) + "s", what, count=1)
+
+
+@dataclass(slots=True)
+class ParseReport:
+    """What a parser could not understand, counted (never raised), and what the source stage decided."""
+
+    # what was skipped -> how many: "item of unknown kind `attribute_macro_v2`", "type shape `pattern_v2`"...
+    skipped: dict[str, int] = field(default_factory=dict)
+    public_items: int = 0  # public items met (top level, members, trait and impl items)
+    understood: int = 0  # of those, the ones that became documents
+    declared_public: int = 0  # public items of the crate below its root in the file, reachable or not
+    notes: list[str] = field(default_factory=list)  # "fell back to the HTML bundle: ..."
+
+    def skip(self, what: str, count: int = 1) -> None:
+        self.skipped[what] = self.skipped.get(what, 0) + count
+
+    def item_skipped(self, what: str) -> None:
+        """A public item that did not become a document."""
+        self.skip(what)
+        self.public_items += 1
+
+    def item_understood(self) -> None:
+        self.understood += 1
+        self.public_items += 1
+
+    def share_understood(self) -> float:
+        return self.understood / self.public_items if self.public_items else 1.0
+
+    def lines(self, *, label: str = "") -> list[str]:
+        """Human lines: ``rustdoc JSON v63: 1 item of unknown kind `attribute_macro_v2` skipped``."""
+        head = f"{label}: " if label else ""
+        skipped = [f"{count} {_plural(what, count)} skipped" for what, count in sorted(self.skipped.items())]
+        return [f"{head}{line}" for line in [*self.notes, *skipped]]
+
+
 @dataclass(slots=True)
 class ParsedCrate:
     crate_name: str  # the library name used in paths: "serde_json"
@@ -46,6 +88,19 @@ class ParsedCrate:
     format_version: int | None = None
     generator: str = ""  # e.g. "rustdoc 1.95.0"
     target: str = ""
+    report: ParseReport = field(default_factory=ParseReport)
+    # `pub use other_crate::*` the JSON cannot list (module public path, source as written): their items are
+    # only in the HTML bundle.
+    foreign_globs: list[tuple[str, str]] = field(default_factory=list)
+
+    def source_label(self) -> str:
+        """``rustdoc JSON v63`` or ``HTML bundle``: where the documents came from."""
+        if self.source == "rustdoc-json":
+            return f"rustdoc JSON v{self.format_version}" if self.format_version else "rustdoc JSON"
+        return "HTML bundle"
+
+    def provenance_notes(self) -> list[str]:
+        return self.report.lines(label=self.source_label())
 
 
 @dataclass(slots=True)
@@ -63,6 +118,7 @@ class ResolvedRelease:
     available_versions: list[str] = field(default_factory=list)
     description: str = ""
     repository: str = ""
+    features: dict = field(default_factory=dict)  # the sparse index's [features] of this version
 
 
 @dataclass(slots=True)

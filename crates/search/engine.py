@@ -64,6 +64,9 @@ class SearchHit:
     url: str
     score: float
     signals: list[str] = field(default_factory=list)
+    gate: dict | None = None  # the feature/platform gate (crates.gates), filled by the selector
+    # "312/807 chunks": the crate is still being embedded, so vector ranking covers only that share of it.
+    semantic: str | None = None
 
 
 @dataclass(slots=True)
@@ -373,6 +376,7 @@ def _hits(fused: list[_Fused], scope: Scope, documents: dict[int, DocRow]) -> li
                 url=doc.url,
                 score=round(entry.score, 6),
                 signals=sorted(set(entry.signals), key=SIGNALS.index),
+                semantic=release.semantic_note,
             )
         )
     return hits
@@ -386,17 +390,18 @@ def search(
     kinds: list[str] | None = None,
     limit: int = 10,
     signals: tuple[str, ...] = SIGNALS,
+    project: str | None = None,
 ) -> list[SearchHit]:
     limit = _clean_limit(limit)
     wanted = _clean_signals(signals)
     depth = max(limit * 3, 30)
     text = query if isinstance(query, str) else ""
     try:
-        scope = search_scope(crate=crate, version=version, kinds=kinds, trust_cache=True)
+        scope = search_scope(crate=crate, version=version, kinds=kinds, trust_cache=True, project=project)
         rankings = rankings_for(query=text, scope=scope, depth=depth, signals=wanted)
     except _StampMoved:
         forget_catalog()
-        scope = search_scope(crate=crate, version=version, kinds=kinds)
+        scope = search_scope(crate=crate, version=version, kinds=kinds, project=project)
         rankings = rankings_for(query=text, scope=replace(scope, stamp=None), depth=depth, signals=wanted)
     documents = {r.document_id: r.doc for ranking in rankings.values() for r in ranking if r.doc is not None}
     info = {pk: (doc.kind, doc.parent_path) for pk, doc in documents.items()}

@@ -29,6 +29,16 @@ class ReleaseInfo:
     document_count: int
     chunk_count: int
     embedding_model: str
+    # A first ingest searchable before its vectors are all in: embedding_count of chunk_count have one.
+    embedding_count: int = 0
+    embedding_pending: bool = False
+
+    @property
+    def semantic_note(self) -> str | None:
+        """"312/807 chunks" while the semantic signal covers only part of the release, else None."""
+        if not self.embedding_pending:
+            return None
+        return f"{min(self.embedding_count, self.chunk_count)}/{self.chunk_count} chunks"
 
 
 def id_array(ids) -> str:
@@ -67,7 +77,8 @@ class Scope:
 
 
 _RELEASES_SQL = (
-    "SELECT r.id, r.crate_id, k.name, r.version, r.document_count, r.chunk_count, r.embedding_model"
+    "SELECT r.id, r.crate_id, k.name, r.version, r.document_count, r.chunk_count, r.embedding_model,"
+    " r.embedding_count, r.embedding_pending"
     " FROM crates_craterelease r JOIN crates_crate k ON k.id = r.crate_id"
     " WHERE r.state = %s AND k.deleted_at IS NULL"
 )
@@ -222,16 +233,54 @@ def _cached_release(found: Catalog, *, crate: str, version: str | None) -> Relea
     return next((r for r in releases if r.version == version), None)
 
 
+def project_scope(
+    *, project: str, crate: str | None, version: str | None, kinds: tuple[str, ...] | None, trust_cache: bool
+) -> Scope:
+    """The active releases at exactly the versions ``project`` locks (never a newer one), optionally one crate's."""
+    from crates.projects import scoped_release_keys
+
+    keys = scoped_release_keys(project=project, crate=crate if crate and str(crate).strip() else None)
+    if version and version != "latest" and not (crate and any(v == version for _, v in keys)):
+        locked = f"{crate} {', '.join(sorted(v for _, v in keys))}" if crate else "its own versions"
+        raise InvalidInput(
+            f"Project {project!r} locks {locked[:200]}, not {version[:80]!r}: leave the version out (the project "
+            "decides it), or search without the project.",
+            field="version",
+        )
+    def locked(found: Catalog) -> tuple[ReleaseInfo, ...]:
+        return tuple(r for r in found.releases if (normalize_crate_name(r.crate_name), r.version) in keys
+                     and (not version or version == "latest" or r.version == version))  # fmt: skip
+
+    found = catalog(trust_cache=trust_cache)
+    releases = locked(found)
+    if crate and str(crate).strip() and not releases and trust_cache:
+        found = catalog()  # the cache may predate the ingest: the database decides before saying "not ingested"
+        releases = locked(found)
+    if crate and str(crate).strip() and not releases:
+        locked = ", ".join(sorted(v for _, v in keys))
+        raise VersionNotFound(
+            f"Project {project!r} locks {crate} {locked}, which is not ingested yet: add it (add_rust_crate with "
+            "that version, or add_rust_crates_from_lockfile again) and wait for its job.",
+            crate=str(crate), version=locked,
+        )  # fmt: skip
+    return Scope(releases=tuple(sorted(releases, key=lambda r: r.crate_name.lower())), kinds=kinds, stamp=found.stamp)
+
+
 def search_scope(
-    *, crate: str | None, version: str | None, kinds: list[str] | None, trust_cache: bool = False
+    *, crate: str | None, version: str | None, kinds: list[str] | None, trust_cache: bool = False,
+    project: str | None = None,
 ) -> Scope:
     """Releases and kinds a search covers. Unknown crate/version raise, so a typo is not an empty page.
 
     ``trust_cache``: use the cached catalog without checking its stamp; the scope carries the stamp
     so the caller can check it (crates.search.engine does, in the same round trip as the signals).
+    ``project``: only the versions that project's Cargo.lock locks (crates.projects).
     """
     cleaned_kinds = clean_kinds(kinds)
     version = version.strip() if isinstance(version, str) else version
+    if project:
+        return project_scope(project=project, crate=crate, version=version, kinds=cleaned_kinds,
+                             trust_cache=trust_cache)  # fmt: skip
     if crate is not None and str(crate).strip():
         found = catalog(trust_cache=trust_cache)
         release = _cached_release(found, crate=str(crate), version=version)

@@ -31,8 +31,8 @@ def status_badge_html(status: str, *, job_id: object = "", cancel_requested: boo
     return format_html('<span class="fx-badge fx-status-{}"{}>{}</span>', status or "none", attrs, label)
 
 
-def progress_bar_html(progress: int, *, status: str, job_id: object = "", message: str = "") -> SafeString:
-    progress = max(0, min(100, int(progress or 0)))
+def progress_bar_html(progress: float, *, status: str, job_id: object = "", message: str = "") -> SafeString:
+    progress = f"{max(0.0, min(100.0, round(float(progress or 0), 1))):g}"
     attrs = format_html(' data-job-id="{}" data-job-field="progress"', job_id) if job_id else ""
     return format_html(
         '<div class="fx-progress fx-status-{status}"{attrs} role="progressbar" aria-valuemin="0" aria-valuemax="100"'

@@ -105,7 +105,7 @@
     }
 
     function updateProgress(el, view) {
-        var p = Math.max(0, Math.min(100, Math.round(view.progress)));
+        var p = Math.max(0, Math.min(100, Math.round(view.progress * 10) / 10));
         setStatusClass(el, view.status);
         el.setAttribute("aria-valuenow", String(p));
         el.title = p + "%";

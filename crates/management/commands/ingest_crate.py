@@ -10,11 +10,15 @@ from django.core.management.base import BaseCommand, CommandError
 from crates.cli_progress import CliProgress
 from crates.errors import FerrodexError
 from crates.pipeline.ingest import run_ingest
+from crates.projects import add_from_lockfile
 from crates.services import index_staged_chunks
 
 
 class Command(BaseCommand):
-    help = "Ingest a crate's documentation now (docs.rs, --json-file or --doc-dir), with a progress bar."
+    help = (
+        "Ingest a crate's documentation now (docs.rs, --json-file or --doc-dir), with a progress bar; or, with "
+        "--lockfile, queue one ingest job per crate a Cargo.lock locks, at its exact version (a worker runs them)."
+    )
 
     def create_parser(self, prog_name, subcommand, **kwargs):
         # Our --version is the crate's version, not Django's.
@@ -22,15 +26,29 @@ class Command(BaseCommand):
         return super().create_parser(prog_name, subcommand, **kwargs)
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("name", help="crate name, e.g. serde_json")
+        parser.add_argument("name", nargs="?", help="crate name, e.g. serde_json (not with --lockfile)")
         parser.add_argument("--version", dest="crate_version", default="latest", help="exact version or 'latest'")
         parser.add_argument("--force", action="store_true", help="re-ingest even if the release is current")
         source = parser.add_mutually_exclusive_group()
         source.add_argument("--json-file", type=Path, help="a local rustdoc JSON file (.json, .json.zst, .json.gz)")
         source.add_argument("--doc-dir", type=Path, help="a local `cargo doc` output directory (target/doc)")
         parser.add_argument("--json", action="store_true", dest="as_json", help="print the result as JSON")
+        lock = parser.add_argument_group("a project's Cargo.lock")
+        lock.add_argument("--lockfile", type=Path, help="queue the exact versions this Cargo.lock locks")
+        lock.add_argument("--manifest", type=Path, help="the project's Cargo.toml: direct dependencies and features")
+        lock.add_argument("--direct-only", action="store_true", help="only direct dependencies (normal, dev, build)")
+        lock.add_argument("--project", help="save the locked versions under this name, for search(project=...)")
 
     def handle(self, *args, **options) -> None:
+        if options["lockfile"] is not None:
+            return self._lockfile(options)
+        if not options["name"]:
+            raise CommandError("Give a crate name, or --lockfile Cargo.lock.")
+        for flag in ("manifest", "project"):
+            if options[flag]:
+                raise CommandError(f"--{flag} goes with --lockfile.")
+        if options["direct_only"]:
+            raise CommandError("--direct-only goes with --lockfile.")
         for flag in ("json_file", "doc_dir"):
             path = options[flag]
             if path is not None and not path.exists():
@@ -68,4 +86,45 @@ class Command(BaseCommand):
                 f"{result.crate_name} {result.version}: {result.documents} documents, {result.chunks} chunks, "
                 f"{result.embeddings} embeddings ({result.embedded_new} newly embedded), "
                 f"{result.http_requests} HTTP requests"
+                + (f"; from {result.docs_source}" if result.docs_source else "")
             )
+            for note in result.provenance:
+                self.stdout.write(f"  {note}")
+
+    def _lockfile(self, options: dict) -> None:
+        if options["name"] or options["json_file"] or options["doc_dir"]:
+            raise CommandError("--lockfile takes no crate name, --json-file or --doc-dir: the lockfile names them.")
+        texts = {}
+        for flag in ("lockfile", "manifest"):
+            path = options[flag]
+            if path is not None:
+                if not path.is_file():
+                    raise CommandError(f"{path} does not exist or is not a file")
+                texts[flag] = path.read_bytes()
+        try:
+            result = add_from_lockfile(
+                lockfile=texts["lockfile"], manifest=texts.get("manifest"), direct_only=options["direct_only"],
+                project=options["project"], requested_by="cli",
+            )  # fmt: skip
+        except FerrodexError as exc:
+            raise CommandError(f"{type(exc).__name__}: {exc}") from None
+        if options["as_json"]:
+            from dataclasses import asdict
+
+            self.stdout.write(json.dumps(asdict(result), default=str))
+            return
+        fresh = sum(1 for job in result.jobs if not job["deduplicated"])
+        self.stdout.write(
+            f"Cargo.lock v{result.lockfile_version}, {result.packages} packages: {fresh} ingest job(s) queued, "
+            f"{len(result.jobs) - fresh} already under way, {len(result.skipped)} skipped"
+            + (f"; saved as project {result.project!r}" if result.project else "")
+        )
+        for job in result.jobs:
+            again = " (already queued)" if job["deduplicated"] else ""
+            self.stdout.write(f"  queued {job['crate']} {job['version']}: job {job['job']['id']}{again}")
+        for skipped in result.skipped:
+            self.stdout.write(f"  skipped {skipped['crate']} {skipped['version']}: {skipped['detail']}")
+        for warning in result.warnings:
+            self.stdout.write(f"  note: {warning}")
+        if result.jobs:
+            self.stdout.write("A worker runs the jobs (manage.py qcluster, or scripts/up).")

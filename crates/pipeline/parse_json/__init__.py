@@ -12,7 +12,11 @@ become documents; ``#[doc(hidden)]`` and stripped items are skipped. Re-exports 
 ``#[doc(no_inline)]`` (``tokio::main``, a plain ``pub use rand_core::RngCore``), which docs.rs gives a page, get a
 short document that names where the item comes from, since the JSON holds no docs for it.
 
-Format versions 45..58 are read. Ids are opaque: integers in newer files, strings such as ``"0:123:456"`` in
+Every format version from 45 on is read, with no upper bound: newer ones tolerantly. Unknown fields are ignored;
+an item of unknown kind, an attribute, type or generic form of unknown shape is skipped and counted in
+``ParsedCrate.report`` (never raised); a file whose structure cannot be read at all raises CorruptArtifact, and
+``validate.validation_problems`` says whether what came out can be trusted (else the caller uses the HTML
+bundle). Ids are opaque: integers in newer files, strings such as ``"0:123:456"`` in
 older ones; both are normalised to ``str``. Shapes that differ between versions (structured ``attrs`` since
 54, optional generic args since 51, renamed fields) are read defensively; unknown item kinds are skipped.
 """
@@ -25,16 +29,19 @@ import logging
 import time
 from collections.abc import Iterator
 
-from crates.errors import CorruptArtifact
+from crates.errors import CorruptArtifact, FerrodexError
 from crates.pipeline import rustdoc_render as render
 from crates.pipeline.parse_json.build import DocumentBuilder
+from crates.pipeline.parse_json.cfg import apply_cfg
+from crates.pipeline.parse_json.common import is_local, is_public
 from crates.pipeline.parse_json.foreign import foreign_inlined_items, note_foreign_reexports
 from crates.pipeline.parse_json.links import LinkTargets
 from crates.pipeline.parse_json.load import SUPPORTED_FORMAT_VERSIONS, check_format_version, load
 from crates.pipeline.parse_json.paths import PublicPaths
-from crates.pipeline.types import ParsedCrate
+from crates.pipeline.parse_json.validate import MIN_UNDERSTOOD_SHARE, validation_problems
+from crates.pipeline.types import ParsedCrate, ParseReport
 
-__all__ = ["SUPPORTED_FORMAT_VERSIONS", "parse_rustdoc_json"]
+__all__ = ["MIN_UNDERSTOOD_SHARE", "SUPPORTED_FORMAT_VERSIONS", "parse_rustdoc_json", "validation_problems"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +51,32 @@ def parse_rustdoc_json(data: bytes | dict, *, version: str = "", docs_root: str 
 
     ``docs_root`` prefixes the URLs intra-doc links to this crate's items get (``https://docs.rs/tokio/1.0.0/``);
     empty, they are relative to the docs root like ``ParsedItem.url`` (a local ``--json-file`` ingest).
-    Raises UnsupportedFormat for a format version outside ``SUPPORTED_FORMAT_VERSIONS`` and CorruptArtifact
-    for anything that is not rustdoc JSON.
+    Raises UnsupportedFormat for a format version older than 45 and CorruptArtifact for anything that is not
+    rustdoc JSON or whose structure cannot be read; nothing else escapes.
     """
     started = time.perf_counter()
     # The decoded document is a tree of a few hundred thousand containers and holds no cycles: left on, the
     # cyclic collector walks all of it several times while it is built (a third of the parse).
     with _gc_paused():
-        return _parse(data, version=version, docs_root=docs_root, started=started)
+        try:
+            return _parse(data, version=version, docs_root=docs_root, started=started)
+        except FerrodexError:
+            raise
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError, RecursionError) as exc:
+            # A restructured format: say so with the version, so the caller falls back to the HTML bundle.
+            logger.warning("rustdoc JSON structure not understood", exc_info=True)
+            raise CorruptArtifact(
+                f"The rustdoc JSON's structure could not be read ({type(exc).__name__}: {str(exc)[:200]}); "
+                "its format has probably changed."
+            ) from exc
+
+
+def _declared_public(index: dict, root_id: str) -> int:
+    return sum(
+        1
+        for item_id, item in index.items()
+        if isinstance(item, dict) and item_id != root_id and is_public(item) and is_local(item) and item.get("name")
+    )
 
 
 @contextlib.contextmanager
@@ -80,14 +105,22 @@ def _parse(data: bytes | dict, *, version: str, docs_root: str, started: float) 
     paths = doc.get("paths") if isinstance(doc.get("paths"), dict) else {}
     crate_name = root["name"]
 
-    walker = PublicPaths(index, root_id, crate_name)
-    locations = walker.walk()
-    builder = DocumentBuilder(index, paths, crate_name)
-    items = builder.build(locations)
-    items.extend(foreign_inlined_items(walker.foreign_inlined, locations=locations, paths=paths, taken=items))
-    note_foreign_reexports(walker.foreign_listed, locations=locations, paths=paths, items=items)
-    external = doc.get("external_crates") if isinstance(doc.get("external_crates"), dict) else {}
-    LinkTargets(index=index, paths=paths, external_crates=external, items=items, docs_root=docs_root).apply()
+    report = ParseReport(declared_public=_declared_public(index, root_id))
+    with render.collecting(report.skipped):
+        walker = PublicPaths(index, root_id, crate_name, report)
+        locations = walker.walk()
+        builder = DocumentBuilder(index, paths, crate_name, report)
+        items = builder.build(locations)
+        items.extend(foreign_inlined_items(walker.foreign_inlined, locations=locations, paths=paths, taken=items))
+        note_foreign_reexports(walker.foreign_listed, locations=locations, paths=paths, items=items)
+        external = doc.get("external_crates") if isinstance(doc.get("external_crates"), dict) else {}
+        LinkTargets(index=index, paths=paths, external_crates=external, items=items, docs_root=docs_root).apply()
+        apply_cfg(items, index=index, paths=paths, foreign=walker.foreign_inlined, locations=locations)  # -> "cfg"
+    foreign_globs = []
+    for module_id, source in walker.foreign_globs:
+        module_paths = sorted(locations.get(module_id, {}), key=lambda p: (len(p), p))
+        if module_paths:
+            foreign_globs.append(("::".join(module_paths[0]), source))
 
     target = doc.get("target")
     parsed = ParsedCrate(
@@ -98,6 +131,8 @@ def _parse(data: bytes | dict, *, version: str, docs_root: str, started: float) 
         format_version=format_version,
         generator=f"rustdoc-json v{format_version}",
         target=str(target.get("triple") or "") if isinstance(target, dict) else "",
+        report=report,
+        foreign_globs=foreign_globs,
     )
     logger.info(
         "parsed rustdoc JSON",
@@ -105,7 +140,7 @@ def _parse(data: bytes | dict, *, version: str, docs_root: str, started: float) 
             "crate": crate_name,
             "format_version": format_version,
             "documents": len(items),
-            "skipped": builder.skipped,
+            "skipped": sum(report.skipped.values()),
             "seconds": round(time.perf_counter() - started, 3),
         },
     )

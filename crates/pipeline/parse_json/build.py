@@ -18,7 +18,7 @@ from crates.pipeline.parse_json.common import (
     page_url,
 )
 from crates.pipeline.parse_json.paths import DIRECT, path_key
-from crates.pipeline.types import ParsedItem
+from crates.pipeline.types import ParsedItem, ParseReport
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +26,13 @@ logger = logging.getLogger(__name__)
 class DocumentBuilder:
     """Turns public items into ParsedItems, with their children (fields, variants, methods, assoc items)."""
 
-    def __init__(self, index: Mapping[str, Any], paths: Mapping[str, Any], crate_name: str) -> None:
+    def __init__(
+        self, index: Mapping[str, Any], paths: Mapping[str, Any], crate_name: str, report: ParseReport | None = None
+    ) -> None:
         self.index = index
         self.paths = paths
         self.crate_name = crate_name
-        self.skipped = 0
+        self.report = report or ParseReport()
         self._seen: set[tuple[str, str]] = set()
         self._out: list[ParsedItem] = []
 
@@ -53,7 +55,7 @@ class DocumentBuilder:
                 self._emit_top_level(item_id, item, canonical, aliases)
             except (KeyError, TypeError, AttributeError, ValueError, IndexError):
                 # One malformed item must not sink a 4,000-item crate; it is simply not documented.
-                self.skipped += 1
+                self.report.item_skipped(f"malformed `{inner(item)[0] or 'unknown'}` item")
                 logger.warning(
                     "skipping malformed rustdoc item",
                     extra={"crate": self.crate_name, "rustdoc_id": item_id, "path": "::".join(canonical)},
@@ -77,6 +79,7 @@ class DocumentBuilder:
             return False
         self._seen.add(key)
         self._out.append(item)
+        self.report.item_understood()
         return True
 
     def _document(
@@ -110,6 +113,7 @@ class DocumentBuilder:
         kind = MODULE_MEMBER_KINDS.get(inner_kind)
         if kind is None:
             logger.debug("skipping unknown item kind", extra={"kind": inner_kind, "rustdoc_id": item_id})
+            self.report.item_skipped(f"item of unknown kind `{inner_kind}`")
             return
         path = "::".join(canonical)
         parent = "::".join(canonical[:-1])
@@ -248,6 +252,7 @@ class DocumentBuilder:
                 self._add_assoc(member, parent, page, "assoc_const", f"associatedconstant.{name}", signature)
             else:
                 logger.debug("skipping unknown trait item kind", extra={"kind": kind, "path": f"{parent}::{name}"})
+                self.report.item_skipped(f"trait item of unknown kind `{kind}`")
 
     def _emit_inherent_impls(self, impl_ids: list, parent: str, page: str) -> None:
         for _, impl_item in self._members(impl_ids):
@@ -269,6 +274,8 @@ class DocumentBuilder:
                 elif member_kind == "assoc_type":
                     signature = render.render_assoc_type(member, prefix=prefix)
                     self._add_assoc(member, parent, page, "assoc_type", f"associatedtype.{name}", signature)
+                else:
+                    self.report.item_skipped(f"impl item of unknown kind `{member_kind}`")
 
     def _add_assoc(self, member: dict, parent: str, page: str, kind: str, anchor: str, signature: str) -> None:
         self._add(

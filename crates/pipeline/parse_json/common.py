@@ -55,6 +55,12 @@ def inner(item: Mapping[str, Any]) -> tuple[str, Any]:
     return render.tag(item.get("inner"))
 
 
+def listed(value: Any, key: str) -> list:
+    """``value[key]`` when ``value`` is an object and that is a list, else ``[]``: ids lists read defensively."""
+    found = value.get(key) if isinstance(value, Mapping) else None
+    return found if isinstance(found, list) else []
+
+
 def is_public(item: Mapping[str, Any]) -> bool:
     return item.get("visibility") == "public"
 
@@ -79,12 +85,23 @@ def page_url(path: Path, inner_kind: str, value: Any) -> str:
     return "/".join(path[:-1]) + f"/{prefix}.{path[-1]}.html"
 
 
+_DEPRECATED_ATTR = re.compile(r"#\[\s*deprecated\b")
+_ATTR_FIELD = re.compile(r'\b(since|note)\s*=\s*"([^"]*)"')
+
+
 def deprecation(item: Mapping[str, Any]) -> tuple[bool, str]:
+    """(deprecated, note) from rustdoc's ``deprecation`` field, or a ``#[deprecated]`` attribute of any shape
+    when a format carries it only there."""
     deprecation = item.get("deprecation")
     if not isinstance(deprecation, dict):
-        return False, ""
-    since = (deprecation.get("since") or "").strip()
-    note = (deprecation.get("note") or "").strip()
+        for attr in render.attribute_strings(item):
+            if _DEPRECATED_ATTR.match(attr):
+                deprecation = dict(_ATTR_FIELD.findall(attr))
+                break
+        else:
+            return False, ""
+    since = str(deprecation.get("since") or "").strip()
+    note = str(deprecation.get("note") or "").strip()
     if since and note:
         return True, f"since {since}: {note}"
     if since:
@@ -98,10 +115,9 @@ _QUOTED = re.compile(r'"([^"]*)"')
 
 
 def doc_aliases(item: Mapping[str, Any]) -> list[str]:
-    """The names `#[doc(alias)]` gives an item, which docs.rs's search finds it by."""
+    """The names `#[doc(alias)]` gives an item, which docs.rs's search finds it by (any attribute shape)."""
     aliases: list[str] = []
-    for attr in item.get("attrs") or []:
-        text = attr if isinstance(attr, str) else str(attr.get("other", "")) if isinstance(attr, dict) else ""
+    for text in render.attribute_strings(item):
         if "alias" not in text:
             continue
         for single, listed in _DOC_ALIAS.findall(text):

@@ -8,6 +8,7 @@ from typing import Any
 
 from crates.pipeline import doclinks
 from crates.pipeline.parse_json.common import FOREIGN_KINDS, LOCAL_CRATE_ID, is_local
+from crates.pipeline.rustdoc_shapes import note_unknown
 from crates.pipeline.types import ParsedItem
 
 logger = logging.getLogger(__name__)
@@ -51,10 +52,14 @@ class LinkTargets:
             raw = self.index.get(str(item.metadata.get("rustdoc_id")))
             links = raw.get("links") if isinstance(raw, dict) else None
             links = links if isinstance(links, dict) else {}
-            item.chunk_docs = item.docs
-            item.docs = doclinks.resolve_links(
-                item.docs, resolve=lambda key, links=links: self.url(key, links), page_url=self.docs_root + item.url
-            )
+            try:
+                resolved = doclinks.resolve_links(
+                    item.docs, resolve=lambda key, links=links: self.url(key, links), page_url=self.docs_root + item.url
+                )
+            except (AttributeError, TypeError, KeyError, ValueError, IndexError):
+                note_unknown("link target shape", item.path)  # the docs keep their links as written
+                continue
+            item.chunk_docs, item.docs = item.docs, resolved
         if self.resolved or self.unresolved:
             logger.debug("intra-doc links", extra={"resolved": self.resolved, "unresolved": self.unresolved})
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,7 +12,16 @@ import orjson
 
 from crates.errors import CorruptArtifact, UnsupportedFormat
 
-SUPPORTED_FORMAT_VERSIONS = range(45, 59)  # 45..58 inclusive
+logger = logging.getLogger(__name__)
+
+# The oldest format read (docs.rs serves none older); there is no upper bound: newer ones are read tolerantly.
+OLDEST_FORMAT_VERSION = 45
+# The newest format the test fixtures hold (rustdoc 1.95.0); a newer one logs one warning per process.
+NEWEST_TESTED_FORMAT_VERSION = 57
+# Kept for callers that list what is known to work: the tested range.
+SUPPORTED_FORMAT_VERSIONS = range(OLDEST_FORMAT_VERSION, NEWEST_TESTED_FORMAT_VERSION + 1)
+_warned_newer = False
+_warn_lock = threading.Lock()
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -53,16 +64,30 @@ def check_format_version(doc: Mapping[str, Any]) -> int:
         raise CorruptArtifact("The JSON has no 'format_version': it is not rustdoc JSON output.")
     if isinstance(version, bool) or not isinstance(version, int):
         raise CorruptArtifact(f"The rustdoc JSON 'format_version' is not a number: {version!r}.")
-    low, high = SUPPORTED_FORMAT_VERSIONS[0], SUPPORTED_FORMAT_VERSIONS[-1]
-    if version not in SUPPORTED_FORMAT_VERSIONS:
-        advice = (
-            "It is newer than this Ferrodex understands; upgrade Ferrodex or ingest the HTML docs instead."
-            if version > high
-            else "It is older than Ferrodex reads; rebuild the docs with a newer rustdoc or ingest the HTML docs."
-        )
+    if version < OLDEST_FORMAT_VERSION:
         raise UnsupportedFormat(
-            f"rustdoc JSON format version {version} is not supported (supported: {low} to {high}). {advice}",
+            f"rustdoc JSON format version {version} is too old (Ferrodex reads {OLDEST_FORMAT_VERSION} and newer): "
+            "rebuild the docs with a newer rustdoc, or ingest the HTML docs instead.",
             format_version=version,
-            supported=[low, high],
+            supported=[OLDEST_FORMAT_VERSION, None],
         )
+    if version > NEWEST_TESTED_FORMAT_VERSION:
+        warn_newer_format(version)
     return version
+
+
+def warn_newer_format(version: int) -> None:
+    """Once per process: operators learn an upgrade may read more of the newer format."""
+    global _warned_newer
+    with _warn_lock:
+        if _warned_newer:
+            return
+        _warned_newer = True
+    logger.warning(
+        "rustdoc JSON format %d is newer than any Ferrodex was tested on (%d); it is read tolerantly "
+        "(unknown parts are skipped and counted, and the HTML bundle is used if too much is lost). "
+        "Upgrading Ferrodex may add detail.",
+        version,
+        NEWEST_TESTED_FORMAT_VERSION,
+        extra={"format_version": version, "newest_tested": NEWEST_TESTED_FORMAT_VERSION},
+    )

@@ -15,9 +15,11 @@ from crates.pipeline.parse_json.common import (
     inner,
     is_local,
     is_public,
+    listed,
     namespace,
     no_inline,
 )
+from crates.pipeline.types import ParseReport
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +48,11 @@ def path_key(found: tuple[Path, int]) -> tuple[int, int, str]:
 class PublicPaths:
     """Every public path of every local item, found by walking modules and re-exports from the root."""
 
-    def __init__(self, index: Mapping[str, Any], root_id: str, crate_name: str) -> None:
+    def __init__(
+        self, index: Mapping[str, Any], root_id: str, crate_name: str, report: ParseReport | None = None
+    ) -> None:
         self.index = index
+        self.report = report or ParseReport()
         self.root_id = root_id
         self.crate_name = crate_name
         self._listings: dict[str, list[Entry]] | None = None
@@ -58,6 +63,8 @@ class PublicPaths:
         self.foreign_inlined: list[tuple[str, str, str, dict]] = []
         # `#[doc(no_inline)] pub use other_crate::item`: only a line in the module's Re-exports, no page
         self.foreign_listed: list[tuple[str, str, str, dict]] = []
+        # `pub use other_crate::*`: (module id, source as written); the JSON does not say what it brings in
+        self.foreign_globs: list[tuple[str, str]] = []
 
     def get(self, item_id: Any) -> dict | None:
         if item_id is None:
@@ -140,20 +147,23 @@ class PublicPaths:
         module = self.get(module_id)
         names: list[Entry] = []
         globs: list[tuple[str, UseStep]] = []
-        for child_id in (inner(module)[1] or {}).get("items", []) if module else []:
+        for child_id in listed(inner(module)[1], "items") if module else []:
             child = self.get(child_id)
             if child is None or not is_local(child) or render.is_doc_hidden(child):
                 continue
             kind, value = inner(child)
+            value = value if isinstance(value, dict) else {}
             if kind in USE_TAGS:
-                self._add_reexport(module_id, str(child_id), child, value or {}, names, globs)
+                self._add_reexport(module_id, str(child_id), child, value, names, globs)
             elif kind in MODULE_MEMBER_KINDS:
-                if not is_public(child) or (kind == "module" and (value or {}).get("is_stripped")):
+                if not is_public(child) or (kind == "module" and value.get("is_stripped")):
                     continue
                 if child.get("name"):
                     names.append((child["name"], str(child_id), ()))
             elif kind not in ("impl", "extern_crate"):
                 logger.debug("skipping unknown item kind", extra={"kind": kind, "rustdoc_id": str(child_id)})
+                if is_public(child):
+                    self.report.item_skipped(f"item of unknown kind `{kind}`")
         return names, globs
 
     def _add_reexport(self, module_id: str, use_id: str, use_item: dict, use: dict, names: list, globs: list) -> None:
@@ -164,6 +174,9 @@ class PublicPaths:
         # Re-exports of other crates' items (and of primitives, id None) are documented by those crates.
         if target is None or not is_local(target) or render.is_doc_hidden(target):
             glob = use.get("is_glob", use.get("glob", False))
+            # rustdoc inlines the items such a glob brings in (docs.rs gives them pages), unless `no_inline`.
+            if glob and (target is None or not is_local(target)) and not no_inline(use_item):
+                self.foreign_globs.append((module_id, str(use.get("source") or use.get("name") or "")))
             if target is None and target_id is not None and use.get("name") and not glob:
                 found = self.foreign_listed if no_inline(use_item) else self.foreign_inlined
                 found.append((module_id, use["name"], str(target_id), use_item))
@@ -244,6 +257,6 @@ class PublicPaths:
             for item_id, item in self.index.items():
                 kind, value = inner(item) if isinstance(item, dict) else ("", None)
                 if kind == "module" and is_local(item):
-                    for child_id in (value or {}).get("items", []):
+                    for child_id in listed(value, "items"):
                         self._parents[str(child_id)] = str(item_id)
         return self._parents

@@ -6,6 +6,7 @@ import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
+from crates.pipeline.warmup import start_background_load
 from mcp_bridge.http_auth import ApiKeyGate
 from mcp_bridge.server import build_server
 
@@ -34,6 +35,8 @@ class Command(BaseCommand):
         )  # fmt: skip
 
     def handle(self, *args, **options) -> None:
+        # The first search_rust_docs of a session must not wait for the model: load it while the client connects.
+        start_background_load()
         server = build_server()
         if options["transport"] == "stdio":
             logger.info("MCP server %s on stdio", server.name)
