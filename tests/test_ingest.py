@@ -596,7 +596,7 @@ def _interrupted_hash_ingest(monkeypatch, settings) -> dict:
         return real_store_batch(**kwargs)
 
     monkeypatch.setattr(store, "store_batch", flaky)
-    monkeypatch.setattr(ingest, "batch_size_for", lambda total: 5)
+    monkeypatch.setattr(release_mod, "batch_size_for", lambda total: 5)
     with pytest.raises(UpstreamUnavailable):
         _ingest(save_checkpoint=saved.append)
     monkeypatch.setattr(store, "store_batch", real_store_batch)

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0004_partial_finished_and_retry_indexes'),
+        ('jobs', '0005_two_phase_availability'),
     ]
 
     operations = [
