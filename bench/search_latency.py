@@ -246,14 +246,12 @@ def _worker_init(url: str, warm_queries: list[dict] | None = None) -> None:
 
     django.setup()
     if warm_queries:
-        # Every client process warms itself, as a web worker does at start (config/gunicorn.conf.py): its
+        # Every client process warms itself, as a web worker does at start (EMBEDDING_PRELOAD): its
         # query embedder, its connection, its prepared statements. A warm-up sent through pool.map could all
         # land on the first processes to start, leaving others to pay it during the timed run: ~0.3 s each
         # (numpy imported and the embedder built by the first search), 1 search in 100 -- the whole p99.
-        from crates.search.embedding import warm_up
         from crates.selectors import search_docs
 
-        warm_up()
         for q in warm_queries:
             search_docs(query=q["query"], crate=q["crate"], limit=10)
             search_docs(query=q["query"], crate=None, limit=10)

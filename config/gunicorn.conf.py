@@ -34,17 +34,3 @@ def _write_json_error(sock, status_int, reason, mesg):
 
 util.write_error = _write_json_error  # workers are forked from the master that read this file
 
-
-def post_worker_init(worker):
-    """Load the query embedder as each worker starts, beside the requests: the first search no longer pays."""
-    import threading
-
-    def warm():
-        try:
-            from crates.search.embedding import warm_up
-
-            warm_up()
-        except Exception:  # a search will try again and report what is wrong
-            worker.log.warning("could not warm up the query embedder", exc_info=True)
-
-    threading.Thread(target=warm, name="ferrodex-warm-up", daemon=True).start()

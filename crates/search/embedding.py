@@ -22,15 +22,6 @@ def query_embedder():
     return get_embedder()
 
 
-def warm_up() -> bool:
-    """Build the query embedder and embed one text, so a process's first search does not pay for it.
-
-    The first search of a fresh web worker imported numpy and built the embedder (~0.25 s with ``hash``,
-    seconds for the local model): 1 in 100 searches of an 8-client benchmark, its whole p99. True if warmed.
-    """
-    return embed_query("warm up") is not None
-
-
 def embed_query(text: str) -> tuple[str, list[float]] | None:
     """(model name, unit vector) for ``text``; None when no embedder can answer.
 
