@@ -27,7 +27,7 @@ from crates.errors import FerrodexError
 from crates.models import ApiKey, Chunk, Crate, CrateRelease, Document
 from crates.names import normalize_crate_name, semver_key
 from crates.selectors import search_docs
-from crates.services import remove_crate, restore_crate
+from crates.services import restore_crate
 from crates.templatetags.portal import format_age, status_badge_html
 from jobs.models import CrateJob
 from jobs.services import EnqueueResult, enqueue_ingest, enqueue_removal
@@ -178,7 +178,7 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
 
     @admin.action(description="Soft delete selected crates (hide from search)", permissions=["soft_delete"])
     def soft_delete_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._each(request, queryset, self._soft_delete, done="Soft-deleted {n} crate(s).")
+        self._each(request, queryset, self._soft_delete, done="Soft delete queued for {n} crate(s).")
 
     @admin.action(description="Restore selected soft-deleted crates", permissions=["restore"])
     def restore_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -203,10 +203,13 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
         logger.info("admin %s queued refresh of %s: job %s", request.user, crate.name, result.job.pk)
         return result
 
-    def _soft_delete(self, request: HttpRequest, crate: Crate) -> None:
-        remove_crate(name=crate.name, soft=True)
-        self.log_change(request, crate, "Soft-deleted (hidden from search and listings).")
-        logger.info("admin %s soft-deleted %s", request.user, crate.name)
+    def _soft_delete(self, request: HttpRequest, crate: Crate) -> EnqueueResult:
+        # The removal job, as from the API and MCP: it cancels running ingests first, so an ingest that
+        # activates its release afterwards cannot bring the crate back.
+        result = enqueue_removal(name=crate.name, version=None, soft=True, requested_by=REQUESTED_BY_ADMIN)
+        self.log_change(request, crate, f"Soft delete queued (job {result.job.pk}).")
+        logger.info("admin %s queued soft delete of %s: job %s", request.user, crate.name, result.job.pk)
+        return result
 
     def _restore(self, request: HttpRequest, crate: Crate) -> None:
         restore_crate(name=crate.name)
@@ -316,7 +319,11 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
 
     @method_decorator(require_POST)
     def soft_delete_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return self._state_change(request, object_id, self._soft_delete, done="{name} is soft-deleted.")
+        crate = self._get_crate_or_404(request, object_id, allowed=self.has_soft_delete_permission)
+        return self.enqueue_and_redirect(
+            request, lambda: self._soft_delete(request, crate),
+            done=f"Soft delete of {crate.name} queued.", back=self._change_url(crate),
+        )
 
     @method_decorator(require_POST)
     def restore_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
