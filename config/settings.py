@@ -168,7 +168,7 @@ JOB_WORKER_NICE_DATABASE = env_bool("JOB_WORKER_NICE_DATABASE", True)
 # First delay before a transient failure is retried; doubles per attempt.
 JOB_RETRY_BACKOFF_SECONDS = env_float("JOB_RETRY_BACKOFF_SECONDS", 30.0)
 # Request threads of one process let into the job statements (enqueue, status poll) at once; the rest
-# wait in arrival order (jobs/admission.py). Default 4 per core; 0 lets every thread straight in.
+# wait in arrival order (jobs/fastpath.py). Default 4 per core; 0 lets every thread straight in.
 REQUEST_DB_CONCURRENCY = env_int("REQUEST_DB_CONCURRENCY", 4 * (os.cpu_count() or 1))
 # Dotted path of the pipeline a job runs (tests point it at a fake pipeline in worker processes).
 FERRODEX_INGEST_FUNCTION = env_str("FERRODEX_INGEST_FUNCTION", "crates.pipeline.ingest.run_ingest")

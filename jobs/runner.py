@@ -572,19 +572,19 @@ class JobProgress:
 
 
 # --- the reporter's SQL ------------------------------------------------------------------
-# The reporter writes several times a second per running job: constant statements,
-# prepared once per connection, instead of ORM queries compiled at every tick.
+# The reporter writes several times a second per running job: constant statements, not ORM
+# queries compiled at every tick.
 
 
 @contextmanager
 def _reporter_cursor(alias: str) -> Iterator:
-    """A prepared-statement cursor whose session never queues long behind a row lock.
+    """A cursor whose session never queues long behind a row lock.
 
     The pipeline holds the job row in its batch transactions (the checkpoint is
     written there); a flush that waited for one would stall cancel polling.
     Failing after 500 ms is fine: the next tick tries again.
     """
-    with services.prepared_cursor(using=alias) as cursor:
+    with connections[alias].cursor() as cursor:
         session = cursor.connection
         if session not in _lock_timeout_sessions:
             cursor.execute("SELECT set_config('lock_timeout', '500ms', false)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import uuid
@@ -10,14 +9,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connections, router
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from crates.errors import InvalidInput, JobNotFound
 from crates.names import normalize_crate_name
-from jobs import direct
-from jobs.admission import admitted
+from jobs import fastpath
 from jobs.models import CrateJob, JobEvent, WorkerHeartbeat
 from jobs.services import ALL_VERSIONS, parse_job_id
 
@@ -45,22 +42,12 @@ def get_job(*, job_id: uuid.UUID | str) -> CrateJob:
         raise _not_found(pk) from None
 
 
-@admitted
 def job_status(*, job_id: uuid.UUID | str) -> dict:
-    """``job_as_dict(get_job(job_id=...), events=True)`` in ONE round trip and without model instances.
-
-    This is the status poll of every client (API, MCP), polled from many threads
-    of a web process at once: one prepared statement whose single column is the
-    whole document as JSON text, built by PostgreSQL in ``job_as_dict``'s shape
-    and timestamp format, so Python only decodes it (one C call instead of
-    converting ~40 values). What depends on settings or the clock stays here.
-    """
+    """``job_as_dict(get_job(job_id=...), events=True)``: the status poll of every client (API, MCP)."""
     pk = parse_job_id(job_id)
-    alias = router.db_for_read(CrateJob)
-    rows = direct.fetch_all(using=alias, sql=_status_sql(alias), params=[pk])
-    if not rows:
+    data = fastpath.job_status_document(job_id=pk, events_limit=EVENTS_IN_STATUS)
+    if data is None:
         raise _not_found(pk)
-    data = json.loads(rows[0][0])
     data["max_attempts"] = settings.JOB_MAX_ATTEMPTS
     run_us = data["duration_s"]  # microseconds between start and finish, when both are set
     if run_us is not None:
@@ -215,62 +202,6 @@ def _job_dict(
         "result": result or None,
         "retry_of": str(retry_of_id) if retry_of_id else None,
     }
-
-
-@functools.cache
-def _status_sql(alias: str) -> str:
-    """The job as ``_job_dict`` renders it plus its latest events (oldest first), as ONE JSON text column.
-
-    Left to Python: max_attempts (a setting), the duration (``duration_s`` carries
-    the microseconds between start and finish; a running job's runs on the
-    clock) and ``result or None`` (Python's falsiness of a JSON value).
-    """
-    qn = connections[alias].ops.quote_name
-    job, event = CrateJob._meta, JobEvent._meta
-
-    def jc(name: str) -> str:
-        return f"j.{qn(job.get_field(name).column)}"
-
-    def ec(name: str) -> str:
-        return f"e.{qn(event.get_field(name).column)}"
-
-    finished = ", ".join(f"'{status}'" for status in CrateJob.FINISHED_STATUSES)
-    counters = ", ".join(f"'{name}', {jc(name)}" for name in (
-        "items_found", "items_processed", "documents", "chunks", "embeddings", "http_requests"))
-    times = ", ".join(f"'{name}', {_iso_sql(jc(name))}" for name in (
-        "created_at", "started_at", "finished_at", "heartbeat_at", "cancel_requested_at", "run_after"))
-    event_json = (f"json_build_object('type', {ec('event_type')}, 'message', {ec('message')}, 'data', {ec('data')}, "
-                  f"'at', {_iso_sql(ec('created_at'))})")
-    events = (
-        f"(SELECT json_agg({event_json} ORDER BY {ec('created_at')}, {ec('id')}) "
-        f"FROM (SELECT * FROM {qn(event.db_table)} x "
-        f"WHERE x.{qn(event.get_field('job').column)} = j.{qn(job.pk.column)} "
-        f"ORDER BY x.{qn(event.get_field('created_at').column)} DESC, x.{qn(event.pk.column)} DESC "
-        f"LIMIT {EVENTS_IN_STATUS}) e)"
-    )
-    return (
-        "SELECT json_build_object("
-        f"'id', j.{qn(job.pk.column)}, 'operation', {jc('operation')}, 'crate', {jc('crate_name')}, "
-        f"'normalized_name', {jc('normalized_name')}, 'version', NULLIF({jc('requested_version')}, '{ALL_VERSIONS}'), "
-        f"'resolved_version', NULLIF({jc('resolved_version')}, ''), 'status', {jc('status')}, "
-        f"'finished', {jc('status')} IN ({finished}), 'progress', {jc('progress')}, 'stage', {jc('stage')}, "
-        f"'stage_message', {jc('stage_message')}, 'counters', json_build_object({counters}), "
-        f"'options', {jc('options')}, 'requested_by', {jc('requested_by')}, 'attempts', {jc('attempts')}, "
-        f"'max_attempts', NULL, 'worker_id', NULLIF({jc('worker_id')}, ''), {times}, "
-        f"'duration_s', (extract(epoch FROM {jc('finished_at')} - {jc('started_at')}) * 1000000)::bigint, "
-        f"'error', CASE WHEN {jc('error_message')} <> '' "
-        f"THEN json_build_object('type', {jc('error_type')}, 'message', {jc('error_message')}) END, "
-        f"'result', {jc('result')}, 'retry_of', j.{qn(job.get_field('retry_of').column)}, "
-        f"'events', {events})::text "
-        f"FROM {qn(job.db_table)} j WHERE j.{qn(job.pk.column)} = %s"
-    )
-
-
-def _iso_sql(column: str) -> str:
-    """A timestamptz as ``datetime.isoformat()`` renders Django's UTC datetimes: no fraction when it is zero."""
-    utc = f"({column} AT TIME ZONE 'UTC')"
-    return (f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN date_trunc('second', {utc}) = {utc} "
-            f"THEN '' ELSE to_char({utc}, '.US') END || '+00:00'")
 
 
 def _not_found(pk: uuid.UUID) -> JobNotFound:

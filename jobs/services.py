@@ -7,24 +7,15 @@ happens in ``jobs.runner`` on a qcluster worker.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import hmac
 import logging
-import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from django.db import IntegrityError, connections, router, transaction
-from django.db.backends.postgresql.base import ServerBindingCursor
+from django.db import IntegrityError, router, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce, Now
-from django.db.models.sql import InsertQuery
 from django.utils import timezone
-from psycopg.sql import Literal
 
 from crates.errors import CrateNotFound, InvalidCrateName, InvalidInput, JobNotFound, JobStateError, VersionNotFound
 from crates.models import Crate, CrateRelease
@@ -35,8 +26,7 @@ from crates.names import (
     validate_crate_name,
     validate_version,
 )
-from jobs import direct
-from jobs.admission import admitted
+from jobs import fastpath
 from jobs.models import ALL_VERSIONS, CrateJob, JobEvent
 
 logger = logging.getLogger(__name__)
@@ -229,11 +219,8 @@ def due_queued_jobs(*, now=None) -> QuerySet[CrateJob]:
 
 
 def has_due_queued_job() -> bool:
-    """``due_queued_jobs().exists()`` as one prepared statement: every wake-up token asks it first."""
-    alias = router.db_for_read(CrateJob)
-    with prepared_cursor(using=alias) as cursor:
-        cursor.execute(f"SELECT {_due_exists_sql()}", [timezone.now()])
-        return cursor.fetchone()[0]
+    """Whether a wake-up token has anything to run: every token asks this first."""
+    return due_queued_jobs().exists()
 
 
 def wake_if_unserved() -> bool:
@@ -245,32 +232,13 @@ def wake_if_unserved() -> bool:
     from django_q.conf import Conf
     from django_q.models import OrmQ
 
-    alias = router.db_for_read(CrateJob)
-    now = timezone.now()
-    sql, params = f"SELECT {_due_exists_sql()}", [now]
-    if Conf.ORM and alias == Conf.ORM and not Conf.BROKER_CLASS:
-        sql += f' AND NOT EXISTS (SELECT 1 FROM "{OrmQ._meta.db_table}" WHERE key = %s AND lock <= %s)'
-        params += [Conf.CLUSTER_NAME, now]
-    with prepared_cursor(using=alias) as cursor:
-        cursor.execute(sql, params)
-        needed = cursor.fetchone()[0]
-    if needed:
-        wake_workers()
-    return needed
-
-
-@functools.cache
-def _due_exists_sql() -> str:
-    """The EXISTS of ``due_queued_jobs`` (keep the two in step; a test compares them), now as the one parameter."""
-    table = CrateJob._meta.db_table
-    active = ", ".join(f"'{status}'" for status in CrateJob.ACTIVE_STATUSES)
-    return (
-        f'EXISTS (SELECT 1 FROM "{table}" j WHERE j.status = \'{Status.QUEUED}\' '
-        "AND (j.run_after IS NULL OR j.run_after <= %s) "
-        f"AND NOT (j.operation = '{Operation.INGEST}' AND EXISTS (SELECT 1 FROM \"{table}\" r "
-        f"WHERE r.operation = '{Operation.REMOVE}' AND r.normalized_name = j.normalized_name "
-        f"AND r.status IN ({active}) AND r.created_at < j.created_at)))"
-    )
+    if not has_due_queued_job():
+        return False
+    orm_broker = Conf.ORM and router.db_for_read(CrateJob) == Conf.ORM and not Conf.BROKER_CLASS
+    if orm_broker and OrmQ.objects.using(Conf.ORM).filter(key=Conf.CLUSTER_NAME, lock__lte=timezone.now()).exists():
+        return False
+    wake_workers()
+    return True
 
 
 def claim_next_job(*, locks, worker_id: str) -> CrateJob | None:
@@ -402,7 +370,6 @@ def _active_job(*, operation: str, normalized_name: str, requested_version: str)
     ).first()
 
 
-@admitted
 def _enqueue(
     *, operation: str, crate_name: str, requested_version: str, options: dict, requested_by: str, message: str,
     data: dict | None = None, checkpoint: dict | None = None, retry_of: CrateJob | None = None,
@@ -417,7 +384,7 @@ def _enqueue(
         event = {"job_id": job["id"], "event_type": EventType.CREATED, "message": message[:2000],
                  "data": {"requested_by": requested_by, **(data or {})}, "created_at": now}
         try:
-            job = _insert_with_wake_up(job=job, event=event)
+            job = fastpath.insert_queued_job(job=job, event=event)
         except IntegrityError as exc:
             # No look-up first: the partial unique index decides, also between concurrent enqueues.
             if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", "") != _DEDUPE_CONSTRAINT:
@@ -433,261 +400,6 @@ def _enqueue(
         return EnqueueResult(job=job, deduplicated=False)
     raise JobStateError(f"Could not queue {operation} of {crate_name}: jobs for it keep starting and finishing; "
                         "try again.")
-
-
-def _insert_with_wake_up(*, job: dict, event: dict) -> CrateJob:
-    """Write the job, its ``created`` event and its wake-up task in ONE statement; return the job.
-
-    The request path is this one round trip and one commit: data-modifying CTEs
-    whose SQL the ORM's own insert compiler builds once per process (so new
-    model fields are picked up), run as a prepared statement. With django-q2's
-    ORM broker on the jobs database the task row goes in the same statement, so
-    workers see the task exactly when they can see the job; any other broker
-    gets the task after the commit.
-    """
-    alias = router.db_for_write(CrateJob)
-    connection = connections[alias]
-    job_insert, event_insert = _row_insert(CrateJob, alias), _row_insert(JobEvent, alias)
-    job_values = job_insert.values(job)
-    params = job_insert.params(job_values, job, connection) + event_insert.params(event_insert.values(event), event,
-                                                                                  connection)
-    payload = _wake_up_payload(job_id=job["id"], alias=alias)
-    if payload is not None:
-        task_insert = _row_insert(_orm_queue_model(), alias)
-        task = dict(zip(_TASK_KEYS, (payload[0], payload[1], job["created_at"]), strict=True))
-        params += task_insert.params(task_insert.values(task), task, connection)
-    # Inside a caller's transaction a savepoint keeps a dedupe conflict from breaking it;
-    # in autocommit the statement is its own transaction.
-    guard = transaction.atomic(using=alias) if connection.in_atomic_block else nullcontext()
-    sql = _enqueue_sql(alias, with_task=payload is not None, job_keys=frozenset(job), event_keys=frozenset(event))
-    with guard:
-        direct.fetch_all(using=alias, sql=sql, params=params)
-    instance = CrateJob(*job_values)
-    instance._state.adding, instance._state.db = False, alias
-    if payload is None:
-        transaction.on_commit(lambda: wake_workers(job_id=instance.pk), using=alias, robust=True)
-    return instance
-
-
-@functools.cache
-def _enqueue_sql(alias: str, *, with_task: bool, job_keys: frozenset, event_keys: frozenset) -> str:
-    inserts = [_row_insert(CrateJob, alias).statement(job_keys), _row_insert(JobEvent, alias).statement(event_keys)]
-    if with_task:
-        inserts.append(_row_insert(_orm_queue_model(), alias).statement(frozenset(_TASK_KEYS)))
-    return "WITH " + ", ".join(f"s{i} AS ({sql})" for i, sql in enumerate(inserts)) + " SELECT 1"
-
-
-_TASK_KEYS = ("key", "payload", "lock")
-
-
-class _RowInsert:
-    """A one-row INSERT of every concrete column of ``model``, compiled once by the ORM's insert compiler.
-
-    Per call only the given values are adapted; every other column gets its
-    field default, adapted once (callable defaults other than dict/list, and
-    auto_now fields, are evaluated per row).
-    """
-
-    _PER_ROW, _CONSTANT, _NOW = range(3)
-
-    def __init__(self, model, alias: str) -> None:
-        meta = model._meta
-        connection = connections[alias]
-        self.fields = tuple(f for f in meta.local_concrete_fields if f is not meta.auto_field)
-        self.sql = _insert_statement(model(), alias)[0]
-        self.plan = []
-        for f in self.fields:
-            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-                self.plan.append((f, self._NOW, None, None))
-            elif not f.has_default() or not callable(f.default) or f.default in (dict, list):
-                self.plan.append((f, self._CONSTANT, f.get_db_prep_save(f.get_default(), connection),
-                                  _passthrough_type(f, connection)))
-            else:
-                self.plan.append((f, self._PER_ROW, None, _passthrough_type(f, connection)))
-
-    def values(self, given: dict) -> list:
-        """Python values of the row in field order: the given ones, else the field defaults."""
-        return [
-            given[f.attname] if f.attname in given else timezone.now() if kind == self._NOW else f.get_default()
-            for f, kind, _constant, _passthrough in self.plan
-        ]
-
-    def statement(self, given_keys: frozenset) -> str:
-        """The INSERT for rows given ``given_keys``, with every other constant default written as a literal: fewer
-        parameters for psycopg to adapt and send and for PostgreSQL to bind (40 -> 18 for an enqueue)."""
-        parts = self.sql.split("%s")
-        if len(parts) != len(self.plan) + 1:  # pragma: no cover - the ORM's insert SQL has one %s per column
-            raise RuntimeError(f"unexpected insert SQL for {self.fields[0].model.__name__}: {self.sql}")
-        pieces = [parts[0]]
-        for (f, kind, constant, _passthrough), part in zip(self.plan, parts[1:], strict=True):
-            literal = kind == self._CONSTANT and f.attname not in given_keys
-            pieces += [Literal(constant).as_string().replace("%", "%%") if literal else "%s", part]
-        return "".join(pieces)
-
-    def params(self, values: list, given: dict, connection) -> list:
-        """The parameters of ``statement(given)``: values adapted for the database, constant defaults left out
-        (they are literals), and values that the field would hand to psycopg unchanged not run through its
-        adaptation."""
-        params = []
-        for (f, kind, _constant, passthrough), value in zip(self.plan, values, strict=True):
-            if kind == self._CONSTANT and f.attname not in given:
-                continue
-            if passthrough and (value is None or (isinstance(value, passthrough) and (
-                passthrough is not datetime or value.tzinfo is not None
-            ))):
-                params.append(value)
-            else:
-                params.append(f.get_db_prep_save(value, connection))
-        return params
-
-
-def _passthrough_type(field, connection) -> type | tuple:
-    """The Python type whose values (and None) ``field.get_db_prep_save`` returns unchanged on PostgreSQL; ()
-    when there is none.
-
-    Exact field classes only: a subclass may adapt differently. Aware datetimes only: a naive one is made
-    aware (with a warning) by the field. JSON fields always adapt (None is JSON null or SQL NULL by field).
-    """
-    from django.conf import settings
-    from django.db import models
-
-    if connection.vendor != "postgresql":
-        return ()
-    kind = type(field)
-    if kind in (models.CharField, models.TextField, models.SlugField):
-        return str
-    if kind is models.UUIDField:
-        return uuid.UUID
-    if kind is models.DateTimeField and settings.USE_TZ:
-        return datetime
-    return ()
-
-
-@functools.cache
-def _row_insert(model, alias: str) -> _RowInsert:
-    return _RowInsert(model, alias)
-
-
-def _insert_statement(obj, alias: str) -> tuple[str, tuple]:
-    meta = obj._meta
-    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
-    query = InsertQuery(type(obj))
-    query.insert_values(fields, [obj])
-    ((sql, params),) = query.get_compiler(using=alias).as_sql()
-    return sql, tuple(params)
-
-
-def _orm_queue_model():
-    from django_q.models import OrmQ
-
-    return OrmQ
-
-
-@functools.cache
-def _task_signer():
-    """django-q2's ``SignedPackage.dumps`` signer, built once: its per-call construction was a third of the cost."""
-    from django.core.signing import TimestampSigner, b64_encode
-    from django.utils.encoding import force_bytes
-    from django_q.conf import Conf
-
-    class TaskSigner(TimestampSigner):
-        """Django's signature with the HMAC key derived once (``salted_hmac`` derives it at every call)."""
-
-        def __init__(self, **kwargs) -> None:
-            super().__init__(**kwargs)
-            derived = hashlib.sha256(force_bytes(self.salt + "signer") + force_bytes(self.key)).digest()
-            self._mac = hmac.new(derived, digestmod=hashlib.sha256)
-
-        def signature(self, value, key=None):
-            if self.algorithm != "sha256" or (key is not None and key != self.key):
-                return super().signature(value, key)
-            mac = self._mac.copy()
-            mac.update(force_bytes(value))
-            return b64_encode(mac.digest()).decode()
-
-    return TaskSigner(key=Conf.SECRET_KEY, salt=Conf.PREFIX)
-
-
-def _wake_up_task(*, job_id: uuid.UUID) -> dict:
-    """The task dict ``async_task(RUN_JOB_TASK, str(job_id), q_options=WAKE_UP_OPTIONS)`` builds, same keys in the
-    same order (a test compares the two), without its per-call broker and option lookups.
-
-    The id is the job's (one enqueue token per job, and job ids are random UUIDs like django-q2's) and the name
-    says which job it was sent for, instead of a second random UUID and its humanhash words.
-    """
-    from django_q.conf import Conf
-
-    task = {"id": job_id.hex, "name": f"wake-up {job_id}", "func": RUN_JOB_TASK, "args": (str(job_id),),
-            **WAKE_UP_OPTIONS}
-    if Conf.CACHED:
-        task["cached"] = Conf.CACHED
-    if Conf.ACK_FAILURES:
-        task["ack_failure"] = Conf.ACK_FAILURES
-    task["kwargs"] = {}
-    task["started"] = timezone.now()
-    return task
-
-
-def _wake_up_payload(*, job_id: uuid.UUID, alias: str) -> tuple[str, str] | None:
-    """(queue key, signed task) of the OrmQ row ``async_task`` would write; None when the broker is not the ORM
-    on ``alias`` or django-q2 runs tasks synchronously (then ``wake_workers`` sends it after the commit)."""
-    from django_q.conf import Conf
-    from django_q.signals import pre_enqueue
-    from django_q.signing import PickleSerializer
-
-    if not Conf.ORM or alias != Conf.ORM or Conf.BROKER_CLASS or Conf.SYNC:
-        return None
-    task = _wake_up_task(job_id=job_id)
-    pre_enqueue.send(sender="django_q", task=task)
-    return Conf.CLUSTER_NAME, _task_signer().sign_object(task, serializer=PickleSerializer, compress=Conf.COMPRESSED)
-
-
-# psycopg prepares nothing, not even ``execute(prepare=True)``, while a connection's prepare_threshold is
-# None, and Django sets None unless OPTIONS ask otherwise. A threshold no statement ever reaches keeps
-# the ORM's queries unprepared (pooler-friendly, as Django intends) and makes ``prepare=True`` work.
-_EXPLICIT_PREPARE_ONLY = sys.maxsize
-
-
-class _PreparingCursor(ServerBindingCursor):
-    """Server-side binding, and every statement prepared once per connection (Django disables auto-prepare)."""
-
-    def execute(self, query, params=None, *, prepare=None, binary=None):
-        return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
-
-
-@contextmanager
-def prepared_cursor(*, using: str) -> Iterator:
-    """A Django cursor (error mapping, query log, execute wrappers) whose statements are prepared statements.
-
-    For the constant SQL of the hot paths (enqueue, status poll): PostgreSQL
-    parses and plans them once per connection and psycopg sends the values in
-    binary instead of quoting them in Python. The psycopg cursor is kept for the
-    connection's next call: building one, and the adapters psycopg looks up for
-    a statement it saw last, cost more than the rest of a status poll's Python.
-    """
-    connection = connections[using]
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    session = connection.connection
-    if session.prepare_threshold is None:
-        session.prepare_threshold = _EXPLICIT_PREPARE_ONLY
-    # Django's connection objects are per thread, so the idle cursor is too; a nested call makes its own.
-    kept = connection.__dict__.pop(_IDLE_CURSOR, None)
-    raw = kept[1] if kept is not None and kept[0] is session and not kept[1].closed else None
-    if raw is None:
-        with connection.wrap_database_errors:
-            raw = _PreparingCursor(session)
-    # What connection.cursor() does after create_cursor(); the public API has no way to choose the cursor class.
-    cursor = connection._prepare_cursor(raw)
-    try:
-        yield cursor
-    except BaseException:
-        raw.close()
-        raise
-    connection.__dict__[_IDLE_CURSOR] = (session, raw)
-
-
-_IDLE_CURSOR = "_ferrodex_idle_prepared_cursor"
 
 
 def _deduplicated(*, job: CrateJob, options: dict) -> EnqueueResult | None:
