@@ -41,6 +41,7 @@ from psycopg.adapt import PyFormat, Transformer
 from psycopg.sql import Literal
 
 from jobs.models import ALL_VERSIONS, CrateJob, JobEvent
+from jobs.queue import RUN_JOB_TASK, WAKE_UP_OPTIONS, wake_workers
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -253,8 +254,6 @@ def insert_queued_job(*, job: dict, event: dict) -> CrateJob:
     instance = CrateJob(*job_values)
     instance._state.adding, instance._state.db = False, alias
     if payload is None:
-        from jobs.services import wake_workers
-
         transaction.on_commit(lambda: wake_workers(job_id=instance.pk), using=alias, robust=True)
     return instance
 
@@ -405,8 +404,6 @@ def _wake_up_task(*, job_id: uuid.UUID) -> dict:
     says which job it was sent for, instead of a second random UUID and its humanhash words.
     """
     from django_q.conf import Conf
-
-    from jobs.services import RUN_JOB_TASK, WAKE_UP_OPTIONS
 
     task = {"id": job_id.hex, "name": f"wake-up {job_id}", "func": RUN_JOB_TASK, "args": (str(job_id),),
             **WAKE_UP_OPTIONS}

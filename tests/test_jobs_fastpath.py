@@ -4,7 +4,7 @@ savings.
 - ``selectors.job_status``: one round trip, the exact shape of ``job_as_dict(get_job(...), events=True)``;
 - ``services.enqueue_ingest``: the row the insert plan writes is the row the ORM would write, and the
   wake-up task is a real django-q2 task that does not save its (worthless) result;
-- ``services.has_due_queued_job`` / ``wake_if_unserved``: the same answer as ``due_queued_jobs()``;
+- ``queue.has_due_queued_job`` / ``wake_if_unserved``: the same answer as ``due_queued_jobs()``;
 - a qcluster worker keeps its lock session and its reporter connection between jobs, and recovers from a
   session the server ended.
 """
@@ -23,7 +23,7 @@ from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
 from crates.errors import JobNotFound
-from jobs import fastpath, runner, selectors, services
+from jobs import fastpath, progress, queue, runner, selectors, services
 from jobs.concurrency import job_is_locked, slots_in_use
 from jobs.fastpath import FairGate
 from jobs.models import CrateJob, JobEvent
@@ -155,7 +155,7 @@ def test_the_wake_up_task_is_the_package_async_task_builds():
 
     job_id = uuid.uuid4()
     keep = Keep()
-    async_task(services.RUN_JOB_TASK, str(job_id), broker=keep, q_options=dict(services.WAKE_UP_OPTIONS))
+    async_task(queue.RUN_JOB_TASK, str(job_id), broker=keep, q_options=dict(queue.WAKE_UP_OPTIONS))
     reference = SignedPackage.loads(keep.package)
     key, package = fastpath._wake_up_payload(job_id=job_id, alias="default")
     ours = SignedPackage.loads(package)
@@ -183,7 +183,7 @@ def test_the_task_row_is_the_row_django_q2_async_task_writes():
 
     job = services.enqueue_ingest(name="serde", requested_by="api").job
     ours = OrmQ.objects.get()
-    async_task(services.RUN_JOB_TASK, str(job.pk), q_options=dict(services.WAKE_UP_OPTIONS))
+    async_task(queue.RUN_JOB_TASK, str(job.pk), q_options=dict(queue.WAKE_UP_OPTIONS))
     theirs = OrmQ.objects.exclude(pk=ours.pk).get()
     assert ours.key == theirs.key and abs((ours.lock - theirs.lock).total_seconds()) < 5
     mine, reference = SignedPackage.loads(ours.payload), SignedPackage.loads(theirs.payload)
@@ -207,8 +207,8 @@ def test_a_dedupe_conflict_inside_a_callers_transaction_leaves_it_usable():
 @pytest.mark.django_db
 def test_due_check_and_wake_agree_with_the_orm_queryset():
     def agree() -> bool:
-        fast = services.has_due_queued_job()
-        assert fast == services.due_queued_jobs().exists()
+        fast = queue.has_due_queued_job()
+        assert fast == queue.due_queued_jobs().exists()
         return fast
 
     assert not agree()
@@ -226,12 +226,12 @@ def test_due_check_and_wake_agree_with_the_orm_queryset():
     assert agree()
 
     # A token already waiting serves it: no second one. Without one, exactly one is sent.
-    assert OrmQ.objects.count() == 3 and services.wake_if_unserved() is False and OrmQ.objects.count() == 3
+    assert OrmQ.objects.count() == 3 and queue.wake_if_unserved() is False and OrmQ.objects.count() == 3
     OrmQ.objects.all().delete()
-    assert services.wake_if_unserved() is True and OrmQ.objects.count() == 1
+    assert queue.wake_if_unserved() is True and OrmQ.objects.count() == 1
     CrateJob.objects.filter(pk=blocked.pk).update(status="cancelled", finished_at=timezone.now())
     OrmQ.objects.all().delete()
-    assert services.wake_if_unserved() is False and not OrmQ.objects.exists()
+    assert queue.wake_if_unserved() is False and not OrmQ.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -241,7 +241,7 @@ def test_hot_statements_are_server_side_prepared_and_the_orm_queries_are_not():
     job = services.enqueue_ingest(name="itoa", requested_by="api").job
     for _ in range(3):
         selectors.job_status(job_id=job.pk)
-    services.has_due_queued_job()
+    queue.has_due_queued_job()
     CrateJob.objects.filter(pk=job.pk).count()
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
@@ -276,11 +276,12 @@ def test_the_direct_libpq_path_answers_as_the_cursor_does_and_survives_deallocat
 @pytest.fixture
 def worker_lock_sessions(monkeypatch):
     monkeypatch.setattr(runner, "_reuse_sessions", True)
+    monkeypatch.setattr(progress, "_keep_reporter_db", True)
     yield
     idle, runner._idle_lock_session = runner._idle_lock_session, None
     if idle is not None:
         idle.close()  # an open session would keep the test database from being dropped
-    reporter_db, runner._idle_reporter_db = runner._idle_reporter_db, None
+    reporter_db, progress._idle_reporter_db = progress._idle_reporter_db, None
     if reporter_db is not None:
         reporter_db.close()
 
@@ -295,13 +296,13 @@ def test_a_worker_keeps_its_lock_session_between_jobs_and_replaces_a_dead_one(se
     assert runner.run_next_job() == "complete"
     session = runner._idle_lock_session
     backend = session.conn.info.backend_pid
-    reporter_backend = runner._idle_reporter_db.connection.info.backend_pid
+    reporter_backend = progress._idle_reporter_db.connection.info.backend_pid
     assert slots_in_use() == 0 and not job_is_locked(first.pk)  # the session stays, its locks do not
 
     assert runner.run_next_job() == "complete"
     assert runner._idle_lock_session is session and session.conn.info.backend_pid == backend
     # The progress reporter (a new thread per job) wrote through the same connection as the first job's.
-    assert runner._idle_reporter_db.connection.info.backend_pid == reporter_backend
+    assert progress._idle_reporter_db.connection.info.backend_pid == reporter_backend
     assert JobEvent.objects.filter(job_id=second.pk, event_type="progress").count() >= 5
     assert slots_in_use() == 0 and not job_is_locked(second.pk)
 
