@@ -447,7 +447,7 @@ def job_status_document(*, job_id: uuid.UUID, events_limit: int) -> dict | None:
 
 @functools.cache
 def _status_sql(alias: str, events_limit: int) -> str:
-    """The job as ``_job_dict`` renders it plus its latest events (oldest first), as ONE JSON text column.
+    """The job as ``job_as_dict`` renders it plus its latest events (oldest first), as ONE JSON text column.
 
     Left to Python: max_attempts (a setting), the duration (``duration_s`` carries
     the microseconds between start and finish; a running job's runs on the

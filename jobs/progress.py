@@ -30,7 +30,6 @@ from jobs.recovery import touch_worker
 
 logger = logging.getLogger(__name__)
 
-COUNTERS = CrateJob.COUNTERS
 # Reporter cadence: cancel poll / wake-up tick, and the longest gap between progress writes.
 TICK_SECONDS = 0.1
 FLUSH_SECONDS = 1.0
@@ -136,7 +135,7 @@ class JobProgress:
             if message is not None:
                 self._message = message[:500]
             for key, value in counters.items():
-                if key in COUNTERS and value is not None:
+                if key in CrateJob.COUNTERS and value is not None:
                     self._counters[key] = int(value)
             self._dirty = True
 
@@ -215,7 +214,7 @@ class JobProgress:
         """Progress, counters (never lowered), heartbeat and the pending stage events: ONE prepared statement."""
         with self._mutex:
             counters = self._counters_snapshot()
-            params = [self._percent, self._stage, self._message, *(counters.get(key) for key in COUNTERS),
+            params = [self._percent, self._stage, self._message, *(counters.get(key) for key in CrateJob.COUNTERS),
                       self.job.pk, self.job.attempts]
             events, self._pending_events = self._pending_events, []
             self._dirty = False
@@ -281,7 +280,7 @@ def _flush_sql() -> str:
     GREATEST ignores NULL, and keeps progress and counters monotonic. The events
     go in only if the attempt still owns the job, in their order (ids follow it).
     """
-    counters = ", ".join(f"{name} = GREATEST({name}, %s)" for name in COUNTERS)
+    counters = ", ".join(f"{name} = GREATEST({name}, %s)" for name in CrateJob.COUNTERS)
     return (
         f'WITH job AS (UPDATE "{CrateJob._meta.db_table}" SET progress = GREATEST(progress, %s), stage = %s, '
         f"stage_message = %s, heartbeat_at = statement_timestamp(), {counters} "

@@ -40,7 +40,6 @@ from jobs.recovery import start_worker_monitor, touch_worker
 
 logger = logging.getLogger(__name__)
 
-COUNTERS = ("items_found", "items_processed", "documents", "chunks", "embeddings", "http_requests")
 # A waiting token gives up its worker after this long and leaves a fresh token behind.
 MAX_SLOT_WAIT_SECONDS = 300.0
 # How long a removal waits for a cancelled ingest of the same crate to stop.
@@ -341,7 +340,7 @@ def _final_counters(*, job: CrateJob, progress: JobProgress, result: dict) -> di
             counters["items_processed"] = max(done, counters.get("items_processed", 0))
     if isinstance(result.get("http_requests"), int):
         counters["http_requests"] = progress.http_requests_base + result["http_requests"]
-    return {key: value for key, value in counters.items() if key in COUNTERS}
+    return {key: value for key, value in counters.items() if key in CrateJob.COUNTERS}
 
 
 def _complete_message(*, job: CrateJob, result: dict, counters: dict) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -133,10 +132,41 @@ def health_summary() -> dict:
 
 
 def job_as_dict(job: CrateJob, *, events: bool = False) -> dict:
-    """The one JSON shape of a job. No traceback here (it can leak paths); the admin shows it from the model."""
-    data = _job_dict(*(getattr(job, name) for name in _JOB_FIELDS))
+    """The one JSON shape of a job. No traceback here (it can leak paths); the admin shows it from the model.
+
+    ``jobs.fastpath`` builds the same document in SQL for the status poll (tests/test_jobs_fastpath.py
+    compares the two).
+    """
+    data = {
+        "id": str(job.pk),
+        "operation": job.operation,
+        "crate": job.crate_name,
+        "normalized_name": job.normalized_name,
+        "version": None if job.requested_version == ALL_VERSIONS else job.requested_version,
+        "resolved_version": job.resolved_version or None,
+        "status": job.status,
+        "finished": job.is_finished,
+        "progress": job.progress,
+        "stage": job.stage,
+        "stage_message": job.stage_message,
+        "counters": {name: getattr(job, name) for name in CrateJob.COUNTERS},
+        "options": job.options,
+        "requested_by": job.requested_by,
+        "attempts": job.attempts,
+        "max_attempts": settings.JOB_MAX_ATTEMPTS,
+        "worker_id": job.worker_id or None,
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "heartbeat_at": _iso(job.heartbeat_at),
+        "cancel_requested_at": _iso(job.cancel_requested_at),
+        "run_after": _iso(job.run_after),
+        "duration_s": _seconds_between(job.started_at, job.finished_at),
+        "error": {"type": job.error_type, "message": job.error_message} if job.error_message else None,
+        "result": job.result or None,
+        "retry_of": str(job.retry_of_id) if job.retry_of_id else None,
+    }
     if events:
-        # Plain rows, not model instances: this is the status poll every UI makes.
         rows = list(
             JobEvent.objects.filter(job_id=job.pk).order_by("-created_at", "-id")
             .values_list("event_type", "message", "data", "created_at")[:EVENTS_IN_STATUS]
@@ -148,70 +178,9 @@ def job_as_dict(job: CrateJob, *, events: bool = False) -> dict:
     return data
 
 
-# What ``_job_dict`` reads, in its parameter order (model attribute names; the SQL uses their columns).
-_JOB_FIELDS = (
-    "id", "operation", "crate_name", "normalized_name", "requested_version", "resolved_version", "status",
-    "progress", "stage", "stage_message", "items_found", "items_processed", "documents", "chunks", "embeddings",
-    "http_requests", "options", "requested_by", "attempts", "worker_id", "created_at", "started_at", "finished_at",
-    "heartbeat_at", "cancel_requested_at", "run_after", "error_type", "error_message", "result", "retry_of_id",
-)
-_FINISHED = frozenset(CrateJob.FINISHED_STATUSES)
-
-
-def _job_dict(
-    pk, operation, crate_name, normalized_name, requested_version, resolved_version, status, progress, stage,
-    stage_message, items_found, items_processed, documents, chunks, embeddings, http_requests, options,
-    requested_by, attempts, worker_id, created_at, started_at, finished_at, heartbeat_at, cancel_requested_at,
-    run_after, error_type, error_message, result, retry_of_id,
-) -> dict:
-    """The job shape from plain values: one builder for model instances and raw rows, so they cannot drift."""
-    result = _json(result)
-    return {
-        "id": str(pk),
-        "operation": operation,
-        "crate": crate_name,
-        "normalized_name": normalized_name,
-        "version": None if requested_version == ALL_VERSIONS else requested_version,
-        "resolved_version": resolved_version or None,
-        "status": status,
-        "finished": status in _FINISHED,
-        "progress": progress,
-        "stage": stage,
-        "stage_message": stage_message,
-        "counters": {
-            "items_found": items_found,
-            "items_processed": items_processed,
-            "documents": documents,
-            "chunks": chunks,
-            "embeddings": embeddings,
-            "http_requests": http_requests,
-        },
-        "options": _json(options),
-        "requested_by": requested_by,
-        "attempts": attempts,
-        "max_attempts": settings.JOB_MAX_ATTEMPTS,
-        "worker_id": worker_id or None,
-        "created_at": _iso(created_at),
-        "started_at": _iso(started_at),
-        "finished_at": _iso(finished_at),
-        "heartbeat_at": _iso(heartbeat_at),
-        "cancel_requested_at": _iso(cancel_requested_at),
-        "run_after": _iso(run_after),
-        "duration_s": _seconds_between(started_at, finished_at),
-        "error": {"type": error_type, "message": error_message} if error_message else None,
-        "result": result or None,
-        "retry_of": str(retry_of_id) if retry_of_id else None,
-    }
-
-
 def _not_found(pk: uuid.UUID) -> JobNotFound:
     return JobNotFound(f"There is no job {pk}; finished jobs are kept {settings.JOB_RETENTION_DAYS} days.",
                        job_id=str(pk))
-
-
-def _json(value):
-    """A JSON column as Python: Django's connection hands jsonb over as text, model fields already decoded."""
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def event_as_dict(event: JobEvent) -> dict:
