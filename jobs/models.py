@@ -9,6 +9,8 @@ from django.db.models import Q
 
 # requested_version of a removal that covers every version of the crate.
 ALL_VERSIONS = "*"
+# Options of an ingest from local files (``manage.py ingest_crate --json-file / --doc-dir``): the path.
+LOCAL_SOURCES = ("json_file", "doc_dir")
 
 
 class CrateJob(models.Model):

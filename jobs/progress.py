@@ -24,6 +24,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from crates.errors import Cancelled, FerrodexError
+from crates.pipeline.types import Progress
 from jobs.concurrency import LockConnection, heartbeat_interval
 from jobs.models import CrateJob, JobEvent
 from jobs.recovery import touch_worker
@@ -93,9 +94,13 @@ def _percent(value: float) -> int:
 class JobProgress:
     """``crates.pipeline.types.Progress`` for a job. Thread-safe; never blocks the pipeline on the database."""
 
-    def __init__(self, *, job: CrateJob, locks: LockConnection) -> None:
+    def __init__(
+        self, *, job: CrateJob, locks: LockConnection, display: Progress | None = None, worker: bool = True
+    ) -> None:
         self.job = job
         self.locks = locks
+        self.display = display  # a command's progress bar, told what the job row is told
+        self.worker = worker  # a qcluster worker: its heartbeat row names the job
         self.http_requests_base = job.http_requests  # requests of earlier attempts; the pipeline counts per attempt
         self._mutex = threading.Lock()
         self._percent = job.progress
@@ -127,6 +132,8 @@ class JobProgress:
                 })
             self._dirty = True
         self._wake.set()
+        if self.display is not None:
+            self.display.stage(name, message, percent)
 
     def update(self, *, percent: float | None = None, message: str | None = None, **counters: int) -> None:
         with self._mutex:
@@ -138,6 +145,8 @@ class JobProgress:
                 if key in CrateJob.COUNTERS and value is not None:
                     self._counters[key] = int(value)
             self._dirty = True
+        if self.display is not None:
+            self.display.update(percent=percent, message=message, **counters)
 
     def check_cancelled(self) -> None:
         if self._lost.is_set():
@@ -241,7 +250,8 @@ class JobProgress:
         if not self.locks.ping():
             logger.error("job %s: the lock session is gone; stopping this attempt", self.job.pk)
             self._lost.set()
-        touch_worker(current_job_id=self.job.pk)
+        if self.worker:
+            touch_worker(current_job_id=self.job.pk)
 
 
 # --- the reporter's SQL ------------------------------------------------------------------

@@ -114,23 +114,41 @@ def claim_next_job(*, locks, worker_id: str) -> CrateJob | None:
                 # Still held by a worker that is just letting go of it (a retry being requeued).
                 skipped.append(job.pk)
                 continue
-            now = timezone.now()
-            job.status = Status.RUNNING
-            job.attempts += 1
-            job.started_at = now
-            job.heartbeat_at = now
-            job.worker_id = worker_id
-            job.run_after = None
-            job.save(update_fields=["status", "attempts", "started_at", "heartbeat_at", "worker_id", "run_after"])
-            record_event(
-                job_id=job.pk, event_type=EventType.STARTED,
-                message=f"Attempt {job.attempts} started on {worker_id}",
-                data={"attempt": job.attempts, "worker_id": worker_id, "resumed": bool(job.checkpoint)},
-            )
+            _mark_claimed(job=job, worker_id=worker_id)
         logger.info("job %s (%s %s) claimed by %s, attempt %d", job.pk, job.operation, job.crate_name,
                     worker_id, job.attempts)
         return job
     return None
+
+
+def claim_job(*, job_id: uuid.UUID, locks, worker_id: str) -> CrateJob | None:
+    """Take this queued job (a foreground run of it), as ``claim_next_job`` takes the oldest: None if it is
+    not queued any more or another process holds it."""
+    with transaction.atomic():
+        job = CrateJob.objects.select_for_update(skip_locked=True, no_key=True).filter(
+            pk=job_id, status=Status.QUEUED).first()
+        if job is None or not locks.try_lock_job(job.pk):
+            return None
+        _mark_claimed(job=job, worker_id=worker_id)
+    logger.info("job %s (%s %s) claimed by %s, attempt %d", job.pk, job.operation, job.crate_name,
+                worker_id, job.attempts)
+    return job
+
+
+def _mark_claimed(*, job: CrateJob, worker_id: str) -> None:
+    now = timezone.now()
+    job.status = Status.RUNNING
+    job.attempts += 1
+    job.started_at = now
+    job.heartbeat_at = now
+    job.worker_id = worker_id
+    job.run_after = None
+    job.save(update_fields=["status", "attempts", "started_at", "heartbeat_at", "worker_id", "run_after"])
+    record_event(
+        job_id=job.pk, event_type=EventType.STARTED,
+        message=f"Attempt {job.attempts} started on {worker_id}",
+        data={"attempt": job.attempts, "worker_id": worker_id, "resumed": bool(job.checkpoint)},
+    )
 
 
 def running_job(*, job: CrateJob) -> QuerySet[CrateJob]:

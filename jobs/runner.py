@@ -17,6 +17,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from time import monotonic
 
 import psycopg
@@ -32,9 +33,10 @@ from django.db import (
 from django.utils.module_loading import import_string
 
 from crates.errors import Cancelled, FerrodexError
+from crates.pipeline.types import Progress
 from jobs import queue
 from jobs.concurrency import LockConnection
-from jobs.models import ALL_VERSIONS, CrateJob
+from jobs.models import ALL_VERSIONS, LOCAL_SOURCES, CrateJob
 from jobs.progress import JobLost, JobProgress, keep_reporter_db
 from jobs.recovery import start_worker_monitor, touch_worker
 
@@ -153,9 +155,15 @@ def _end_lock_session(locks: LockConnection) -> None:
     _idle_lock_session = locks
 
 
-def execute_job(*, job: CrateJob, locks: LockConnection) -> str:
-    """Run a claimed job to its outcome: complete, failed, cancelled, or queued again for a retry."""
-    progress = JobProgress(job=job, locks=locks)
+def execute_job(
+    *, job: CrateJob, locks: LockConnection, display: Progress | None = None, retry_transient: bool = True
+) -> str:
+    """Run a claimed job to its outcome: complete, failed, cancelled, or queued again for a retry.
+
+    ``display`` also gets the pipeline's progress (a command's progress bar). Without ``retry_transient``
+    (a foreground run, whose user is waiting) a transient error fails the job instead of requeueing it.
+    """
+    progress = JobProgress(job=job, locks=locks, display=display, worker=display is None)
     progress.start()
     try:
         result = _run_operation(job=job, progress=progress)
@@ -175,7 +183,7 @@ def execute_job(*, job: CrateJob, locks: LockConnection) -> str:
     except Exception as exc:
         tb = traceback.format_exc()
         progress.stop()
-        return _handle_failure(job=job, exc=exc, tb=tb)
+        return _handle_failure(job=job, exc=exc, tb=tb, retry=retry_transient)
     finally:
         progress.stop()
     result_data = _json_safe(result)
@@ -211,6 +219,8 @@ def _run_operation(*, job: CrateJob, progress: JobProgress) -> object:
 
 def _run_ingest(*, job: CrateJob, progress: JobProgress) -> object:
     run_ingest = import_string(settings.FERRODEX_INGEST_FUNCTION)
+    # Local docs (``ingest_crate --json-file`` / ``--doc-dir``): the path is in the job's options.
+    local = {key: Path(job.options[key]) for key in LOCAL_SOURCES if job.options.get(key)}
     return run_ingest(
         name=job.crate_name,
         version=job.requested_version,
@@ -219,6 +229,7 @@ def _run_ingest(*, job: CrateJob, progress: JobProgress) -> object:
         checkpoint=dict(job.checkpoint) or None,
         save_checkpoint=checkpoint_saver(job=job),
         job_id=job.pk,
+        **local,
     )
 
 
@@ -276,11 +287,11 @@ def retry_delay(*, attempt: int) -> float:
     return min(MAX_RETRY_DELAY_SECONDS, base) * random.uniform(0.9, 1.1)
 
 
-def _handle_failure(*, job: CrateJob, exc: Exception, tb: str) -> str:
+def _handle_failure(*, job: CrateJob, exc: Exception, tb: str, retry: bool) -> str:
     transient = is_transient(exc)
     if isinstance(exc, DatabaseError):
         connection.close()  # the outcome must not go through a broken connection
-    if transient and job.attempts < settings.JOB_MAX_ATTEMPTS:
+    if transient and retry and job.attempts < settings.JOB_MAX_ATTEMPTS:
         delay = retry_delay(attempt=job.attempts)
         message = _error_message(exc)
         if queue.requeue_after_failure(job=job, message=message, error_type=type(exc).__name__, delay=delay):

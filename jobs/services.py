@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -47,19 +48,28 @@ class EnqueueResult:
 # --- request path ---------------------------------------------------------------
 
 
-def enqueue_ingest(*, name: str, version: str | None = None, force: bool = False, requested_by: str) -> EnqueueResult:
-    """Queue an ingest of ``name`` at ``version`` ("latest" when empty); an active one for the same target is reused."""
+def enqueue_ingest(
+    *, name: str, version: str | None = None, force: bool = False, requested_by: str,
+    json_file: Path | None = None, doc_dir: Path | None = None,
+) -> EnqueueResult:
+    """Queue an ingest of ``name`` at ``version`` ("latest" when empty); an active one for the same target is reused.
+
+    ``json_file`` / ``doc_dir``: ingest local docs instead of docs.rs (the command line; the job runs where
+    the path can be read).
+    """
     crate_name = validate_crate_name(name)
     requested_version = validate_version(version)
     if note := toolchain_crate_note(crate_name):  # the job would only fail with "no crate named 'std'"
         raise InvalidCrateName(note)
+    local = {key: str(Path(path).resolve()) for key, path in (("json_file", json_file), ("doc_dir", doc_dir)) if path}
+    source = f" from {next(iter(local.values()))}" if local else ""
     return _enqueue(
         operation=Operation.INGEST,
         crate_name=crate_name,
         requested_version=requested_version,
-        options={"force": bool(force)},
+        options={"force": bool(force), **local},
         requested_by=_requested_by(requested_by),
-        message=f"Ingest of {crate_name} {requested_version} requested" + (" (force)" if force else ""),
+        message=f"Ingest of {crate_name} {requested_version}{source} requested" + (" (force)" if force else ""),
     )
 
 
