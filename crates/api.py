@@ -6,24 +6,18 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 from pydantic import ConfigDict
 
-from config.api_common import (
-    ERRORS,
+from crates import selectors
+from crates.api_common import ERRORS, READ_AUTH, WRITE_AUTH, BodyBool, PageParams, QueryBool, refuse_unknown_query
+from crates.fronts import (
     MAX_NAME_INPUT,
     MAX_QUERY_LENGTH,
     MAX_SEARCH_LIMIT,
-    READ_AUTH,
-    WRITE_AUTH,
-    BodyBool,
-    PageParams,
-    QueryBool,
     checked,
     crate_page,
     item_detail,
-    refuse_unknown_query,
     removal_version,
     search_results,
 )
-from crates import selectors
 from crates.names import MAX_CRATE_NAME_LENGTH, validate_crate_name
 from crates.schemas import CrateDetailOut, CratePage, ItemOut, SearchOut
 from crates.search.scope import KINDS

@@ -8,16 +8,8 @@ from django.http import HttpRequest
 from django.urls import reverse
 from ninja import Field, Query, Router, Schema, Status
 
-from config.api_common import (
-    ERRORS,
-    MAX_NAME_INPUT,
-    READ_AUTH,
-    WRITE_AUTH,
-    PageParams,
-    as_dict,
-    checked,
-    refuse_unknown_query,
-)
+from crates.api_common import ERRORS, READ_AUTH, WRITE_AUTH, PageParams, refuse_unknown_query
+from crates.fronts import MAX_NAME_INPUT, as_dict, checked
 from crates.names import validate_crate_name
 from jobs import selectors, services
 from jobs.models import CrateJob

@@ -22,7 +22,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, StrictBool
 
-from config.api_common import (
+from crates import selectors as crate_selectors
+from crates.errors import FerrodexError, InvalidInput, database_unavailable
+from crates.fronts import (
     MAX_ITEM_PATH_LENGTH,
     MAX_NAME_INPUT,
     MAX_PAGE,
@@ -34,8 +36,6 @@ from config.api_common import (
     removal_version,
     search_results,
 )
-from crates import selectors as crate_selectors
-from crates.errors import FerrodexError, InvalidInput, database_unavailable
 from crates.names import validate_crate_name
 from crates.schemas import CrateDetailOut, CratePage, ItemOut, OpenModel, SearchOut
 from crates.search.scope import KINDS

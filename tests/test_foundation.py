@@ -144,3 +144,20 @@ def test_the_running_embedded_server_uses_the_tuning():
         assert cursor.fetchone()[0] == "off"
         cursor.execute("SHOW hnsw.iterative_scan")
         assert cursor.fetchone()[0] == "relaxed_order"  # per-connection search settings (crates.apps)
+
+
+def test_mcp_and_the_shared_front_rules_import_no_django_ninja_module():
+    """MCP shares the input rules and reads of the JSON API (crates.fronts) without importing django-ninja."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    shared = [*sorted((root / "mcp_bridge").glob("*.py")), root / "crates" / "fronts.py",
+              root / "crates" / "schemas.py", root / "jobs" / "schemas.py"]
+    for path in shared:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert name.split(".")[0] != "ninja" and name not in ("crates.api_common", "crates.api_errors",
+                                                                       "config.api"), (path.name, name)
