@@ -20,7 +20,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from crates import portal_views
+from crates import admin_forms, portal_selectors
 from crates.admin_common import PortalAdminMixin, ReadOnlyAdminMixin, job_admin_url
 from crates.apikeys import create_api_key, revoke_api_key
 from crates.errors import FerrodexError
@@ -190,7 +190,7 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
         if request.POST.get("confirmed") == "yes":
             self._each(request, crates, self._hard_delete, done="Hard delete queued for {n} crate(s).")
             return None
-        summaries = [portal_views.deletion_summary(crate=c) for c in crates]
+        summaries = [portal_selectors.deletion_summary(crate=c) for c in crates]
         return self._render_delete_confirmation(request, summaries, bulk=True)
 
     def _each(self, request: HttpRequest, crates, write, *, done: str) -> None:
@@ -240,7 +240,7 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = portal_views.AddCrateForm(request.POST or None)
+        form = admin_forms.AddCrateForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
                 result = enqueue_ingest(
@@ -292,7 +292,7 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
                 request, lambda: self._hard_delete(request, crate),
                 done=f"Hard delete of {crate.name} queued.", back=self._change_url(crate),
             )
-        return self._render_delete_confirmation(request, [portal_views.deletion_summary(crate=crate)], bulk=False)
+        return self._render_delete_confirmation(request, [portal_selectors.deletion_summary(crate=crate)], bulk=False)
 
     def _render_delete_confirmation(self, request: HttpRequest, summaries, *, bulk: bool) -> TemplateResponse:
         context = self.page_context(
@@ -446,7 +446,7 @@ class DocumentAdmin(PortalAdminMixin, ReadOnlyAdminMixin, TitledChangeListMixin,
         """The same hybrid search agents get, with the signals that matched each hit."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        form = portal_views.SearchForm(portal_views.search_form_data(request.GET) if request.GET else None)
+        form = admin_forms.SearchForm(admin_forms.search_form_data(request.GET) if request.GET else None)
         hits, error, doc_ids = None, "", {}
         if form.is_bound and form.is_valid():
             data = form.cleaned_data
@@ -454,9 +454,9 @@ class DocumentAdmin(PortalAdminMixin, ReadOnlyAdminMixin, TitledChangeListMixin,
                 hits = search_docs(
                     query=data["q"], crate=data["crate"] or None, version=data["version"] or None,
                     kinds=data["kinds"] or None, limit=data["limit"] or 10,
-                    signals=tuple(data["signals"]) or portal_views.SEARCH_SIGNALS,
+                    signals=tuple(data["signals"]) or admin_forms.SEARCH_SIGNALS,
                 )
-                doc_ids = portal_views.document_ids_for_hits(hits)
+                doc_ids = portal_selectors.document_ids_for_hits(hits)
             except FerrodexError as exc:
                 error = str(exc)
         results = [
@@ -470,7 +470,7 @@ class DocumentAdmin(PortalAdminMixin, ReadOnlyAdminMixin, TitledChangeListMixin,
             results=results,
             searched=hits is not None,
             error=error,
-            signals=portal_views.SEARCH_SIGNALS,
+            signals=admin_forms.SEARCH_SIGNALS,
         )
         return TemplateResponse(request, "portal/search.html", context)
 
@@ -517,7 +517,7 @@ class ApiKeyAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
         """Create a key and show its plaintext once; it is stored only as a hash."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = portal_views.ApiKeyCreateForm(request.POST or None)
+        form = admin_forms.ApiKeyCreateForm(request.POST or None)
         context = self.page_context(
             request, title="Create an API key", form=form, has_view_permission=self.has_view_permission(request)
         )
