@@ -26,7 +26,7 @@ from crates.apikeys import create_api_key, revoke_api_key
 from crates.errors import FerrodexError
 from crates.models import ApiKey, Chunk, Crate, CrateRelease, Document
 from crates.names import normalize_crate_name, semver_key
-from crates.selectors import search_docs
+from crates.search.engine import search
 from crates.services import restore_crate
 from crates.templatetags.portal import format_age, status_badge_html
 from jobs.models import CrateJob
@@ -451,7 +451,7 @@ class DocumentAdmin(PortalAdminMixin, ReadOnlyAdminMixin, TitledChangeListMixin,
         if form.is_bound and form.is_valid():
             data = form.cleaned_data
             try:
-                hits = search_docs(
+                hits = search(
                     query=data["q"], crate=data["crate"] or None, version=data["version"] or None,
                     kinds=data["kinds"] or None, limit=data["limit"] or 10,
                     signals=tuple(data["signals"]) or admin_forms.SEARCH_SIGNALS,

@@ -7,6 +7,7 @@ from ninja import Field, Query, Router, Schema
 from pydantic import ConfigDict
 
 from crates import selectors
+from crates import services as crate_services
 from crates.api_common import ERRORS, READ_AUTH, WRITE_AUTH, BodyBool, PageParams, QueryBool, refuse_unknown_query
 from crates.fronts import (
     MAX_NAME_INPUT,
@@ -126,7 +127,7 @@ def remove_crate(request: HttpRequest, name: str, params: Query[RemoveParams]):
 )
 def restore_crate(request: HttpRequest, name: str):
     refuse_unknown_query(request)
-    crate = job_services.restore_crate(name=checked("name", validate_crate_name, name))
+    crate = crate_services.restore_crate(name=checked("name", validate_crate_name, name))
     return selectors.get_crate(name=crate.name)
 
 

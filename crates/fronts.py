@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from crates import selectors
 from crates.errors import InvalidInput
 from crates.names import LATEST, validate_crate_name, validate_version
+from crates.search.engine import search
 from crates.search.scope import KINDS
 
 T = TypeVar("T")
@@ -142,7 +143,7 @@ def search_results(
         raise InvalidInput("The search query is empty.", field="q")
     if "\x00" in text:
         raise InvalidInput("The search query contains a NUL character (\\x00); remove it and search again.", field="q")
-    hits = selectors.search_docs(
+    hits = search(
         query=text,
         crate=checked("crate", validate_crate_name, crate) if crate else None,
         version=optional_version("version", version),

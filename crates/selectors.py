@@ -17,7 +17,7 @@ from django.db.models.expressions import RawSQL
 from crates.errors import InvalidInput, ItemNotFound
 from crates.models import Crate, CrateRelease, Document
 from crates.names import TOOLCHAIN_CRATES, normalize_crate_name, semver_key
-from crates.search.engine import SIGNALS, SearchHit, search
+from crates.search.engine import SearchHit
 from crates.search.scope import ReleaseInfo, find_crate, release_for
 from crates.textsearch import clean_query
 
@@ -28,7 +28,6 @@ __all__ = [
     "get_crate",
     "get_item",
     "list_crates",
-    "search_docs",
 ]
 
 MAX_PAGE_SIZE = 100
@@ -62,25 +61,6 @@ class Page:
 
 
 # --- search ---------------------------------------------------------------------------------
-
-
-def search_docs(
-    *,
-    query: str,
-    crate: str | None = None,
-    version: str | None = None,
-    kinds: list[str] | None = None,
-    limit: int = 10,
-    signals: tuple[str, ...] = SIGNALS,
-) -> list[SearchHit]:
-    """Hybrid search (vector + keyword + path, fused by weighted RRF), one hit per item.
-
-    Only active releases of crates that are not soft-deleted; ``version=None`` means the
-    newest active release of each crate. Any query text gives hits or ``[]``. An unknown
-    ``crate``/``version`` raises CrateNotFound/VersionNotFound and an unknown kind
-    InvalidInput, so a typo is not mistaken for "no results".
-    """
-    return search(query=query, crate=crate, version=version, kinds=kinds, limit=limit, signals=signals)
 
 
 # --- items ----------------------------------------------------------------------------------

@@ -163,13 +163,6 @@ def retry_job(*, job_id: uuid.UUID | str, requested_by: str) -> EnqueueResult:
     return result
 
 
-def restore_crate(*, name: str) -> Crate:
-    """Undo a soft delete (quick; not a job)."""
-    from crates.services import restore_crate as restore
-
-    return restore(name=name)
-
-
 def parse_job_id(job_id: uuid.UUID | str) -> uuid.UUID:
     try:
         return job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id).strip())

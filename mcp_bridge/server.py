@@ -23,6 +23,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, StrictBool
 
 from crates import selectors as crate_selectors
+from crates import services as crate_services
 from crates.errors import FerrodexError, InvalidInput, database_unavailable
 from crates.fronts import (
     MAX_ITEM_PATH_LENGTH,
@@ -253,7 +254,7 @@ def restore_rust_crate(name: Name) -> Annotated[CallToolResult, CrateDetailOut]:
     """Undo a soft delete (remove_rust_crate with soft_delete): the crate is listed and searchable again
     with the documentation it had. Immediate, no job. Restoring a crate that is not deleted changes nothing."""
     with tool_call("restore_rust_crate"):
-        crate = job_services.restore_crate(name=validate_crate_name(name))
+        crate = crate_services.restore_crate(name=validate_crate_name(name))
         model = CrateDetailOut.model_validate(crate_selectors.get_crate(name=crate.name))
         version = model.latest_version or "no version yet"
         return _result(model, f"{model.name} {version} is listed and searchable: {model.documents} items.")

@@ -431,7 +431,8 @@ def test_ingest_crate_command_refuses_a_directory_as_json_file(tmp_path):
 
 def test_removing_the_last_version_removes_the_crate():
     from crates.errors import CrateNotFound
-    from crates.selectors import list_crates, search_docs
+    from crates.search.engine import search
+    from crates.selectors import list_crates
     from crates.services import remove_crate
 
     widget = item("qa_two::Widget", "struct", "pub struct Widget", "A widget.")
@@ -447,7 +448,7 @@ def test_removing_the_last_version_removes_the_crate():
     assert last["crate_removed"] and last["releases"] == 1
     assert list_crates(search="qa-two").total == 0
     with pytest.raises(CrateNotFound, match="not indexed"):
-        search_docs(query="Widget", crate="qa-two")
+        search(query="Widget", crate="qa-two")
 
 
 def test_local_docs_of_another_library_do_not_replace_a_stored_crate():
@@ -507,7 +508,7 @@ def test_remote_json_ingest_costs_three_requests_and_a_refresh_is_one_conditiona
 
 
 def test_adding_a_soft_deleted_crate_whose_release_is_current_restores_it(fake_docsrs):
-    from crates.selectors import search_docs
+    from crates.search.engine import search
     from crates.services import remove_crate
     from jobs.models import CrateJob
     from jobs.runner import _complete_message
@@ -521,7 +522,7 @@ def test_adding_a_soft_deleted_crate_whose_release_is_current_restores_it(fake_d
 
     # The same as when a new release is made (activate_release): the crate is listed and searchable again.
     assert Crate.objects.get().deleted_at is None
-    assert search_docs(query="Counter", crate="ferro-fixture")
+    assert search(query="Counter", crate="ferro-fixture")
     assert again.up_to_date and again.restored and again.release_id == first.release_id
     job = CrateJob(operation=CrateJob.Operation.INGEST, crate_name="ferro-fixture", requested_version="latest")
     message = _complete_message(job=job, result={"up_to_date": True, "restored": True, "version": "0.3.1"}, counters={})

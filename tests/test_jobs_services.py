@@ -18,6 +18,7 @@ from django_q.models import OrmQ
 
 from crates.errors import CrateNotFound, InvalidCrateName, InvalidInput, InvalidVersion, JobNotFound, JobStateError
 from crates.models import Crate, CrateRelease, Document
+from crates.services import restore_crate
 from jobs import queue, recovery, retention, selectors, services
 from jobs.concurrency import LockConnection, job_is_locked, slots_in_use
 from jobs.models import CrateJob, JobEvent, WorkerHeartbeat
@@ -459,7 +460,7 @@ def test_removal_job_cancels_queued_ingest_and_deletes_the_crate(fake_pipeline):
     assert run_next_job() == "complete"
     crate = Crate.objects.get()
     assert crate.deleted_at is not None and Document.objects.count() == 20
-    assert services.restore_crate(name="job-n20-b10-d1-gone").deleted_at is None
+    assert restore_crate(name="job-n20-b10-d1-gone").deleted_at is None
     hard = services.enqueue_removal(name="job-n20-b10-d1-gone", requested_by="admin").job
     assert run_next_job() == "complete"
     hard.refresh_from_db()
