@@ -248,7 +248,9 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
                     force=form.cleaned_data["force"], requested_by=REQUESTED_BY_ADMIN,
                 )
             except FerrodexError as exc:
-                form.add_error(None, str(exc))
+                # The service validated the input: show its message at the field it names.
+                field = exc.context.get("field")
+                form.add_error(field if field in form.fields else None, str(exc))
             else:
                 self.log_addition(request, result.job, f"Ingest queued from the admin for {result.job.crate_name}.")
                 note = " (an identical job was already queued)" if result.deduplicated else ""
@@ -458,7 +460,11 @@ class DocumentAdmin(PortalAdminMixin, ReadOnlyAdminMixin, TitledChangeListMixin,
                 )
                 doc_ids = portal_selectors.document_ids_for_hits(hits)
             except FerrodexError as exc:
-                error = str(exc)
+                # The search validated the input: a bad version is shown at its field, as the API names it.
+                if exc.context.get("field") == "version":
+                    form.add_error("version", str(exc))
+                else:
+                    error = str(exc)
         results = [
             {"hit": hit, "doc_id": doc_ids.get((hit.crate.lower().replace("-", "_"), hit.version, hit.path, hit.kind))}
             for hit in hits or []

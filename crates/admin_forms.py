@@ -5,9 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.http import QueryDict
 
-from crates.errors import FerrodexError
 from crates.models import Crate, Document
-from crates.names import validate_crate_name, validate_version
 
 SEARCH_SIGNALS = ("vector", "keyword", "path")
 
@@ -25,12 +23,6 @@ class AddCrateForm(forms.Form):
         required=False, help_text="Re-process every item even if this version is already ingested and unchanged.",
     )
 
-    def clean_name(self) -> str:
-        return _validated(validate_crate_name, self.cleaned_data.get("name"))
-
-    def clean_version(self) -> str | None:
-        version = _validated(validate_version, self.cleaned_data.get("version"))
-        return None if version == "latest" else version
 
 
 class ApiKeyCreateForm(forms.Form):
@@ -57,14 +49,6 @@ class SearchForm(forms.Form):
     )
     limit = forms.IntegerField(min_value=1, max_value=50, initial=10, required=False)
 
-    def clean_version(self) -> str:
-        # Validated as the API and MCP do: '1.0' answered "Nothing matched" here and a 422 there.
-        version = (self.cleaned_data.get("version") or "").strip()
-        if not version:
-            return ""
-        version = _validated(validate_version, version)
-        return "" if version == "latest" else version
-
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # Soft-deleted crates stay selectable, so an operator sees exactly what an agent would be told.
@@ -82,10 +66,3 @@ def search_form_data(query: QueryDict) -> QueryDict:
     if not data.get("limit"):
         data["limit"] = "10"
     return data
-
-
-def _validated(validator, value):
-    try:
-        return validator(value)
-    except FerrodexError as exc:
-        raise forms.ValidationError(str(exc)) from exc

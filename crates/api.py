@@ -13,13 +13,11 @@ from crates.fronts import (
     MAX_NAME_INPUT,
     MAX_QUERY_LENGTH,
     MAX_SEARCH_LIMIT,
-    checked,
     crate_page,
     item_detail,
-    removal_version,
     search_results,
 )
-from crates.names import MAX_CRATE_NAME_LENGTH, validate_crate_name
+from crates.names import MAX_CRATE_NAME_LENGTH
 from crates.schemas import CrateDetailOut, CratePage, ItemOut, SearchOut
 from crates.search.scope import KINDS
 from jobs import services as job_services
@@ -100,7 +98,7 @@ def list_crates(request: HttpRequest, params: Query[CrateListParams]):
 )
 def get_crate(request: HttpRequest, name: str):
     refuse_unknown_query(request)
-    return selectors.get_crate(name=checked("name", validate_crate_name, name))
+    return selectors.get_crate(name=name)
 
 
 @router.delete(
@@ -111,11 +109,8 @@ def get_crate(request: HttpRequest, name: str):
 )
 def remove_crate(request: HttpRequest, name: str, params: Query[RemoveParams]):
     refuse_unknown_query(request, RemoveParams)
-    version = removal_version(params.version, whole_crate_hint="no version to remove the whole crate")
     return accepted(
-        job_services.enqueue_removal(
-            name=checked("name", validate_crate_name, name), version=version, soft=params.soft, requested_by="api"
-        )
+        job_services.enqueue_removal(name=name, version=params.version, soft=params.soft, requested_by="api")
     )
 
 
@@ -127,7 +122,7 @@ def remove_crate(request: HttpRequest, name: str, params: Query[RemoveParams]):
 )
 def restore_crate(request: HttpRequest, name: str):
     refuse_unknown_query(request)
-    crate = crate_services.restore_crate(name=checked("name", validate_crate_name, name))
+    crate = crate_services.restore_crate(name=name)
     return selectors.get_crate(name=crate.name)
 
 

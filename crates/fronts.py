@@ -7,12 +7,10 @@ The output models the fronts share live in ``crates.schemas`` and ``jobs.schemas
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from crates import selectors
 from crates.errors import InvalidInput
-from crates.names import LATEST, validate_crate_name, validate_version
 from crates.search.engine import search
 from crates.search.scope import KINDS
 
@@ -42,23 +40,6 @@ def as_dict(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
     return dict(vars(value))
-
-
-def checked(field: str, validator: Callable[[Any], T], value: Any) -> T:
-    """Run a name/version validator, naming the request field in the 422 it may raise."""
-    try:
-        return validator(value)
-    except InvalidInput as exc:
-        exc.context["field"] = field
-        raise
-
-
-def optional_version(field: str, value: str | None) -> str | None:
-    """None for "no version" / "latest" (the newest release), else a valid SemVer string."""
-    if value is None:
-        return None
-    version = checked(field, validate_version, value)
-    return None if version == LATEST else version
 
 
 # Kinds as Rust spells them ('fn', 'mod') and as rustdoc names its pages and anchors ('tymethod', 'structfield').
@@ -108,17 +89,6 @@ def check_item_path(path: str) -> str:
     return path
 
 
-def removal_version(value: str | None, *, whole_crate_hint: str) -> str | None:
-    """The exact version a removal targets, or None for the whole crate."""
-    if value is None:
-        return None
-    version = checked("version", validate_version, value)
-    if version == LATEST:
-        # Deleting "the newest version" by accident would be hard to undo; ask for it by number.
-        raise InvalidInput(f"Give the exact version to remove (e.g. '1.0.3'), or {whole_crate_hint}.", field="version")
-    return version
-
-
 # --- the reads both fronts make; they answer in the shapes of crates.schemas ------------------------
 
 
@@ -145,8 +115,8 @@ def search_results(
         raise InvalidInput("The search query contains a NUL character (\\x00); remove it and search again.", field="q")
     hits = search(
         query=text,
-        crate=checked("crate", validate_crate_name, crate) if crate else None,
-        version=optional_version("version", version),
+        crate=crate or None,
+        version=version,
         kinds=parse_kinds(kind),
         limit=limit,
     )
@@ -158,8 +128,8 @@ def item_detail(*, crate: str, path: str, version: str | None) -> dict[str, Any]
     """``ItemOut``."""
     return as_dict(
         selectors.get_item(
-            crate=checked("crate", validate_crate_name, crate),
+            crate=crate,
             path=check_item_path(path),
-            version=optional_version("version", version),
+            version=version,
         )
     )

@@ -16,7 +16,7 @@ from django.db.models.expressions import RawSQL
 
 from crates.errors import InvalidInput, ItemNotFound
 from crates.models import Crate, CrateRelease, Document
-from crates.names import TOOLCHAIN_CRATES, normalize_crate_name, semver_key
+from crates.names import TOOLCHAIN_CRATES, normalize_crate_name, optional_version, semver_key, validate_crate_name
 from crates.search.engine import SearchHit
 from crates.search.scope import ReleaseInfo, find_crate, release_for
 from crates.textsearch import clean_query
@@ -276,7 +276,8 @@ def get_item(*, crate: str, path: str, version: str | None = None) -> ItemDetail
     Raises CrateNotFound / VersionNotFound, or ItemNotFound whose ``context["suggestions"]``
     lists close paths (or, for an ambiguous suffix, the candidates).
     """
-    release = release_for(crate=crate, version=version)
+    crate = validate_crate_name(crate, field="crate")
+    release = release_for(crate=crate, version=optional_version(version))
     cleaned = _clean_item_path(path)
     if not cleaned:
         raise ItemNotFound("An item path is required, e.g. 'tokio::sync::Mutex'.", suggestions=[])
@@ -419,6 +420,7 @@ def _job_dict(job) -> dict[str, Any]:
 
 def get_crate(*, name: str, include_deleted: bool = True) -> dict[str, Any]:
     """One crate: its summary, every release (newest version first) and its latest job."""
+    name = validate_crate_name(name)
     from jobs.models import CrateJob
 
     crate = find_crate(name=name, include_deleted=include_deleted)

@@ -12,7 +12,7 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from crates.errors import InvalidInput, JobNotFound
-from crates.names import normalize_crate_name
+from crates.names import normalize_crate_name, validate_crate_name
 from jobs import fastpath
 from jobs.models import CrateJob, JobEvent, WorkerHeartbeat
 from jobs.services import ALL_VERSIONS, parse_job_id
@@ -74,7 +74,7 @@ def list_jobs(*, status: str | None = None, crate: str | None = None, page: int 
             raise InvalidInput(f"Unknown job status {status!r}; use one of {', '.join(CrateJob.Status.values)}.")
         jobs = jobs.filter(status=status)
     if crate:
-        jobs = jobs.filter(normalized_name=normalize_crate_name(crate))
+        jobs = jobs.filter(normalized_name=normalize_crate_name(validate_crate_name(crate, field="crate")))
     page_size = max(1, min(MAX_PAGE_SIZE, int(page_size)))
     page = max(1, int(page))
     total = jobs.count()

@@ -80,7 +80,8 @@ def enqueue_removal(
     crate_name = validate_crate_name(name)
     requested_version = ALL_VERSIONS if version in (None, "") else validate_version(version)
     if requested_version == "latest":
-        raise InvalidInput("Name the exact version to remove, or leave the version empty to remove the whole crate.")
+        raise InvalidInput("Name the exact version to remove (e.g. '1.0.3'), or leave the version out to remove the "
+                           "whole crate.", field="version")
     if soft and requested_version != ALL_VERSIONS:
         # A soft delete hides the whole crate; with a version it hid every version while the job named one.
         raise InvalidInput(

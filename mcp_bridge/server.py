@@ -34,10 +34,8 @@ from crates.fronts import (
     MAX_SEARCH_LIMIT,
     crate_page,
     item_detail,
-    removal_version,
     search_results,
 )
-from crates.names import validate_crate_name
 from crates.schemas import CrateDetailOut, CratePage, ItemOut, OpenModel, SearchOut
 from crates.search.scope import KINDS
 from jobs import selectors as job_selectors
@@ -244,9 +242,7 @@ def remove_rust_crate(
     """Remove a crate (or one version of it) from the index, in a background job. Returns the job at
     once; poll check_rust_status for it. soft_delete hides the crate but keeps its data."""
     with tool_call("remove_rust_crate"):
-        name = validate_crate_name(name)
-        exact = removal_version(version, whole_crate_hint="omit it to remove the crate")
-        result = job_services.enqueue_removal(name=name, version=exact, soft=soft_delete, requested_by="mcp")
+        result = job_services.enqueue_removal(name=name, version=version, soft=soft_delete, requested_by="mcp")
         return _accepted(result, verb="removal")
 
 
@@ -254,7 +250,7 @@ def restore_rust_crate(name: Name) -> Annotated[CallToolResult, CrateDetailOut]:
     """Undo a soft delete (remove_rust_crate with soft_delete): the crate is listed and searchable again
     with the documentation it had. Immediate, no job. Restoring a crate that is not deleted changes nothing."""
     with tool_call("restore_rust_crate"):
-        crate = crate_services.restore_crate(name=validate_crate_name(name))
+        crate = crate_services.restore_crate(name=name)
         model = CrateDetailOut.model_validate(crate_selectors.get_crate(name=crate.name))
         version = model.latest_version or "no version yet"
         return _result(model, f"{model.name} {version} is listed and searchable: {model.documents} items.")
