@@ -7,14 +7,12 @@ The output models the fronts share live in ``crates.schemas`` and ``jobs.schemas
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, TypeVar
+from typing import Any
 
 from crates import selectors
 from crates.errors import InvalidInput
 from crates.search.engine import search
 from crates.search.scope import KINDS
-
-T = TypeVar("T")
 
 MAX_PAGE = 100_000
 MAX_PAGE_SIZE = 100
