@@ -35,6 +35,14 @@ class FileSecretKey:
     def __len__(self) -> int:
         return len(str(self))
 
+    def __iter__(self):
+        return iter(str(self))
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):  # copy and pickle probe these before __init__ has run
+            raise AttributeError(name)
+        return getattr(str(self), name)  # the str methods callers use (startswith, encode, ...)
+
     def __eq__(self, other: object) -> bool:
         return str(self) == str(other)
 
