@@ -7,6 +7,9 @@ import threading
 from pathlib import Path
 
 
+_making = threading.Lock()
+
+
 class FileSecretKey:
     """Stands in for ``settings.SECRET_KEY``: the key in ``path``, made there when it is first needed.
 
@@ -17,11 +20,10 @@ class FileSecretKey:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._value: str | None = None
-        self._lock = threading.Lock()
 
     def __str__(self) -> str:
         if self._value is None:
-            with self._lock:
+            with _making:
                 if self._value is None:
                     if not self.path.exists():
                         self.path.parent.mkdir(parents=True, exist_ok=True)
