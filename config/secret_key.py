@@ -6,7 +6,6 @@ import secrets
 import threading
 from pathlib import Path
 
-
 _making = threading.Lock()
 
 
