@@ -4,7 +4,7 @@ from django.urls import Resolver404, path, re_path, resolve
 from django.views.decorators.csrf import csrf_exempt
 
 from config.api import api
-from config.api_common import error_body
+from crates.fronts import error_body
 
 
 @csrf_exempt  # a write to an unknown URL is a 404 too, not Django's HTML page about CSRF cookies
