@@ -1,11 +1,11 @@
-"""search_docs latency on synthetic corpora of 100k and 1M chunks.
+"""Search latency on synthetic corpora of 100k and 1M chunks.
 
     python bench/search_latency.py                     # 100k then 1M (long: run it with nohup)
     python bench/search_latency.py --sizes 100000 --queries 150
 
 Loads synthetic chunks (random unit vectors, generated text with Rust-like identifiers) with
 binary COPY into a database of its own (``ferrodex_bench_latency``), rebuilds the HNSW / GIN
-indexes and times the build, then measures ``crates.selectors.search_docs`` p50/p95/p99 without
+indexes and times the build, then measures ``crates.search.engine.search`` p50/p95/p99 without
 and with a crate filter, with 1 and 8 concurrent clients (processes, like web workers).
 Each size's figures are written to ``bench/results/search_latency.json`` as soon as they exist.
 
@@ -262,13 +262,13 @@ def _started(_: int) -> int:
 
 
 def _run(args: tuple[list[dict], bool]) -> list[float]:
-    from crates.selectors import search_docs
+    from crates.search.engine import search
 
     queries, with_crate = args
     latencies = []
     for q in queries:
         start = time.perf_counter()
-        search_docs(query=q["query"], crate=q["crate"] if with_crate else None, limit=10)
+        search(query=q["query"], crate=q["crate"] if with_crate else None, limit=10)
         latencies.append((time.perf_counter() - start) * 1000)
     return latencies
 

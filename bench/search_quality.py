@@ -123,7 +123,7 @@ def first_rank(hits, answers: set[str]) -> int | None:
 
 def evaluate(queries: list[dict], *, show_misses: bool = False) -> dict:
     from crates.errors import FerrodexError
-    from crates.selectors import search_docs
+    from crates.search.engine import search
 
     results: dict[str, dict] = {}
     per_query: dict[str, dict] = {q["id"]: {"query": q["query"], "kind": q["kind"]} for q in queries}
@@ -134,7 +134,7 @@ def evaluate(queries: list[dict], *, show_misses: bool = False) -> dict:
         for query in queries:
             start = time.perf_counter()
             try:
-                hits = search_docs(query=query["query"], crate=query.get("crate"), limit=10, signals=signals)
+                hits = search(query=query["query"], crate=query.get("crate"), limit=10, signals=signals)
             except FerrodexError as exc:
                 print(f"  ! {query['id']}: {exc}", file=sys.stderr)
                 hits = []

@@ -1,7 +1,7 @@
 """The rules the API's validators enforce, stated in its OpenAPI schema (pattern, lengths): a generated client
 must not send what the server refuses, nor be told it may not send what it accepts.
 
-The validators (crates.names, config.api_common) stay the source of the error messages; these fields only
+The validators (crates.names, crates.fronts) stay the source of the error messages; these fields only
 describe them. tests/test_api_contract.py checks each description against the server's answers.
 """
 
@@ -14,7 +14,7 @@ from ninja import Field
 
 from crates.names import CRATE_NAME_PATTERN, EXACT_VERSION_PATTERN, MAX_VERSION_LENGTH, VERSION_PATTERN
 
-MAX_NAME_INPUT = 200  # longer input is refused unread (config.api_common.MAX_NAME_INPUT)
+MAX_NAME_INPUT = 200  # longer input is refused unread (crates.fronts.MAX_NAME_INPUT)
 MAX_ITEM_PATH_LENGTH = 1000
 
 # Something besides whitespace, and no NUL.
@@ -28,7 +28,7 @@ ITEM_PATH_PATTERN = (
 
 
 def kind_pattern(words: set[str]) -> str:
-    """Comma-separated kinds in any case, '_' also written ' ', empty entries ignored (config.api_common)."""
+    """Comma-separated kinds in any case, '_' also written ' ', empty entries ignored (crates.fronts)."""
 
     def spelled(word: str) -> str:
         return "".join(

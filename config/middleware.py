@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
-from config.api_common import error_body
+from crates.fronts import error_body
 
 logger = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from config.dburl import parse_database_url
 from config.env import env_bool, env_float, env_int, env_list, env_str
+from config.secret_key import FileSecretKey
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("FERRODEX_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -18,16 +19,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("XDG_RUNTIME_DIR", str(DATA_DIR / "run"))
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY", "")
-if not SECRET_KEY:
-    # A stable per-checkout key, so sessions survive restarts without a config step.
-    _key_file = DATA_DIR / "secret_key"
-    if not _key_file.exists():
-        import secrets
-
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
-        _key_file.write_text(secrets.token_urlsafe(50))
-    SECRET_KEY = _key_file.read_text().strip()
+# Unset: a stable per-checkout key in DATA_DIR, so sessions survive restarts without a config step. It is
+# read (or made) when something first signs, not when the settings are imported.
+SECRET_KEY = env_str("SECRET_KEY", "") or FileSecretKey(DATA_DIR / "secret_key")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -87,9 +81,9 @@ if DATABASE_URL:
 elif not env_bool("FERRODEX_START_EMBEDDED_DB", True):  # manage.py stop_database: not started to be stopped
     _db = parse_database_url(f"postgresql://postgres@/postgres?host={EMBEDDED_PGDATA}")
 else:
-    from config.embedded_db import ensure_server
-
-    _db = parse_database_url(ensure_server(EMBEDDED_PGDATA))
+    # Started by the backend when the first connection needs it (config/embedded_backend).
+    _db = {"ENGINE": "config.embedded_backend", "NAME": "postgres", "USER": "", "PASSWORD": "", "HOST": "",
+           "PORT": "", "OPTIONS": {}, "PGDATA": str(EMBEDDED_PGDATA)}
 _db["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
 _db["CONN_HEALTH_CHECKS"] = True
 _db["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME", "test_ferrodex")}
@@ -106,9 +100,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
-# WhiteNoise warns on every request when the root is missing (before collectstatic).
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATIC_ROOT = DATA_DIR / "static"  # made by the servers' entry points (config/wsgi.py, asgi.py), not here
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
 WHITENOISE_USE_FINDERS = True
 
@@ -176,7 +168,7 @@ JOB_WORKER_NICE_DATABASE = env_bool("JOB_WORKER_NICE_DATABASE", True)
 # First delay before a transient failure is retried; doubles per attempt.
 JOB_RETRY_BACKOFF_SECONDS = env_float("JOB_RETRY_BACKOFF_SECONDS", 30.0)
 # Request threads of one process let into the job statements (enqueue, status poll) at once; the rest
-# wait in arrival order (jobs/admission.py). Default 4 per core; 0 lets every thread straight in.
+# wait in arrival order (jobs/fastpath.py). Default 4 per core; 0 lets every thread straight in.
 REQUEST_DB_CONCURRENCY = env_int("REQUEST_DB_CONCURRENCY", 4 * (os.cpu_count() or 1))
 # Dotted path of the pipeline a job runs (tests point it at a fake pipeline in worker processes).
 FERRODEX_INGEST_FUNCTION = env_str("FERRODEX_INGEST_FUNCTION", "crates.pipeline.ingest.run_ingest")

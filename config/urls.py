@@ -6,7 +6,7 @@ from django.urls import Resolver404, path, re_path, resolve
 from django.views.decorators.csrf import csrf_exempt
 
 from config.api import api
-from config.api_common import error_body
+from crates.fronts import error_body
 
 FAVICON = Path(__file__).resolve().parent.parent / "static" / "portal" / "favicon.svg"
 

@@ -20,14 +20,13 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from crates import portal_views
+from crates import admin_forms, portal_selectors, selectors
 from crates.admin_common import PortalAdminMixin, ReadOnlyAdminMixin, job_admin_url
 from crates.apikeys import create_api_key, revoke_api_key
 from crates.errors import FerrodexError
 from crates.models import ApiKey, Chunk, Crate, CrateRelease, Document, Project, ProjectPackage
 from crates.names import normalize_crate_name, semver_key
-from crates.selectors import search_docs
-from crates.services import remove_crate, restore_crate
+from crates.services import restore_crate
 from crates.templatetags.portal import format_age, status_badge_html
 from jobs.models import CrateJob
 from jobs.services import EnqueueResult, enqueue_ingest, enqueue_removal
@@ -178,7 +177,7 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
 
     @admin.action(description="Soft delete selected crates (hide from search)", permissions=["soft_delete"])
     def soft_delete_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._each(request, queryset, self._soft_delete, done="Soft-deleted {n} crate(s).")
+        self._each(request, queryset, self._soft_delete, done="Soft delete queued for {n} crate(s).")
 
     @admin.action(description="Restore selected soft-deleted crates", permissions=["restore"])
     def restore_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -190,7 +189,7 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
         if request.POST.get("confirmed") == "yes":
             self._each(request, crates, self._hard_delete, done="Hard delete queued for {n} crate(s).")
             return None
-        summaries = [portal_views.deletion_summary(crate=c) for c in crates]
+        summaries = [portal_selectors.deletion_summary(crate=c) for c in crates]
         return self._render_delete_confirmation(request, summaries, bulk=True)
 
     def _each(self, request: HttpRequest, crates, write, *, done: str) -> None:
@@ -203,10 +202,13 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
         logger.info("admin %s queued refresh of %s: job %s", request.user, crate.name, result.job.pk)
         return result
 
-    def _soft_delete(self, request: HttpRequest, crate: Crate) -> None:
-        remove_crate(name=crate.name, soft=True)
-        self.log_change(request, crate, "Soft-deleted (hidden from search and listings).")
-        logger.info("admin %s soft-deleted %s", request.user, crate.name)
+    def _soft_delete(self, request: HttpRequest, crate: Crate) -> EnqueueResult:
+        # The removal job, as from the API and MCP: it cancels running ingests first, so an ingest that
+        # activates its release afterwards cannot bring the crate back.
+        result = enqueue_removal(name=crate.name, version=None, soft=True, requested_by=REQUESTED_BY_ADMIN)
+        self.log_change(request, crate, f"Soft delete queued (job {result.job.pk}).")
+        logger.info("admin %s queued soft delete of %s: job %s", request.user, crate.name, result.job.pk)
+        return result
 
     def _restore(self, request: HttpRequest, crate: Crate) -> None:
         restore_crate(name=crate.name)
@@ -237,7 +239,7 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = portal_views.AddCrateForm(request.POST or None)
+        form = admin_forms.AddCrateForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
                 result = enqueue_ingest(
@@ -245,7 +247,9 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
                     force=form.cleaned_data["force"], requested_by=REQUESTED_BY_ADMIN,
                 )
             except FerrodexError as exc:
-                form.add_error(None, str(exc))
+                # The service validated the input: show its message at the field it names.
+                field = exc.context.get("field")
+                form.add_error(field if field in form.fields else None, str(exc))
             else:
                 self.log_addition(request, result.job, f"Ingest queued from the admin for {result.job.crate_name}.")
                 note = " (an identical job was already queued)" if result.deduplicated else ""
@@ -289,7 +293,7 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
                 request, lambda: self._hard_delete(request, crate),
                 done=f"Hard delete of {crate.name} queued.", back=self._change_url(crate),
             )
-        return self._render_delete_confirmation(request, [portal_views.deletion_summary(crate=crate)], bulk=False)
+        return self._render_delete_confirmation(request, [portal_selectors.deletion_summary(crate=crate)], bulk=False)
 
     def _render_delete_confirmation(self, request: HttpRequest, summaries, *, bulk: bool) -> TemplateResponse:
         context = self.page_context(
@@ -316,7 +320,11 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
 
     @method_decorator(require_POST)
     def soft_delete_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return self._state_change(request, object_id, self._soft_delete, done="{name} is soft-deleted.")
+        crate = self._get_crate_or_404(request, object_id, allowed=self.has_soft_delete_permission)
+        return self.enqueue_and_redirect(
+            request, lambda: self._soft_delete(request, crate),
+            done=f"Soft delete of {crate.name} queued.", back=self._change_url(crate),
+        )
 
     @method_decorator(require_POST)
     def restore_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -474,19 +482,23 @@ class DocumentAdmin(PortalAdminMixin, ReadOnlyAdminMixin, TitledChangeListMixin,
         """The same hybrid search agents get, with the signals that matched each hit."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        form = portal_views.SearchForm(portal_views.search_form_data(request.GET) if request.GET else None)
+        form = admin_forms.SearchForm(admin_forms.search_form_data(request.GET) if request.GET else None)
         hits, error, doc_ids = None, "", {}
         if form.is_bound and form.is_valid():
             data = form.cleaned_data
             try:
-                hits = search_docs(
+                hits = selectors.search_docs(
                     query=data["q"], crate=data["crate"] or None, version=data["version"] or None,
                     kinds=data["kinds"] or None, limit=data["limit"] or 10,
-                    signals=tuple(data["signals"]) or portal_views.SEARCH_SIGNALS,
+                    signals=tuple(data["signals"]) or admin_forms.SEARCH_SIGNALS,
                 )
-                doc_ids = portal_views.document_ids_for_hits(hits)
+                doc_ids = portal_selectors.document_ids_for_hits(hits)
             except FerrodexError as exc:
-                error = str(exc)
+                # The search validated the input: a bad version is shown at its field, as the API names it.
+                if exc.context.get("field") == "version":
+                    form.add_error("version", str(exc))
+                else:
+                    error = str(exc)
         results = [
             {"hit": hit, "doc_id": doc_ids.get((hit.crate.lower().replace("-", "_"), hit.version, hit.path, hit.kind))}
             for hit in hits or []
@@ -498,7 +510,7 @@ class DocumentAdmin(PortalAdminMixin, ReadOnlyAdminMixin, TitledChangeListMixin,
             results=results,
             searched=hits is not None,
             error=error,
-            signals=portal_views.SEARCH_SIGNALS,
+            signals=admin_forms.SEARCH_SIGNALS,
         )
         return TemplateResponse(request, "portal/search.html", context)
 
@@ -545,7 +557,7 @@ class ApiKeyAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
         """Create a key and show its plaintext once; it is stored only as a hash."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = portal_views.ApiKeyCreateForm(request.POST or None)
+        form = admin_forms.ApiKeyCreateForm(request.POST or None)
         context = self.page_context(
             request, title="Create an API key", form=form, has_view_permission=self.has_view_permission(request)
         )

@@ -8,27 +8,20 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 from pydantic import ConfigDict, WithJsonSchema
 
-from config.api_common import (
-    ERRORS,
+from config.api_fields import ITEM_PATH_PATTERN, MAX_ITEM_PATH_LENGTH, QUERY_PATTERN, crate_name, kind_pattern, version
+from crates import selectors
+from crates import services as crate_services
+from crates.api_common import ERRORS, READ_AUTH, WRITE_AUTH, BodyBool, PageParams, QueryBool, refuse_unknown_query
+from crates.fronts import (
     MAX_NAME_INPUT,
     MAX_QUERY_LENGTH,
     MAX_SEARCH_LIMIT,
-    READ_AUTH,
-    WRITE_AUTH,
-    BodyBool,
-    PageParams,
-    QueryBool,
-    checked,
     crate_page,
     item_detail,
     kind_words,
-    refuse_unknown_query,
-    removal_version,
     search_results,
 )
-from config.api_fields import ITEM_PATH_PATTERN, MAX_ITEM_PATH_LENGTH, QUERY_PATTERN, crate_name, kind_pattern, version
-from crates import selectors
-from crates.names import CRATE_NAME_PATTERN, MAX_CRATE_NAME_LENGTH, validate_crate_name
+from crates.names import CRATE_NAME_PATTERN, MAX_CRATE_NAME_LENGTH
 from crates.schemas import CrateDetailOut, CratePage, ItemOut, SearchOut
 from crates.search.scope import KINDS
 from jobs import services as job_services
@@ -122,7 +115,7 @@ def list_crates(request: HttpRequest, params: Query[CrateListParams]):
 )
 def get_crate(request: HttpRequest, name: CratePath):
     refuse_unknown_query(request)
-    return selectors.get_crate(name=checked("name", validate_crate_name, name))
+    return selectors.get_crate(name=name)
 
 
 @router.delete(
@@ -133,11 +126,8 @@ def get_crate(request: HttpRequest, name: CratePath):
 )
 def remove_crate(request: HttpRequest, name: CratePath, params: Query[RemoveParams]):
     refuse_unknown_query(request, RemoveParams)
-    version = removal_version(params.version, whole_crate_hint="no version to remove the whole crate")
     return accepted(
-        job_services.enqueue_removal(
-            name=checked("name", validate_crate_name, name), version=version, soft=params.soft, requested_by="api"
-        )
+        job_services.enqueue_removal(name=name, version=params.version, soft=params.soft, requested_by="api")
     )
 
 
@@ -149,7 +139,7 @@ def remove_crate(request: HttpRequest, name: CratePath, params: Query[RemovePara
 )
 def restore_crate(request: HttpRequest, name: CratePath):
     refuse_unknown_query(request)
-    crate = job_services.restore_crate(name=checked("name", validate_crate_name, name))
+    crate = crate_services.restore_crate(name=name)
     return selectors.get_crate(name=crate.name)
 
 

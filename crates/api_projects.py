@@ -11,8 +11,9 @@ from django.http import HttpRequest
 from ninja import Field, Router, Schema, Status
 from pydantic import ConfigDict
 
-from config.api_common import ERRORS, MAX_NAME_INPUT, READ_AUTH, WRITE_AUTH, BodyBool, checked, refuse_unknown_query
 from crates import projects
+from crates.api_common import ERRORS, READ_AUTH, WRITE_AUTH, BodyBool, refuse_unknown_query
+from crates.fronts import MAX_NAME_INPUT
 from crates.lockfiles import MAX_LOCKFILE_BYTES, MAX_MANIFEST_BYTES
 from crates.schemas import LockfileOut, ProjectDetailOut, ProjectListOut
 
@@ -44,7 +45,7 @@ def add_lockfile(request: HttpRequest, payload: LockfileIn):
         lockfile=payload.lockfile,
         manifest=payload.manifest,
         direct_only=payload.direct_only,
-        project=checked("project", projects.validate_project_name, payload.project) if payload.project else None,
+        project=payload.project,
         requested_by="api",
     )
     return Status(202, dataclasses.asdict(result))
@@ -64,7 +65,7 @@ def list_projects(request: HttpRequest):
 )
 def get_project(request: HttpRequest, name: str):
     refuse_unknown_query(request)
-    return projects.project_detail(name=checked("name", projects.validate_project_name, name))
+    return projects.project_detail(name=name)
 
 
 class ProjectDeletedOut(Schema):
@@ -81,4 +82,4 @@ class ProjectDeletedOut(Schema):
 )
 def delete_project(request: HttpRequest, name: str):
     refuse_unknown_query(request)
-    return projects.delete_project(name=checked("name", projects.validate_project_name, name))
+    return projects.delete_project(name=name)

@@ -21,7 +21,8 @@ MAX_VERSION_LENGTH = 128
 # Surrounding whitespace is allowed because the validators strip it.
 CRATE_NAME_PATTERN = rf"^\s*[A-Za-z][A-Za-z0-9_-]{{0,{MAX_CRATE_NAME_LENGTH - 1}}}\s*$"
 VERSION_PATTERN = r"^\s*(?:latest|" + re.sub(r"\((?!\?)", "(?:", _SEMVER_CORE) + r")?\s*$"
-EXACT_VERSION_PATTERN = r"^\s*" + re.sub(r"\((?!\?)", "(?:", _SEMVER_CORE) + r"\s*$"
+# A removal's version: an exact one, or empty for the whole crate.
+EXACT_VERSION_PATTERN = r"^(?:|\s*" + re.sub(r"\((?!\?)", "(?:", _SEMVER_CORE) + r"\s*)$"
 LATEST = "latest"
 
 
@@ -30,8 +31,19 @@ def normalize_crate_name(name: str) -> str:
     return name.strip().lower().replace("-", "_")
 
 
-def validate_crate_name(name: object) -> str:
-    """Return the stripped name or raise InvalidCrateName saying what is wrong."""
+def validate_crate_name(name: object, *, field: str = "name") -> str:
+    """Return the stripped name or raise InvalidCrateName saying what is wrong (and which request ``field``).
+
+    Called once, where a request enters the services and selectors; the fronts map the error.
+    """
+    try:
+        return _valid_crate_name(name)
+    except InvalidCrateName as exc:
+        exc.context.setdefault("field", field)
+        raise
+
+
+def _valid_crate_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidCrateName("A crate name is required.")
     name = name.strip()
@@ -84,8 +96,22 @@ def toolchain_crate_note(name: str) -> str | None:
     )
 
 
-def validate_version(version: object) -> str:
-    """Return ``"latest"`` or a SemVer string; raise InvalidVersion otherwise."""
+def validate_version(version: object, *, field: str = "version") -> str:
+    """Return ``"latest"`` or a SemVer string; raise InvalidVersion otherwise (naming the request ``field``)."""
+    try:
+        return _valid_version(version)
+    except InvalidVersion as exc:
+        exc.context.setdefault("field", field)
+        raise
+
+
+def optional_version(version: object, *, field: str = "version") -> str | None:
+    """None for no version or "latest" (the newest release), else a valid SemVer string."""
+    checked = validate_version(version, field=field)
+    return None if checked == LATEST else checked
+
+
+def _valid_version(version: object) -> str:
     if version is None or (isinstance(version, str) and version.strip() in {"", LATEST}):
         return LATEST
     if not isinstance(version, str):

@@ -18,8 +18,8 @@ from crates.errors import InvalidInput, ItemNotFound
 from crates.gates import annotate_hits, features_summary, release_features
 from crates.gates import describe as describe_gate
 from crates.models import Crate, CrateRelease, Document
-from crates.names import TOOLCHAIN_CRATES, normalize_crate_name, semver_key
-from crates.projects import project_release
+from crates.names import TOOLCHAIN_CRATES, normalize_crate_name, optional_version, semver_key, validate_crate_name
+from crates.projects import project_release, validate_project_name
 from crates.search.engine import SIGNALS, SearchHit, search
 from crates.search.scope import ReleaseInfo, find_crate, release_for
 from crates.textsearch import clean_query
@@ -31,7 +31,6 @@ __all__ = [
     "get_crate",
     "get_item",
     "list_crates",
-    "search_docs",
 ]
 
 MAX_PAGE_SIZE = 100
@@ -86,6 +85,7 @@ def search_docs(
     InvalidInput, so a typo is not mistaken for "no results". ``project``: only the versions its
     Cargo.lock locks, and each hit's feature gate says whether the project enables what it needs.
     """
+    project = validate_project_name(project) if project else None
     hits = search(query=query, crate=crate, version=version, kinds=kinds, limit=limit, signals=signals,
                   project=project)  # fmt: skip
     return annotate_hits(hits, project=project)
@@ -305,11 +305,14 @@ def get_item(*, crate: str, path: str, version: str | None = None, project: str 
     lists close paths (or, for an ambiguous suffix, the candidates). ``project``: at the version its
     Cargo.lock locks (crates.projects.project_release).
     """
+    crate = validate_crate_name(crate, field="crate")
     package = None
     if project:
-        release, package = project_release(project=project, crate=crate, version=version)
+        release, package = project_release(
+            project=validate_project_name(project), crate=crate, version=optional_version(version)
+        )
     else:
-        release = release_for(crate=crate, version=version)
+        release = release_for(crate=crate, version=optional_version(version))
     cleaned = _clean_item_path(path)
     if not cleaned:
         raise ItemNotFound("An item path is required, e.g. 'tokio::sync::Mutex'.", suggestions=[])
@@ -461,6 +464,7 @@ def _job_dict(job) -> dict[str, Any]:
 
 def get_crate(*, name: str, include_deleted: bool = True) -> dict[str, Any]:
     """One crate: its summary, every release (newest version first) and its latest job."""
+    name = validate_crate_name(name)
     from jobs.models import CrateJob
 
     crate = find_crate(name=name, include_deleted=include_deleted)

@@ -8,17 +8,9 @@ from django.http import HttpRequest
 from django.urls import reverse
 from ninja import Field, Query, Router, Schema, Status
 
-from config.api_common import (
-    ERRORS,
-    READ_AUTH,
-    WRITE_AUTH,
-    PageParams,
-    as_dict,
-    checked,
-    refuse_unknown_query,
-)
 from config.api_fields import crate_name
-from crates.names import validate_crate_name
+from crates.api_common import ERRORS, READ_AUTH, WRITE_AUTH, PageParams, refuse_unknown_query
+from crates.fronts import as_dict
 from jobs import selectors, services
 from jobs.models import CrateJob
 from jobs.schemas import JobAcceptedOut, JobDetailOut, JobPage
@@ -63,7 +55,7 @@ def list_jobs(request: HttpRequest, params: Query[JobListParams]):
     refuse_unknown_query(request, JobListParams)
     page = selectors.list_jobs(
         status=params.status.value if params.status else None,
-        crate=checked("crate", validate_crate_name, params.crate) if params.crate else None,
+        crate=params.crate,
         page=params.page,
         page_size=params.page_size,
     )

@@ -10,7 +10,7 @@ class JobsConfig(AppConfig):
         from django_q.signals import post_spawn
 
         from jobs.priority import on_connection_created
-        from jobs.recovery import on_worker_spawn
+        from jobs.runner import on_worker_spawn
 
         # A no-op except in a niced qcluster worker, whose new sessions get a niced backend.
         connection_created.connect(on_connection_created, dispatch_uid="ferrodex-worker-backend-priority")

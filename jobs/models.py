@@ -9,6 +9,8 @@ from django.db.models import Q
 
 # requested_version of a removal that covers every version of the crate.
 ALL_VERSIONS = "*"
+# Options of an ingest from local files (``manage.py ingest_crate --json-file / --doc-dir``): the path.
+LOCAL_SOURCES = ("json_file", "doc_dir")
 
 
 class CrateJob(models.Model):
@@ -31,6 +33,8 @@ class CrateJob(models.Model):
 
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
     FINISHED_STATUSES = (Status.COMPLETE, Status.FAILED, Status.CANCELLED)
+    # The progress counters, in the order every front shows them (job_as_dict "counters").
+    COUNTERS = ("items_found", "items_processed", "documents", "chunks", "embeddings", "http_requests")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # No single-column indexes on the names: every enqueue writes every index of this table, lookups by

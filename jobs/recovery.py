@@ -32,7 +32,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from crates.errors import database_unavailable
-from jobs import services
+from jobs import queue
 from jobs.concurrency import heartbeat_interval, job_is_locked
 from jobs.models import CrateJob, JobEvent, WorkerHeartbeat
 
@@ -126,7 +126,7 @@ def _recover(*, job: CrateJob, silent_for: float) -> None:
         job.status, job.finished_at = CrateJob.Status.CANCELLED, now
         job.stage_message = "Cancelled (the worker stopped while cancelling)"
         job.save(update_fields=["status", "finished_at", "stage_message"])
-        services.record_event(job_id=job.pk, event_type=JobEvent.Type.CANCELLED,
+        queue.record_event(job_id=job.pk, event_type=JobEvent.Type.CANCELLED,
                               message=f"{who} stopped while cancelling; the job is cancelled")
         _discard_building_release(job=job)
     elif job.attempts >= settings.JOB_MAX_ATTEMPTS:
@@ -137,18 +137,18 @@ def _recover(*, job: CrateJob, silent_for: float) -> None:
         job.status, job.finished_at = CrateJob.Status.FAILED, now
         job.error_message, job.error_type, job.stage_message = message, "WorkerLost", f"Failed: {message}"[:500]
         job.save(update_fields=["status", "finished_at", "error_message", "error_type", "stage_message"])
-        services.record_event(job_id=job.pk, event_type=JobEvent.Type.FAILED, message=message,
+        queue.record_event(job_id=job.pk, event_type=JobEvent.Type.FAILED, message=message,
                               data={"error_type": "WorkerLost", "attempt": job.attempts})
     else:
         job.status, job.worker_id, job.run_after = CrateJob.Status.QUEUED, "", None
         job.stage_message = f"Requeued after {who} stopped; resumes from its checkpoint"[:500]
         job.save(update_fields=["status", "worker_id", "run_after", "stage_message"])
-        services.record_event(
+        queue.record_event(
             job_id=job.pk, event_type=JobEvent.Type.RECOVERED,
             message=f"{who} stopped responding (no heartbeat for {silent_for:.0f} s, lock free); requeued",
             data={"worker_id": job.worker_id or who, "attempt": job.attempts, "silent_s": round(silent_for, 1)},
         )
-        services.wake_after_commit(job_id=job.pk)
+        queue.wake_after_commit(job_id=job.pk)
     logger.warning("job %s recovered from dead worker %s -> %s", job.pk, who, job.status)
 
 
@@ -168,7 +168,7 @@ def wake_stranded_jobs() -> int:
     now = timezone.now()
     grace = timedelta(seconds=max(2.0, heartbeat_interval()))
     due = (
-        services.due_queued_jobs(now=now)
+        queue.due_queued_jobs(now=now)
         .filter(Q(run_after__isnull=False) | Q(created_at__lte=now - grace))
         .count()
     )
@@ -178,7 +178,7 @@ def wake_stranded_jobs() -> int:
     needed = min(due, free) - _pending_wakeups()
     if needed <= 0:
         return 0
-    services.wake_workers(count=needed)
+    queue.wake_workers(count=needed)
     logger.info("woke %d stranded queued job(s)", needed)
     return needed
 
@@ -195,22 +195,6 @@ def _pending_wakeups() -> int:
 
 
 # --- the per-process monitor thread ----------------------------------------------------------
-
-
-def on_worker_spawn(sender=None, **kwargs) -> None:
-    """django-q2 ``post_spawn`` receiver: runs in each new worker process."""
-    from crates.pipeline.warmup import start_background_load
-    from jobs.priority import lower_worker_priority
-    from jobs.runner import reuse_worker_sessions
-
-    # The monitor keeps the worker's first priority: it may restart a crashed embedded PostgreSQL, which
-    # must not inherit JOB_WORKER_NICE (raising a priority back needs privileges). Its sessions are niced.
-    niced = threading.Event()
-    monitor = start_worker_monitor(after=niced)
-    lower_worker_priority(spare={monitor} if monitor else set())  # threads started later inherit it
-    niced.set()
-    reuse_worker_sessions()
-    start_background_load()  # the first job's embedding pass (and its cancel) need not wait for the model
 
 
 def start_worker_monitor(*, after: threading.Event | None = None) -> int | None:

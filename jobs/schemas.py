@@ -6,18 +6,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from crates.schemas import OpenModel, PageOut
+from jobs.models import CrateJob
 
-
-class JobCounters(OpenModel):
-    items_found: int = 0
-    items_processed: int = 0
-    documents: int = 0
-    chunks: int = 0
-    embeddings: int = 0
-    http_requests: int = 0
+JobCounters = create_model("JobCounters", __base__=OpenModel, **{name: (int, 0) for name in CrateJob.COUNTERS})
 
 
 class JobErrorOut(BaseModel):

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connections, router
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from crates.errors import InvalidInput, JobNotFound
-from crates.names import normalize_crate_name
-from jobs import direct
-from jobs.admission import admitted
+from crates.names import normalize_crate_name, validate_crate_name
+from jobs import fastpath
 from jobs.models import CrateJob, JobEvent, WorkerHeartbeat, retry_can_help
 from jobs.services import ALL_VERSIONS, parse_job_id
 
@@ -45,22 +41,12 @@ def get_job(*, job_id: uuid.UUID | str) -> CrateJob:
         raise _not_found(pk) from None
 
 
-@admitted
 def job_status(*, job_id: uuid.UUID | str) -> dict:
-    """``job_as_dict(get_job(job_id=...), events=True)`` in ONE round trip and without model instances.
-
-    This is the status poll of every client (API, MCP), polled from many threads
-    of a web process at once: one prepared statement whose single column is the
-    whole document as JSON text, built by PostgreSQL in ``job_as_dict``'s shape
-    and timestamp format, so Python only decodes it (one C call instead of
-    converting ~40 values). What depends on settings or the clock stays here.
-    """
+    """``job_as_dict(get_job(job_id=...), events=True)``: the status poll of every client (API, MCP)."""
     pk = parse_job_id(job_id)
-    alias = router.db_for_read(CrateJob)
-    rows = direct.fetch_all(using=alias, sql=_status_sql(alias), params=[pk])
-    if not rows:
+    data = fastpath.job_status_document(job_id=pk, events_limit=EVENTS_IN_STATUS)
+    if data is None:
         raise _not_found(pk)
-    data = json.loads(rows[0][0])
     data["max_attempts"] = settings.JOB_MAX_ATTEMPTS
     first_started = data.pop("first_started_at") or data["started_at"]
     for key, start in (("duration_s", first_started), ("last_attempt_duration_s", data["started_at"])):
@@ -91,7 +77,7 @@ def list_jobs(*, status: str | None = None, crate: str | None = None, page: int 
             raise InvalidInput(f"Unknown job status {status!r}; use one of {', '.join(CrateJob.Status.values)}.")
         jobs = jobs.filter(status=status)
     if crate:
-        jobs = jobs.filter(normalized_name=normalize_crate_name(crate))
+        jobs = jobs.filter(normalized_name=normalize_crate_name(validate_crate_name(crate, field="crate")))
     page_size = max(1, min(MAX_PAGE_SIZE, int(page_size)))
     page = max(1, int(page))
     total = jobs.count()
@@ -149,10 +135,44 @@ def health_summary() -> dict:
 
 
 def job_as_dict(job: CrateJob, *, events: bool = False) -> dict:
-    """The one JSON shape of a job. No traceback here (it can leak paths); the admin shows it from the model."""
-    data = _job_dict(*(getattr(job, name) for name in _JOB_FIELDS))
+    """The one JSON shape of a job. No traceback here (it can leak paths); the admin shows it from the model.
+
+    ``jobs.fastpath`` builds the same document in SQL for the status poll (tests/test_jobs_fastpath.py
+    compares the two).
+    """
+    data = {
+        "id": str(job.pk),
+        "operation": job.operation,
+        "crate": job.crate_name,
+        "normalized_name": job.normalized_name,
+        "version": None if job.requested_version == ALL_VERSIONS else job.requested_version,
+        "resolved_version": job.resolved_version or None,
+        "status": job.status,
+        "finished": job.is_finished,
+        "progress": job.progress,
+        "stage": job.stage,
+        "stage_message": job.stage_message,
+        "counters": {name: getattr(job, name) for name in CrateJob.COUNTERS},
+        "options": job.options,
+        "requested_by": job.requested_by,
+        "attempts": job.attempts,
+        "max_attempts": settings.JOB_MAX_ATTEMPTS,
+        "worker_id": job.worker_id or None,
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "heartbeat_at": _iso(job.heartbeat_at),
+        "cancel_requested_at": _iso(job.cancel_requested_at),
+        "run_after": _iso(job.run_after),
+        # The whole (first start to finish, back-offs between attempts included) and the last attempt alone.
+        "duration_s": _seconds_between(job.first_started_at or job.started_at, job.finished_at),
+        "last_attempt_duration_s": _seconds_between(job.started_at, job.finished_at),
+        "error": {"type": job.error_type, "message": job.error_message} if job.error_message else None,
+        "result": job.result or None,
+        "retry_of": str(job.retry_of_id) if job.retry_of_id else None,
+        "retryable": job.retryable,
+    }
     if events:
-        # Plain rows, not model instances: this is the status poll every UI makes.
         rows = list(
             JobEvent.objects.filter(job_id=job.pk).order_by("-created_at", "-id")
             .values_list("event_type", "message", "data", "created_at")[:EVENTS_IN_STATUS]
@@ -164,133 +184,9 @@ def job_as_dict(job: CrateJob, *, events: bool = False) -> dict:
     return data
 
 
-# What ``_job_dict`` reads, in its parameter order (model attribute names; the SQL uses their columns).
-_JOB_FIELDS = (
-    "id", "operation", "crate_name", "normalized_name", "requested_version", "resolved_version", "status",
-    "progress", "stage", "stage_message", "items_found", "items_processed", "documents", "chunks", "embeddings",
-    "http_requests", "options", "requested_by", "attempts", "worker_id", "created_at", "started_at", "finished_at",
-    "heartbeat_at", "cancel_requested_at", "run_after", "error_type", "error_message", "result", "retry_of_id",
-    "first_started_at",
-)
-_FINISHED = frozenset(CrateJob.FINISHED_STATUSES)
-
-
-def _job_dict(
-    pk, operation, crate_name, normalized_name, requested_version, resolved_version, status, progress, stage,
-    stage_message, items_found, items_processed, documents, chunks, embeddings, http_requests, options,
-    requested_by, attempts, worker_id, created_at, started_at, finished_at, heartbeat_at, cancel_requested_at,
-    run_after, error_type, error_message, result, retry_of_id, first_started_at,
-) -> dict:
-    """The job shape from plain values: one builder for model instances and raw rows, so they cannot drift."""
-    result = _json(result)
-    return {
-        "id": str(pk),
-        "operation": operation,
-        "crate": crate_name,
-        "normalized_name": normalized_name,
-        "version": None if requested_version == ALL_VERSIONS else requested_version,
-        "resolved_version": resolved_version or None,
-        "status": status,
-        "finished": status in _FINISHED,
-        "progress": progress,
-        "stage": stage,
-        "stage_message": stage_message,
-        "counters": {
-            "items_found": items_found,
-            "items_processed": items_processed,
-            "documents": documents,
-            "chunks": chunks,
-            "embeddings": embeddings,
-            "http_requests": http_requests,
-        },
-        "options": _json(options),
-        "requested_by": requested_by,
-        "attempts": attempts,
-        "max_attempts": settings.JOB_MAX_ATTEMPTS,
-        "worker_id": worker_id or None,
-        "created_at": _iso(created_at),
-        "started_at": _iso(started_at),
-        "finished_at": _iso(finished_at),
-        "heartbeat_at": _iso(heartbeat_at),
-        "cancel_requested_at": _iso(cancel_requested_at),
-        "run_after": _iso(run_after),
-        # The whole (first start to finish, back-offs between attempts included) and the last attempt alone.
-        "duration_s": _seconds_between(first_started_at or started_at, finished_at),
-        "last_attempt_duration_s": _seconds_between(started_at, finished_at),
-        "error": {"type": error_type, "message": error_message} if error_message else None,
-        "result": result or None,
-        "retry_of": str(retry_of_id) if retry_of_id else None,
-        "retryable": retry_can_help(status=status, error_type=error_type),
-    }
-
-
-@functools.cache
-def _status_sql(alias: str) -> str:
-    """The job as ``_job_dict`` renders it plus its latest events (oldest first), as ONE JSON text column.
-
-    Left to Python: max_attempts (a setting), the duration (``duration_s`` carries
-    the microseconds between start and finish; a running job's runs on the
-    clock) and ``result or None`` (Python's falsiness of a JSON value).
-    """
-    qn = connections[alias].ops.quote_name
-    job, event = CrateJob._meta, JobEvent._meta
-
-    def jc(name: str) -> str:
-        return f"j.{qn(job.get_field(name).column)}"
-
-    def ec(name: str) -> str:
-        return f"e.{qn(event.get_field(name).column)}"
-
-    finished = ", ".join(f"'{status}'" for status in CrateJob.FINISHED_STATUSES)
-    counters = ", ".join(f"'{name}', {jc(name)}" for name in (
-        "items_found", "items_processed", "documents", "chunks", "embeddings", "http_requests"))
-    times = ", ".join(f"'{name}', {_iso_sql(jc(name))}" for name in (
-        "created_at", "started_at", "finished_at", "heartbeat_at", "cancel_requested_at", "run_after"))
-    event_json = (f"json_build_object('type', {ec('event_type')}, 'message', {ec('message')}, 'data', {ec('data')}, "
-                  f"'at', {_iso_sql(ec('created_at'))})")
-    events = (
-        f"(SELECT json_agg({event_json} ORDER BY {ec('created_at')}, {ec('id')}) "
-        f"FROM (SELECT * FROM {qn(event.db_table)} x "
-        f"WHERE x.{qn(event.get_field('job').column)} = j.{qn(job.pk.column)} "
-        f"ORDER BY x.{qn(event.get_field('created_at').column)} DESC, x.{qn(event.pk.column)} DESC "
-        f"LIMIT {EVENTS_IN_STATUS}) e)"
-    )
-    return (
-        "SELECT json_build_object("
-        f"'id', j.{qn(job.pk.column)}, 'operation', {jc('operation')}, 'crate', {jc('crate_name')}, "
-        f"'normalized_name', {jc('normalized_name')}, 'version', NULLIF({jc('requested_version')}, '{ALL_VERSIONS}'), "
-        f"'resolved_version', NULLIF({jc('resolved_version')}, ''), 'status', {jc('status')}, "
-        f"'finished', {jc('status')} IN ({finished}), 'progress', {jc('progress')}, 'stage', {jc('stage')}, "
-        f"'stage_message', {jc('stage_message')}, 'counters', json_build_object({counters}), "
-        f"'options', {jc('options')}, 'requested_by', {jc('requested_by')}, 'attempts', {jc('attempts')}, "
-        f"'max_attempts', NULL, 'worker_id', NULLIF({jc('worker_id')}, ''), {times}, "
-        f"'first_started_at', {_iso_sql(jc('first_started_at'))}, "
-        f"'duration_s', (extract(epoch FROM {jc('finished_at')} - coalesce({jc('first_started_at')}, "
-        f"{jc('started_at')})) * 1000000)::bigint, "
-        f"'last_attempt_duration_s', (extract(epoch FROM {jc('finished_at')} - {jc('started_at')}) * 1000000)::bigint, "
-        f"'error', CASE WHEN {jc('error_message')} <> '' "
-        f"THEN json_build_object('type', {jc('error_type')}, 'message', {jc('error_message')}) END, "
-        f"'result', {jc('result')}, 'retry_of', j.{qn(job.get_field('retry_of').column)}, "
-        f"'events', {events})::text "
-        f"FROM {qn(job.db_table)} j WHERE j.{qn(job.pk.column)} = %s"
-    )
-
-
-def _iso_sql(column: str) -> str:
-    """A timestamptz as ``datetime.isoformat()`` renders Django's UTC datetimes: no fraction when it is zero."""
-    utc = f"({column} AT TIME ZONE 'UTC')"
-    return (f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN date_trunc('second', {utc}) = {utc} "
-            f"THEN '' ELSE to_char({utc}, '.US') END || '+00:00'")
-
-
 def _not_found(pk: uuid.UUID) -> JobNotFound:
     return JobNotFound(f"There is no job {pk}; finished jobs are kept {settings.JOB_RETENTION_DAYS} days.",
                        job_id=str(pk))
-
-
-def _json(value):
-    """A JSON column as Python: Django's connection hands jsonb over as text, model fields already decoded."""
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def event_as_dict(event: JobEvent) -> dict:

@@ -1,30 +1,20 @@
-"""Writes on jobs: enqueue, cancel, retry, and the state transitions the runner makes.
+"""The request path of jobs: enqueue, cancel, retry.
 
-The request path (enqueue, cancel, retry) only touches the database: a job row,
-its event and a django-q2 wake-up task written after the commit. The work
-happens in ``jobs.runner`` on a qcluster worker.
+A request only touches the database: a job row, its event and a django-q2
+wake-up task, in one transaction. The work happens in ``jobs.runner`` on a
+qcluster worker (or in the foreground of ``manage.py ingest_crate``); the
+queue's own transitions are in ``jobs.queue``.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import hmac
 import logging
-import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from pathlib import Path
 
-from django.db import IntegrityError, connections, router, transaction
-from django.db.backends.postgresql.base import ServerBindingCursor
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
-from django.db.models.functions import Coalesce, Now
-from django.db.models.sql import InsertQuery
+from django.db import IntegrityError, transaction
 from django.utils import timezone
-from psycopg.sql import Literal
 
 from crates.errors import CrateNotFound, InvalidCrateName, InvalidInput, JobNotFound, JobStateError, VersionNotFound
 from crates.models import Crate, CrateRelease
@@ -35,9 +25,9 @@ from crates.names import (
     validate_crate_name,
     validate_version,
 )
-from jobs import direct
-from jobs.admission import admitted
+from jobs import fastpath
 from jobs.models import ALL_VERSIONS, CrateJob, JobEvent
+from jobs.queue import cancel_active_ingests, cancel_locked, record_event
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +36,6 @@ Operation = CrateJob.Operation
 EventType = JobEvent.Type
 
 _DEDUPE_CONSTRAINT = "job_one_active_per_target"
-RUN_JOB_TASK = "jobs.tasks.run_job"
-# A wake-up token's own result is worthless (the job row is the record); django-q2 still saves failures.
-# Saving successes made django-q2's monitor prune its result table for every token, tens of ms each.
-WAKE_UP_OPTIONS = {"save": False}
 _REQUESTED_BY = tuple(CrateJob.RequestedBy.values)
 
 
@@ -63,22 +49,27 @@ class EnqueueResult:
 
 
 def enqueue_ingest(
-    *, name: str, version: str | None = None, force: bool = False, requested_by: str, allow_yanked: bool = False
+    *, name: str, version: str | None = None, force: bool = False, requested_by: str, allow_yanked: bool = False,
+    json_file: Path | None = None, doc_dir: Path | None = None,
 ) -> EnqueueResult:
     """Queue an ingest of ``name`` at ``version`` ("latest" when empty); an active one for the same target is reused.
 
-    ``allow_yanked``: the exact version may be yanked (a Cargo.lock's, which cargo keeps using)."""
+    ``allow_yanked``: the exact version may be yanked (a Cargo.lock's, which cargo keeps using). ``json_file`` /
+    ``doc_dir``: ingest local docs instead of docs.rs (the command line; the job runs where the path can be read).
+    """
     crate_name = validate_crate_name(name)
     requested_version = validate_version(version)
     if note := toolchain_crate_note(crate_name):  # the job would only fail with "no crate named 'std'"
         raise InvalidCrateName(note)
+    local = {key: str(Path(path).resolve()) for key, path in (("json_file", json_file), ("doc_dir", doc_dir)) if path}
+    source = f" from {next(iter(local.values()))}" if local else ""
     return _enqueue(
         operation=Operation.INGEST,
         crate_name=crate_name,
         requested_version=requested_version,
-        options={"force": bool(force), **({"allow_yanked": True} if allow_yanked else {})},
+        options={"force": bool(force), **local, **({"allow_yanked": True} if allow_yanked else {})},
         requested_by=_requested_by(requested_by),
-        message=f"Ingest of {crate_name} {requested_version} requested" + (" (force)" if force else ""),
+        message=f"Ingest of {crate_name} {requested_version}{source} requested" + (" (force)" if force else ""),
     )
 
 
@@ -89,7 +80,8 @@ def enqueue_removal(
     crate_name = validate_crate_name(name)
     requested_version = ALL_VERSIONS if version in (None, "") else validate_version(version)
     if requested_version == "latest":
-        raise InvalidInput("Name the exact version to remove, or leave the version empty to remove the whole crate.")
+        raise InvalidInput("Name the exact version to remove (e.g. '1.0.3'), or leave the version out to remove the "
+                           "whole crate.", field="version")
     if soft and requested_version != ALL_VERSIONS:
         # A soft delete hides the whole crate; with a version it hid every version while the job named one.
         raise InvalidInput(
@@ -104,7 +96,7 @@ def enqueue_removal(
     if requested_version != ALL_VERSIONS:
         # Checked before the crate's ingests are cancelled: a mistyped version used to stop them for nothing.
         _require_stored_version(crate=crate, version=requested_version)
-    cancelled = _cancel_active_ingests(normalized_name=crate.normalized_name, reason=f"removal of {crate.name}")
+    cancelled = cancel_active_ingests(normalized_name=crate.normalized_name, reason=f"removal of {crate.name}")
     what = "every version" if requested_version == ALL_VERSIONS else requested_version
     return _enqueue(
         operation=Operation.REMOVE,
@@ -141,7 +133,7 @@ def cancel_job(*, job_id: uuid.UUID | str) -> CrateJob:
                 f"Job {pk} has already finished ({job.status}); there is nothing to cancel.",
                 job_id=str(pk), status=job.status,
             )
-        _cancel_locked(job=job, reason="cancelled by request")
+        cancel_locked(job=job, reason="cancelled by request")
     return job
 
 
@@ -178,223 +170,11 @@ def retry_job(*, job_id: uuid.UUID | str, requested_by: str) -> EnqueueResult:
     return result
 
 
-def restore_crate(*, name: str) -> Crate:
-    """Undo a soft delete (quick; not a job)."""
-    from crates.services import restore_crate as restore
-
-    return restore(name=name)
-
-
-# --- helpers shared with the runner and the sweeper ---------------------------------------------
-
-
 def parse_job_id(job_id: uuid.UUID | str) -> uuid.UUID:
     try:
         return job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id).strip())
     except ValueError:
         raise JobNotFound(f"{str(job_id)[:80]!r} is not a job id (job ids are UUIDs).", job_id=str(job_id)) from None
-
-
-def record_event(*, job_id: uuid.UUID, event_type: str, message: str = "", data: dict | None = None) -> JobEvent:
-    return JobEvent.objects.create(job_id=job_id, event_type=event_type, message=message[:2000], data=data or {})
-
-
-def wake_workers(*, job_id: uuid.UUID | None = None, count: int = 1) -> None:
-    """Put wake-up tasks on the django-q2 queue. Tasks carry no work: the database is the queue."""
-    from django_q.tasks import async_task
-
-    for _ in range(count):
-        async_task(RUN_JOB_TASK, str(job_id) if job_id else "", q_options=dict(WAKE_UP_OPTIONS))
-
-
-def wake_after_commit(*, job_id: uuid.UUID) -> None:
-    """Send the wake-up task so that workers see it exactly when they can see the job.
-
-    With django-q2's ORM broker on the jobs database, the task row is written in
-    the same transaction (one commit, and no job without a task if the process
-    dies right after committing). Any other broker gets it after the commit.
-    """
-    from django_q.conf import Conf
-
-    if Conf.ORM and router.db_for_write(CrateJob) == Conf.ORM:
-        wake_workers(job_id=job_id)
-    else:
-        transaction.on_commit(lambda: wake_workers(job_id=job_id), robust=True)
-
-
-def due_queued_jobs(*, now=None) -> QuerySet[CrateJob]:
-    """Queued jobs that may start now, ingests behind an earlier removal of the same crate excepted."""
-    now = now or timezone.now()
-    earlier_removal = CrateJob.objects.filter(
-        operation=Operation.REMOVE,
-        normalized_name=OuterRef("normalized_name"),
-        status__in=CrateJob.ACTIVE_STATUSES,
-        created_at__lt=OuterRef("created_at"),
-    )
-    return (
-        CrateJob.objects.filter(status=Status.QUEUED)
-        .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
-        .exclude(Q(operation=Operation.INGEST) & Exists(earlier_removal))
-    )
-
-
-def has_due_queued_job() -> bool:
-    """``due_queued_jobs().exists()`` as one prepared statement: every wake-up token asks it first."""
-    alias = router.db_for_read(CrateJob)
-    with prepared_cursor(using=alias) as cursor:
-        cursor.execute(f"SELECT {_due_exists_sql()}", [timezone.now()])
-        return cursor.fetchone()[0]
-
-
-def wake_if_unserved() -> bool:
-    """Send a wake-up task if due queued jobs exist and no token is waiting in the broker; True if sent.
-
-    A waiting token runs the oldest due job whichever job it was sent for, so
-    one is enough; more would only make the workers pick up empty tokens.
-    """
-    from django_q.conf import Conf
-    from django_q.models import OrmQ
-
-    alias = router.db_for_read(CrateJob)
-    now = timezone.now()
-    sql, params = f"SELECT {_due_exists_sql()}", [now]
-    if Conf.ORM and alias == Conf.ORM and not Conf.BROKER_CLASS:
-        sql += f' AND NOT EXISTS (SELECT 1 FROM "{OrmQ._meta.db_table}" WHERE key = %s AND lock <= %s)'
-        params += [Conf.CLUSTER_NAME, now]
-    with prepared_cursor(using=alias) as cursor:
-        cursor.execute(sql, params)
-        needed = cursor.fetchone()[0]
-    if needed:
-        wake_workers()
-    return needed
-
-
-@functools.cache
-def _due_exists_sql() -> str:
-    """The EXISTS of ``due_queued_jobs`` (keep the two in step; a test compares them), now as the one parameter."""
-    table = CrateJob._meta.db_table
-    active = ", ".join(f"'{status}'" for status in CrateJob.ACTIVE_STATUSES)
-    return (
-        f'EXISTS (SELECT 1 FROM "{table}" j WHERE j.status = \'{Status.QUEUED}\' '
-        "AND (j.run_after IS NULL OR j.run_after <= %s) "
-        f"AND NOT (j.operation = '{Operation.INGEST}' AND EXISTS (SELECT 1 FROM \"{table}\" r "
-        f"WHERE r.operation = '{Operation.REMOVE}' AND r.normalized_name = j.normalized_name "
-        f"AND r.status IN ({active}) AND r.created_at < j.created_at)))"
-    )
-
-
-def claim_next_job(*, locks, worker_id: str) -> CrateJob | None:
-    """Take the oldest due queued job: row lock (SKIP LOCKED) plus the job's advisory lock, then mark it running."""
-    skipped: list[uuid.UUID] = []
-    for _ in range(5):
-        with transaction.atomic():
-            job = (
-                due_queued_jobs()
-                .exclude(pk__in=skipped)
-                .select_for_update(skip_locked=True, no_key=True)
-                .order_by("created_at")
-                .first()
-            )
-            if job is None:
-                return None
-            if not locks.try_lock_job(job.pk):
-                # Still held by a worker that is just letting go of it (a retry being requeued).
-                skipped.append(job.pk)
-                continue
-            now = timezone.now()
-            job.status = Status.RUNNING
-            job.attempts += 1
-            job.started_at = now
-            job.first_started_at = job.first_started_at or now
-            job.heartbeat_at = now
-            job.worker_id = worker_id
-            job.run_after = None
-            job.save(update_fields=["status", "attempts", "started_at", "first_started_at", "heartbeat_at",
-                                    "worker_id", "run_after"])
-            record_event(
-                job_id=job.pk, event_type=EventType.STARTED,
-                message=f"Attempt {job.attempts} started on {worker_id}",
-                data={"attempt": job.attempts, "worker_id": worker_id, "resumed": bool(job.checkpoint)},
-            )
-        logger.info("job %s (%s %s) claimed by %s, attempt %d", job.pk, job.operation, job.crate_name,
-                    worker_id, job.attempts)
-        return job
-    return None
-
-
-def running_job(*, job: CrateJob) -> QuerySet[CrateJob]:
-    """The job's row as long as this attempt still owns it: every write of the runner is fenced by it."""
-    return CrateJob.objects.filter(pk=job.pk, status=Status.RUNNING, attempts=job.attempts)
-
-
-def finish_complete(*, job: CrateJob, result: dict, counters: dict, message: str) -> bool:
-    with transaction.atomic():
-        updated = running_job(job=job).update(
-            status=Status.COMPLETE, progress=100, stage="done", stage_message=message[:500],
-            finished_at=timezone.now(), heartbeat_at=timezone.now(), result=result,
-            resolved_version=str(result.get("version") or "")[:128] or F("resolved_version"),
-            error_message="", error_type="", traceback="", **counters,
-        )
-        if updated:
-            record_event(job_id=job.pk, event_type=EventType.COMPLETED, message=message, data={"result": result})
-    return bool(updated)
-
-
-def finish_failed(*, job: CrateJob, message: str, error_type: str, traceback: str) -> bool:
-    with transaction.atomic():
-        updated = running_job(job=job).update(
-            status=Status.FAILED, finished_at=timezone.now(), heartbeat_at=timezone.now(),
-            error_message=message, error_type=error_type[:100], traceback=traceback,
-            stage_message=f"Failed: {message}"[:500],
-        )
-        if updated:
-            record_event(job_id=job.pk, event_type=EventType.FAILED, message=message,
-                         data={"error_type": error_type, "attempt": job.attempts})
-    return bool(updated)
-
-
-def finish_cancelled(*, job: CrateJob) -> bool:
-    now = timezone.now()
-    with transaction.atomic():
-        updated = running_job(job=job).update(
-            status=Status.CANCELLED, finished_at=now, heartbeat_at=now,
-            cancel_requested_at=Coalesce(F("cancel_requested_at"), Now()),
-            stage_message=_cancelled_message(job=job),
-        )
-        if updated:
-            record_event(job_id=job.pk, event_type=EventType.CANCELLED,
-                         message="Stopped at the next check; work of this attempt was rolled back")
-    return bool(updated)
-
-
-def _cancelled_message(*, job: CrateJob) -> str:
-    """What a stopped job's stage says: the previous release stays, unless a removal stopped it to delete it."""
-    removal = (
-        CrateJob.objects.filter(operation=Operation.REMOVE, normalized_name=job.normalized_name,
-                                status__in=CrateJob.ACTIVE_STATUSES, created_at__gte=job.created_at)
-        .order_by("created_at").first()
-    )  # fmt: skip
-    if removal is None:
-        return "Cancelled; the previous release stays active"
-    return f"Cancelled for the removal of {job.crate_name} (job {removal.pk}), which deletes or hides what is stored"
-
-
-def requeue_after_failure(*, job: CrateJob, message: str, error_type: str, delay: float) -> bool:
-    """Put a job that hit a transient error back in the queue; it resumes from its checkpoint after ``delay``."""
-    run_after = timezone.now() + timedelta(seconds=delay)
-    with transaction.atomic():
-        updated = running_job(job=job).update(
-            status=Status.QUEUED, run_after=run_after, worker_id="", error_message=message,
-            # The message is written once and read for as long as the job waits: an absolute time stays true.
-            error_type=error_type[:100],
-            stage_message=f"Retrying at {run_after:%H:%M:%S} UTC (in {delay:.0f} s): {message}"[:500],
-        )
-        if updated:
-            record_event(job_id=job.pk, event_type=EventType.RETRIED,
-                         message=f"Attempt {job.attempts} failed ({message}); retrying in {delay:.0f} s",
-                         data={"error_type": error_type, "attempt": job.attempts, "delay_s": round(delay, 1),
-                               "run_after": run_after.isoformat()})
-    return bool(updated)
 
 
 # --- internals --------------------------------------------------------------------
@@ -414,7 +194,6 @@ def _active_job(*, operation: str, normalized_name: str, requested_version: str)
     ).first()
 
 
-@admitted
 def _enqueue(
     *, operation: str, crate_name: str, requested_version: str, options: dict, requested_by: str, message: str,
     data: dict | None = None, checkpoint: dict | None = None, retry_of: CrateJob | None = None,
@@ -429,7 +208,7 @@ def _enqueue(
         event = {"job_id": job["id"], "event_type": EventType.CREATED, "message": message[:2000],
                  "data": {"requested_by": requested_by, **(data or {})}, "created_at": now}
         try:
-            job = _insert_with_wake_up(job=job, event=event)
+            job = fastpath.insert_queued_job(job=job, event=event)
         except IntegrityError as exc:
             # No look-up first: the partial unique index decides, also between concurrent enqueues.
             if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", "") != _DEDUPE_CONSTRAINT:
@@ -445,261 +224,6 @@ def _enqueue(
         return EnqueueResult(job=job, deduplicated=False)
     raise JobStateError(f"Could not queue {operation} of {crate_name}: jobs for it keep starting and finishing; "
                         "try again.")
-
-
-def _insert_with_wake_up(*, job: dict, event: dict) -> CrateJob:
-    """Write the job, its ``created`` event and its wake-up task in ONE statement; return the job.
-
-    The request path is this one round trip and one commit: data-modifying CTEs
-    whose SQL the ORM's own insert compiler builds once per process (so new
-    model fields are picked up), run as a prepared statement. With django-q2's
-    ORM broker on the jobs database the task row goes in the same statement, so
-    workers see the task exactly when they can see the job; any other broker
-    gets the task after the commit.
-    """
-    alias = router.db_for_write(CrateJob)
-    connection = connections[alias]
-    job_insert, event_insert = _row_insert(CrateJob, alias), _row_insert(JobEvent, alias)
-    job_values = job_insert.values(job)
-    params = job_insert.params(job_values, job, connection) + event_insert.params(event_insert.values(event), event,
-                                                                                  connection)
-    payload = _wake_up_payload(job_id=job["id"], alias=alias)
-    if payload is not None:
-        task_insert = _row_insert(_orm_queue_model(), alias)
-        task = dict(zip(_TASK_KEYS, (payload[0], payload[1], job["created_at"]), strict=True))
-        params += task_insert.params(task_insert.values(task), task, connection)
-    # Inside a caller's transaction a savepoint keeps a dedupe conflict from breaking it;
-    # in autocommit the statement is its own transaction.
-    guard = transaction.atomic(using=alias) if connection.in_atomic_block else nullcontext()
-    sql = _enqueue_sql(alias, with_task=payload is not None, job_keys=frozenset(job), event_keys=frozenset(event))
-    with guard:
-        direct.fetch_all(using=alias, sql=sql, params=params)
-    instance = CrateJob(*job_values)
-    instance._state.adding, instance._state.db = False, alias
-    if payload is None:
-        transaction.on_commit(lambda: wake_workers(job_id=instance.pk), using=alias, robust=True)
-    return instance
-
-
-@functools.cache
-def _enqueue_sql(alias: str, *, with_task: bool, job_keys: frozenset, event_keys: frozenset) -> str:
-    inserts = [_row_insert(CrateJob, alias).statement(job_keys), _row_insert(JobEvent, alias).statement(event_keys)]
-    if with_task:
-        inserts.append(_row_insert(_orm_queue_model(), alias).statement(frozenset(_TASK_KEYS)))
-    return "WITH " + ", ".join(f"s{i} AS ({sql})" for i, sql in enumerate(inserts)) + " SELECT 1"
-
-
-_TASK_KEYS = ("key", "payload", "lock")
-
-
-class _RowInsert:
-    """A one-row INSERT of every concrete column of ``model``, compiled once by the ORM's insert compiler.
-
-    Per call only the given values are adapted; every other column gets its
-    field default, adapted once (callable defaults other than dict/list, and
-    auto_now fields, are evaluated per row).
-    """
-
-    _PER_ROW, _CONSTANT, _NOW = range(3)
-
-    def __init__(self, model, alias: str) -> None:
-        meta = model._meta
-        connection = connections[alias]
-        self.fields = tuple(f for f in meta.local_concrete_fields if f is not meta.auto_field)
-        self.sql = _insert_statement(model(), alias)[0]
-        self.plan = []
-        for f in self.fields:
-            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-                self.plan.append((f, self._NOW, None, None))
-            elif not f.has_default() or not callable(f.default) or f.default in (dict, list):
-                self.plan.append((f, self._CONSTANT, f.get_db_prep_save(f.get_default(), connection),
-                                  _passthrough_type(f, connection)))
-            else:
-                self.plan.append((f, self._PER_ROW, None, _passthrough_type(f, connection)))
-
-    def values(self, given: dict) -> list:
-        """Python values of the row in field order: the given ones, else the field defaults."""
-        return [
-            given[f.attname] if f.attname in given else timezone.now() if kind == self._NOW else f.get_default()
-            for f, kind, _constant, _passthrough in self.plan
-        ]
-
-    def statement(self, given_keys: frozenset) -> str:
-        """The INSERT for rows given ``given_keys``, with every other constant default written as a literal: fewer
-        parameters for psycopg to adapt and send and for PostgreSQL to bind (40 -> 18 for an enqueue)."""
-        parts = self.sql.split("%s")
-        if len(parts) != len(self.plan) + 1:  # pragma: no cover - the ORM's insert SQL has one %s per column
-            raise RuntimeError(f"unexpected insert SQL for {self.fields[0].model.__name__}: {self.sql}")
-        pieces = [parts[0]]
-        for (f, kind, constant, _passthrough), part in zip(self.plan, parts[1:], strict=True):
-            literal = kind == self._CONSTANT and f.attname not in given_keys
-            pieces += [Literal(constant).as_string().replace("%", "%%") if literal else "%s", part]
-        return "".join(pieces)
-
-    def params(self, values: list, given: dict, connection) -> list:
-        """The parameters of ``statement(given)``: values adapted for the database, constant defaults left out
-        (they are literals), and values that the field would hand to psycopg unchanged not run through its
-        adaptation."""
-        params = []
-        for (f, kind, _constant, passthrough), value in zip(self.plan, values, strict=True):
-            if kind == self._CONSTANT and f.attname not in given:
-                continue
-            if passthrough and (value is None or (isinstance(value, passthrough) and (
-                passthrough is not datetime or value.tzinfo is not None
-            ))):
-                params.append(value)
-            else:
-                params.append(f.get_db_prep_save(value, connection))
-        return params
-
-
-def _passthrough_type(field, connection) -> type | tuple:
-    """The Python type whose values (and None) ``field.get_db_prep_save`` returns unchanged on PostgreSQL; ()
-    when there is none.
-
-    Exact field classes only: a subclass may adapt differently. Aware datetimes only: a naive one is made
-    aware (with a warning) by the field. JSON fields always adapt (None is JSON null or SQL NULL by field).
-    """
-    from django.conf import settings
-    from django.db import models
-
-    if connection.vendor != "postgresql":
-        return ()
-    kind = type(field)
-    if kind in (models.CharField, models.TextField, models.SlugField):
-        return str
-    if kind is models.UUIDField:
-        return uuid.UUID
-    if kind is models.DateTimeField and settings.USE_TZ:
-        return datetime
-    return ()
-
-
-@functools.cache
-def _row_insert(model, alias: str) -> _RowInsert:
-    return _RowInsert(model, alias)
-
-
-def _insert_statement(obj, alias: str) -> tuple[str, tuple]:
-    meta = obj._meta
-    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
-    query = InsertQuery(type(obj))
-    query.insert_values(fields, [obj])
-    ((sql, params),) = query.get_compiler(using=alias).as_sql()
-    return sql, tuple(params)
-
-
-def _orm_queue_model():
-    from django_q.models import OrmQ
-
-    return OrmQ
-
-
-@functools.cache
-def _task_signer():
-    """django-q2's ``SignedPackage.dumps`` signer, built once: its per-call construction was a third of the cost."""
-    from django.core.signing import TimestampSigner, b64_encode
-    from django.utils.encoding import force_bytes
-    from django_q.conf import Conf
-
-    class TaskSigner(TimestampSigner):
-        """Django's signature with the HMAC key derived once (``salted_hmac`` derives it at every call)."""
-
-        def __init__(self, **kwargs) -> None:
-            super().__init__(**kwargs)
-            derived = hashlib.sha256(force_bytes(self.salt + "signer") + force_bytes(self.key)).digest()
-            self._mac = hmac.new(derived, digestmod=hashlib.sha256)
-
-        def signature(self, value, key=None):
-            if self.algorithm != "sha256" or (key is not None and key != self.key):
-                return super().signature(value, key)
-            mac = self._mac.copy()
-            mac.update(force_bytes(value))
-            return b64_encode(mac.digest()).decode()
-
-    return TaskSigner(key=Conf.SECRET_KEY, salt=Conf.PREFIX)
-
-
-def _wake_up_task(*, job_id: uuid.UUID) -> dict:
-    """The task dict ``async_task(RUN_JOB_TASK, str(job_id), q_options=WAKE_UP_OPTIONS)`` builds, same keys in the
-    same order (a test compares the two), without its per-call broker and option lookups.
-
-    The id is the job's (one enqueue token per job, and job ids are random UUIDs like django-q2's) and the name
-    says which job it was sent for, instead of a second random UUID and its humanhash words.
-    """
-    from django_q.conf import Conf
-
-    task = {"id": job_id.hex, "name": f"wake-up {job_id}", "func": RUN_JOB_TASK, "args": (str(job_id),),
-            **WAKE_UP_OPTIONS}
-    if Conf.CACHED:
-        task["cached"] = Conf.CACHED
-    if Conf.ACK_FAILURES:
-        task["ack_failure"] = Conf.ACK_FAILURES
-    task["kwargs"] = {}
-    task["started"] = timezone.now()
-    return task
-
-
-def _wake_up_payload(*, job_id: uuid.UUID, alias: str) -> tuple[str, str] | None:
-    """(queue key, signed task) of the OrmQ row ``async_task`` would write; None when the broker is not the ORM
-    on ``alias`` or django-q2 runs tasks synchronously (then ``wake_workers`` sends it after the commit)."""
-    from django_q.conf import Conf
-    from django_q.signals import pre_enqueue
-    from django_q.signing import PickleSerializer
-
-    if not Conf.ORM or alias != Conf.ORM or Conf.BROKER_CLASS or Conf.SYNC:
-        return None
-    task = _wake_up_task(job_id=job_id)
-    pre_enqueue.send(sender="django_q", task=task)
-    return Conf.CLUSTER_NAME, _task_signer().sign_object(task, serializer=PickleSerializer, compress=Conf.COMPRESSED)
-
-
-# psycopg prepares nothing, not even ``execute(prepare=True)``, while a connection's prepare_threshold is
-# None, and Django sets None unless OPTIONS ask otherwise. A threshold no statement ever reaches keeps
-# the ORM's queries unprepared (pooler-friendly, as Django intends) and makes ``prepare=True`` work.
-_EXPLICIT_PREPARE_ONLY = sys.maxsize
-
-
-class _PreparingCursor(ServerBindingCursor):
-    """Server-side binding, and every statement prepared once per connection (Django disables auto-prepare)."""
-
-    def execute(self, query, params=None, *, prepare=None, binary=None):
-        return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
-
-
-@contextmanager
-def prepared_cursor(*, using: str) -> Iterator:
-    """A Django cursor (error mapping, query log, execute wrappers) whose statements are prepared statements.
-
-    For the constant SQL of the hot paths (enqueue, status poll): PostgreSQL
-    parses and plans them once per connection and psycopg sends the values in
-    binary instead of quoting them in Python. The psycopg cursor is kept for the
-    connection's next call: building one, and the adapters psycopg looks up for
-    a statement it saw last, cost more than the rest of a status poll's Python.
-    """
-    connection = connections[using]
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    session = connection.connection
-    if session.prepare_threshold is None:
-        session.prepare_threshold = _EXPLICIT_PREPARE_ONLY
-    # Django's connection objects are per thread, so the idle cursor is too; a nested call makes its own.
-    kept = connection.__dict__.pop(_IDLE_CURSOR, None)
-    raw = kept[1] if kept is not None and kept[0] is session and not kept[1].closed else None
-    if raw is None:
-        with connection.wrap_database_errors:
-            raw = _PreparingCursor(session)
-    # What connection.cursor() does after create_cursor(); the public API has no way to choose the cursor class.
-    cursor = connection._prepare_cursor(raw)
-    try:
-        yield cursor
-    except BaseException:
-        raw.close()
-        raise
-    connection.__dict__[_IDLE_CURSOR] = (session, raw)
-
-
-_IDLE_CURSOR = "_ferrodex_idle_prepared_cursor"
 
 
 def _deduplicated(*, job: CrateJob, options: dict) -> EnqueueResult | None:
@@ -727,52 +251,3 @@ def _deduplicated(*, job: CrateJob, options: dict) -> EnqueueResult | None:
         f"Wait until that job has finished (check its status), then send this request again.",
         job_id=str(job.pk), status=Status.RUNNING, wanted=wanted,
     )
-
-
-def _cancel_locked(*, job: CrateJob, reason: str) -> None:
-    now = timezone.now()
-    if job.status == Status.QUEUED:
-        job.status = Status.CANCELLED
-        job.cancel_requested_at = now
-        job.finished_at = now
-        job.run_after = None
-        # A queued job with attempts behind it is waiting for its retry: it did run.
-        if job.attempts:
-            job.stage_message = f"Cancelled while waiting to retry after attempt {job.attempts} ({reason})"[:500]
-            event_message = f"Cancelled while waiting for attempt {job.attempts + 1}"
-        else:
-            job.stage_message = f"Cancelled before it started ({reason})"[:500]
-            event_message = "Cancelled while queued; it never ran"
-        job.save(update_fields=["status", "cancel_requested_at", "finished_at", "run_after", "stage_message"])
-        record_event(job_id=job.pk, event_type=EventType.CANCEL_REQUESTED, message=reason)
-        record_event(job_id=job.pk, event_type=EventType.CANCELLED, message=event_message)
-        logger.info("job %s cancelled while queued (%s)", job.pk, reason)
-    elif job.status == Status.RUNNING and job.cancel_requested_at is None:
-        job.cancel_requested_at = now
-        job.save(update_fields=["cancel_requested_at"])
-        record_event(job_id=job.pk, event_type=EventType.CANCEL_REQUESTED,
-                     message=f"{reason}; the worker stops at its next check")
-        logger.info("job %s asked to stop (%s)", job.pk, reason)
-
-
-def cancel_ingests_older_than(*, removal: CrateJob) -> list[uuid.UUID]:
-    """Stop the active ingests of a removal's crate that were queued before it.
-
-    ``enqueue_removal`` cancels them before writing the removal, so these are the ones an 'add' queued in
-    between: older than the removal, nothing holds them back, and the removal would wait for a whole ingest.
-    """
-    return _cancel_active_ingests(normalized_name=removal.normalized_name, reason=f"removal of {removal.crate_name}",
-                                  created_before=removal.created_at)
-
-
-def _cancel_active_ingests(*, normalized_name: str, reason: str, created_before=None) -> list[uuid.UUID]:
-    active = CrateJob.objects.filter(
-        operation=Operation.INGEST, normalized_name=normalized_name, status__in=CrateJob.ACTIVE_STATUSES
-    )
-    if created_before is not None:
-        active = active.filter(created_at__lt=created_before)
-    with transaction.atomic():
-        jobs = list(active.select_for_update())
-        for job in jobs:
-            _cancel_locked(job=job, reason=reason)
-    return [job.pk for job in jobs]

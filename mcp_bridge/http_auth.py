@@ -18,9 +18,9 @@ from typing import Any
 import anyio.to_thread
 from django.db import DatabaseError, close_old_connections
 
-from config.api_common import AUTH_HINT
 from crates.apikeys import find_api_key, verify_api_key
 from crates.errors import DatabaseUnavailable, database_unavailable
+from crates.fronts import AUTH_HINT
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,12 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, StrictBool, ValidationError
 
-from config.api_common import (
+from config.health import model_readiness
+from crates import projects
+from crates import selectors as crate_selectors
+from crates import services as crate_services
+from crates.errors import FerrodexError, InvalidInput, database_unavailable
+from crates.fronts import (
     MAX_ITEM_PATH_LENGTH,
     MAX_NAME_INPUT,
     MAX_PAGE,
@@ -32,15 +37,9 @@ from config.api_common import (
     MAX_SEARCH_LIMIT,
     crate_page,
     item_detail,
-    removal_version,
     search_results,
 )
-from config.health import model_readiness
-from crates import projects
-from crates import selectors as crate_selectors
-from crates.errors import FerrodexError, InvalidInput, database_unavailable
 from crates.lockfiles import MAX_LOCKFILE_BYTES, MAX_MANIFEST_BYTES
-from crates.names import validate_crate_name
 from crates.schemas import CrateDetailOut, CratePage, ItemOut, LockfileOut, OpenModel, SearchOut
 from crates.search.scope import KINDS
 from jobs import selectors as job_selectors
@@ -334,9 +333,7 @@ def remove_rust_crate(
     """Remove a crate (or one version of it) from the index, in a background job. Returns the job at
     once; poll check_rust_status for it. soft_delete hides the crate but keeps its data."""
     with tool_call("remove_rust_crate"):
-        name = validate_crate_name(name)
-        exact = removal_version(version, whole_crate_hint="omit it to remove the crate")
-        result = job_services.enqueue_removal(name=name, version=exact, soft=soft_delete, requested_by="mcp")
+        result = job_services.enqueue_removal(name=name, version=version, soft=soft_delete, requested_by="mcp")
         return _accepted(result, verb="removal")
 
 
@@ -344,7 +341,7 @@ def restore_rust_crate(name: Name) -> Annotated[CallToolResult, CrateDetailOut]:
     """Undo a soft delete (remove_rust_crate with soft_delete): the crate is listed and searchable again
     with the documentation it had. Immediate, no job. Restoring a crate that is not deleted changes nothing."""
     with tool_call("restore_rust_crate"):
-        crate = job_services.restore_crate(name=validate_crate_name(name))
+        crate = crate_services.restore_crate(name=name)
         model = CrateDetailOut.model_validate(crate_selectors.get_crate(name=crate.name))
         version = model.latest_version or "no version yet"
         return _result(model, f"{model.name} {version} is listed and searchable: {model.documents} items.")

@@ -22,3 +22,10 @@ def fake_docsrs(httpserver, settings):
     fake = FakeDocsRs(httpserver)
     fake.configure(settings)
     return fake
+
+
+def pytest_configure(config) -> None:
+    """What the servers' entry points make at start (config/wsgi.py): WhiteNoise wants the static root."""
+    from django.conf import settings
+
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)

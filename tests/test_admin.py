@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from crates.models import ApiKey, Chunk, Crate, CrateRelease, Document
 from jobs.models import CrateJob, JobEvent
+from jobs.runner import run_next_job
 from jobs.services import enqueue_ingest
 
 pytestmark = pytest.mark.django_db
@@ -489,9 +490,21 @@ def test_crate_detail_shows_releases_jobs_and_actions(admin_client, crate):
     assert 'class="fx-badge fx-status-complete"' in html
 
 
-def test_soft_delete_and_restore(admin_client, crate):
+@pytest.mark.django_db(transaction=True)
+def test_soft_delete_is_the_removal_job_and_restore_undoes_it(admin_client, crate):
+    """The admin queues the same soft-removal job as the API and MCP (it first stops running ingests)."""
+    running = _job("running", crate_name="ferro_fixture", attempts=1)
     response = admin_client.post(_url("crates_crate_soft_delete", crate.pk))
-    assert response.status_code == 302
+    removal = CrateJob.objects.get(operation="remove")
+    assert response.status_code == 302 and response["Location"] == _url("jobs_cratejob_change", removal.pk)
+    assert (removal.options, removal.requested_by, removal.requested_version) == ({"soft": True}, "admin", "*")
+    running.refresh_from_db()
+    assert running.cancel_requested_at is not None  # asked to stop before its release could bring the crate back
+    crate.refresh_from_db()
+    assert not crate.is_deleted  # hidden by the job, not by the request
+
+    CrateJob.objects.filter(pk=running.pk).update(status="cancelled", finished_at=timezone.now())
+    assert run_next_job() == "complete"
     crate.refresh_from_db()
     assert crate.is_deleted
     assert "Soft-deleted" in admin_client.get(_url("crates_crate_change", crate.pk)).content.decode()
@@ -499,18 +512,22 @@ def test_soft_delete_and_restore(admin_client, crate):
     crate.refresh_from_db()
     assert not crate.is_deleted
     messages = [e.get_change_message() for e in LogEntry.objects.order_by("action_time")]
-    assert messages == ["Soft-deleted (hidden from search and listings).", "Restored."]
+    assert messages == [f"Soft delete queued (job {removal.pk}).", "Restored."]
 
 
+@pytest.mark.django_db(transaction=True)
 def test_bulk_soft_delete_restore_and_refresh_actions(admin_client, crate):
     other = Crate.objects.create(name="anyhow")
     ids = [str(crate.pk), str(other.pk)]
     admin_client.post(_url("crates_crate_changelist"), {"action": "soft_delete_selected", "_selected_action": ids})
+    removals = CrateJob.objects.filter(operation="remove", options={"soft": True}, requested_by="admin")
+    assert removals.count() == 2
+    assert run_next_job() == "complete" and run_next_job() == "complete"
     assert Crate.objects.filter(deleted_at__isnull=False).count() == 2
     admin_client.post(_url("crates_crate_changelist"), {"action": "restore_selected", "_selected_action": ids})
     assert Crate.objects.filter(deleted_at__isnull=True).count() == 2
     admin_client.post(_url("crates_crate_changelist"), {"action": "refresh_selected", "_selected_action": ids})
-    jobs = CrateJob.objects.order_by("crate_name")
+    jobs = CrateJob.objects.filter(operation="ingest").order_by("crate_name")
     assert [(j.crate_name, j.requested_version, j.operation) for j in jobs] == [
         ("anyhow", "latest", "ingest"), ("ferro_fixture", "latest", "ingest")]
 

@@ -600,7 +600,7 @@ def test_unexpected_errors_are_a_logged_opaque_500(client, monkeypatch, caplog):
         raise RuntimeError("secret internal detail")
 
     monkeypatch.setattr(selectors, "list_crates", explode)
-    with caplog.at_level(logging.ERROR, logger="config.api"):
+    with caplog.at_level(logging.ERROR, logger="crates.api_errors"):
         response = client.get("/crates")
     error = error_of(response, 500, "internal_error")
     assert "secret" not in response.content.decode()

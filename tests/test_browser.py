@@ -192,7 +192,11 @@ def test_operator_adds_watches_searches_deletes_and_restores_a_crate(
 
     # Soft delete, then restore.
     page.goto(f"{live_server.url}/admin/crates/crate/{release.crate_id}/change/")
-    page.click("#fx-soft-delete")
+    page.click("#fx-soft-delete")  # the removal job, as from the API and MCP: its page follows it
+    page.wait_for_url("**/admin/jobs/cratejob/*/change/")
+    page.wait_for_function("() => document.querySelector('#fx-job-detail').dataset.status === 'complete'",
+                           timeout=60_000)
+    page.goto(f"{live_server.url}/admin/crates/crate/{release.crate_id}/change/")
     page.wait_for_selector("#fx-deleted-flag")
     assert Crate.objects.get().deleted_at is not None
     page.click("#fx-restore")

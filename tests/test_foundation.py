@@ -144,3 +144,49 @@ def test_the_running_embedded_server_uses_the_tuning():
         assert cursor.fetchone()[0] == "off"
         cursor.execute("SHOW hnsw.iterative_scan")
         assert cursor.fetchone()[0] == "relaxed_order"  # per-connection search settings (crates.apps)
+
+
+def test_mcp_and_the_shared_front_rules_import_no_django_ninja_module():
+    """MCP shares the input rules and reads of the JSON API (crates.fronts) without importing django-ninja."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    shared = [*sorted((root / "mcp_bridge").glob("*.py")), root / "crates" / "fronts.py",
+              root / "crates" / "schemas.py", root / "jobs" / "schemas.py"]
+    for path in shared:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert name.split(".")[0] != "ninja" and name not in ("crates.api_common", "crates.api_errors",
+                                                                       "config.api"), (path.name, name)
+
+
+def test_setting_up_django_starts_no_server_and_writes_nothing(tmp_path):
+    """``import django; django.setup()`` touches nothing: the embedded PostgreSQL starts when the first
+    connection needs it, and the secret key file is made when something first signs."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = tmp_path / "data"
+    env = {**os.environ, "FERRODEX_DATA_DIR": str(data), "DJANGO_SETTINGS_MODULE": "config.settings"}
+    for name in ("DATABASE_URL", "SECRET_KEY"):
+        env.pop(name, None)
+    root = Path(__file__).resolve().parent.parent
+
+    def run(code: str) -> str:
+        done = subprocess.run([sys.executable, "-c", "import django; django.setup(); " + code], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip()
+
+    settings_seen = run("from django.conf import settings; import django.contrib.admin, jobs.services, "
+                        "mcp_bridge.server; db = settings.DATABASES['default']; print(db['ENGINE'], db['HOST'] or '-')")
+    assert settings_seen == "config.embedded_backend -" and not data.exists()
+    # The first signature makes the key, once; it is the same in the next process.
+    first = run("from django.core import signing; print(signing.Signer().sign('x'))")
+    assert (data / "secret_key").is_file() and not (data / "pgdata").exists()
+    assert run("from django.core import signing; print(signing.Signer().sign('x'))") == first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import pytest
@@ -375,6 +376,70 @@ def test_ingest_crate_command_reports_and_fails_cleanly(tmp_path):
         call_command("ingest_crate", "9lives", stderr=io.StringIO())
 
 
+def test_ingest_crate_is_a_job_run_in_the_foreground():
+    from jobs.models import CrateJob
+
+    out, err = io.StringIO(), io.StringIO()
+    call_command("ingest_crate", "ferro-fixture", "--json-file", str(FIXTURE_JSON), stdout=out, stderr=err)
+    job = CrateJob.objects.get()
+    assert (job.status, job.requested_by, job.operation, job.attempts) == ("complete", "cli", "ingest", 1)
+    assert job.options == {"force": False, "json_file": str(FIXTURE_JSON.resolve())}
+    assert job.worker_id.startswith("cli:") and job.progress == 100 and job.documents > 30
+    assert job.result["documents"] == job.documents and f"{job.documents} documents" in out.getvalue()
+    assert f"job {job.pk}: complete" in err.getvalue()
+    kinds = list(job.events.order_by("id").values_list("event_type", flat=True))
+    assert kinds[:2] == ["created", "started"] and kinds[-1] == "completed" and "progress" in kinds
+
+    # A failure is a failed job with the error, and the command fails with it.
+    with pytest.raises(CommandError, match="CorruptArtifact"):
+        call_command("ingest_crate", "x", "--json-file", str(FIXTURE_JSON.parent / "README.md"), stderr=io.StringIO())
+    failed = CrateJob.objects.get(crate_name="x")
+    assert (failed.status, failed.error_type, failed.requested_by) == ("failed", "CorruptArtifact", "cli")
+
+
+def test_ingest_crate_runs_the_identical_queued_job_instead_of_a_second_one():
+    from jobs import services
+    from jobs.models import CrateJob
+
+    queued = services.enqueue_ingest(name="ferro-fixture", json_file=FIXTURE_JSON, requested_by="api").job
+    call_command("ingest_crate", "ferro_fixture", "--json-file", str(FIXTURE_JSON), stdout=io.StringIO(),
+                 stderr=io.StringIO())
+    assert CrateJob.objects.count() == 1
+    queued.refresh_from_db()
+    assert queued.status == "complete" and queued.worker_id.startswith("cli:")
+
+
+def test_ingest_crate_follows_the_identical_ingest_a_worker_runs(monkeypatch):
+    import threading
+
+    from django.db import connections
+    from django.utils import timezone
+
+    from jobs import foreground, services
+    from jobs.models import CrateJob
+
+    monkeypatch.setattr(foreground, "FOLLOW_POLL_SECONDS", 0.05)
+    running = services.enqueue_ingest(name="ferro-fixture", json_file=FIXTURE_JSON, requested_by="api").job
+    CrateJob.objects.filter(pk=running.pk).update(status="running", attempts=1, worker_id="host:1",
+                                                  stage="embed", stage_message="embedding", progress=60)
+
+    def worker_finishes():
+        time.sleep(0.5)
+        CrateJob.objects.filter(pk=running.pk).update(
+            status="complete", progress=100, finished_at=timezone.now(), result={
+                "crate_name": "ferro_fixture", "version": "0.3.1", "documents": 7, "chunks": 9, "embeddings": 9,
+                "embedded_new": 9, "http_requests": 0, "up_to_date": False})
+        connections.close_all()
+
+    thread = threading.Thread(target=worker_finishes)
+    thread.start()
+    out, err = io.StringIO(), io.StringIO()
+    call_command("ingest_crate", "ferro-fixture", "--json-file", str(FIXTURE_JSON), stdout=out, stderr=err)
+    thread.join()
+    assert CrateJob.objects.count() == 1
+    assert "ferro_fixture 0.3.1: 7 documents" in out.getvalue() and "this command followed it" in err.getvalue()
+
+
 def test_ingest_crate_command_refuses_a_directory_as_json_file(tmp_path):
     # It ended in an IsADirectoryError traceback.
     with pytest.raises(CommandError, match="is a directory; give the rustdoc JSON file"):
@@ -383,7 +448,8 @@ def test_ingest_crate_command_refuses_a_directory_as_json_file(tmp_path):
 
 def test_removing_the_last_version_removes_the_crate():
     from crates.errors import CrateNotFound
-    from crates.selectors import list_crates, search_docs
+    from crates.search.engine import search
+    from crates.selectors import list_crates
     from crates.services import remove_crate
 
     widget = item("qa_two::Widget", "struct", "pub struct Widget", "A widget.")
@@ -399,7 +465,7 @@ def test_removing_the_last_version_removes_the_crate():
     assert last["crate_removed"] and last["releases"] == 1
     assert list_crates(search="qa-two").total == 0
     with pytest.raises(CrateNotFound, match="not indexed"):
-        search_docs(query="Widget", crate="qa-two")
+        search(query="Widget", crate="qa-two")
 
 
 def test_local_docs_of_another_library_do_not_replace_a_stored_crate():
@@ -459,7 +525,7 @@ def test_remote_json_ingest_costs_three_requests_and_a_refresh_is_one_conditiona
 
 
 def test_adding_a_soft_deleted_crate_whose_release_is_current_restores_it(fake_docsrs):
-    from crates.selectors import search_docs
+    from crates.search.engine import search
     from crates.services import remove_crate
     from jobs.models import CrateJob
     from jobs.runner import _complete_message
@@ -473,7 +539,7 @@ def test_adding_a_soft_deleted_crate_whose_release_is_current_restores_it(fake_d
 
     # The same as when a new release is made (activate_release): the crate is listed and searchable again.
     assert Crate.objects.get().deleted_at is None
-    assert search_docs(query="Counter", crate="ferro-fixture")
+    assert search(query="Counter", crate="ferro-fixture")
     assert again.up_to_date and again.restored and again.release_id == first.release_id
     job = CrateJob(operation=CrateJob.Operation.INGEST, crate_name="ferro-fixture", requested_version="latest")
     message = _complete_message(job=job, result={"up_to_date": True, "restored": True, "version": "0.3.1"}, counters={})

@@ -15,9 +15,9 @@ from django.utils.html import escape
 from ninja.testing import TestClient
 
 from config.api import api
-from config.api_common import item_detail
 from crates.apikeys import create_api_key
 from crates.errors import CorruptArtifact
+from crates.fronts import item_detail
 from crates.models import CrateRelease, Document
 from crates.pipeline.ingest import run_ingest
 from crates.pipeline.parse_json import parse_rustdoc_json

@@ -1,15 +1,18 @@
-"""The request-path fast paths (raw, prepared SQL) agree with the ORM they replace, and the worker's savings.
+"""The request path's fast path (jobs.fastpath) agrees with the ORM and django-q2 it stands in for, and the worker's
+savings.
 
 - ``selectors.job_status``: one round trip, the exact shape of ``job_as_dict(get_job(...), events=True)``;
 - ``services.enqueue_ingest``: the row the insert plan writes is the row the ORM would write, and the
   wake-up task is a real django-q2 task that does not save its (worthless) result;
-- ``services.has_due_queued_job`` / ``wake_if_unserved``: the same answer as ``due_queued_jobs()``;
+- ``queue.has_due_queued_job`` / ``wake_if_unserved``: the same answer as ``due_queued_jobs()``;
 - a qcluster worker keeps its lock session and its reporter connection between jobs, and recovers from a
   session the server ended.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -20,8 +23,9 @@ from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
 from crates.errors import JobNotFound
-from jobs import runner, selectors, services
+from jobs import fastpath, progress, queue, runner, selectors, services
 from jobs.concurrency import job_is_locked, slots_in_use
+from jobs.fastpath import FairGate
 from jobs.models import CrateJob, JobEvent
 
 
@@ -124,7 +128,7 @@ def test_the_insert_plan_adapts_values_as_the_fields_do():
     given = {"id": uuid.uuid4(), "crate_name": "Serde", "normalized_name": None, "options": {"force": True},
              "operation": CrateJob.Operation.INGEST, "requested_by": "api", "checkpoint": {}, "retry_of_id": None,
              "created_at": aware, "heartbeat_at": naive, "requested_version": str(uuid.uuid4())}
-    plan = services._row_insert(CrateJob, "default")
+    plan = fastpath._row_insert(CrateJob, "default")
     values = plan.values(given)
     with pytest.warns(RuntimeWarning):  # the naive datetime still goes through the field, which warns
         fast = iter(plan.params(values, given, conn))
@@ -153,9 +157,9 @@ def test_the_wake_up_task_is_the_package_async_task_builds():
 
     job_id = uuid.uuid4()
     keep = Keep()
-    async_task(services.RUN_JOB_TASK, str(job_id), broker=keep, q_options=dict(services.WAKE_UP_OPTIONS))
+    async_task(queue.RUN_JOB_TASK, str(job_id), broker=keep, q_options=dict(queue.WAKE_UP_OPTIONS))
     reference = SignedPackage.loads(keep.package)
-    key, package = services._wake_up_payload(job_id=job_id, alias="default")
+    key, package = fastpath._wake_up_payload(job_id=job_id, alias="default")
     ours = SignedPackage.loads(package)
     assert key == "ferrodex" and list(ours) == list(reference)
     varying = ("id", "name", "started")
@@ -169,8 +173,27 @@ def test_the_wake_up_task_is_the_package_async_task_builds():
     from django_q.conf import Conf
 
     for value in ("", "abc:1Qz", package.rsplit(":", 1)[0]):
-        assert services._task_signer().signature(value) == TimestampSigner(
+        assert fastpath._task_signer().signature(value) == TimestampSigner(
             key=Conf.SECRET_KEY, salt=Conf.PREFIX).signature(value)
+
+
+@pytest.mark.django_db
+def test_the_task_row_is_the_row_django_q2_async_task_writes():
+    """The contract with django-q2 (pinned in pyproject.toml to the version this ran against): the OrmQ row the
+    enqueue writes in its one statement is the row ``async_task`` writes for the same wake-up."""
+    from django_q.tasks import async_task
+
+    job = services.enqueue_ingest(name="serde", requested_by="api").job
+    ours = OrmQ.objects.get()
+    async_task(queue.RUN_JOB_TASK, str(job.pk), q_options=dict(queue.WAKE_UP_OPTIONS))
+    theirs = OrmQ.objects.exclude(pk=ours.pk).get()
+    assert ours.key == theirs.key and abs((ours.lock - theirs.lock).total_seconds()) < 5
+    mine, reference = SignedPackage.loads(ours.payload), SignedPackage.loads(theirs.payload)
+    assert list(mine) == list(reference)
+    varying = ("id", "name", "started")
+    assert {k: v for k, v in mine.items() if k not in varying} == {
+        k: v for k, v in reference.items() if k not in varying}
+    assert ours.task == mine and OrmQ.objects.count() == 2
 
 
 @pytest.mark.django_db
@@ -186,8 +209,8 @@ def test_a_dedupe_conflict_inside_a_callers_transaction_leaves_it_usable():
 @pytest.mark.django_db
 def test_due_check_and_wake_agree_with_the_orm_queryset():
     def agree() -> bool:
-        fast = services.has_due_queued_job()
-        assert fast == services.due_queued_jobs().exists()
+        fast = queue.has_due_queued_job()
+        assert fast == queue.due_queued_jobs().exists()
         return fast
 
     assert not agree()
@@ -205,12 +228,12 @@ def test_due_check_and_wake_agree_with_the_orm_queryset():
     assert agree()
 
     # A token already waiting serves it: no second one. Without one, exactly one is sent.
-    assert OrmQ.objects.count() == 3 and services.wake_if_unserved() is False and OrmQ.objects.count() == 3
+    assert OrmQ.objects.count() == 3 and queue.wake_if_unserved() is False and OrmQ.objects.count() == 3
     OrmQ.objects.all().delete()
-    assert services.wake_if_unserved() is True and OrmQ.objects.count() == 1
+    assert queue.wake_if_unserved() is True and OrmQ.objects.count() == 1
     CrateJob.objects.filter(pk=blocked.pk).update(status="cancelled", finished_at=timezone.now())
     OrmQ.objects.all().delete()
-    assert services.wake_if_unserved() is False and not OrmQ.objects.exists()
+    assert queue.wake_if_unserved() is False and not OrmQ.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -220,7 +243,7 @@ def test_hot_statements_are_server_side_prepared_and_the_orm_queries_are_not():
     job = services.enqueue_ingest(name="itoa", requested_by="api").job
     for _ in range(3):
         selectors.job_status(job_id=job.pk)
-    services.has_due_queued_job()
+    queue.has_due_queued_job()
     CrateJob.objects.filter(pk=job.pk).count()
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
@@ -234,7 +257,7 @@ def test_hot_statements_are_server_side_prepared_and_the_orm_queries_are_not():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_direct_libpq_path_answers_as_the_cursor_does_and_survives_deallocation():
-    """Outside a transaction the status poll and the enqueue go straight through libpq (jobs.direct)."""
+    """Outside a transaction the status poll and the enqueue go straight through libpq."""
     job = services.enqueue_ingest(name="itoa", requested_by="api").job
     fast = selectors.job_status(job_id=job.pk)
     assert fast == selectors.job_as_dict(selectors.get_job(job_id=job.pk), events=True)
@@ -255,11 +278,12 @@ def test_the_direct_libpq_path_answers_as_the_cursor_does_and_survives_deallocat
 @pytest.fixture
 def worker_lock_sessions(monkeypatch):
     monkeypatch.setattr(runner, "_reuse_sessions", True)
+    monkeypatch.setattr(progress, "_keep_reporter_db", True)
     yield
     idle, runner._idle_lock_session = runner._idle_lock_session, None
     if idle is not None:
         idle.close()  # an open session would keep the test database from being dropped
-    reporter_db, runner._idle_reporter_db = runner._idle_reporter_db, None
+    reporter_db, progress._idle_reporter_db = progress._idle_reporter_db, None
     if reporter_db is not None:
         reporter_db.close()
 
@@ -274,13 +298,13 @@ def test_a_worker_keeps_its_lock_session_between_jobs_and_replaces_a_dead_one(se
     assert runner.run_next_job() == "complete"
     session = runner._idle_lock_session
     backend = session.conn.info.backend_pid
-    reporter_backend = runner._idle_reporter_db.connection.info.backend_pid
+    reporter_backend = progress._idle_reporter_db.connection.info.backend_pid
     assert slots_in_use() == 0 and not job_is_locked(first.pk)  # the session stays, its locks do not
 
     assert runner.run_next_job() == "complete"
     assert runner._idle_lock_session is session and session.conn.info.backend_pid == backend
     # The progress reporter (a new thread per job) wrote through the same connection as the first job's.
-    assert runner._idle_reporter_db.connection.info.backend_pid == reporter_backend
+    assert progress._idle_reporter_db.connection.info.backend_pid == reporter_backend
     assert JobEvent.objects.filter(job_id=second.pk, event_type="progress").count() >= 5
     assert slots_in_use() == 0 and not job_is_locked(second.pk)
 
@@ -291,3 +315,122 @@ def test_a_worker_keeps_its_lock_session_between_jobs_and_replaces_a_dead_one(se
     assert runner._idle_lock_session is not session and runner._idle_lock_session.conn.info.backend_pid != backend
     assert set(CrateJob.objects.values_list("status", flat=True)) == {"complete"}
     assert CrateJob.objects.get(pk=third.pk).attempts == 1
+
+
+# --- the fair gate in front of the two statements --------------------------------------------
+
+
+def _wait_until(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.002)
+
+
+def test_a_released_slot_goes_to_the_longest_waiter_not_back_to_the_releasing_thread():
+    gate = FairGate(1)
+    order: list[str] = []
+    gate.__enter__()
+    waiters = []
+    for queued, name in enumerate(("a", "b", "c"), start=1):
+        def run(name=name):
+            with gate:
+                order.append(name)
+        thread = threading.Thread(target=run)
+        thread.start()
+        waiters.append(thread)
+        _wait_until(lambda queued=queued: gate.waiting == queued)  # queued in this order
+    gate.__exit__(None, None, None)
+    with gate:  # the thread that just left asks again at once: it queues behind the three
+        order.append("again")
+    for thread in waiters:
+        thread.join()
+    assert order == ["a", "b", "c", "again"]
+
+
+def test_no_more_than_the_limit_are_inside_at_once():
+    gate = FairGate(3)
+    inside, most, mutex = 0, 0, threading.Lock()
+
+    def run():
+        nonlocal inside, most
+        for _ in range(20):
+            with gate:
+                with mutex:
+                    inside += 1
+                    most = max(most, inside)
+                time.sleep(0.0005)
+                with mutex:
+                    inside -= 1
+
+    threads = [threading.Thread(target=run) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most == 3 and inside == 0 and gate.waiting == 0
+
+
+def test_a_thread_inside_can_enter_again_without_waiting_for_a_second_slot():
+    gate = FairGate(1)
+    done = threading.Event()
+
+    def nested():
+        with gate, gate:
+            done.set()
+
+    thread = threading.Thread(target=nested)
+    thread.start()
+    thread.join(timeout=5)
+    assert done.is_set()
+    with gate:  # and the one slot is free again afterwards
+        pass
+
+
+def test_the_limit_follows_the_setting_and_zero_turns_the_gate_off(settings):
+    settings.REQUEST_DB_CONCURRENCY = 5
+    assert fastpath.request_gate().limit == 5
+    settings.REQUEST_DB_CONCURRENCY = 0
+    assert fastpath.request_gate() is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_and_status_pass_through_the_gate(settings, monkeypatch):
+    settings.REQUEST_DB_CONCURRENCY = 2
+    gate = fastpath.request_gate()
+    entered: list[str] = []
+    real_enter = FairGate.__enter__
+
+    def enter(self):
+        entered.append(threading.current_thread().name)
+        return real_enter(self)
+
+    monkeypatch.setattr(FairGate, "__enter__", enter)
+    result = services.enqueue_ingest(name="serde", requested_by="api")
+    assert selectors.job_status(job_id=result.job.pk)["status"] == "queued"
+    assert len(entered) == 2 and gate.waiting == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_caller_inside_a_transaction_does_not_wait_for_the_gate(settings):
+    settings.REQUEST_DB_CONCURRENCY = 1
+    gate = fastpath.request_gate()
+    holder_in, release = threading.Event(), threading.Event()
+
+    def hold():
+        with gate:
+            holder_in.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holder_in.wait(5)
+    try:
+        with transaction.atomic():  # it may hold locks the threads inside wait for: it goes straight in
+            result = services.enqueue_ingest(name="tokio", requested_by="api")
+            assert connection.in_atomic_block
+        assert result.job.pk
+    finally:
+        release.set()
+        holder.join()

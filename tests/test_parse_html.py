@@ -16,8 +16,8 @@ import pytest
 
 from crates.errors import CorruptArtifact, InvalidInput
 from crates.models import Document
-from crates.pipeline.html_layouts import impl_trait_name
 from crates.pipeline.parse_html import is_redirect, parse_html_pages, read_doc_dir
+from crates.pipeline.parse_html.layouts import impl_trait_name
 from crates.pipeline.types import ParsedCrate, ParsedItem
 
 HTML = Path(__file__).parent / "fixtures" / "html"

@@ -8,7 +8,7 @@ import pytest
 from crates.errors import CrateNotFound, EmbeddingUnavailable, InvalidInput, VersionNotFound
 from crates.models import Crate
 from crates.search import embedding as search_embedding
-from crates.selectors import search_docs
+from crates.search.engine import search
 from crates.textsearch import query_word_groups, search_text_for, tsquery_all_for, tsquery_for
 from tests.search_corpus import GHOST_DOCS, HASHBROWN, SERDE_JSON, TOKIO, item, store_release
 
@@ -82,13 +82,13 @@ def test_query_side_expands_identifiers_and_joins_adjacent_words():
 
 @pytest.mark.parametrize("query", ["with capacity", "with_capacity", "withcapacity"])
 def test_keyword_signal_matches_snake_case_identifier_in_any_spelling(query):
-    hits = search_docs(query=query, signals=("keyword",))
+    hits = search(query=query, signals=("keyword",))
     assert "hashbrown::HashMap::with_capacity" in paths(hits)
 
 
 @pytest.mark.parametrize("query", ["HashMap", "hashmap", "hash map"])
 def test_keyword_signal_matches_camel_case_identifier_in_any_spelling(query):
-    hits = search_docs(query=query, signals=("keyword",), crate="hashbrown")
+    hits = search(query=query, signals=("keyword",), crate="hashbrown")
     assert {"hashbrown::HashMap", "hashbrown::HashMap::with_capacity"} <= set(paths(hits))
 
 
@@ -115,7 +115,7 @@ def test_keyword_signal_matches_camel_case_identifier_in_any_spelling(query):
     ],
 )
 def test_identifier_query_puts_its_item_first(query, expected):
-    hits = search_docs(query=query)
+    hits = search(query=query)
     assert hits, query
     assert hits[0].path == expected, paths(hits)
     assert "path" in hits[0].signals
@@ -135,20 +135,20 @@ def test_identifier_query_puts_its_item_first(query, expected):
     ],
 )
 def test_natural_language_query_finds_the_item_in_the_top_3(query, expected):
-    hits = search_docs(query=query, limit=10)
+    hits = search(query=query, limit=10)
     assert expected in paths(hits)[:3], paths(hits)[:5]
 
 
 def test_fused_ranking_beats_vector_only_on_an_identifier_query():
-    fused = search_docs(query="Mutex::lock")
-    vector_only = search_docs(query="Mutex::lock", signals=("vector",))
+    fused = search(query="Mutex::lock")
+    vector_only = search(query="Mutex::lock", signals=("vector",))
     assert fused[0].path == "tokio::sync::Mutex::lock"
     assert fused[0].signals[0] == "vector" and set(fused[0].signals) >= {"path", "keyword"}
     assert {"vector"} == {s for h in vector_only for s in h.signals}
 
 
 def test_hits_carry_what_a_caller_needs_and_are_ordered_by_score():
-    hits = search_docs(query="serde_json::to_string", limit=5)
+    hits = search(query="serde_json::to_string", limit=5)
     top = hits[0]
     assert (top.crate, top.version, top.kind) == ("serde_json", "1.0.87", "function")
     assert top.signature.startswith("pub fn to_string")
@@ -170,7 +170,7 @@ def _snippet_of_chunk(*, path: str, ordinal: int = 0) -> str:
 
 
 def test_a_chunk_hit_gets_its_matched_chunk_as_snippet():
-    hits = search_docs(query="Mutex lock", crate="tokio")
+    hits = search(query="Mutex lock", crate="tokio")
     top = next(h for h in hits if h.path == "tokio::sync::Mutex::lock")
     assert top.snippet == _snippet_of_chunk(path="tokio::sync::Mutex::lock")
 
@@ -179,7 +179,7 @@ def test_a_path_only_hit_gets_its_first_chunk_as_snippet():
     from django.db import connection
 
     with CaptureQueries(connection) as sent:
-        hits = search_docs(query="tokio::sync::Mutex::lock", crate="tokio", signals=("path",))
+        hits = search(query="tokio::sync::Mutex::lock", crate="tokio", signals=("path",))
     assert hits[0].path == "tokio::sync::Mutex::lock" and hits[0].signals == ["path"]
     assert hits[0].snippet and hits[0].snippet == _snippet_of_chunk(path="tokio::sync::Mutex::lock")
     assert any("/* snippets */" in q for q in sent)
@@ -195,7 +195,7 @@ def test_snippets_show_link_text_not_intra_doc_link_syntax():
 
 
 def test_one_item_with_many_chunks_appears_once():
-    hits = search_docs(query="runtime builder worker threads blocking pool", limit=10)
+    hits = search(query="runtime builder worker threads blocking pool", limit=10)
     assert paths(hits).count("tokio::runtime::Builder") == 1
     assert len(paths(hits)) == len(set(paths(hits)))
 
@@ -204,53 +204,53 @@ def test_one_item_with_many_chunks_appears_once():
 
 
 def test_crate_filter_holds_and_still_fills_the_page():
-    hits = search_docs(query="lock", crate="tokio", limit=10)
+    hits = search(query="lock", crate="tokio", limit=10)
     assert len(hits) == 10
     assert {h.crate for h in hits} == {"tokio"}
     assert {h.version for h in hits} == {"1.24.2"}
 
 
 def test_filtered_vector_search_returns_limit_results():
-    hits = search_docs(query="a map from keys to values", crate="hashbrown", signals=("vector",), limit=4)
+    hits = search(query="a map from keys to values", crate="hashbrown", signals=("vector",), limit=4)
     assert len(hits) == 4
     assert {h.crate for h in hits} == {"hashbrown"}
 
 
 def test_crate_name_spelling_does_not_matter():
-    assert {h.crate for h in search_docs(query="value", crate="Serde-JSON")} == {"serde_json"}
+    assert {h.crate for h in search(query="value", crate="Serde-JSON")} == {"serde_json"}
 
 
 def test_version_filter_and_default_to_newest_active_release():
-    old = search_docs(query="entry point of the runtime", crate="tokio", version="1.0.0", limit=10)
+    old = search(query="entry point of the runtime", crate="tokio", version="1.0.0", limit=10)
     assert old and {h.version for h in old} == {"1.0.0"}
     assert "tokio::runtime::old_entry_point" in paths(old)
-    newest = search_docs(query="old_entry_point", limit=20)
+    newest = search(query="old_entry_point", limit=20)
     assert "tokio::runtime::old_entry_point" not in paths(newest)
     assert "1.0.0" not in {h.version for h in newest}
 
 
 def test_version_filter_without_crate_searches_that_version_only():
-    hits = search_docs(query="old_entry_point", version="1.0.0")
+    hits = search(query="old_entry_point", version="1.0.0")
     assert hits[0].path == "tokio::runtime::old_entry_point"
     assert {h.version for h in hits} == {"1.0.0"}
 
 
 @pytest.mark.parametrize("kinds", [["function"], ["macro"], ["method", "struct"]])
 def test_kind_filter_holds(kinds):
-    hits = search_docs(query="json async lock map", kinds=kinds, limit=20)
+    hits = search(query="json async lock map", kinds=kinds, limit=20)
     assert hits
     assert {h.kind for h in hits} <= set(kinds)
 
 
 def test_rare_kind_filter_still_finds_every_match_through_the_vector_index():
-    hits = search_docs(query="wait for whichever branch finishes first", kinds=["macro"], signals=("vector",))
+    hits = search(query="wait for whichever branch finishes first", kinds=["macro"], signals=("vector",))
     assert set(paths(hits)) == {"tokio::select", "serde_json::json"}
 
 
 @pytest.mark.parametrize("crate", [None, "tokio", "serde_json"])
 def test_building_superseded_and_soft_deleted_releases_never_appear(crate):
     for query in [GHOST_DOCS, "Zanzibar quokka marmalade", "GhostBuilding", "GhostSuperseded", "GhostDeleted"]:
-        hits = search_docs(query=query, crate=crate, limit=50)
+        hits = search(query=query, crate=crate, limit=50)
         assert not [p for p in paths(hits) if "Ghost" in p], (query, crate)
         assert "ghostcrate" not in {h.crate for h in hits}
 
@@ -262,7 +262,7 @@ def test_visible_releases_are_cached_but_every_change_to_them_shows_at_once():
     from crates.models import CrateRelease
 
     def crates_seen(query: str) -> set[str]:
-        return {h.crate for h in search_docs(query=query, limit=50)}
+        return {h.crate for h in search(query=query, limit=50)}
 
     assert "hashbrown" in crates_seen("HashMap")
     with CaptureQueries(connection) as cached:
@@ -303,14 +303,14 @@ class CaptureQueries:
 
 def test_unknown_or_soft_deleted_crate_and_unindexed_version_are_errors_not_empty_pages():
     with pytest.raises(CrateNotFound):
-        search_docs(query="lock", crate="no-such-crate")
+        search(query="lock", crate="no-such-crate")
     with pytest.raises(CrateNotFound):
-        search_docs(query="ghost", crate="ghostcrate")
+        search(query="ghost", crate="ghostcrate")
     with pytest.raises(VersionNotFound) as info:
-        search_docs(query="lock", crate="tokio", version="1.25.0")  # building: not searchable
+        search(query="lock", crate="tokio", version="1.25.0")  # building: not searchable
     assert "1.24.2" in str(info.value) and "1.0.0" in str(info.value)
     with pytest.raises(InvalidInput):
-        search_docs(query="lock", kinds=["gizmo"])
+        search(query="lock", kinds=["gizmo"])
 
 
 # --- hostile input ----------------------------------------------------------------------------
@@ -353,15 +353,15 @@ HOSTILE = [
 
 @pytest.mark.parametrize("query", HOSTILE, ids=[f"q{i}" for i in range(len(HOSTILE))])
 def test_hostile_query_returns_a_list(query):
-    hits = search_docs(query=query, limit=5)
+    hits = search(query=query, limit=5)
     assert isinstance(hits, list)
     assert all(h.path for h in hits)
     for signals in (("vector",), ("keyword",), ("path",)):
-        assert isinstance(search_docs(query=query, crate="tokio", kinds=["method"], signals=signals), list)
+        assert isinstance(search(query=query, crate="tokio", kinds=["method"], signals=signals), list)
 
 
 def test_mutex_with_a_nul_byte_still_finds_the_lock():
-    assert search_docs(query="Mutex\x00lock")[0].path == "tokio::sync::Mutex::lock"
+    assert search(query="Mutex\x00lock")[0].path == "tokio::sync::Mutex::lock"
 
 
 def test_search_without_an_embedder_falls_back_to_keyword_and_path(monkeypatch):
@@ -369,14 +369,14 @@ def test_search_without_an_embedder_falls_back_to_keyword_and_path(monkeypatch):
         raise EmbeddingUnavailable("embedding API is down")
 
     monkeypatch.setattr(search_embedding, "query_embedder", broken)
-    hits = search_docs(query="Mutex::lock")
+    hits = search(query="Mutex::lock")
     assert hits[0].path == "tokio::sync::Mutex::lock"
     assert all("vector" not in h.signals for h in hits)
 
 
 def test_limit_is_clamped():
-    assert len(search_docs(query="tokio", limit=0)) == 1
-    assert len(search_docs(query="the", limit=1000)) <= 100
+    assert len(search(query="tokio", limit=0)) == 1
+    assert len(search(query="the", limit=1000)) <= 100
 
 
 def test_common_words_do_not_select_keyword_candidates_but_still_rank(monkeypatch):
@@ -384,9 +384,9 @@ def test_common_words_do_not_select_keyword_candidates_but_still_rank(monkeypatc
 
     # As if "lock" were in most chunks of a huge corpus (planner statistics say so).
     monkeypatch.setattr(signals, "_common_lexemes", lambda: frozenset({"lock"}))
-    hits = search_docs(query="mutex lock", signals=("keyword",), crate="tokio")
+    hits = search(query="mutex lock", signals=("keyword",), crate="tokio")
     assert "tokio::sync::Mutex::lock" in paths(hits)[:3]
-    only_common = search_docs(query="lock", signals=("keyword",), crate="tokio")
+    only_common = search(query="lock", signals=("keyword",), crate="tokio")
     assert "tokio::sync::Mutex::lock" in paths(only_common)  # nothing informative: any word selects
 
 
@@ -413,7 +413,7 @@ def test_unknown_words_are_guessed_then_checked_in_the_same_round_trip():
     query = "how do I lock a mutex from sync code"
     signals._stem_cache.clear()
     with CaptureQueries(connection) as cold:
-        guessed = search_docs(query=query, signals=("keyword",), crate="tokio")
+        guessed = search(query=query, signals=("keyword",), crate="tokio")
     assert signals._stem_cache["how"] == ""  # learnt: a stop word
     assert signals._stem_cache["mutex"] == "mutex"
     # No round trip of its own for the stems: they ride with the signals, and the keyword
@@ -421,7 +421,7 @@ def test_unknown_words_are_guessed_then_checked_in_the_same_round_trip():
     assert not [q for q in cold if q.startswith("SELECT w, coalesce")]
     assert len([q for q in cold if "/* keyword */" in q]) == 2
     with CaptureQueries(connection) as warm:
-        known = search_docs(query=query, signals=("keyword",), crate="tokio")
+        known = search(query=query, signals=("keyword",), crate="tokio")
     assert len([q for q in warm if "/* keyword */" in q]) == 1
     assert paths(guessed) == paths(known)
 
@@ -448,11 +448,11 @@ def test_prepared_signal_statements_give_the_hits_of_their_first_run(monkeypatch
     _reset_prepared()
     queries = ["Mutex::lock", "how do I run a future to completion", "HashMap with_capacity"]
     with CaptureQueries(connection) as first:
-        firsts = [search_docs(query=q) for q in queries]
+        firsts = [search(query=q) for q in queries]
     assert any(q.startswith("PREPARE ferrodex_") or "; PREPARE ferrodex_" in q for q in first)
     for _ in range(6):  # past PostgreSQL's five custom plans, after which it may settle on a generic one
         with CaptureQueries(connection) as again:
-            assert [search_docs(query=q) for q in queries] == firsts
+            assert [search(query=q) for q in queries] == firsts
         assert not any("PREPARE" in q for q in again)
     vector = {m for q in again for m in re.findall(r"EXECUTE (ferrodex_\w+)\([^;]*/\* vector \*/", q)}
     assert len(vector) == 1
@@ -498,11 +498,11 @@ def test_a_search_after_its_prepared_statements_vanished_prepares_them_again():
     from django.db import connection
 
     queries = ["Mutex::lock", "how do I run a future to completion"]
-    before = [search_docs(query=q) for q in queries]
+    before = [search(query=q) for q in queries]
     with connection.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")  # behind the runner's back: it still believes they exist
     with CaptureQueries(connection) as again:
-        assert [search_docs(query=q) for q in queries] == before
+        assert [search(query=q) for q in queries] == before
     assert any("PREPARE ferrodex_" in q for q in again)
     with connection.cursor() as cursor:  # the test's transaction is still usable
         cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'ferrodex%%'")

@@ -16,7 +16,7 @@ from crates.models import Chunk, CrateRelease
 from crates.pipeline.embed import get_embedder
 from crates.pipeline.ingest import run_ingest
 from crates.pipeline.types import NullProgress
-from crates.portal_views import deletion_summary
+from crates.portal_selectors import deletion_summary
 from crates.search import signals
 from crates.search.engine import run_statements
 from crates.search.scope import search_scope

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from config.api_common import search_results
+from crates.fronts import search_results
 from crates.models import Crate, CrateRelease, EmbeddingCache
 from crates.selectors import get_item, search_docs
 from jobs import services

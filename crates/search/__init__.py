@@ -1,4 +1,4 @@
-"""Hybrid documentation search behind ``crates.selectors.search_docs``.
+"""Hybrid documentation search: ``crates.search.engine.search``, what both fronts and the admin call.
 
 ``query`` turns user text into what each signal needs (pure), ``scope`` decides which
 releases are visible, ``signals`` runs the three ranked SQL queries (pgvector HNSW,

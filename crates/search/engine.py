@@ -15,6 +15,7 @@ from django.db.backends.utils import CursorWrapper
 from psycopg import errors as psycopg_errors
 
 from crates.errors import InvalidInput
+from crates.names import optional_version, validate_crate_name
 from crates.pipeline.doclinks import link_text_only
 from crates.search.embedding import embed_query
 from crates.search.query import ParsedQuery, parse_query
@@ -392,6 +393,8 @@ def search(
     signals: tuple[str, ...] = SIGNALS,
     project: str | None = None,
 ) -> list[SearchHit]:
+    crate = validate_crate_name(crate, field="crate") if crate else None
+    version = optional_version(version)
     limit = _clean_limit(limit)
     wanted = _clean_signals(signals)
     depth = max(limit * 3, 30)

@@ -133,6 +133,6 @@ def intcomma_plain(value: int | None) -> str:
 
 @register.inclusion_tag("portal/_dashboard.html")
 def portal_dashboard() -> dict:
-    from crates.portal_views import dashboard_data
+    from crates.portal_selectors import dashboard_data
 
     return {"d": dashboard_data()}

@@ -1,4 +1,8 @@
-"""Ingest one crate in the foreground: from docs.rs, a local rustdoc JSON file or a cargo doc directory."""
+"""Ingest one crate in the foreground: from docs.rs, a local rustdoc JSON file or a cargo doc directory.
+
+It is a job like any other (requested_by cli: deduplicated, checkpointed, in the admin's history), run in
+this process with a progress bar (jobs.foreground).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from crates.cli_progress import CliProgress
 from crates.errors import FerrodexError
-from crates.pipeline.ingest import run_ingest
 from crates.projects import add_from_lockfile
 from crates.services import index_staged_chunks
+from jobs.foreground import ingest_in_foreground
+from jobs.models import CrateJob
 
 
 class Command(BaseCommand):
@@ -55,11 +60,11 @@ class Command(BaseCommand):
                 raise CommandError(f"{path} does not exist")
         progress = CliProgress(stream=self.stderr._out)
         try:
-            result = run_ingest(
+            run = ingest_in_foreground(
                 name=options["name"],
                 version=options["crate_version"],
                 force=options["force"],
-                progress=progress,
+                display=progress,
                 json_file=options["json_file"],
                 doc_dir=options["doc_dir"],
             )
@@ -68,27 +73,34 @@ class Command(BaseCommand):
             raise CommandError(f"{type(exc).__name__}: {exc}") from None
         except KeyboardInterrupt:
             progress.finish()
-            raise CommandError("interrupted; the previous release (if any) is still active") from None
+            raise CommandError("interrupted; the job is cancelled and the previous release (if any) is still "
+                               "active") from None
         progress.finish()
-        if not result.up_to_date:
+        job = run.job
+        followed = " (run by a worker; this command followed it)" if run.followed else ""
+        self.stderr.write(f"job {job.pk}: {job.status}{followed}")
+        if job.status == CrateJob.Status.FAILED:
+            raise CommandError(f"{job.error_type}: {job.error_message}")
+        if job.status != CrateJob.Status.COMPLETE:
+            raise CommandError(f"the job ended {job.status}: {job.stage_message}")
+        result = job.result
+        if not result.get("up_to_date"):
             # The crate is searchable already (staged vectors are scanned exactly); without a worker
             # running, nobody else moves them into the HNSW index, so do it before returning.
             index_staged_chunks()
         if options["as_json"]:
-            from dataclasses import asdict
-
-            self.stdout.write(json.dumps(asdict(result)))
-        elif result.up_to_date:
-            restored = " (restored: it was soft-deleted)" if result.restored else ""
-            self.stdout.write(f"{result.crate_name} {result.version} is already up to date{restored}")
+            self.stdout.write(json.dumps(result))
+        elif result.get("up_to_date"):
+            restored = " (restored: it was soft-deleted)" if result.get("restored") else ""
+            self.stdout.write(f"{result['crate_name']} {result['version']} is already up to date{restored}")
         else:
             self.stdout.write(
-                f"{result.crate_name} {result.version}: {result.documents} documents, {result.chunks} chunks, "
-                f"{result.embeddings} embeddings ({result.embedded_new} newly embedded), "
-                f"{result.http_requests} HTTP requests"
-                + (f"; from {result.docs_source}" if result.docs_source else "")
+                f"{result['crate_name']} {result['version']}: {result['documents']} documents, {result['chunks']} "
+                f"chunks, {result['embeddings']} embeddings ({result['embedded_new']} newly embedded), "
+                f"{result['http_requests']} HTTP requests"
+                + (f"; from {result['docs_source']}" if result.get("docs_source") else "")
             )
-            for note in result.provenance:
+            for note in result.get("provenance") or ():
                 self.stdout.write(f"  {note}")
 
     def _lockfile(self, options: dict) -> None:

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from bs4 import BeautifulSoup, Tag
 
 from crates.pipeline.doclinks import link_text_only
-from crates.pipeline.html_markdown import (
+from crates.pipeline.parse_html.markdown import (
     classes_of,
     code_text,
     docblock_markdown,

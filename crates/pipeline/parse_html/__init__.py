@@ -23,7 +23,7 @@ from pathlib import Path
 
 from crates.errors import CorruptArtifact, InvalidInput
 from crates.pipeline.html_cfg import apply_portability
-from crates.pipeline.html_layouts import PAGE_KINDS, PageRef, ParsedPage, parse_page
+from crates.pipeline.parse_html.layouts import PAGE_KINDS, PageRef, ParsedPage, parse_page
 from crates.pipeline.types import ParsedCrate, ParsedItem
 
 logger = logging.getLogger(__name__)

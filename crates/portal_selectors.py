@@ -1,7 +1,8 @@
-"""Reads and forms behind the operator portal pages (dashboard, search page, crate forms).
+"""Reads behind the operator portal's pages: what a hard delete removes, search hits' documents, and the
+dashboard's numbers and charts (chart geometry included: it is only about presenting them).
 
 The admin classes in crates/admin.py and jobs/admin.py stay thin: they check permissions, call the
-services/selectors and render. What is only about presenting numbers (chart geometry) lives here.
+services/selectors and render.
 """
 
 from __future__ import annotations
@@ -10,103 +11,18 @@ import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from django import forms
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.db.models.functions import TruncDate
-from django.http import QueryDict
 from django.utils import timezone
 
-from crates.errors import FerrodexError
 from crates.models import Chunk, Crate, CrateRelease, Document
-from crates.names import normalize_crate_name, validate_crate_name, validate_version
+from crates.names import normalize_crate_name
 from jobs import selectors as job_selectors
 from jobs.models import CrateJob
 
-SEARCH_SIGNALS = ("vector", "keyword", "path")
 CHART_DAYS = 14
 
 
-# --- forms -----------------------------------------------------------------------------------------
-class AddCrateForm(forms.Form):
-    name = forms.CharField(
-        max_length=64, help_text="As on crates.io, e.g. serde_json or tokio.",
-        widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "off", "spellcheck": "false"}),
-    )
-    version = forms.CharField(
-        max_length=128, required=False, help_text="An exact version such as 1.0.3; empty means the newest release.",
-        widget=forms.TextInput(attrs={"placeholder": "latest", "autocomplete": "off"}),
-    )
-    force = forms.BooleanField(
-        required=False, help_text="Re-process every item even if this version is already ingested and unchanged.",
-    )
-
-    def clean_name(self) -> str:
-        return _validated(validate_crate_name, self.cleaned_data.get("name"))
-
-    def clean_version(self) -> str | None:
-        version = _validated(validate_version, self.cleaned_data.get("version"))
-        return None if version == "latest" else version
-
-
-class ApiKeyCreateForm(forms.Form):
-    name = forms.CharField(
-        max_length=100, help_text="Who or what uses the key, e.g. 'ci-agent' or 'alice laptop'.",
-        widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "off"}),
-    )
-
-
-class SearchForm(forms.Form):
-    q = forms.CharField(
-        label="Query", max_length=500,
-        widget=forms.TextInput(attrs={"autofocus": True, "placeholder": "e.g. parse a log level", "size": 50}),
-    )
-    crate = forms.ChoiceField(required=False, label="Crate")
-    version = forms.CharField(required=False, max_length=128, widget=forms.TextInput(attrs={"placeholder": "active"}))
-    kinds = forms.MultipleChoiceField(
-        required=False, choices=Document.Kind.choices, widget=forms.CheckboxSelectMultiple, label="Kinds"
-    )
-    signals = forms.MultipleChoiceField(
-        required=False, initial=list(SEARCH_SIGNALS), widget=forms.CheckboxSelectMultiple,
-        choices=[(s, s) for s in SEARCH_SIGNALS], label="Signals",
-        help_text="Which retrievers take part. Unticking all means all.",
-    )
-    limit = forms.IntegerField(min_value=1, max_value=50, initial=10, required=False)
-
-    def clean_version(self) -> str:
-        # Validated as the API and MCP do: '1.0' answered "Nothing matched" here and a 422 there.
-        version = (self.cleaned_data.get("version") or "").strip()
-        if not version:
-            return ""
-        version = _validated(validate_version, version)
-        return "" if version == "latest" else version
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        # Soft-deleted crates stay selectable, so an operator sees exactly what an agent would be told.
-        crates = Crate.objects.order_by("normalized_name").values_list("name", "deleted_at")
-        self.fields["crate"].choices = [
-            ("", "All crates"), *((name, f"{name} (soft-deleted)" if deleted else name) for name, deleted in crates)
-        ]
-
-
-def search_form_data(query: QueryDict) -> QueryDict:
-    """A link such as ``?q=mutex&crate=tokio`` means the defaults for everything it leaves out."""
-    data = query.copy()
-    if "signals" not in data:
-        data.setlist("signals", list(SEARCH_SIGNALS))
-    if not data.get("limit"):
-        data["limit"] = "10"
-    return data
-
-
-def _validated(validator, value):
-    try:
-        return validator(value)
-    except FerrodexError as exc:
-        raise forms.ValidationError(str(exc)) from exc
-
-
-# --- crate reads -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DeletionSummary:
     crate: Crate
