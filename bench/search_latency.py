@@ -250,11 +250,11 @@ def _worker_init(url: str, warm_queries: list[dict] | None = None) -> None:
         # query embedder, its connection, its prepared statements. A warm-up sent through pool.map could all
         # land on the first processes to start, leaving others to pay it during the timed run: ~0.3 s each
         # (numpy imported and the embedder built by the first search), 1 search in 100 -- the whole p99.
-        from crates.selectors import search_docs
+        from crates.search.engine import search
 
         for q in warm_queries:
-            search_docs(query=q["query"], crate=q["crate"], limit=10)
-            search_docs(query=q["query"], crate=None, limit=10)
+            search(query=q["query"], crate=q["crate"], limit=10)
+            search(query=q["query"], crate=None, limit=10)
 
 
 def _started(_: int) -> int:
