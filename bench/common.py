@@ -93,7 +93,8 @@ def replica_server(*extra: str):
     """Run ../shared/tools/docsrs_replica.py; yield its base URL."""
     if not REPLICA_TOOL.exists():
         raise SystemExit(f"{REPLICA_TOOL} not found: the benchmarks need the docs.rs replica in ../shared")
-    port = free_port()
+    # REPLICA_PORT: a port of the caller's own range on a shared machine.
+    port = int(os.environ.get("REPLICA_PORT") or 0) or free_port()
     proc = subprocess.Popen(
         [sys.executable, str(REPLICA_TOOL), "--root", str(REPLICA_ROOT), "--port", str(port), *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -264,15 +264,12 @@ def search_results(
         raise InvalidInput("The search query is empty.", field="q")
     if "\x00" in text:
         raise InvalidInput("The search query contains a NUL character (\\x00); remove it and search again.", field="q")
+    crate = checked("crate", validate_crate_name, crate) if crate else None
     hits = selectors.search_docs(
-        query=text,
-        crate=checked("crate", validate_crate_name, crate) if crate else None,
-        version=optional_version("version", version),
-        kinds=parse_kinds(kind),
-        limit=limit,
+        query=text, crate=crate, version=optional_version("version", version), kinds=parse_kinds(kind), limit=limit
     )
     results = [as_dict(hit) for hit in hits]
-    return {"query": text, "count": len(results), "results": results}
+    return {"query": text, "count": len(results), "results": results, **selectors.search_notice(query=text)}
 
 
 def item_detail(*, crate: str, path: str, version: str | None) -> dict[str, Any]:

@@ -23,10 +23,10 @@ from django.views.decorators.http import require_POST
 from crates import portal_views
 from crates.admin_common import PortalAdminMixin, ReadOnlyAdminMixin, job_admin_url
 from crates.apikeys import create_api_key, revoke_api_key
-from crates.errors import FerrodexError
+from crates.errors import CrateNotFound, FerrodexError
 from crates.models import ApiKey, Chunk, Crate, CrateRelease, Document
 from crates.names import normalize_crate_name, semver_key
-from crates.selectors import search_docs
+from crates.selectors import search_docs, search_notice
 from crates.services import remove_crate, restore_crate
 from crates.templatetags.portal import format_age, status_badge_html
 from jobs.models import CrateJob
@@ -237,7 +237,8 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = portal_views.AddCrateForm(request.POST or None)
+        # ?name= prefills the form: the search page links here for a crate its query names but nobody added.
+        form = portal_views.AddCrateForm(request.POST or None, initial={"name": request.GET.get("name", "")[:100]})
         if request.method == "POST" and form.is_valid():
             try:
                 result = enqueue_ingest(
@@ -440,7 +441,7 @@ class DocumentAdmin(PortalAdminMixin, ReadOnlyAdminMixin, TitledChangeListMixin,
         if not self.has_view_permission(request):
             raise PermissionDenied
         form = portal_views.SearchForm(portal_views.search_form_data(request.GET) if request.GET else None)
-        hits, error, doc_ids = None, "", {}
+        hits, error, doc_ids, missing = None, "", {}, {"notice": "", "missing_crates": []}
         if form.is_bound and form.is_valid():
             data = form.cleaned_data
             try:
@@ -450,8 +451,11 @@ class DocumentAdmin(PortalAdminMixin, ReadOnlyAdminMixin, TitledChangeListMixin,
                     signals=tuple(data["signals"]) or portal_views.SEARCH_SIGNALS,
                 )
                 doc_ids = portal_views.document_ids_for_hits(hits)
+                missing = search_notice(query=data["q"])
             except FerrodexError as exc:
                 error = str(exc)
+                if isinstance(exc, CrateNotFound) and exc.context.get("crate") and not exc.context.get("deleted"):
+                    missing["missing_crates"] = [exc.context["crate"]]  # the page links to adding it
         results = [
             {"hit": hit, "doc_id": doc_ids.get((hit.crate.lower().replace("-", "_"), hit.version, hit.path, hit.kind))}
             for hit in hits or []
@@ -463,6 +467,8 @@ class DocumentAdmin(PortalAdminMixin, ReadOnlyAdminMixin, TitledChangeListMixin,
             results=results,
             searched=hits is not None,
             error=error,
+            notice=missing["notice"],
+            missing_crates=missing["missing_crates"],
             signals=portal_views.SEARCH_SIGNALS,
         )
         return TemplateResponse(request, "portal/search.html", context)

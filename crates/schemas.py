@@ -78,6 +78,10 @@ class SearchOut(BaseModel):
     query: str
     count: int
     results: list[SearchHitOut]
+    missing_crates: list[str] = Field(
+        default_factory=list, description="Crates the query names that are not indexed: no result comes from them"
+    )
+    notice: str = Field("", description="How to add the missing crates; empty when none is missing")
 
 
 class ItemChildOut(OpenModel):
@@ -95,3 +99,9 @@ class ItemOut(ItemRefOut):
     parent_path: str = ""
     children: list[ItemChildOut] = []
     metadata: dict[str, Any] = {}
+    matched: str = Field(
+        "exact",
+        description="How the path asked for found this item: exact, alias, suffix (the only item whose path "
+        "ends so) or case_insensitive (the only one, ignoring case). Never another item in its place.",
+    )
+    requested: str = Field("", description="The path as asked for, cleaned (generic arguments, `fn`... removed)")
