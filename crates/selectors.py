@@ -330,7 +330,8 @@ def get_item(*, crate: str, path: str, version: str | None = None) -> ItemDetail
     """One item's whole document by exact path, alias or unique path suffix, with its children.
 
     Never another item in the item's place: ``matched`` says how ``path`` was found (exact, alias,
-    suffix, case_insensitive) and ``requested`` what was asked after cleaning. Raises CrateNotFound / VersionNotFound, or ItemNotFound whose ``context["suggestions"]``
+    suffix, case_insensitive) and ``requested`` what was asked after cleaning.
+    Raises CrateNotFound / VersionNotFound, or ItemNotFound whose ``context["suggestions"]``
     lists close paths (or, for an ambiguous suffix, the candidates).
     """
     release = release_for(crate=crate, version=version)

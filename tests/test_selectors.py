@@ -134,10 +134,10 @@ def regexish():
     # The shapes of regex and clap that made get_item answer with another item (issue 18).
     store_release(crate="regex", version="1.0.0", items=[
         item("regex::Regex", "struct", "pub struct Regex", "A compiled regular expression."),
-        item("regex::Regex::captures", "method", "pub fn captures<'h>(&self, haystack: &'h str) -> Option<Captures<'h>>",
+        item("regex::Regex::captures", "method", "pub fn captures<'h>(&self, haystack: &'h str) -> Option<Captures>",
              "Returns the capture groups of the leftmost-first match."),
         item("regex::Captures", "struct", "pub struct Captures<'h>", "The capture groups of one match."),
-        item("regex::Regex::is_match", "method", "pub fn is_match(&self, haystack: &str) -> bool", "Whether it matches."),
+        item("regex::Regex::is_match", "method", "pub fn is_match(&self, haystack: &str) -> bool", "Matches?"),
         item("regex::bytes::Regex::is_match", "method", "pub fn is_match(&self, haystack: &[u8]) -> bool", "Same."),
     ])  # fmt: skip
     store_release(crate="clap", version="4.0.0", items=[

@@ -8,9 +8,14 @@ import re
 from crates.names import TOOLCHAIN_CRATES, normalize_crate_name
 from crates.search.scope import catalog
 
+
+def _wordset(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 # Crates people name in questions, from crates.io's most downloaded and most asked about. A query
 # word in this list, or a name written as a path head (`uuid::Uuid`) or next to "crate", is a crate.
-WELL_KNOWN_CRATES = frozenset("""
+WELL_KNOWN_CRATES = _wordset("""
 actix actix_web ahash aho_corasick anyhow arc_swap argon2 arrayvec askama assert_cmd async_std async_trait
 atty axum base64 bcrypt bincode bitflags blake3 bumpalo byteorder bytemuck bytes camino cargo_metadata
 cc cfg_if chrono chrono_tz ciborium clap color_eyre comfy_table config console criterion crossbeam
@@ -27,18 +32,18 @@ sha3 similar slab slog smallvec smol socket2 sqlx static_assertions strsim struc
 sysinfo tabled tempfile tera termcolor textwrap thiserror time tinyvec tokio tokio_stream tokio_util toml
 toml_edit tonic tower tower_http tracing tracing_subscriber tungstenite typenum ulid unicode_segmentation
 unicode_width url uuid walkdir warp wasm_bindgen web_sys which winapi windows yaml_rust zerocopy zip zstd
-""".split())
+""")
 # Names that are also everyday words in a question ("the time out", "log in", "either way"): only a crate
 # when written as one (a path head, next to "crate").
-_ORDINARY_WORDS = frozenset("""
+_ORDINARY_WORDS = _wordset("""
 bytes cc config console csv either glob hex http image log mime num quote rand ring rocket similar slab
 smol syn time tower url warp which windows zip digest notify paste insta
-""".split())
+""")
 # Words that sit next to "crate" without being a crate's name ("the current crate", "a new crate").
-_NOT_NAMES = frozenset("""
+_NOT_NAMES = _wordset("""
 a an any another current each every external my new other our own root same some that the their this
 which whole your local main binary library dependency public private published
-""".split())
+""")
 # Crates named like a module of std: `time::Duration` is std's as often as the time crate's.
 _STD_MODULES = frozenset({"time", "num"})
 _PATH_HEAD = re.compile(r"\b([A-Za-z][A-Za-z0-9_-]*)::")
@@ -58,9 +63,9 @@ def _named(text: str) -> list[str]:
         neighbours = {w.lower() for w in words[max(index - 1, 0) : index + 2]} - {lowered}
         beside_crate = bool(neighbours & {"crate", "crates"})
         key = normalize_crate_name(lowered)
-        if key in WELL_KNOWN_CRATES and (key not in _ORDINARY_WORDS or beside_crate):
-            found.append(lowered)
-        elif beside_crate and lowered not in _NOT_NAMES and lowered not in {"crate", "crates"} and len(word) > 1:
+        known = key in WELL_KNOWN_CRATES and (key not in _ORDINARY_WORDS or beside_crate)
+        called_a_crate = beside_crate and lowered not in _NOT_NAMES | {"crate", "crates"} and len(word) > 1
+        if known or called_a_crate:
             found.append(lowered)
     names: dict[str, None] = {}
     for name in found:
