@@ -115,8 +115,9 @@ def ingest_missing(crates: list[dict]) -> list[dict]:
 
 
 def first_rank(hits, answers: set[str]) -> int | None:
+    """Rank of the first hit that is an answer or names one as its twin (the same docs in a sibling module)."""
     for rank, hit in enumerate(hits, start=1):
-        if hit.path in answers:
+        if hit.path in answers or answers.intersection(getattr(hit, "twins", ())):
             return rank
     return None
 

@@ -72,6 +72,9 @@ class SearchHitOut(ItemRefOut):
     url: str = ""
     score: float
     signals: list[str] = []
+    twins: list[str] = Field(
+        default_factory=list, description="The same item documented in a sibling module (sync/unsync, bytes...)"
+    )
 
 
 class SearchOut(BaseModel):

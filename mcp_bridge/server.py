@@ -302,6 +302,8 @@ def search_rust_docs(
         lines = [*notice, f"{model.count} result(s) for {model.query!r}:"]
         for n, hit in enumerate(model.results, 1):
             lines.append(f"{n}. {hit.path} ({hit.kind}, {hit.crate} {hit.version}) {hit.url}")
+            if hit.twins:
+                lines.append(f"   same docs also at: {', '.join(hit.twins)}")
             if hit.signature:
                 lines.append(f"   {hit.signature.splitlines()[0][:200]}")
             if hit.snippet:

@@ -15,9 +15,8 @@ from django.db.backends.utils import CursorWrapper
 from psycopg import errors as psycopg_errors
 
 from crates.errors import InvalidInput
-from crates.pipeline.doclinks import link_text_only
 from crates.search.embedding import embed_query
-from crates.search.query import ParsedQuery, parse_query
+from crates.search.query import ParsedQuery, VerbIntent, name_words, parse_query, verb_intent
 from crates.search.scope import STAMP_SQL, Scope, forget_catalog, id_array, search_scope
 from crates.search.signals import (
     DocRow,
@@ -31,6 +30,10 @@ from crates.search.signals import (
     stems_statement,
     vector_statement,
 )
+from crates.search.snippets import SNIPPET_CHARS
+from crates.search.snippets import snippet as readable_snippet
+from crates.search.twins import group_twins
+from crates.textsearch import clean_query
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +53,12 @@ KIND_DAMPING = {"module": 0.6, "assoc_type": 0.6, "assoc_const": 0.6, "field": 0
 # Each further item with the same parent counts this much less, so one type's twenty
 # `write_*` methods do not push every other answer off the page.
 SIBLING_DAMPING = 0.8
-SNIPPET_CHARS = 320
+# An item named for the operation a query asks for (parse, insert, open...) against one named for its
+# inverse (format, remove, close): tuned on the tuning half of bench/queries (bench/search_quality.py --split).
+VERB_WANTED_BOOST = 1.2
+VERB_INVERSE_DAMPING = 0.5
+# Hits looked at past the limit, to fill the places of twins folded into better hits.
+TWIN_LOOKAHEAD = 5
 
 
 @dataclass(slots=True)
@@ -64,6 +72,8 @@ class SearchHit:
     url: str
     score: float
     signals: list[str] = field(default_factory=list)
+    # Paths of parallel twins folded into this hit: the same name and docs in a sibling module.
+    twins: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -105,6 +115,21 @@ def fuse(
             entry.score *= SIBLING_DAMPING ** seen.get(parent, 0)
             seen[parent] = seen.get(parent, 0) + 1
     return sorted(ordered, key=lambda f: (-f.score, f.document_id))
+
+
+def weigh_verbs(fused: list[_Fused], *, documents: dict[int, DocRow], intent: VerbIntent) -> list[_Fused]:
+    """Items named for the inverse of the query's operation (to_string for "parse ...") count less, those
+    named for it more; the order of the others is kept."""
+    if not intent:
+        return fused
+    for entry in fused:
+        doc = documents.get(entry.document_id)
+        words = name_words(doc.path) if doc is not None else set()
+        if words & intent.wanted:
+            entry.score *= VERB_WANTED_BOOST
+        elif words & intent.inverse:
+            entry.score *= VERB_INVERSE_DAMPING
+    return sorted(fused, key=lambda f: (-f.score, f.document_id))
 
 
 def _clean_limit(limit: object) -> int:
@@ -321,12 +346,7 @@ def rankings_for(*, query: str, scope: Scope, depth: int, signals: tuple[str, ..
 
 
 def _snippet(text: str, *, path: str, signature: str) -> str:
-    """The chunk text without the header lines that repeat the path and signature."""
-    lines = link_text_only(text).splitlines()  # a chunk from rustdoc JSON keeps intra-doc link syntax
-    while lines and (not lines[0].strip() or path in lines[0] or (signature and lines[0].strip() in signature)):
-        lines.pop(0)
-    body = " ".join(" ".join(lines).split()) or " ".join(text.split())
-    return body if len(body) <= SNIPPET_CHARS else body[: SNIPPET_CHARS - 1].rstrip() + "…"
+    return readable_snippet(text, path=path, signature=signature, limit=SNIPPET_CHARS)
 
 
 def _snippet_texts(fused: list[_Fused]) -> dict[int, str]:
@@ -353,14 +373,29 @@ def _no_ranking(rows: list[tuple]) -> list[Ranked]:
     raise TypeError("snippet rows are not a ranking")
 
 
-def _hits(fused: list[_Fused], scope: Scope, documents: dict[int, DocRow]) -> list[SearchHit]:
+def _hits(fused: list[_Fused], scope: Scope, documents: dict[int, DocRow], *, limit: int) -> list[SearchHit]:
+    """The first ``limit`` hits, each parallel twin folded into the better-ranked one (crates.search.twins)."""
     releases = scope.by_id()
     texts = _snippet_texts(fused)
+    fused = [entry for entry in fused if entry.document_id in documents]  # else removed since the ranking
+    snippets = {
+        entry.document_id: _snippet(
+            texts.get(entry.document_id) or "",
+            path=documents[entry.document_id].path,
+            signature=documents[entry.document_id].signature,
+        )
+        for entry in fused
+    }
+
+    def key(document_id: int) -> tuple[int, str, str]:
+        doc = documents[document_id]
+        return doc.release_id, doc.kind, doc.path
+
+    kept, twins = group_twins([f.document_id for f in fused], key=key, text=snippets.__getitem__)
+    by_id = {entry.document_id: entry for entry in fused}
     hits = []
-    for entry in fused:
-        doc = documents.get(entry.document_id)
-        if doc is None:  # removed between the ranking and now
-            continue
+    for document_id in kept[:limit]:
+        entry, doc = by_id[document_id], documents[document_id]
         release = releases[doc.release_id]
         hits.append(
             SearchHit(
@@ -369,10 +404,11 @@ def _hits(fused: list[_Fused], scope: Scope, documents: dict[int, DocRow]) -> li
                 path=doc.path,
                 kind=doc.kind,
                 signature=doc.signature,
-                snippet=_snippet(texts.get(entry.document_id) or "", path=doc.path, signature=doc.signature),
+                snippet=snippets[document_id],
                 url=doc.url,
                 score=round(entry.score, 6),
                 signals=sorted(set(entry.signals), key=SIGNALS.index),
+                twins=twins.get(document_id, []),
             )
         )
     return hits
@@ -400,5 +436,7 @@ def search(
         rankings = rankings_for(query=text, scope=replace(scope, stamp=None), depth=depth, signals=wanted)
     documents = {r.document_id: r.doc for ranking in rankings.values() for r in ranking if r.doc is not None}
     info = {pk: (doc.kind, doc.parent_path) for pk, doc in documents.items()}
-    fused = fuse(rankings, info=info)[:limit]
-    return _hits(fused, scope, documents)
+    fused = weigh_verbs(fuse(rankings, info=info), documents=documents, intent=verb_intent(clean_query(text)))
+    # A few more than asked: a twin folded into a better hit leaves its place to the next answer.
+    fused = fused[: limit + min(limit, TWIN_LOOKAHEAD)]
+    return _hits(fused, scope, documents, limit=limit)

@@ -45,12 +45,73 @@ class PathProbe:
         )
 
 
+# Operations that come in inverse pairs: asking for one side must not rank its inverse first ("parse a
+# JSON string" wants serde_json::from_str, not to_string). A side lists the words a question uses for it
+# and the words of item names that do it; "from"/"to" count in names only, a question uses them as words.
+_INFLECTIONS = ("", "s", "d", "r", "ed", "er", "es", "ing", "ion", "ation", "ers", "ors", "or")
+
+
+def _side(*stems: str) -> frozenset[str]:
+    words = {stem + ending for stem in stems for ending in _INFLECTIONS}
+    words |= {stem[:-1] + ending for stem in stems if stem.endswith("e") for ending in ("ing", "ion", "ation")}
+    return frozenset(words)
+
+
+VERB_SIDES: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
+    (_side("parse", "deserialize", "decode", "unmarshal", "read", "load"), _side("format", "serialize", "encode",
+     "marshal", "write", "dump", "stringify")),
+    (_side("insert", "push", "append"), _side("remove", "delete", "pop")),
+    (_side("open", "connect", "lock", "acquire"), _side("close", "disconnect", "shutdown", "unlock", "release")),
+    (_side("compress", "deflate"), _side("decompress", "inflate")),
+    (_side("encrypt", "seal"), _side("decrypt", "unseal")),
+    (_side("send"), _side("recv", "receive")),
+)  # fmt: skip
+# Name words that mark a side without being a question's verb: serde_json::from_str / to_string, serde::de / ser.
+_NAME_ONLY = ({"from", "de"}, {"to", "ser"})
+
+
+@dataclass(frozen=True, slots=True)
+class VerbIntent:
+    """The sides of VERB_SIDES a query asks for: ``wanted`` and ``inverse`` are name words."""
+
+    wanted: frozenset[str] = frozenset()
+    inverse: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.inverse)
+
+
+def verb_intent(text: str) -> VerbIntent:
+    words = {w.lower() for w in re.findall(r"[A-Za-z]+", text)}
+    wanted: set[str] = set()
+    inverse: set[str] = set()
+    for index, (first, second) in enumerate(VERB_SIDES):
+        asks_first, asks_second = bool(words & first), bool(words & second)
+        if asks_first == asks_second:  # neither, or both ("encode and decode")
+            continue
+        near, far = (first, second) if asks_first else (second, first)
+        wanted |= near
+        inverse |= far
+        if index == 0:
+            names = _NAME_ONLY if asks_first else _NAME_ONLY[::-1]
+            wanted |= names[0]
+            inverse |= names[1]
+    return VerbIntent(frozenset(wanted), frozenset(inverse))
+
+
+def name_words(path: str) -> set[str]:
+    """The words of an item's name: ``from_str`` -> from, str; ``ZlibDecoder`` -> zlib, decoder."""
+    name = path.rsplit("::", 1)[-1]
+    return {w.lower() for part in name.split("_") for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", part)}
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedQuery:
     text: str
     tsquery: str  # any word
     tsquery_all: str  # every word
     probes: tuple[PathProbe, ...]
+    verbs: VerbIntent = VerbIntent()
 
     @property
     def embed_text(self) -> str:
@@ -112,4 +173,5 @@ def parse_query(query: object) -> ParsedQuery:
         tsquery=tsquery_for(text),
         tsquery_all=tsquery_all_for(text),
         probes=path_probes(text) if text else (),
+        verbs=verb_intent(text),
     )
