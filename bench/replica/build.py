@@ -100,14 +100,14 @@ def tool_version(cmd: list[str]) -> str:
 def write_wrapper(work: Path, registry: Path, name: str, version: str, features: list[str]) -> None:
     (work / ".cargo").mkdir(parents=True, exist_ok=True)
     (work / ".cargo" / "config.toml").write_text(
-        "[source.crates-io]\nreplace-with = \"debian\"\n\n"
-        f"[source.debian]\ndirectory = \"{registry}\"\n\n[net]\noffline = true\n"
+        '[source.crates-io]\nreplace-with = "debian"\n\n'
+        f'[source.debian]\ndirectory = "{registry}"\n\n[net]\noffline = true\n'
     )
     feats = ", ".join(json.dumps(f) for f in features)
     (work / "Cargo.toml").write_text(
-        "[package]\nname = \"replica-wrapper\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n"
-        "[lib]\npath = \"lib.rs\"\n\n[workspace]\n\n[dependencies]\n"
-        f"{name} = {{ version = \"={version}\", features = [{feats}] }}\n"
+        '[package]\nname = "replica-wrapper"\nversion = "0.0.0"\nedition = "2021"\npublish = false\n\n'
+        '[lib]\npath = "lib.rs"\n\n[workspace]\n\n[dependencies]\n'
+        f'{name} = {{ version = "={version}", features = [{feats}] }}\n'
     )
     (work / "lib.rs").write_text("")
 
@@ -117,15 +117,19 @@ def index_lines(meta: dict, name: str, version: str, cksum: str, yanked_cksum: s
     for kind, table in (("normal", "dependencies"), ("dev", "dev-dependencies"), ("build", "build-dependencies")):
         for dep_name, spec in (meta.get(table) or {}).items():
             spec = {"version": spec} if isinstance(spec, str) else spec
-            deps.append({
-                "name": spec.get("package", dep_name),
-                "req": spec.get("version", "*") if spec.get("version", "*")[0] in "^~=<>*" else "^" + spec["version"],
-                "features": spec.get("features", []),
-                "optional": bool(spec.get("optional", False)),
-                "default_features": bool(spec.get("default-features", True)),
-                "target": None,
-                "kind": kind,
-            })
+            deps.append(
+                {
+                    "name": spec.get("package", dep_name),
+                    "req": spec.get("version", "*")
+                    if spec.get("version", "*")[0] in "^~=<>*"
+                    else "^" + spec["version"],
+                    "features": spec.get("features", []),
+                    "optional": bool(spec.get("optional", False)),
+                    "default_features": bool(spec.get("default-features", True)),
+                    "target": None,
+                    "kind": kind,
+                }
+            )
     features = {k: v for k, v in (meta.get("features") or {}).items()}
     rust_version = (meta.get("package") or {}).get("rust-version")
     base = {"name": name, "deps": deps, "features": features, "links": None, "rust_version": rust_version}
@@ -141,20 +145,22 @@ def api_document(name: str, pkg: dict, lines: list[dict], created: dt.datetime) 
     versions = []
     for number, line in enumerate(reversed(lines)):
         when = created + dt.timedelta(days=20 * (len(lines) - 1 - number))
-        versions.append({
-            "id": int(hashlib.sha256(f"{name}{line['vers']}".encode()).hexdigest()[:8], 16),
-            "crate": name,
-            "num": line["vers"],
-            "yanked": line["yanked"],
-            "created_at": stamp(when),
-            "updated_at": stamp(when),
-            "license": pkg.get("license"),
-            "rust_version": pkg.get("rust-version"),
-            "downloads": 0,
-            "checksum": line["cksum"],
-            "dl_path": f"/api/v1/crates/{name}/{line['vers']}/download",
-            "links": {"dependencies": f"/api/v1/crates/{name}/{line['vers']}/dependencies"},
-        })
+        versions.append(
+            {
+                "id": int(hashlib.sha256(f"{name}{line['vers']}".encode()).hexdigest()[:8], 16),
+                "crate": name,
+                "num": line["vers"],
+                "yanked": line["yanked"],
+                "created_at": stamp(when),
+                "updated_at": stamp(when),
+                "license": pkg.get("license"),
+                "rust_version": pkg.get("rust-version"),
+                "downloads": 0,
+                "checksum": line["cksum"],
+                "dl_path": f"/api/v1/crates/{name}/{line['vers']}/download",
+                "links": {"dependencies": f"/api/v1/crates/{name}/{line['vers']}/dependencies"},
+            }
+        )
     newest = lines[0]["vers"]
     return {
         "crate": {
@@ -185,8 +191,9 @@ def tree_stats(path: Path) -> tuple[int, int]:
     return sum(p.stat().st_size for p in files), len(files)
 
 
-def build_crate(name: str, version: str, features: list[str], *, out: Path, work_root: Path,
-                registry: Path, toolchain: dict) -> dict:
+def build_crate(
+    name: str, version: str, features: list[str], *, out: Path, work_root: Path, registry: Path, toolchain: dict
+) -> dict:
     src = registry / f"{name}-{version}"
     if not (src / "Cargo.toml").exists():
         raise RuntimeError(f"{src} is missing: install the Debian package first ({APT_HINT})")
@@ -206,10 +213,32 @@ def build_crate(name: str, version: str, features: list[str], *, out: Path, work
     tj, th = work_root / "target-json", work_root / "target-html"
     shutil.rmtree(tj / "doc", ignore_errors=True)
     shutil.rmtree(th / "doc", ignore_errors=True)
-    run(["cargo", "rustdoc", "-p", spec, "--lib", "--offline", "--target-dir", str(tj),
-         "--", "-Z", "unstable-options", "--output-format", "json"], cwd=work, env=env, log=log)
-    run(["cargo", "doc", "-p", spec, "--lib", "--no-deps", "--offline", "--target-dir", str(th)],
-        cwd=work, env=env, log=log)
+    run(
+        [
+            "cargo",
+            "rustdoc",
+            "-p",
+            spec,
+            "--lib",
+            "--offline",
+            "--target-dir",
+            str(tj),
+            "--",
+            "-Z",
+            "unstable-options",
+            "--output-format",
+            "json",
+        ],
+        cwd=work,
+        env=env,
+        log=log,
+    )
+    run(
+        ["cargo", "doc", "-p", spec, "--lib", "--no-deps", "--offline", "--target-dir", str(th)],
+        cwd=work,
+        env=env,
+        log=log,
+    )
 
     raw = (tj / "doc" / f"{crate_name}.json").read_bytes()
     doc = json.loads(raw)
@@ -234,7 +263,8 @@ def build_crate(name: str, version: str, features: list[str], *, out: Path, work
     created = dt.datetime.fromtimestamp((src / "Cargo.toml").stat().st_mtime, tz=dt.UTC).replace(microsecond=0)
     api = out / "api" / "v1" / "crates" / f"{name}.json"
     api.parent.mkdir(parents=True, exist_ok=True)
-    api.write_text(json.dumps(api_document(name, pkg, lines, created), indent=1))
+    api_doc = api_document(name, pkg, lines, created)
+    api.write_text(json.dumps(api_doc, indent=1))
 
     html_bytes, html_files = tree_stats(html_dir)
     index = doc.get("index") or {}
@@ -248,9 +278,12 @@ def build_crate(name: str, version: str, features: list[str], *, out: Path, work
         "features_built": ["default", *features],
         "items": sum(1 for item in index.values() if item.get("crate_id") == 0),
         "items_index_total": len(index),
-        "html_item_pages": sum(1 for p in (html_dir / crate_name).rglob("*.html")
-                               if p.name.split(".")[0] in {"struct", "enum", "trait", "fn", "macro", "type",
-                                                           "constant", "static", "union", "derive", "attr"}),
+        "html_item_pages": sum(
+            1
+            for p in (html_dir / crate_name).rglob("*.html")
+            if p.name.split(".")[0]
+            in {"struct", "enum", "trait", "fn", "macro", "type", "constant", "static", "union", "derive", "attr"}
+        ),
         "format_version": doc.get("format_version"),
         "sizes": {
             "json_raw": len(raw),
@@ -260,7 +293,7 @@ def build_crate(name: str, version: str, features: list[str], *, out: Path, work
             "html_tree_files": html_files,
             "download_zip": (crate_dir / "download.zip").stat().st_size,
         },
-        "created_at": lines and api_document(name, pkg, lines, created)["crate"]["created_at"],
+        "created_at": api_doc["crate"]["created_at"],
         "json_sha256": hashlib.sha256(raw).hexdigest(),
         "paths": {
             "html_root": f"docsrs/{name}/{version}/",
@@ -289,8 +322,12 @@ def link_shared(out: Path, shared: Path) -> list[dict]:
     entries = []
     for entry in manifest["crates"]:
         name = entry["name"]
-        for rel in (f"docsrs/crate/{name}", f"docsrs/{name}", f"index/{index_path(name)}",
-                    f"api/v1/crates/{name}.json"):
+        for rel in (
+            f"docsrs/crate/{name}",
+            f"docsrs/{name}",
+            f"index/{index_path(name)}",
+            f"api/v1/crates/{name}.json",
+        ):
             target, link = shared / rel, out / rel
             if not target.exists():
                 continue
@@ -341,14 +378,18 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         print(f"building {name} {version} ...", file=sys.stderr, flush=True)
         try:
-            entry = build_crate(name, version, features, out=out, work_root=work_root, registry=args.registry,
-                                toolchain=toolchain)
+            entry = build_crate(
+                name, version, features, out=out, work_root=work_root, registry=args.registry, toolchain=toolchain
+            )
         except Exception as exc:  # one crate that does not build must not sink the others
             print(f"  ! {name}: {exc}", file=sys.stderr, flush=True)
             failed.append({"name": name, "version": version, "error": str(exc).splitlines()[0]})
             continue
-        print(f"  {name}: {entry['items']} items, format {entry['format_version']}, "
-              f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        print(
+            f"  {name}: {entry['items']} items, format {entry['format_version']}, {time.perf_counter() - start:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
         built.append(entry)
 
     shared_entries = link_shared(out, args.shared.resolve()) if args.shared.exists() else []
@@ -366,8 +407,10 @@ def main(argv: list[str] | None = None) -> int:
         "failed": failed,
     }
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    print(f"{out}: {len(shared_entries)} shared + {len(built)} extra crates"
-          + (f", {len(failed)} failed: {', '.join(f['name'] for f in failed)}" if failed else ""))
+    print(
+        f"{out}: {len(shared_entries)} shared + {len(built)} extra crates"
+        + (f", {len(failed)} failed: {', '.join(f['name'] for f in failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 
