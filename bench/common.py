@@ -16,7 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SHARED = Path(os.environ.get("FERRODEX_SHARED", ROOT.parent / "shared"))
-REPLICA_ROOT = SHARED / "docsrs-replica"
+# REPLICA_ROOT: another replica to serve, e.g. the extended one bench/replica/build.py writes.
+REPLICA_ROOT = Path(os.environ.get("REPLICA_ROOT") or SHARED / "docsrs-replica")
 REPLICA_TOOL = SHARED / "tools" / "docsrs_replica.py"
 
 
