@@ -79,6 +79,7 @@ def test_twins_need_sibling_paths_and_alike_docs():
     assert not sibling_paths("a::sync::OnceCell::get", "a::sync::OnceCell::get")
     assert not sibling_paths("a::sync::OnceCell::get", "a::unsync::Lazy::get")  # two segments differ
     assert not sibling_paths("a::x::get", "b::x::get")  # another crate
+    assert not sibling_paths("tokio::net::TcpStream::take_error", "tokio::net::UdpSocket::take_error")  # types
     docs = {1: "Gets the value.", 2: "Gets the value!", 3: "Something else entirely, about sockets."}
     paths_by_id = {1: "a::sync::C::get", 2: "a::unsync::C::get", 3: "a::raw::C::get"}
     kept, twins = group_twins([1, 2, 3], key=lambda i: (1, "method", paths_by_id[i]), text=docs.__getitem__)

@@ -16,7 +16,14 @@ from psycopg import errors as psycopg_errors
 
 from crates.errors import InvalidInput
 from crates.search.embedding import embed_query
-from crates.search.query import ParsedQuery, VerbIntent, name_words, parse_query, verb_intent
+from crates.search.query import (
+    ParsedQuery,
+    name_words,
+    parse_query,
+    query_stems,
+    stem,
+    verb_intent,
+)
 from crates.search.scope import STAMP_SQL, Scope, forget_catalog, id_array, search_scope
 from crates.search.signals import (
     DocRow,
@@ -55,8 +62,15 @@ KIND_DAMPING = {"module": 0.6, "assoc_type": 0.6, "assoc_const": 0.6, "field": 0
 SIBLING_DAMPING = 0.8
 # An item named for the operation a query asks for (parse, insert, open...) against one named for its
 # inverse (format, remove, close): tuned on the tuning half of bench/queries (bench/search_quality.py --split).
-VERB_WANTED_BOOST = 1.2
+VERB_WANTED_BOOST = 1.0
 VERB_INVERSE_DAMPING = 0.5
+# How much an item gains when the query says every word of its name (a share of them: a share of this).
+NAME_WORD_BOOST = 0.3
+# A variant (timeout_at) against its base item (timeout) among the hits; the parent type or the crate the
+# query names.
+VARIANT_DAMPING = 0.6
+PARENT_NAMED_BOOST = 1.2
+CRATE_NAMED_BOOST = 1.2
 # Hits looked at past the limit, to fill the places of twins folded into better hits.
 TWIN_LOOKAHEAD = 5
 
@@ -117,19 +131,69 @@ def fuse(
     return sorted(ordered, key=lambda f: (-f.score, f.document_id))
 
 
-def weigh_verbs(fused: list[_Fused], *, documents: dict[int, DocRow], intent: VerbIntent) -> list[_Fused]:
-    """Items named for the inverse of the query's operation (to_string for "parse ...") count less, those
-    named for it more; the order of the others is kept."""
-    if not intent:
-        return fused
+def weigh_names(
+    fused: list[_Fused],
+    *,
+    documents: dict[int, DocRow],
+    text: str,
+    crates: dict[int, str] | None = None,
+) -> list[_Fused]:
+    """Re-weigh the fused hits by what the query says of their names.
+
+    - the operation: items named for it count more, those named for its inverse (to_string for "parse ...") less;
+    - the name's words: an item gains by the share of them the query says ("debug level": log::debug);
+    - a variant (timeout_at, memrchr2, get_index_mut) counts less than its base item among the hits
+      (timeout, memrchr, get_index) unless the query says what the variant adds;
+    - the parent type the query names ("of an IndexMap": IndexMap's methods) and the crate whose name's
+      words it says ("JSON": serde_json; ``crates``: crate name by release id) count more.
+    """
+    intent = verb_intent(text)
+    words = query_stems(text)
+    lowered = {w.lower() for w in re.findall(r"[A-Za-z0-9_]+", text)}
+
+    def said(word: str) -> bool:
+        return stem(word) in words or (len(word) >= 4 and any(q.startswith(word) for q in words))
+
+    siblings: dict[tuple[int, str], set[str]] = {}
     for entry in fused:
         doc = documents.get(entry.document_id)
-        words = name_words(doc.path) if doc is not None else set()
-        if words & intent.wanted:
-            entry.score *= VERB_WANTED_BOOST
-        elif words & intent.inverse:
-            entry.score *= VERB_INVERSE_DAMPING
+        if doc is not None:
+            siblings.setdefault((doc.release_id, doc.parent_path), set()).add(doc.path.rsplit("::", 1)[-1])
+    crate_said = {
+        release: any(len(w) >= 3 and said(w) for w in re.split(r"[_-]", name.lower()))
+        for release, name in (crates or {}).items()
+    }
+    for entry in fused:
+        doc = documents.get(entry.document_id)
+        if doc is None:
+            continue
+        name = doc.path.rsplit("::", 1)[-1]
+        named = name_words(doc.path)
+        if intent:
+            if named & intent.wanted:
+                entry.score *= VERB_WANTED_BOOST
+            elif named & intent.inverse:
+                entry.score *= VERB_INVERSE_DAMPING
+        if named and words:
+            entry.score *= 1 + NAME_WORD_BOOST * sum(1 for w in named if said(w)) / len(named)
+        base = _base_name(name, siblings.get((doc.release_id, doc.parent_path), set()))
+        if base and not any(said(w) for w in name_words(name[len(base) :].strip("_")) if not w.isdigit()):
+            entry.score *= VARIANT_DAMPING
+        parent = doc.parent_path.rsplit("::", 1)[-1]
+        if parent[:1].isupper() and parent.lower() in lowered:
+            entry.score *= PARENT_NAMED_BOOST
+        if crate_said.get(doc.release_id):
+            entry.score *= CRATE_NAMED_BOOST
     return sorted(fused, key=lambda f: (-f.score, f.document_id))
+
+
+def _base_name(name: str, names: set[str]) -> str:
+    """The longest other name among ``names`` that ``name`` extends by a ``_word`` or a number."""
+    found = ""
+    for other in names:
+        if len(found) < len(other) < len(name) and name.startswith(other) and name[len(other)] in "_0123456789":
+            found = other
+    return found
 
 
 def _clean_limit(limit: object) -> int:
@@ -436,7 +500,8 @@ def search(
         rankings = rankings_for(query=text, scope=replace(scope, stamp=None), depth=depth, signals=wanted)
     documents = {r.document_id: r.doc for ranking in rankings.values() for r in ranking if r.doc is not None}
     info = {pk: (doc.kind, doc.parent_path) for pk, doc in documents.items()}
-    fused = weigh_verbs(fuse(rankings, info=info), documents=documents, intent=verb_intent(clean_query(text)))
+    crates = {r.id: r.crate_name for r in scope.releases}
+    fused = weigh_names(fuse(rankings, info=info), documents=documents, text=clean_query(text), crates=crates)
     # A few more than asked: a twin folded into a better hit leaves its place to the next answer.
     fused = fused[: limit + min(limit, TWIN_LOOKAHEAD)]
     return _hits(fused, scope, documents, limit=limit)

@@ -102,7 +102,32 @@ def verb_intent(text: str) -> VerbIntent:
 def name_words(path: str) -> set[str]:
     """The words of an item's name: ``from_str`` -> from, str; ``ZlibDecoder`` -> zlib, decoder."""
     name = path.rsplit("::", 1)[-1]
-    return {w.lower() for part in name.split("_") for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", part)}
+    return {w.lower() for part in name.split("_") for w in _NAME_WORD_RE.findall(part)}
+
+
+_STEM_ENDINGS = ("ing", "ies", "es", "ed", "s")
+
+
+def stem(word: str) -> str:
+    """A crude English stem for matching query words to name words (inserts/inserting -> insert)."""
+    for ending in _STEM_ENDINGS:
+        if word.endswith(ending) and len(word) - len(ending) >= 3:
+            return word[: -len(ending)] + ("y" if ending == "ies" else "")
+    return word
+
+
+def query_stems(text: str) -> frozenset[str]:
+    """Stems of the query's words and of the parts of its identifiers (``get_u32`` -> get, u32)."""
+    words = {w.lower() for token in re.findall(r"[A-Za-z0-9_]+", text) for w in _split_name(token)}
+    return frozenset(stem(w) for w in words if len(w) > 1)
+
+
+# Name words: CamelCase and snake_case parts, a number kept with its letters (get_u32 -> get, u32).
+_NAME_WORD_RE = re.compile(r"[A-Z]+(?![a-z])\d*|[A-Z]?[a-z]+\d*|\d+")
+
+
+def _split_name(name: str) -> list[str]:
+    return [w for part in name.split("_") for w in _NAME_WORD_RE.findall(part)] + [name]
 
 
 @dataclass(frozen=True, slots=True)

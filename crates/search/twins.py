@@ -13,18 +13,24 @@ TWIN_SIMILARITY = 0.75
 _COMPARED_CHARS = 400
 
 
+def _module(segment: str) -> bool:
+    return segment.islower() or segment.isdigit()
+
+
 def sibling_paths(first: str, second: str) -> bool:
-    """Same crate and name, and the paths differ by one middle segment, changed (``sync``/``unsync``) or
-    added (``Regex``/``bytes::Regex``)."""
+    """Same crate and name, and the paths differ by one module segment, changed (``sync``/``unsync``) or
+    added (``Regex``/``bytes::Regex``). Types differing (``TcpStream::take_error``/``UdpSocket::take_error``)
+    are different items, not twins."""
     a, b = first.split("::"), second.split("::")
     if a == b or a[0] != b[0] or a[-1] != b[-1] or len(a) < 2 or len(b) < 2:
         return False
     if len(a) == len(b):
-        return sum(x != y for x, y in zip(a, b, strict=True)) == 1
+        differ = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        return len(differ) == 1 and _module(a[differ[0]]) and _module(b[differ[0]])
     shorter, longer = sorted((a, b), key=len)
     if len(longer) - len(shorter) != 1:
         return False
-    return any(longer[:i] + longer[i + 1 :] == shorter for i in range(1, len(longer) - 1))
+    return any(longer[:i] + longer[i + 1 :] == shorter and _module(longer[i]) for i in range(1, len(longer) - 1))
 
 
 def _alike(first: str, second: str) -> bool:
