@@ -35,6 +35,7 @@ GRID = {
     "VARIANT_DAMPING": [0.6, 0.8, 1.0],
     "PARENT_NAMED_BOOST": [1.0, 1.2, 1.5],
     "CRATE_NAMED_BOOST": [1.0, 1.2, 1.5],
+    "module": [0.3, 0.45, 0.6],  # KIND_DAMPING of modules
 }
 ENGINE_CONSTANTS = ("SIBLING_DAMPING", "VERB_WANTED_BOOST", "VERB_INVERSE_DAMPING", "NAME_WORD_BOOST",
                     "VARIANT_DAMPING", "PARENT_NAMED_BOOST", "CRATE_NAMED_BOOST")  # fmt: skip
@@ -70,13 +71,14 @@ def ranks(captured: list[dict], params: dict) -> list[int | None]:
     for name in ENGINE_CONSTANTS:
         setattr(engine, name, params[name])
     engine.SIGNAL_WEIGHTS.update({s: params[s] for s in ("vector", "keyword", "path")})
+    engine.KIND_DAMPING["module"] = params["module"]
     out = []
     for item in captured:
         documents = item["documents"]
         info = {pk: (doc.kind, doc.parent_path) for pk, doc in documents.items()}
         fused = engine.fuse(item["rankings"], info=info, k=params["RRF_K"])
         text = clean_query(item["query"]["query"])
-        fused = engine.weigh_names(fused, documents=documents, text=text, crates=item["crates"])[:15]
+        fused = engine.weigh_names(fused[:30], documents=documents, text=text, crates=item["crates"])[:15]
         kept, twins = group_twins(
             [f.document_id for f in fused],
             key=lambda pk: (documents[pk].release_id, documents[pk].kind, documents[pk].path),
@@ -127,7 +129,8 @@ def main() -> None:
         if args.captured:
             Path(args.captured).write_bytes(pickle.dumps(captured))
     print(f"captured {len(captured)} tuning queries in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    current = {"RRF_K": engine.RRF_K, **engine.SIGNAL_WEIGHTS, **{n: getattr(engine, n) for n in ENGINE_CONSTANTS}}
+    current = {"RRF_K": engine.RRF_K, **engine.SIGNAL_WEIGHTS, **{n: getattr(engine, n) for n in ENGINE_CONSTANTS},
+               "module": engine.KIND_DAMPING["module"]}  # fmt: skip
     for fixed in args.fix:
         name, _, value = fixed.partition("=")
         GRID[name] = [float(value) if "." in value else int(value)]

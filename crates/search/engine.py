@@ -150,19 +150,20 @@ def weigh_names(
     intent = verb_intent(text)
     words = query_stems(text)
     lowered = {w.lower() for w in re.findall(r"[A-Za-z0-9_]+", text)}
+    known: dict[str, bool] = {}
 
     def said(word: str) -> bool:
-        return stem(word) in words or (len(word) >= 4 and any(q.startswith(word) for q in words))
+        found = known.get(word)
+        if found is None:
+            found = known[word] = stem(word) in words or (len(word) >= 4 and any(q.startswith(word) for q in words))
+        return found
 
     siblings: dict[tuple[int, str], set[str]] = {}
     for entry in fused:
         doc = documents.get(entry.document_id)
         if doc is not None:
             siblings.setdefault((doc.release_id, doc.parent_path), set()).add(doc.path.rsplit("::", 1)[-1])
-    crate_said = {
-        release: any(len(w) >= 3 and said(w) for w in re.split(r"[_-]", name.lower()))
-        for release, name in (crates or {}).items()
-    }
+    crate_said: dict[int, bool] = {}
     for entry in fused:
         doc = documents.get(entry.document_id)
         if doc is None:
@@ -182,6 +183,9 @@ def weigh_names(
         parent = doc.parent_path.rsplit("::", 1)[-1]
         if parent[:1].isupper() and parent.lower() in lowered:
             entry.score *= PARENT_NAMED_BOOST
+        if crates and doc.release_id not in crate_said:
+            crate = crates.get(doc.release_id, "").lower()
+            crate_said[doc.release_id] = any(len(w) >= 3 and said(w) for w in re.split(r"[_-]", crate))
         if crate_said.get(doc.release_id):
             entry.score *= CRATE_NAMED_BOOST
     return sorted(fused, key=lambda f: (-f.score, f.document_id))
@@ -501,7 +505,9 @@ def search(
     documents = {r.document_id: r.doc for ranking in rankings.values() for r in ranking if r.doc is not None}
     info = {pk: (doc.kind, doc.parent_path) for pk, doc in documents.items()}
     crates = {r.id: r.crate_name for r in scope.releases}
-    fused = weigh_names(fuse(rankings, info=info), documents=documents, text=clean_query(text), crates=crates)
+    fused = fuse(rankings, info=info)
+    # Only the head can reach the page: the name weights multiply a score by at most ~2.
+    fused = weigh_names(fused[:depth], documents=documents, text=clean_query(text), crates=crates)
     # A few more than asked: a twin folded into a better hit leaves its place to the next answer.
     fused = fused[: limit + min(limit, TWIN_LOOKAHEAD)]
     return _hits(fused, scope, documents, limit=limit)

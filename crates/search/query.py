@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -99,10 +100,11 @@ def verb_intent(text: str) -> VerbIntent:
     return VerbIntent(frozenset(wanted), frozenset(inverse))
 
 
-def name_words(path: str) -> set[str]:
+@functools.lru_cache(maxsize=65536)
+def name_words(path: str) -> frozenset[str]:
     """The words of an item's name: ``from_str`` -> from, str; ``ZlibDecoder`` -> zlib, decoder."""
     name = path.rsplit("::", 1)[-1]
-    return {w.lower() for part in name.split("_") for w in _NAME_WORD_RE.findall(part)}
+    return frozenset(w.lower() for part in name.split("_") for w in _NAME_WORD_RE.findall(part))
 
 
 _STEM_ENDINGS = ("ing", "ies", "es", "ed", "s")

@@ -38,7 +38,7 @@ def _alike(first: str, second: str) -> bool:
     if not a or not b:
         return a == b
     matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    return matcher.real_quick_ratio() >= TWIN_SIMILARITY and matcher.ratio() >= TWIN_SIMILARITY
+    return all(ratio() >= TWIN_SIMILARITY for ratio in (matcher.real_quick_ratio, matcher.quick_ratio, matcher.ratio))
 
 
 def group_twins(
