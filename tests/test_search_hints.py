@@ -19,6 +19,8 @@ from crates.search.hints import _named, missing_crate_hint
         ("log messages with the log crate", ["log"]),  # an everyday word, said to be a crate
         ("log in with a password", []),  # an everyday word only
         ("what is the time now", []),
+        ("join two futures and wait for both", []),
+        ("futures::join! two futures", ["futures"]),
         ("time::Duration from seconds", []),  # std's module as often as the time crate
         ("sync::Mutex lock across await", []),  # a module path, not a crate
         ("io::Read for a file", []),

@@ -37,7 +37,8 @@ unicode_width url uuid walkdir warp wasm_bindgen web_sys which winapi windows ya
 # when written as one (a path head, next to "crate").
 _ORDINARY_WORDS = _wordset("""
 bytes cc config console csv either glob hex http image log mime num quote rand ring rocket similar slab
-smol syn time tower url warp which windows zip digest notify paste insta
+smol syn time tower url warp which windows zip digest notify paste insta futures directories heck subtle
+tracing
 """)
 # Words that sit next to "crate" without being a crate's name ("the current crate", "a new crate").
 _NOT_NAMES = _wordset("""
