@@ -441,7 +441,7 @@ class DocumentAdmin(PortalAdminMixin, ReadOnlyAdminMixin, TitledChangeListMixin,
         if not self.has_view_permission(request):
             raise PermissionDenied
         form = portal_views.SearchForm(portal_views.search_form_data(request.GET) if request.GET else None)
-        hits, error, doc_ids, missing = None, "", {}, {"notice": "", "missing_crates": []}
+        hits, error, doc_ids, missing, item = None, "", {}, {"notice": "", "missing_crates": []}, None
         if form.is_bound and form.is_valid():
             data = form.cleaned_data
             try:
@@ -452,6 +452,7 @@ class DocumentAdmin(PortalAdminMixin, ReadOnlyAdminMixin, TitledChangeListMixin,
                 )
                 doc_ids = portal_views.document_ids_for_hits(hits)
                 missing = search_notice(query=data["q"])
+                item = portal_views.item_for_query(query=data["q"], crate=data["crate"], version=data["version"])
             except FerrodexError as exc:
                 error = str(exc)
                 if isinstance(exc, CrateNotFound) and exc.context.get("crate") and not exc.context.get("deleted"):
@@ -468,6 +469,7 @@ class DocumentAdmin(PortalAdminMixin, ReadOnlyAdminMixin, TitledChangeListMixin,
             searched=hits is not None,
             error=error,
             notice=missing["notice"],
+            item=item,
             missing_crates=missing["missing_crates"],
             signals=portal_views.SEARCH_SIGNALS,
         )
