@@ -93,12 +93,19 @@ class SearchHitOut(ItemRefOut):
     semantic: str | None = Field(
         None, description="While the crate is still being embedded: how many of its chunks semantic ranking covers"
     )
+    twins: list[str] = Field(
+        default_factory=list, description="The same item documented in a sibling module (sync/unsync, bytes...)"
+    )
 
 
 class SearchOut(BaseModel):
     query: str
     count: int
     results: list[SearchHitOut]
+    missing_crates: list[str] = Field(
+        default_factory=list, description="Crates the query names that are not indexed: no result comes from them"
+    )
+    notice: str = Field("", description="How to add the missing crates; empty when none is missing")
 
 
 class ItemChildOut(OpenModel):
@@ -179,3 +186,9 @@ class ProjectDetailOut(ProjectOut):
 
 class ProjectListOut(BaseModel):
     items: list[ProjectOut]
+    matched: str = Field(
+        "exact",
+        description="How the path asked for found this item: exact, alias, suffix (the only item whose path "
+        "ends so) or case_insensitive (the only one, ignoring case). Never another item in its place.",
+    )
+    requested: str = Field("", description="The path as asked for, cleaned (generic arguments, `fn`... removed)")

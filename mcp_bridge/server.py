@@ -384,12 +384,16 @@ def search_rust_docs(
         model = SearchOut.model_validate(
             search_results(query=query, crate=crate, version=version, kind=kind, limit=limit, project=project)
         )
+        notice = [model.notice] if model.notice else []
         if not model.results:
-            return _result(model, f"No results for {model.query!r}. Is the crate indexed? See list_rust_crates.")
-        lines = [f"{model.count} result(s) for {model.query!r}:"]
+            text = f"No results for {model.query!r}. Is the crate indexed? See list_rust_crates."
+            return _result(model, "\n".join([*notice, text]))
+        lines = [*notice, f"{model.count} result(s) for {model.query!r}:"]
         for n, hit in enumerate(model.results, 1):
             pending = f" [semantic: {hit.semantic}]" if hit.semantic else ""
             lines.append(f"{n}. {hit.path} ({hit.kind}, {hit.crate} {hit.version}) {hit.url}{pending}")
+            if hit.twins:
+                lines.append(f"   same docs also at: {', '.join(hit.twins)}")
             if hit.signature:
                 lines.append(f"   {hit.signature.splitlines()[0][:200]}")
             if hit.snippet:
@@ -424,8 +428,17 @@ def get_rust_item(
 _COMPILER_MARKERS = frozenset({"StructuralPartialEq", "StructuralEq"})
 
 
+_MATCH_NOTES = {
+    "alias": "a public re-export (alias) of this item",
+    "suffix": "the only item whose path ends with it",
+    "case_insensitive": "the only item whose path matches it ignoring case",
+}
+
+
 def _item_text(item: ItemOut) -> str:
     lines = [f"{item.kind} {item.path} ({item.crate} {item.version}) {item.url}"]
+    if item.matched != "exact" and item.requested and item.requested != item.path:
+        lines.append(f"(You asked for {item.requested!r}: {_MATCH_NOTES.get(item.matched, item.matched)}.)")
     if item.deprecated:
         lines.append(f"DEPRECATED{': ' + item.deprecation_note if item.deprecation_note else ''}")
     if item.gate is not None:
