@@ -23,6 +23,7 @@ from pathlib import Path
 
 from crates.errors import CorruptArtifact, InvalidInput
 from crates.pipeline.html_layouts import PAGE_KINDS, PageRef, ParsedPage, parse_page
+from crates.pipeline.html_types import annotate_declaration_types
 from crates.pipeline.types import ParsedCrate, ParsedItem
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ def parse_html_pages(
                 continue
             seen.add(key)
             items.append(item)
+    annotate_declaration_types(items)
     parsed = ParsedCrate(
         crate_name=crate,
         version=version or _sidebar_version(root_page),

@@ -32,6 +32,7 @@ from crates.pipeline.parse_json.foreign import foreign_inlined_items, note_forei
 from crates.pipeline.parse_json.links import LinkTargets
 from crates.pipeline.parse_json.load import SUPPORTED_FORMAT_VERSIONS, check_format_version, load
 from crates.pipeline.parse_json.paths import PublicPaths
+from crates.pipeline.parse_json.types import annotate_types
 from crates.pipeline.types import ParsedCrate
 
 __all__ = ["SUPPORTED_FORMAT_VERSIONS", "parse_rustdoc_json"]
@@ -88,6 +89,7 @@ def _parse(data: bytes | dict, *, version: str, docs_root: str, started: float) 
     note_foreign_reexports(walker.foreign_listed, locations=locations, paths=paths, items=items)
     external = doc.get("external_crates") if isinstance(doc.get("external_crates"), dict) else {}
     LinkTargets(index=index, paths=paths, external_crates=external, items=items, docs_root=docs_root).apply()
+    annotate_types(index, paths, items)
 
     target = doc.get("target")
     parsed = ParsedCrate(
