@@ -75,6 +75,9 @@ def parse_type_query(text: str) -> TypeQuery | None:
         tokens = tokenize(body)
     except TypeSyntaxError as exc:
         raise InvalidInput(f"Cannot read the type query {text!r}: {exc}.") from exc
+    unbalanced = _unbalanced(tokens)
+    if unbalanced:
+        raise InvalidInput(f"Cannot read the type query {text!r}: {unbalanced}. Example: 'Vec<u8> -> usize'.")
     arrows = [i for i, t in enumerate(tokens) if t == "->" and _depth(tokens, i) == 0]
     if len(arrows) > 1:
         raise InvalidInput(
@@ -97,6 +100,19 @@ def parse_type_query(text: str) -> TypeQuery | None:
     if len(query.elements()) > MAX_QUERY_TYPES:
         raise InvalidInput(f"A type query takes at most {MAX_QUERY_TYPES} types.")
     return query
+
+
+def _unbalanced(tokens: list[str]) -> str:
+    stack: list[str] = []
+    pairs = {">": "<", ")": "(", "]": "["}
+    for token in tokens:
+        if token in ("<", "(", "["):
+            stack.append(token)
+        elif token in pairs:
+            if not stack or stack[-1] != pairs[token]:
+                return f"{token!r} has no matching {pairs[token]!r}"
+            stack.pop()
+    return f"{stack[-1]!r} is never closed" if stack else ""
 
 
 def _depth(tokens: list[str], at: int) -> int:
@@ -247,7 +263,9 @@ class Matcher:
         scores = []
         for position, qa in enumerate(q[1]):
             options = []
-            for index, fa in enumerate(f[1]):
+            # As many arguments on both sides: by position (Map<String, Value> is not Map<Value, String>).
+            candidates = [(position, f[1][position])] if len(q[1]) == len(f[1]) else enumerate(f[1])
+            for index, fa in candidates:
                 found = self.node(qa, fa, depth + 1)
                 if found is not None:
                     options.append((found.score * (1.0 if index == position else 0.95), found.notes))

@@ -1,0 +1,194 @@
+"""Type search, pure parts: the query parser (rustdoc syntax), declarations of HTML-only releases, the matcher."""
+
+from __future__ import annotations
+
+import pytest
+
+from crates.errors import InvalidInput
+from crates.search.types import Matcher, is_type_query, parse_type_query
+from crates.typesig import render, signature_from_declaration, terms
+
+
+def rendered(nodes) -> list[str]:
+    return [render(n) for n in nodes]
+
+
+# --- query parser ------------------------------------------------------------------------------------------------
+
+
+def test_plain_text_is_not_a_type_query():
+    assert parse_type_query("how do I sleep for a while") is None
+    assert parse_type_query("Mutex::lock") is None
+    assert not is_type_query("tokio sleep")
+
+
+def test_inputs_and_output():
+    query = parse_type_query("Duration -> Sleep")
+    assert rendered(query.inputs) == ["Duration"] and rendered(query.outputs) == ["Sleep"]
+    assert query.words == "Duration Sleep"
+
+
+def test_output_only_and_inputs_only():
+    assert rendered(parse_type_query("-> JoinHandle").outputs) == ["JoinHandle"]
+    assert parse_type_query("-> JoinHandle").inputs == ()
+    query = parse_type_query("LevelFilter ->")
+    assert rendered(query.inputs) == ["LevelFilter"] and query.outputs == ()
+
+
+def test_generics_references_and_commas_inside_brackets():
+    query = parse_type_query("&HashMap<K, V>, &K -> Option<&V>")
+    assert rendered(query.inputs) == ["&HashMap<K, V>", "&K"]
+    assert rendered(query.outputs) == ["Option<&V>"]
+    # single capitals are type parameters of the query
+    assert query.inputs[1] == ["&", [["#K", []]]]
+    assert rendered(parse_type_query("Vec<T> -> usize").inputs) == ["Vec<T>"]
+
+
+def test_paths_match_by_last_segment_and_slices_tuples():
+    query = parse_type_query("std::time::Duration, &mut [u8] -> io::Result<(TcpStream, SocketAddr)>")
+    assert rendered(query.inputs) == ["Duration", "&mut [u8]"]
+    assert rendered(query.outputs) == ["Result<(TcpStream, SocketAddr)>"]
+
+
+def test_type_prefix_without_arrow():
+    query = parse_type_query("type:Duration")
+    assert rendered(query.anywhere) == ["Duration"] and not query.arrow
+    assert rendered(parse_type_query("type: &str -> Value").inputs) == ["&str"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("A -> B -> C", "'->'"),
+        ("->", "no types"),
+        ("type:", "empty"),
+        ("Vec<u8 -> usize", "'<'"),
+        ("u8,, u16 -> u32", "missing between commas"),
+        ("Duration -> Sleep )", "')' has no matching '('"),
+        ("Duration -> Sleep Instant", "unexpected 'Instant'"),
+        ("$ -> Sleep", "unexpected character"),
+    ],
+)
+def test_bad_syntax_is_a_clear_invalid_input(text, message):
+    with pytest.raises(InvalidInput) as raised:
+        parse_type_query(text)
+    assert message in str(raised.value)
+
+
+def test_too_many_types():
+    with pytest.raises(InvalidInput, match="at most"):
+        parse_type_query(", ".join(["u8"] * 9) + " -> u8")
+
+
+# --- declarations (HTML-only releases) -----------------------------------------------------------------------------
+
+
+def test_declaration_with_where_clause_and_lifetimes():
+    sig = signature_from_declaration(
+        "pub fn from_str<'a, T>(s: &'a str) -> Result<T>\nwhere\n    T: Deserialize<'a>,"
+    )
+    assert rendered(sig["i"]) == ["&str"]
+    assert sig["o"] == ["Result", [["#T", [["Deserialize", []]]]]]
+    assert terms(sig) == ["i:str", "o:result", "o:#deserialize"]
+
+
+def test_declaration_self_is_the_impl_type():
+    mutex = ["Mutex", [["#T", []]]]
+    sig = signature_from_declaration("pub async fn lock(&self) -> MutexGuard<'_, T>", self_node=mutex,
+                                     outer_generics={"T": []})
+    assert rendered(sig["i"]) == ["&Mutex<T>"] and render(sig["o"]) == "MutexGuard<T>"
+    sig = signature_from_declaration("pub fn new(value: T) -> Self", self_node=mutex, outer_generics={"T": []})
+    assert render(sig["o"]) == "Mutex<T>"
+
+
+def test_declaration_impl_trait_and_fn_bounds():
+    sig = signature_from_declaration("pub fn get_or_init<F>(&self, f: F) -> &T where F: FnOnce() -> T",
+                                     self_node=["OnceCell", [["#T", []]]], outer_generics={"T": []})
+    assert render(sig["o"]) == "&T"
+    assert sig["i"][1][0] == "#F" and sig["i"][1][1][0][0] == "FnOnce"
+    sig = signature_from_declaration("pub fn open(path: impl AsRef<Path>) -> io::Result<File>")
+    assert sig["i"][0] == ["#impl", [["AsRef", [["Path", []]]]]]
+
+
+def test_not_a_function_declaration():
+    assert signature_from_declaration("pub struct Mutex<T: ?Sized>") is None
+
+
+# --- matcher ---------------------------------------------------------------------------------------------------------
+
+
+def match(query: str, declaration: str, impls=None, **kwargs):
+    sig = signature_from_declaration(declaration, **kwargs)
+    return Matcher(impls or {}).signature(parse_type_query(query), sig)
+
+
+def test_exact_match_explains_itself():
+    score, explanation = match("Duration -> Sleep", "pub fn sleep(duration: Duration) -> Sleep")
+    assert score == pytest.approx(1.0) and explanation == "Duration → Sleep"
+
+
+def test_wrong_types_do_not_match():
+    assert match("Duration -> Sleep", "pub fn interval(period: Duration) -> Interval") is None
+    assert match("Instant -> Sleep", "pub fn sleep(duration: Duration) -> Sleep") is None
+    assert match("Duration, Instant -> Sleep", "pub fn sleep(duration: Duration) -> Sleep") is None
+
+
+def test_unboxing_result_with_bounded_parameter():
+    declaration = "pub fn from_str<'a, T>(s: &'a str) -> Result<T> where T: Deserialize<'a>"
+    score, explanation = match("&str -> Value", declaration, impls={"value": {"deserialize", "serialize"}})
+    assert 0 < score < 1 and explanation == "&str → Result<T> (T = Value: Deserialize)"
+    # the bound is checked against the trait graph: a type that does not implement it does not match
+    assert match("&str -> Value", declaration, impls={"value": {"serialize"}}) is None
+    # an explicit Result in the query is matched by name
+    assert match("&str -> Result<Value>", declaration, impls={"value": {"deserialize"}})[0] > score
+
+
+def test_unboxing_option_and_references():
+    declaration = "pub fn as_str(&self) -> Option<&str>"
+    value = ["Value", []]
+    assert match("&Value -> Option<&str>", declaration, self_node=value)[0] == pytest.approx(1.0)
+    unboxed = match("Value -> str", declaration, self_node=value)[0]
+    assert 0.5 < unboxed < 1.0
+    assert match("&Value -> Option<i64>", declaration, self_node=value) is None
+
+
+def test_generics_of_the_query_are_matched_by_position():
+    declaration = "pub fn insert(&mut self, k: String, v: Value) -> Option<Value>"
+    map_node = ["Map", [["String", []], ["Value", []]]]
+    assert match("&mut Map<String, Value>, String, Value -> Option<Value>", declaration, self_node=map_node)
+    assert match("&mut Map<Value, Value>, String, Value -> Option<Value>", declaration, self_node=map_node) is None
+
+
+def test_inputs_in_any_order_and_extra_inputs_cost_a_little():
+    declaration = "pub fn interval_at(start: Instant, period: Duration) -> Interval"
+    in_order = match("Instant, Duration -> Interval", declaration)[0]
+    swapped = match("Duration, Instant -> Interval", declaration)[0]
+    fewer = match("Duration -> Interval", declaration)[0]
+    assert swapped == pytest.approx(in_order, abs=0.01) and fewer < in_order
+
+
+def test_self_in_trait_methods_is_bounded_by_the_trait():
+    sig = signature_from_declaration(
+        "fn deserialize<D>(deserializer: D) -> Result<Self, D::Error> where D: Deserializer<'de>",
+        self_node=["#Self", [["Deserialize", []]]],
+    )
+    score, _ = Matcher({}).signature(parse_type_query("Deserializer -> Deserialize"), sig)
+    assert score > 0.5
+
+
+def test_query_type_parameters_take_any_type():
+    assert match("Duration, F -> Timeout<F>", "pub fn timeout<F>(duration: Duration, future: F) -> Timeout<F>"
+                 " where F: Future")
+    assert match("T -> (Sender<T>, Receiver<T>)", "pub fn channel<T>(init: T) -> (Sender<T>, Receiver<T>)")
+
+
+def test_trait_named_by_query_matches_a_bounded_parameter():
+    assert match("Future -> JoinHandle", "pub fn spawn<T>(future: T) -> JoinHandle<T::Output> where T: Future")
+    assert match("AsRef<Path> -> File", "pub async fn open(path: impl AsRef<Path>) -> io::Result<File>")
+    assert match("AsRef<Url> -> File", "pub async fn open(path: impl AsRef<Path>) -> io::Result<File>") is None
+
+
+def test_type_anywhere():
+    assert match("type:Duration", "pub fn sleep(duration: Duration) -> Sleep")
+    assert match("type:Sleep", "pub fn sleep(duration: Duration) -> Sleep")
+    assert match("type:Instant", "pub fn sleep(duration: Duration) -> Sleep") is None
