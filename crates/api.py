@@ -16,16 +16,18 @@ from config.api_common import (
     BodyBool,
     PageParams,
     QueryBool,
+    check_item_path,
     checked,
     crate_page,
     item_detail,
+    optional_version,
     refuse_unknown_query,
     removal_version,
     search_results,
 )
-from crates import selectors
+from crates import selectors, trait_graph
 from crates.names import MAX_CRATE_NAME_LENGTH, validate_crate_name
-from crates.schemas import CrateDetailOut, CratePage, ItemOut, SearchOut
+from crates.schemas import CrateDetailOut, CratePage, ImplementationsOut, ItemOut, SearchOut
 from crates.search.scope import KINDS
 from jobs import services as job_services
 from jobs.api import JobAccepted, accepted
@@ -150,6 +152,21 @@ def search(request: HttpRequest, params: Query[SearchParams]):
     refuse_unknown_query(request, SearchParams)
     return search_results(
         query=params.q, crate=params.crate, version=params.version, kind=params.kind, limit=params.limit
+    )
+
+
+@router.get(
+    "/items/{crate}/{path:path}/implementations",
+    auth=READ_AUTH,
+    response={200: ImplementationsOut, **ERRORS},
+    tags=["search"],
+    summary="A trait's implementors in the crate, or the traits a type implements (with generics and bounds)",
+)
+def item_implementations(request: HttpRequest, crate: str, path: str, params: Query[ItemParams]):
+    refuse_unknown_query(request, ItemParams)
+    return trait_graph.item_implementations(
+        crate=checked("crate", validate_crate_name, crate), path=check_item_path(path),
+        version=optional_version("version", params.version),
     )
 
 

@@ -72,12 +72,26 @@ class SearchHitOut(ItemRefOut):
     url: str = ""
     score: float
     signals: list[str] = []
+    type_match: str = Field("", description="How a type query matched, e.g. 'Duration → Sleep'")
 
 
 class SearchOut(BaseModel):
     query: str
     count: int
     results: list[SearchHitOut]
+
+
+class ImplementationOut(OpenModel):
+    """One ``impl Trait for Type`` (crates.trait_graph)."""
+
+    trait: str
+    trait_path: str = ""
+    type: str
+    type_path: str = ""
+    declaration: str = ""
+    bounds: str = ""
+    blanket: bool = False
+    negative: bool = False
 
 
 class ItemChildOut(OpenModel):
@@ -95,3 +109,15 @@ class ItemOut(ItemRefOut):
     parent_path: str = ""
     children: list[ItemChildOut] = []
     metadata: dict[str, Any] = {}
+    implementors: list[ImplementationOut] | None = Field(None, description="A trait's impls in the crate")
+    implements: list[ImplementationOut] | None = Field(None, description="The traits a type implements")
+
+
+class ImplementationsOut(BaseModel):
+    crate: str
+    version: str
+    item: str | None = None
+    trait: str | None = None
+    type: str | None = None
+    count: int
+    implementations: list[ImplementationOut]

@@ -14,6 +14,7 @@ from typing import Any
 from django.db.models import BooleanField, OuterRef, Q, Subquery
 from django.db.models.expressions import RawSQL
 
+from crates import trait_graph
 from crates.errors import InvalidInput, ItemNotFound
 from crates.models import Crate, CrateRelease, Document
 from crates.names import TOOLCHAIN_CRATES, normalize_crate_name, semver_key
@@ -50,6 +51,8 @@ class ItemDetail:
     parent_path: str
     children: list[dict] = field(default_factory=list)
     metadata: dict = field(default_factory=dict)
+    implementors: list[dict] | None = None  # a trait's impls in the crate (crates.trait_graph)
+    implements: list[dict] | None = None  # a type's trait impls, with generics and bounds
 
 
 @dataclass(slots=True)
@@ -324,6 +327,7 @@ def get_item(*, crate: str, path: str, version: str | None = None) -> ItemDetail
             for c in children
         ],
         metadata=doc.metadata if isinstance(doc.metadata, dict) else {},
+        **trait_graph.for_document(release_id=release.id, doc=doc),
     )
 
 
