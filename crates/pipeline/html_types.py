@@ -21,6 +21,7 @@ _TYPE_KINDS = frozenset({"struct", "enum", "union", "type_alias", "primitive"})
 def annotate_declaration_types(items: list[ParsedItem]) -> None:
     parents: dict[str, tuple[Node, dict]] = {}
     traits = {item.path: item for item in items if item.kind == "trait"}
+    trait_paths = {item.name: item.path for item in traits.values()}
     for item in items:
         if item.kind in _TYPE_KINDS:
             parents[item.path] = self_from_declaration(item.signature, item.name)
@@ -36,7 +37,7 @@ def annotate_declaration_types(items: list[ParsedItem]) -> None:
         if item.kind in _TYPE_KINDS:
             for trait in item.metadata.get("trait_impls") or []:
                 item.impls.append({
-                    "trait": trait, "trait_path": traits[trait].path if trait in traits else trait,
+                    "trait": trait, "trait_path": trait_paths.get(trait, trait),
                     "type": item.name, "type_path": item.path, "declaration": f"impl {trait} for {item.name}",
                     "bounds": "", "blanket": False, "negative": False,
                 })  # fmt: skip
