@@ -22,7 +22,7 @@ from crates.names import normalize_crate_name, validate_crate_name, validate_ver
 from jobs import selectors as job_selectors
 from jobs.models import CrateJob
 
-SEARCH_SIGNALS = ("vector", "keyword", "path")
+SEARCH_SIGNALS = ("vector", "keyword", "path", "type")
 CHART_DAYS = 14
 
 

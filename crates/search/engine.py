@@ -43,7 +43,8 @@ MAX_LIMIT = 100
 # 0.81 at k=5 on that set. Vector and keyword weigh the same; path weights come per match
 # tier (signals.path_weight).
 RRF_K = 5
-SIGNAL_WEIGHTS = {"vector": 1.0, "keyword": 1.0, "path": 1.0, "type": 2.0}
+# A type match is exact evidence: it outweighs the text signals, which see the query's type names as words.
+SIGNAL_WEIGHTS = {"vector": 1.0, "keyword": 1.0, "path": 1.0, "type": 3.0}
 # Kind damping of the vector and keyword contributions: module pages are overviews that
 # mention everything, and associated types, fields and variants have one-line docs that
 # repeat their parent's words; when one ties with a function, type or method, the latter is
@@ -315,6 +316,8 @@ def rankings_for(*, query: str, scope: Scope, depth: int, signals: tuple[str, ..
     """Every wanted signal's ranking, from one round trip (two when a path probe needs its fallback)."""
     typed = parse_type_query(clean_query(query)) if "type" in signals else None
     parsed = parse_query(typed.words if typed is not None else query)
+    if typed is not None and typed.arrow:  # `-> LevelFilter` asks for what returns one, not for the type
+        signals = tuple(s for s in signals if s != "path")
     if (parsed.empty and typed is None) or not scope.releases:
         if scope.stamp is not None:
             run_statements({}, stamp=scope.stamp)  # an empty cached catalog may be stale

@@ -44,6 +44,10 @@ CANDIDATES = 400
 MAX_QUERY_TYPES = 8
 _FUNCTION_KINDS = ("function", "method")
 _REFS = frozenset({"&", "&mut", "*"})
+# Score factor per function input the query does not mention.
+EXTRA_INPUT = 0.85
+# A type parameter whose bounds the query's type satisfies (T = Value where T: Deserialize).
+BOUND_HELD = 0.95
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +158,7 @@ def type_statements(*, scope: Scope, query: TypeQuery) -> dict[str, Statement]:
     """The candidate statement and the trait lookup (``type_impls``) for ``type_ranking``; {} when nothing to ask."""
     if scope.kinds and not set(scope.kinds) & set(_FUNCTION_KINDS):
         return {}
-    elements = [(side, concrete_head(node)) for side, node in query.elements()]
-    named = [(side, key(head[0])) for side, head in elements if head is not None]
+    named = list(dict.fromkeys((side, name) for side, node in query.elements() for name in _keys(node)))
     params: dict = {"releases": scope.release_array, "names": sorted({name for _s, name in named}),
                     "cap": CANDIDATES}  # fmt: skip
     impls = Statement(
@@ -178,10 +181,8 @@ def type_statements(*, scope: Scope, query: TypeQuery) -> dict[str, Statement]:
         )
         conditions.append(f"s.terms && (%(alt{index})s::text[] || {traits})")
         exact.append(f"(s.terms && %(exact{index})s::text[])::int")
-    if not conditions:
-        # Only type parameters (`T -> T`): nothing to select by; the most general signatures first.
+    if not conditions:  # only type parameters (`T -> T`): nothing to select by; the shortest signatures first
         conditions.append("TRUE")
-        exact.append("0")
     kinds = ""
     if scope.kinds:
         params["kinds"] = [k for k in scope.kinds if k in _FUNCTION_KINDS]
@@ -192,9 +193,19 @@ def type_statements(*, scope: Scope, query: TypeQuery) -> dict[str, Statement]:
         f" SELECT s.document_id, s.signature::text, {DOC_COLUMNS} FROM crates_typesignature s"
         " JOIN crates_document d ON d.id = s.document_id"
         " WHERE s.release_id = ANY(%(releases)s::bigint[]) AND " + " AND ".join(conditions) + kinds
-        + f" ORDER BY {' + '.join(exact)} DESC, cardinality(s.terms), s.document_id LIMIT %(cap)s"
+        + " ORDER BY " + (f"{' + '.join(exact)} DESC, " if exact else "")
+        + "cardinality(s.terms), s.document_id LIMIT %(cap)s"
     )
     return {"type": Statement(sql=sql, params=params, rank=_unranked, plan="custom"), "type_impls": impls}
+
+
+def _keys(node: Node) -> list[str]:
+    """Names a stored signature must hold for ``node`` to match: its head under references and slices; each
+    member of a tuple."""
+    if node[0] == "()":
+        return [name for child in node[1] for name in _keys(child)]
+    head = concrete_head(node)
+    return [key(head[0])] if head is not None else []
 
 
 def _unranked(rows: list[tuple]) -> list[Ranked]:
@@ -294,7 +305,7 @@ class Matcher:
         if implemented:
             held = [b for b in bounds if key(b[0]) in implemented]
             if held:
-                return _Match(0.8, [f"{name} = {shown}: {held[0][0]}" if name not in ("impl", "_")
+                return _Match(BOUND_HELD, [f"{name} = {shown}: {held[0][0]}" if name not in ("impl", "_")
                                     else f"{shown}: {held[0][0]}"])
         for bound in bounds:  # impl Into<String>, F: Future<Output = T>: the type is in the bound's arguments
             for arg in bound[1]:
@@ -314,7 +325,7 @@ class Matcher:
             if found is None:
                 return None
             match, used = found
-            score *= match.score * 0.95 ** (len(inputs) - len(query.inputs))
+            score *= match.score
             notes += match.notes
         if query.outputs:
             if output is None or output == ["()", []]:
@@ -325,6 +336,8 @@ class Matcher:
                 return None
             score *= found[0].score
             notes += found[0].notes
+        if query.arrow:  # as rustdoc: fewer inputs the query leaves unmatched rank first
+            score *= EXTRA_INPUT ** (len(inputs) - len(query.inputs))
         for q in query.anywhere:
             sides = [*inputs, *([output] if output else [])]
             options = [(m, i) for i, f in enumerate(sides) if (m := self.node(q, f)) is not None]
