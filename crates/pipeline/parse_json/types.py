@@ -159,6 +159,8 @@ class TypeAnnotator:
                 except (KeyError, TypeError, AttributeError, ValueError, IndexError):
                     logger.debug("no type signature", extra={"path": parsed.path}, exc_info=True)
         self._impls(by_id)
+        for parsed in by_id.values():  # the index's order is no order: a stable one for equal output
+            parsed.impls.sort(key=lambda i: (i["trait_path"], i["type_path"], i["declaration"], i["bounds"]))
 
     def signature(self, item_id: str) -> dict | None:
         item = self.index.get(item_id)
