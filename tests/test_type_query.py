@@ -20,6 +20,10 @@ def test_plain_text_is_not_a_type_query():
     assert parse_type_query("how do I sleep for a while") is None
     assert parse_type_query("Mutex::lock") is None
     assert not is_type_query("tokio sleep")
+    # an arrow in prose, or among symbols only, is text to search, not a type query with bad syntax
+    assert parse_type_query("convert a String -> Value in serde") is None
+    assert parse_type_query("<->") is None and parse_type_query("$x -> y") is None
+    assert is_type_query("&mut Vec<u8>, impl Read -> usize")
 
 
 def test_inputs_and_output():
@@ -60,13 +64,13 @@ def test_type_prefix_without_arrow():
     ("text", "message"),
     [
         ("A -> B -> C", "'->'"),
-        ("->", "no types"),
+        ("type: ->", "no types"),
         ("type:", "empty"),
         ("Vec<u8 -> usize", "'<'"),
         ("u8,, u16 -> u32", "missing between commas"),
         ("Duration -> Sleep )", "')' has no matching '('"),
-        ("Duration -> Sleep Instant", "unexpected 'Instant'"),
-        ("$ -> Sleep", "unexpected character"),
+        ("type:Duration -> Sleep Instant", "unexpected 'Instant'"),
+        ("type:$ -> Sleep", "unexpected character"),
     ],
 )
 def test_bad_syntax_is_a_clear_invalid_input(text, message):

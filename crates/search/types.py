@@ -62,8 +62,26 @@ class TypeQuery:
         return [("i", n) for n in self.inputs] + [("o", n) for n in self.outputs] + [("*", n) for n in self.anywhere]
 
 
+_KEYWORDS = frozenset({"mut", "dyn", "impl", "const", "fn", "unsafe", "extern", "for", "as"})
+
+
 def is_type_query(text: str) -> bool:
-    return "->" in text or text.lstrip().lower().startswith(TYPE_PREFIX)
+    """``type:`` always; ``->`` when the text is made of types (``String -> Value conversion`` is prose)."""
+    if text.lstrip().lower().startswith(TYPE_PREFIX):
+        return True
+    if "->" not in text:
+        return False
+    try:
+        tokens = tokenize(text)
+    except TypeSyntaxError:
+        return False
+    names = [t[0].isalpha() or t[0] == "_" for t in tokens]
+    if not any(names):
+        return False
+    return not any(
+        names[i] and names[i + 1] and tokens[i] not in _KEYWORDS and tokens[i + 1] not in _KEYWORDS
+        for i in range(len(tokens) - 1)
+    )
 
 
 def parse_type_query(text: str) -> TypeQuery | None:
