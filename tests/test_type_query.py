@@ -196,3 +196,41 @@ def test_type_anywhere():
     assert match("type:Duration", "pub fn sleep(duration: Duration) -> Sleep")
     assert match("type:Sleep", "pub fn sleep(duration: Duration) -> Sleep")
     assert match("type:Instant", "pub fn sleep(duration: Duration) -> Sleep") is None
+
+
+# --- rustdoc JSON shapes of older formats (decl, mutable, bindings, synthetic, string ids) ---------------------------
+
+
+def test_signatures_and_impls_from_an_older_json_shape():
+    from crates.pipeline.parse_json.types import annotate_types
+    from crates.pipeline.types import ParsedItem
+
+    generic_t = {"type": {"generic": "T"}}
+    mutex_type = {"resolved_path": {"name": "Mutex", "id": "0:1", "args": {"angle_bracketed": {"args": [generic_t],
+                                                                                               "bindings": []}}}}
+    index = {
+        "0:1": {"id": "0:1", "name": "Mutex", "inner": {"struct": {"impls": ["0:3", "0:4", "0:6"]}}},
+        "0:2": {"id": "0:2", "name": "lock", "inner": {"function": {
+            "decl": {"inputs": [["self", {"borrowed_ref": {"lifetime": None, "mutable": False,
+                                                           "type": {"generic": "Self"}}}]],
+                     "output": {"resolved_path": {"name": "MutexGuard", "id": "0:5", "args": {
+                         "angle_bracketed": {"args": [generic_t], "bindings": []}}}}},
+            "generics": {"params": [], "where_predicates": []}}}},
+        "0:3": {"id": "0:3", "inner": {"impl": {
+            "generics": {"params": [{"name": "T", "kind": {"type": {"bounds": [], "synthetic": False}}}],
+                         "where_predicates": []},
+            "trait": None, "for": mutex_type, "items": ["0:2"], "negative": False, "synthetic": False}}},
+        "0:4": {"id": "0:4", "inner": {"impl": {
+            "generics": {"params": [], "where_predicates": []}, "trait": {"name": "fmt::Debug", "id": "1:9"},
+            "for": mutex_type, "items": [], "negative": False, "synthetic": False, "blanket_impl": None}}},
+        "0:6": {"id": "0:6", "inner": {"impl": {
+            "generics": {"params": [], "where_predicates": []}, "trait": {"name": "Send", "id": "1:10"},
+            "for": mutex_type, "items": [], "negative": False, "synthetic": True, "blanket_impl": None}}},
+    }
+    mutex = ParsedItem(path="c::Mutex", name="Mutex", kind="struct", metadata={"rustdoc_id": "0:1"})
+    lock = ParsedItem(path="c::Mutex::lock", name="lock", kind="method", metadata={"rustdoc_id": "0:2"})
+    annotate_types(index, {"1:9": {"path": ["core", "fmt", "Debug"]}}, [mutex, lock])
+    assert [render(n) for n in lock.type_sig["i"]] == ["&Mutex<T>"] and render(lock.type_sig["o"]) == "MutexGuard<T>"
+    assert [(i["trait"], i["trait_path"], i["declaration"]) for i in mutex.impls] == [
+        ("Debug", "core::fmt::Debug", "impl Debug for Mutex<T>")
+    ]

@@ -192,7 +192,9 @@ class TypeAnnotator:
             if not isinstance(item, dict):
                 continue
             kind, impl = inner(item)
-            if kind != "impl" or not isinstance(impl, dict) or not impl.get("trait") or impl.get("is_synthetic"):
+            # Field names before format 40 or so: synthetic, negative (is_synthetic, is_negative since).
+            if kind != "impl" or not isinstance(impl, dict) or not impl.get("trait") \
+                    or impl.get("is_synthetic", impl.get("synthetic")):
                 continue
             trait = impl["trait"]
             trait_name = _last(trait)
@@ -209,15 +211,16 @@ class TypeAnnotator:
             where = render.render_where(impl.get("generics")).strip()
             type_text = render.render_type(impl.get("for"))
             trait_text = render.render_path(trait)
+            negative = bool(impl.get("is_negative", impl.get("negative")))
             owner.impls.append({
                 "trait": trait_name,
                 "trait_path": trait_doc.path if trait_doc else self._full_path(trait.get("id"), trait_name),
                 "type": _last(for_value) if for_kind == "resolved_path" else type_text,
                 "type_path": type_doc.path if type_doc else self._full_path(type_id, type_text),
-                "declaration": f"impl{generics} {'!' if impl.get('is_negative') else ''}{trait_text} for {type_text}",
+                "declaration": f"impl{generics} {'!' if negative else ''}{trait_text} for {type_text}",
                 "bounds": where.removeprefix("where ").strip(),
                 "blanket": impl.get("blanket_impl") is not None,
-                "negative": bool(impl.get("is_negative")),
+                "negative": negative,
             })  # fmt: skip
 
     def _full_path(self, item_id: Any, fallback: str) -> str:
