@@ -169,3 +169,21 @@ def test_html_only_release_gets_types_from_declarations():
     assert render(by_path["log::max_level"].type_sig["o"]) == "LevelFilter"
     racy = by_path["log::set_logger_racy"].type_sig
     assert [render(n) for n in racy["i"]] == ["&Log"] and render(racy["o"]) == "Result<(), SetLoggerError>"
+
+
+def test_backfill_gives_releases_stored_before_type_search_their_signatures():
+    from django.core.management import call_command
+
+    from tests.search_corpus import TOKIO, store_release
+
+    Crate.objects.by_name("tokio").delete()
+    store_release(crate="tokio", version="1.24.2", items=TOKIO)  # stored without type rows, as before
+    assert not TypeSignature.objects.filter(release__crate__name="tokio").exists()
+    assert all("type" not in h.signals for h in search_docs(query="&Mutex<T> -> MutexGuard<T>", crate="tokio"))
+    call_command("backfill_type_signatures", "--crate", "tokio")
+    hits = search_docs(query="&Mutex<T> -> MutexGuard<T>", crate="tokio")
+    assert hits[0].path == "tokio::sync::Mutex::lock" and hits[0].type_match == "&Mutex<T> → MutexGuard<T>"
+    signatures = TypeSignature.objects.filter(release__crate__name="tokio").count()
+    call_command("backfill_type_signatures")  # idempotent: the release has its rows now
+    assert TypeSignature.objects.filter(release__crate__name="tokio").count() == signatures
+    Crate.objects.by_name("tokio").delete()

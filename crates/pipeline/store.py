@@ -204,6 +204,16 @@ def _copy_batch(
     return len(doc_ids), len(chunk_rows)
 
 
+def store_types(*, release: CrateRelease, documents: Sequence[tuple[int, ParsedItem]]) -> None:
+    """Type signatures and trait impls of documents stored before type search existed (their ids), in one
+    transaction (crates.services.backfill_type_signatures)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        raw, _oid = pgcopy.binary_cursor(cursor.cursor)
+        with raw:
+            _copy_types(raw=raw, doc_ids=[doc_id for doc_id, _ in documents], release=release,
+                        batch=[StoredItem(item, [], []) for _, item in documents])
+
+
 # The type-search and trait-graph rows of a batch's stale documents go with them (see _prepare_batch).
 _TYPE_ROWS_GONE = (
     f'gone_types AS (DELETE FROM "{TypeSignature._meta.db_table}" WHERE document_id IN (SELECT id FROM stale)),'
