@@ -4,7 +4,8 @@ A node is a JSON-friendly list ``[name, children]``:
 
 * a named type: ``["Result", [["Value", []], ["Error", []]]]`` (last path segment, as written);
 * a type parameter or ``impl Trait``: ``["#T", bounds]`` where ``bounds`` are trait nodes
-  (``["#T", [["Deserialize", []]]]``); ``#Self`` inside a trait's own methods;
+  (``["#T", [["Deserialize", []]]]``); ``#Self`` inside a trait's own methods; ``#::Output`` an associated
+  type (``F::Output``, ``<T as Trait>::Err``), which only a type parameter of the query matches;
 * wrappers: ``&`` / ``&mut`` (reference), ``*`` (raw pointer), ``[]`` (slice or array), ``()`` (tuple,
   unit when empty), ``fn`` (function pointer: inputs then output).
 
@@ -62,6 +63,8 @@ def _walk(node: Node, side: str, out: dict[str, None], depth: int = 0) -> None:
     if depth > 6:
         return
     name, children = node[0], node[1]
+    if name.startswith("#::"):
+        return
     if name.startswith("#"):
         bounds = [b for b in children if key(b[0]) not in IGNORED_BOUNDS]
         if not bounds:
@@ -85,7 +88,7 @@ def render(node: Node | None) -> str:
     if name.startswith("#"):
         if name == "#impl":
             return "impl " + " + ".join(render(b) for b in children) if children else "impl _"
-        return name[1:]
+        return name[1:].removeprefix("::")
     if name == "&":
         return "&" + render(children[0]) if children else "&"
     if name == "&mut":
@@ -265,7 +268,7 @@ class TypeReader:
         while self.peek() == "::":
             self.take()
             name = self.take()
-        return ["#" + name, []]
+        return ["#::" + name, []]
 
     def path(self) -> Node:
         segments = [self._ident()]
@@ -302,7 +305,7 @@ class TypeReader:
             if self.query and _QUERY_GENERIC.match(name):
                 return ["#" + name, []]
         elif len(segments) >= 2 and (segments[0] in self.generics or segments[0] == "Self") and not args:
-            return ["#" + name, []]  # T::Err, Self::Item: an associated type
+            return ["#::" + name, []]  # T::Err, Self::Item: an associated type
         return [name, args]
 
     def _ident(self) -> str:

@@ -234,3 +234,34 @@ def test_signatures_and_impls_from_an_older_json_shape():
     assert [(i["trait"], i["trait_path"], i["declaration"]) for i in mutex.impls] == [
         ("Debug", "core::fmt::Debug", "impl Debug for Mutex<T>")
     ]
+
+
+def test_unbounded_parameters_take_a_type_only_as_a_type_argument():
+    mutex = ["Mutex", [["#T", []]]]
+    lock = "pub fn lock(&self) -> MutexGuard<'_, T>"
+    score, explanation = match("&Mutex<u32> -> MutexGuard<u32>", lock, self_node=mutex, outer_generics={"T": []})
+    assert score > 0.5 and "T = u32" in explanation
+    # a bare `T` (or Option<T>) is not every type: `-> Value` does not find fn get<T>() -> Option<T>
+    assert match("-> Value", "pub fn get<T>(&self) -> Option<T>") is None
+    assert match("Value ->", "pub fn new<T>(value: T) -> Self", self_node=["Cell", []]) is None
+
+
+def test_associated_types_match_only_query_parameters():
+    spawn = "pub fn spawn<T>(future: T) -> JoinHandle<T::Output> where T: Future"
+    assert match("Future -> JoinHandle<Sleep>", spawn) is None
+    assert match("Future -> JoinHandle<R>", spawn)
+
+
+def test_standard_traits_are_trusted_for_types_no_crate_implements_anything_for():
+    get = "pub fn get<Q>(&self, key: &Q) -> Option<&Value> where String: Borrow<Q>, Q: ?Sized + Ord + Eq + Hash"
+    found = match("&str -> Option<&Value>", get, self_node=["Map", []])
+    assert found and found[0] < 0.7 and "Q = str" in found[1]
+    # a type the trait graph knows, without the bound: no
+    assert match("&Value -> Option<&Value>", get, impls={"value": {"serialize"}}, self_node=["Map", []]) is None
+
+
+def test_nested_query_types_are_checked_against_their_bounds():
+    declaration = "pub fn from_str<'a, T>(s: &'a str) -> Result<T> where T: Deserialize<'a>"
+    impls = {"value": {"deserialize"}, "result": {"deserialize"}}
+    _score, explanation = match("&str -> Result<Value>", declaration, impls=impls)
+    assert "T = Value: Deserialize" in explanation

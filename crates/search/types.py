@@ -27,6 +27,7 @@ from crates.search.scope import Scope
 from crates.search.signals import DOC_COLUMNS, DocRow, Ranked, Statement
 from crates.typesig import (
     IGNORED_BOUNDS,
+    WRAPPERS,
     Node,
     TypeReader,
     TypeSyntaxError,
@@ -48,6 +49,16 @@ _REFS = frozenset({"&", "&mut", "*"})
 EXTRA_INPUT = 0.85
 # A type parameter whose bounds the query's type satisfies (T = Value where T: Deserialize).
 BOUND_HELD = 0.95
+STD_TRUSTED = 0.6
+STD_TRAITS = frozenset({
+    "ord", "partialord", "eq", "partialeq", "hash", "debug", "display", "clone", "copy", "default", "tostring",
+    "fromstr", "borrow", "asref", "into", "from", "error", "sized",
+})
+STD_TYPES = frozenset({
+    "str", "string", "bool", "char", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128",
+    "isize", "f32", "f64", "vec", "box", "option", "result", "hashmap", "btreemap", "hashset", "btreeset", "path",
+    "pathbuf", "osstr", "osstring", "duration", "instant", "systemtime", "rc", "arc", "cow", "socketaddr", "ipaddr",
+})
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +188,9 @@ def type_statements(*, scope: Scope, query: TypeQuery) -> dict[str, Statement]:
     if scope.kinds and not set(scope.kinds) & set(_FUNCTION_KINDS):
         return {}
     named = list(dict.fromkeys((side, name) for side, node in query.elements() for name in _keys(node)))
-    params: dict = {"releases": scope.release_array, "names": sorted({name for _s, name in named}),
+    # Every named type of the query, nested ones too: their traits decide bounds (Result<Value> vs Result<T>).
+    every_name = sorted({key(n) for _s, node in query.elements() for n in _names(node)})
+    params: dict = {"releases": scope.release_array, "names": every_name,
                     "cap": CANDIDATES}  # fmt: skip
     impls = Statement(
         sql="SELECT type_key, array_agg(DISTINCT trait_key) FROM crates_traitimpl"
@@ -189,7 +202,7 @@ def type_statements(*, scope: Scope, query: TypeQuery) -> dict[str, Statement]:
     conditions, exact = [], []
     for index, (side, name) in enumerate(named):
         sides = _sides(side)
-        params[f"alt{index}"] = [f"{s}:{v}" for s in sides for v in (name, "#", "#" + name)]
+        params[f"alt{index}"] = [f"{s}:{v}" for s in sides for v in (name, "#" + name)]
         params[f"name{index}"] = name
         params[f"exact{index}"] = [f"{s}:{name}" for s in sides]
         prefix = " || ".join(f"'{s}:#' || t" for s in sides)
@@ -215,6 +228,13 @@ def type_statements(*, scope: Scope, query: TypeQuery) -> dict[str, Statement]:
         + "cardinality(s.terms), s.document_id LIMIT %(cap)s"
     )
     return {"type": Statement(sql=sql, params=params, rank=_unranked, plan="custom"), "type_impls": impls}
+
+
+def _names(node: Node) -> list[str]:
+    if is_generic(node):
+        return []
+    own = [] if node[0] in WRAPPERS else [node[0]]
+    return own + [name for child in node[1] for name in _names(child)]
 
 
 def _keys(node: Node) -> list[str]:
@@ -261,7 +281,9 @@ class Matcher:
     def __init__(self, impls: dict[str, set[str]] | None = None) -> None:
         self.impls = impls or {}
 
-    def node(self, q: Node, f: Node, depth: int = 0) -> _Match | None:
+    def node(self, q: Node, f: Node, depth: int = 0, inside: bool = False) -> _Match | None:
+        """``inside``: ``f`` is a type argument of a type the query names (``T`` in ``Mutex<T>`` for ``Mutex<u32>``),
+        where an unbounded parameter takes any type; elsewhere it takes only the query's own parameters."""
         if depth > 6:
             return None
         qn, fn = q[0], f[0]
@@ -269,13 +291,13 @@ class Matcher:
             return _Match(0.9 if is_generic(f) else 0.75)
         if fn in _REFS and f[1]:
             if qn in _REFS and q[1]:
-                inner = self.node(q[1][0], f[1][0], depth + 1)
+                inner = self.node(q[1][0], f[1][0], depth + 1, inside)
                 return _scaled(inner, 1.0 if qn == fn or (qn == "&" and fn == "&mut") else 0.9)
-            return _scaled(self.node(q, f[1][0], depth + 1), 0.97)
+            return _scaled(self.node(q, f[1][0], depth + 1, inside), 0.97)
         if qn in _REFS and q[1]:
-            return _scaled(self.node(q[1][0], f, depth + 1), 0.8)
+            return _scaled(self.node(q[1][0], f, depth + 1, inside), 0.8)
         if is_generic(f):
-            return self._parameter(q, f, depth)
+            return self._parameter(q, f, depth, inside)
         best = None
         if key(qn) == key(fn):
             best = self._same_name(q, f, depth)
@@ -295,7 +317,7 @@ class Matcher:
             # As many arguments on both sides: by position (Map<String, Value> is not Map<Value, String>).
             candidates = [(position, f[1][position])] if len(q[1]) == len(f[1]) else enumerate(f[1])
             for index, fa in candidates:
-                found = self.node(qa, fa, depth + 1)
+                found = self.node(qa, fa, depth + 1, inside=True)
                 if found is not None:
                     options.append((found.score * (1.0 if index == position else 0.95), found.notes))
             if not options:
@@ -305,8 +327,10 @@ class Matcher:
             notes.extend(found_notes)
         return _Match(0.6 + 0.4 * sum(scores) / len(scores), notes)
 
-    def _parameter(self, q: Node, f: Node, depth: int) -> _Match | None:
+    def _parameter(self, q: Node, f: Node, depth: int, inside: bool) -> _Match | None:
         name = f[0][1:]
+        if name.startswith("::"):  # an associated type (F::Output): what it is depends on the caller's types
+            return None
         bounds = [b for b in f[1] if key(b[0]) not in IGNORED_BOUNDS]
         qk = key(q[0])
         for bound in bounds:
@@ -314,10 +338,11 @@ class Matcher:
                 if not q[1]:
                     return _Match(0.9)
                 args = self._same_name(q, bound, depth)
-                if args is not None:
-                    return _Match(0.9 * args.score, args.notes)
+                return _Match(0.9 * args.score, args.notes) if args is not None else None
         shown = render(q)
         if not bounds:
+            if not inside:
+                return None
             return _Match(0.5, [f"{name} = {shown}"] if name not in ("_", "impl") else [])
         implemented = self.impls.get(qk)
         if implemented:
@@ -325,6 +350,10 @@ class Matcher:
             if held:
                 return _Match(BOUND_HELD, [f"{name} = {shown}: {held[0][0]}" if name not in ("impl", "_")
                                     else f"{shown}: {held[0][0]}"])
+        if (implemented is None or qk in STD_TYPES) and all(key(b[0]) in STD_TRAITS for b in bounds):
+            # The standard library's types (str, String, u64) and those no indexed crate implements anything
+            # for: its common traits are taken on trust, at a lower score.
+            return _Match(STD_TRUSTED, [f"{name} = {shown}" if name not in ("impl", "_") else shown])
         for bound in bounds:  # impl Into<String>, F: Future<Output = T>: the type is in the bound's arguments
             for arg in bound[1]:
                 inner = _scaled(self.node(q, arg, depth + 1), 0.7)

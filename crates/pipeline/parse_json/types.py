@@ -71,7 +71,7 @@ class _Converter:
             output = sig.get("output")
             return ["fn", [*inputs, self.node(output, depth + 1) if output else ["()", []]]]
         if kind == "qualified_path":
-            return ["#" + str(value.get("name") or "_"), []]
+            return ["#::" + str(value.get("name") or "_"), []]  # an associated type: T::Output
         if kind == "pat":
             return self.node(value.get("type"), depth + 1)
         return ["#_", []]
