@@ -202,7 +202,8 @@ def type_statements(*, scope: Scope, query: TypeQuery) -> dict[str, Statement]:
     conditions, exact = [], []
     for index, (side, name) in enumerate(named):
         sides = _sides(side)
-        params[f"alt{index}"] = [f"{s}:{v}" for s in sides for v in (name, "#" + name)]
+        trusted = [f"#{t}" for t in sorted(STD_TRAITS)] if name in STD_TYPES else []
+        params[f"alt{index}"] = [f"{s}:{v}" for s in sides for v in (name, "#" + name, *trusted)]
         params[f"name{index}"] = name
         params[f"exact{index}"] = [f"{s}:{name}" for s in sides]
         prefix = " || ".join(f"'{s}:#' || t" for s in sides)
