@@ -265,3 +265,12 @@ def test_nested_query_types_are_checked_against_their_bounds():
     impls = {"value": {"deserialize"}, "result": {"deserialize"}}
     _score, explanation = match("&str -> Result<Value>", declaration, impls=impls)
     assert "T = Value: Deserialize" in explanation
+
+
+def test_a_query_of_type_parameters_only_asks_the_database_nothing():
+    from crates.search.scope import Scope
+    from crates.search.types import type_statements
+
+    scope = Scope(releases=(), kinds=())
+    assert type_statements(scope=scope, query=parse_type_query("T -> T")) == {}
+    assert set(type_statements(scope=scope, query=parse_type_query("T -> Vec<T>"))) == {"type", "type_impls"}

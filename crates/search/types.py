@@ -188,6 +188,8 @@ def type_statements(*, scope: Scope, query: TypeQuery) -> dict[str, Statement]:
     if scope.kinds and not set(scope.kinds) & set(_FUNCTION_KINDS):
         return {}
     named = list(dict.fromkeys((side, name) for side, node in query.elements() for name in _keys(node)))
+    if not named:  # only type parameters (`T -> T`): nothing selective to look signatures up by
+        return {}
     # Every named type of the query, nested ones too: their traits decide bounds (Result<Value> vs Result<T>).
     every_name = sorted({key(n) for _s, node in query.elements() for n in _names(node)})
     params: dict = {"releases": scope.release_array, "names": every_name,
@@ -213,8 +215,6 @@ def type_statements(*, scope: Scope, query: TypeQuery) -> dict[str, Statement]:
         )
         conditions.append(f"s.terms && (%(alt{index})s::text[] || {traits})")
         exact.append(f"(s.terms && %(exact{index})s::text[])::int")
-    if not conditions:  # only type parameters (`T -> T`): nothing to select by; the shortest signatures first
-        conditions.append("TRUE")
     kinds = ""
     if scope.kinds:
         params["kinds"] = [k for k in scope.kinds if k in _FUNCTION_KINDS]
