@@ -146,7 +146,7 @@ def restore_crate(request: HttpRequest, name: str):
     auth=READ_AUTH,
     response={200: SearchOut, **ERRORS},
     tags=["search"],
-    summary="Search the documentation (vector + keyword + path signals)",
+    summary="Search the documentation (vector + keyword + path signals; type queries: '&str -> Value')",
 )
 def search(request: HttpRequest, params: Query[SearchParams]):
     refuse_unknown_query(request, SearchParams)

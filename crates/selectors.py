@@ -76,7 +76,7 @@ def search_docs(
     limit: int = 10,
     signals: tuple[str, ...] = SIGNALS,
 ) -> list[SearchHit]:
-    """Hybrid search (vector + keyword + path, fused by weighted RRF), one hit per item.
+    """Hybrid search (vector + keyword + path, and type for a type query, fused by weighted RRF), one hit per item.
 
     Only active releases of crates that are not soft-deleted; ``version=None`` means the
     newest active release of each crate. Any query text gives hits or ``[]``. An unknown
