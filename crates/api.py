@@ -61,7 +61,10 @@ class RemoveParams(Schema):
 
 
 class SearchParams(Schema):
-    q: str = Field(..., min_length=1, max_length=MAX_QUERY_LENGTH, description="Words, an identifier or a path.")
+    q: str = Field(
+        ..., min_length=1, max_length=MAX_QUERY_LENGTH,
+        description="Words, an identifier, a path, or a type query: `&str -> Value`, `-> JoinHandle`, `type:Duration`.",
+    )
     crate: str | None = Field(None, max_length=MAX_NAME_INPUT)
     version: str | None = Field(None, max_length=MAX_NAME_INPUT)
     kind: str | None = Field(
