@@ -24,6 +24,8 @@ def test_plain_text_is_not_a_type_query():
     assert parse_type_query("convert a String -> Value in serde") is None
     assert parse_type_query("<->") is None and parse_type_query("$x -> y") is None
     assert is_type_query("&mut Vec<u8>, impl Read -> usize")
+    assert parse_type_query("fn from_str(s: &str) -> Result<T>") is None  # a declaration: its name is searched
+    assert is_type_query("fn(u8) -> u16 -> Vec<u8>")  # a function pointer is a type
 
 
 def test_inputs_and_output():

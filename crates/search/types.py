@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 
 from crates.errors import InvalidInput
@@ -73,6 +74,7 @@ class TypeQuery:
         return [("i", n) for n in self.inputs] + [("o", n) for n in self.outputs] + [("*", n) for n in self.anywhere]
 
 
+_DECLARATION = re.compile(r"\bfn\s+[A-Za-z_]")
 _KEYWORDS = frozenset({"mut", "dyn", "impl", "const", "fn", "unsafe", "extern", "for", "as"})
 
 
@@ -80,7 +82,7 @@ def is_type_query(text: str) -> bool:
     """``type:`` always; ``->`` when the text is made of types (``String -> Value conversion`` is prose)."""
     if text.lstrip().lower().startswith(TYPE_PREFIX):
         return True
-    if "->" not in text:
+    if "->" not in text or _DECLARATION.search(text):  # a pasted `fn name(..) -> T` is looked up by its name
         return False
     try:
         tokens = tokenize(text)
