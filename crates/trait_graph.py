@@ -30,7 +30,9 @@ def _rows(queryset) -> list[dict[str, Any]]:
         _row(impl) for impl in queryset.order_by("blanket", "trait_name", "type_name", "id")[:MAX_IMPLEMENTATIONS]
         if impl.trait_name not in _COMPILER_MARKERS
     ]
-    return rows
+    # Blanket impls last; named types (with a path) before references, tuples and slices of type parameters.
+    return sorted(rows, key=lambda r: (r["blanket"], r["trait"].lower(), "::" not in r["type_path"],
+                                       r["type"].lstrip("&'([ ").lower()))
 
 
 def implementors(*, release_id: int, trait_path: str, trait_name: str) -> list[dict[str, Any]]:
