@@ -161,8 +161,9 @@ def test_html_only_release_gets_types_from_declarations():
     assert [render(n) for n in lock["i"]] == ["&Mutex<T>"] and render(lock["o"]) == "MutexGuard<T>"
     total = by_path["ferro_fixture::shapes::total_area"].type_sig
     assert total["i"] == [["&", [["[]", [["#S", [["Shape", []]]]]]]]] and render(total["o"]) == "f64"
-    assert any(i["trait"] == "Shape" and i["trait_path"] == "ferro_fixture::shapes::Shape"
-               for i in by_path["ferro_fixture::shapes::Rect"].impls)
+    shape = next(i for i in by_path["ferro_fixture::shapes::Rect"].impls if i["trait"] == "Shape")
+    assert shape["trait_path"] == "ferro_fixture::shapes::Shape"
+    assert shape["declaration"] == "impl<T: Into<f64> + Copy> Shape for Rect<T>"  # generics and bounds as shown
     # the old (rustdoc 1.63) layout
     old = parse_html_pages(read_doc_dir(FIXTURES / "html" / "log-0.4.17"), crate_name="log")
     by_path = {item.path: item for item in old.items}
