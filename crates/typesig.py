@@ -200,7 +200,10 @@ class TypeReader:
             return ["#_", []]
         if token == "impl":
             self.take()
-            return ["#impl", self.bounds()]
+            bounds = self.bounds()
+            if self.query and bounds:  # `impl Read` in a query names the trait, as `Read` does
+                return bounds[0]
+            return ["#impl", bounds]
         if token == "dyn":
             self.take()
             bounds = self.bounds()

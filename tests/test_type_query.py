@@ -56,6 +56,11 @@ def test_paths_match_by_last_segment_and_slices_tuples():
     assert rendered(query.outputs) == ["Result<(TcpStream, SocketAddr)>"]
 
 
+def test_impl_and_dyn_in_a_query_name_the_trait():
+    assert parse_type_query("impl Read -> usize").inputs == (["Read", []],)
+    assert parse_type_query("&dyn Log ->").inputs == (["&", [["Log", []]]],)
+
+
 def test_type_prefix_without_arrow():
     query = parse_type_query("type:Duration")
     assert rendered(query.anywhere) == ["Duration"] and not query.arrow
