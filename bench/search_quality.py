@@ -66,6 +66,8 @@ def split_of(queries: list[dict]) -> dict[str, str]:
 def load_queries(names: list[str] | None = None) -> list[dict]:
     queries = []
     for path in sorted(QUERIES.glob("*.jsonl")):
+        if path.name == "types.jsonl":  # type queries have their own benchmark: bench/type_search.py
+            continue
         for number, line in enumerate(path.read_text().splitlines(), start=1):
             if line.strip():
                 query = json.loads(line)

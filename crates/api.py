@@ -6,19 +6,20 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 from pydantic import ConfigDict
 
-from crates import selectors
+from crates import selectors, trait_graph
 from crates import services as crate_services
 from crates.api_common import ERRORS, READ_AUTH, WRITE_AUTH, BodyBool, PageParams, QueryBool, refuse_unknown_query
 from crates.fronts import (
     MAX_NAME_INPUT,
     MAX_QUERY_LENGTH,
     MAX_SEARCH_LIMIT,
+    check_item_path,
     crate_page,
     item_detail,
     search_results,
 )
 from crates.names import MAX_CRATE_NAME_LENGTH
-from crates.schemas import CrateDetailOut, CratePage, ItemOut, SearchOut
+from crates.schemas import CrateDetailOut, CratePage, ImplementationsOut, ItemOut, SearchOut
 from crates.search.scope import KINDS
 from jobs import services as job_services
 from jobs.api import JobAccepted, accepted
@@ -52,7 +53,10 @@ class RemoveParams(Schema):
 
 
 class SearchParams(Schema):
-    q: str = Field(..., min_length=1, max_length=MAX_QUERY_LENGTH, description="Words, an identifier or a path.")
+    q: str = Field(
+        ..., min_length=1, max_length=MAX_QUERY_LENGTH,
+        description="Words, an identifier, a path, or a type query: `&str -> Value`, `-> JoinHandle`, `type:Duration`.",
+    )
     crate: str | None = Field(None, max_length=MAX_NAME_INPUT)
     version: str | None = Field(None, max_length=MAX_NAME_INPUT)
     kind: str | None = Field(
@@ -138,7 +142,7 @@ def restore_crate(request: HttpRequest, name: str):
     auth=READ_AUTH,
     response={200: SearchOut, **ERRORS},
     tags=["search"],
-    summary="Search the documentation (vector + keyword + path signals)",
+    summary="Search the documentation (vector + keyword + path signals; type queries: '&str -> Value')",
 )
 def search(request: HttpRequest, params: Query[SearchParams]):
     refuse_unknown_query(request, SearchParams)
@@ -146,6 +150,18 @@ def search(request: HttpRequest, params: Query[SearchParams]):
         query=params.q, crate=params.crate, version=params.version, kind=params.kind, limit=params.limit,
         project=params.project,
     )
+
+
+@router.get(
+    "/items/{crate}/{path:path}/implementations",
+    auth=READ_AUTH,
+    response={200: ImplementationsOut, **ERRORS},
+    tags=["search"],
+    summary="A trait's implementors in the crate, or the traits a type implements (with generics and bounds)",
+)
+def item_implementations(request: HttpRequest, crate: str, path: str, params: Query[ItemParams]):
+    refuse_unknown_query(request, ItemParams)
+    return trait_graph.item_implementations(crate=crate, path=check_item_path(path), version=params.version)
 
 
 @router.get(

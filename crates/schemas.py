@@ -96,6 +96,7 @@ class SearchHitOut(ItemRefOut):
     twins: list[str] = Field(
         default_factory=list, description="The same item documented in a sibling module (sync/unsync, bytes...)"
     )
+    type_match: str = Field("", description="How a type query matched, e.g. 'Duration → Sleep'")
 
 
 class SearchOut(BaseModel):
@@ -106,6 +107,19 @@ class SearchOut(BaseModel):
         default_factory=list, description="Crates the query names that are not indexed: no result comes from them"
     )
     notice: str = Field("", description="How to add the missing crates; empty when none is missing")
+
+
+class ImplementationOut(OpenModel):
+    """One ``impl Trait for Type`` (crates.trait_graph)."""
+
+    trait: str
+    trait_path: str = ""
+    type: str
+    type_path: str = ""
+    declaration: str = ""
+    bounds: str = ""
+    blanket: bool = False
+    negative: bool = False
 
 
 class ItemChildOut(OpenModel):
@@ -192,3 +206,15 @@ class ProjectListOut(BaseModel):
         "ends so) or case_insensitive (the only one, ignoring case). Never another item in its place.",
     )
     requested: str = Field("", description="The path as asked for, cleaned (generic arguments, `fn`... removed)")
+    implementors: list[ImplementationOut] | None = Field(None, description="A trait's impls in the crate")
+    implements: list[ImplementationOut] | None = Field(None, description="The traits a type implements")
+
+
+class ImplementationsOut(BaseModel):
+    crate: str
+    version: str
+    item: str | None = None
+    trait: str | None = None
+    type: str | None = None
+    count: int
+    implementations: list[ImplementationOut]

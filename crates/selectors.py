@@ -14,6 +14,7 @@ from typing import Any
 from django.db.models import BooleanField, OuterRef, Q, Subquery
 from django.db.models.expressions import RawSQL
 
+from crates import trait_graph
 from crates.errors import InvalidInput, ItemNotFound
 from crates.gates import annotate_hits, features_summary, release_features
 from crates.gates import describe as describe_gate
@@ -59,6 +60,8 @@ class ItemDetail:
     # How the path asked for found this item (MATCH_*): anything but "exact" names another spelling.
     matched: str = "exact"
     requested: str = ""
+    implementors: list[dict] | None = None  # a trait's impls in the crate (crates.trait_graph)
+    implements: list[dict] | None = None  # a type's trait impls, with generics and bounds
 
 
 @dataclass(slots=True)
@@ -83,7 +86,7 @@ def search_docs(
     signals: tuple[str, ...] = SIGNALS,
     project: str | None = None,
 ) -> list[SearchHit]:
-    """Hybrid search (vector + keyword + path, fused by weighted RRF), one hit per item.
+    """Hybrid search (vector + keyword + path, and type for a type query, fused by weighted RRF), one hit per item.
 
     Only active releases of crates that are not soft-deleted; ``version=None`` means the
     newest active release of each crate. Any query text gives hits or ``[]``. An unknown
@@ -387,6 +390,7 @@ def get_item(*, crate: str, path: str, version: str | None = None, project: str 
         ),
         matched=matched,
         requested=cleaned,
+        **trait_graph.for_document(release_id=release.id, doc=doc),
     )
 
 

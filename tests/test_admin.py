@@ -720,10 +720,15 @@ def test_search_page_runs_the_hybrid_search_on_ingested_docs(admin_client, setti
     # Docs ingested from a local file keep a docs.rs-relative page path, which is no link to docs.rs.
     assert not top.url.startswith("http") and "docs.rs ↗" not in html
     # A bare ?q= link keeps every signal ticked and the default limit.
-    assert response.context["form"]["signals"].value() == ["vector", "keyword", "path"]
+    assert response.context["form"]["signals"].value() == ["vector", "keyword", "path", "type"]
 
     only_functions = admin_client.get(url, {"q": "counter", "kinds": ["function"], "limit": "5"}).context["results"]
     assert only_functions and {r["hit"].kind for r in only_functions} == {"function"} and len(only_functions) <= 5
+
+    # A type query (rustdoc syntax) in the same box: the type signal, and how each hit matched.
+    typed = admin_client.get(url, {"q": "&Mutex<T> -> MutexGuard<T>", "crate": "ferro-fixture"})
+    assert typed.context["results"][0]["hit"].path == "ferro_fixture::sync::Mutex::lock"
+    assert "type match: <code>&amp;Mutex&lt;T&gt; → MutexGuard&lt;T&gt;</code>" in typed.content.decode()
 
     keyword_only = admin_client.get(url, {"q": "log level", "signals": ["keyword"]}).context["results"]
     assert keyword_only and all(r["hit"].signals == ["keyword"] for r in keyword_only)

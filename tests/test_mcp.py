@@ -29,6 +29,7 @@ TOOLS = {
     "cancel_rust_job",
     "search_rust_docs",
     "get_rust_item",
+    "list_rust_implementations",
 }
 
 pytestmark = pytest.mark.django_db(transaction=True)

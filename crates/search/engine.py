@@ -41,18 +41,20 @@ from crates.search.signals import (
 from crates.search.snippets import SNIPPET_CHARS
 from crates.search.snippets import snippet as readable_snippet
 from crates.search.twins import group_twins
+from crates.search.types import parse_type_query, type_ranking, type_statements
 from crates.textsearch import clean_query
 
 logger = logging.getLogger(__name__)
 
-SIGNALS = ("vector", "keyword", "path")
+SIGNALS = ("vector", "keyword", "path", "type")
 MAX_LIMIT = 100
 # Weighted reciprocal rank fusion. k was tuned on bench/queries (bench/search_quality.py):
 # a small k lets a signal's first hits count -- the classic k=60 scored MRR@10 0.72 against
 # 0.81 at k=5 on that set. Vector and keyword weigh the same; path weights come per match
 # tier (signals.path_weight).
 RRF_K = 5
-SIGNAL_WEIGHTS = {"vector": 1.0, "keyword": 1.0, "path": 1.0}
+# A type match is exact evidence: it outweighs the text signals, which see the query's type names as words.
+SIGNAL_WEIGHTS = {"vector": 1.0, "keyword": 1.0, "path": 1.0, "type": 3.0}
 # Kind damping of the vector and keyword contributions: module pages are overviews that
 # mention everything, and associated types, fields and variants have one-line docs that
 # repeat their parent's words; when one ties with a function, type or method, the latter is
@@ -92,6 +94,7 @@ class SearchHit:
     semantic: str | None = None
     # Paths of parallel twins folded into this hit: the same name and docs in a sibling module.
     twins: list[str] = field(default_factory=list)
+    type_match: str = ""  # how a type query matched: "Duration → Sleep"
 
 
 @dataclass(slots=True)
@@ -100,6 +103,7 @@ class _Fused:
     score: float = 0.0
     signals: list[str] = field(default_factory=list)
     chunk_id: int | None = None
+    type_match: str = ""
 
 
 def fuse(
@@ -113,8 +117,8 @@ def fuse(
     info = info or {}
     # Keyword chunks contain the query words, so they make the best snippet; then vector.
     no_info = ("", "")
-    for name in ("keyword", "vector", "path"):
-        weight, damped = SIGNAL_WEIGHTS[name], name != "path"
+    for name in ("keyword", "vector", "path", "type"):
+        weight, damped = SIGNAL_WEIGHTS[name], name not in ("path", "type")
         for rank, ranked in enumerate(rankings.get(name, ()), start=1):
             document_id = ranked.document_id
             entry = fused.get(document_id)
@@ -123,6 +127,7 @@ def fuse(
             damping = KIND_DAMPING.get(info.get(document_id, no_info)[0], 1.0) if damped else 1.0
             entry.score += damping * weight * ranked.weight / (k + rank)
             entry.signals.append(name)
+            entry.type_match = entry.type_match or (ranked.detail if name == "type" else "")
             if entry.chunk_id is None:
                 entry.chunk_id = ranked.chunk_id
     ordered = sorted(fused.values(), key=lambda f: (-f.score, f.document_id))
@@ -405,16 +410,24 @@ def _rank(
 
 def rankings_for(*, query: str, scope: Scope, depth: int, signals: tuple[str, ...]) -> dict[str, list[Ranked]]:
     """Every wanted signal's ranking, from one round trip (two when a path probe needs its fallback)."""
-    parsed = parse_query(query)
-    if parsed.empty or not scope.releases:
+    typed = parse_type_query(clean_query(query)) if "type" in signals else None
+    parsed = parse_query(typed.words if typed is not None else query)
+    if typed is not None and typed.arrow:  # `-> LevelFilter` asks for what returns one, not for the type
+        signals = tuple(s for s in signals if s != "path")
+    if (parsed.empty and typed is None) or not scope.releases:
         if scope.stamp is not None:
             run_statements({}, stamp=scope.stamp)  # an empty cached catalog may be stale
         return {}
-    statements = _statements(parsed=parsed, scope=scope, depth=depth, signals=signals)
+    statements = _statements(parsed=parsed, scope=scope, depth=depth, signals=signals) if not parsed.empty else {}
+    if typed is not None:
+        statements.update(type_statements(scope=scope, query=typed))
     if not statements:
         return {}
     rows = run_statements(statements, stamp=scope.stamp)
-    return _rank(parsed=parsed, scope=scope, statements=statements, rows=rows, depth=depth)
+    rankings = _rank(parsed=parsed, scope=scope, statements=statements, rows=rows, depth=depth)
+    if "type" in rows:
+        rankings["type"] = type_ranking(query=typed, rows=rows["type"], impl_rows=rows["type_impls"], depth=depth)
+    return rankings
 
 
 def _snippet(text: str, *, path: str, signature: str) -> str:
@@ -482,6 +495,7 @@ def _hits(fused: list[_Fused], scope: Scope, documents: dict[int, DocRow], *, li
                 signals=sorted(set(entry.signals), key=SIGNALS.index),
                 semantic=release.semantic_note,
                 twins=twins.get(document_id, []),
+                type_match=entry.type_match,
             )
         )
     return hits
