@@ -138,6 +138,14 @@ class ItemOut(ItemRefOut):
     children: list[ItemChildOut] = []
     metadata: dict[str, Any] = {}
     gate: GateOut | None = Field(None, description="The feature/platform gate, None when the item has none")
+    matched: str = Field(
+        "exact",
+        description="How the path asked for found this item: exact, alias, suffix (the only item whose path "
+        "ends so) or case_insensitive (the only one, ignoring case). Never another item in its place.",
+    )
+    requested: str = Field("", description="The path as asked for, cleaned (generic arguments, `fn`... removed)")
+    implementors: list[ImplementationOut] | None = Field(None, description="A trait's impls in the crate")
+    implements: list[ImplementationOut] | None = Field(None, description="The traits a type implements")
 
 
 # --- projects (a Cargo.lock saved under a name) ------------------------------------------------------
@@ -200,14 +208,6 @@ class ProjectDetailOut(ProjectOut):
 
 class ProjectListOut(BaseModel):
     items: list[ProjectOut]
-    matched: str = Field(
-        "exact",
-        description="How the path asked for found this item: exact, alias, suffix (the only item whose path "
-        "ends so) or case_insensitive (the only one, ignoring case). Never another item in its place.",
-    )
-    requested: str = Field("", description="The path as asked for, cleaned (generic arguments, `fn`... removed)")
-    implementors: list[ImplementationOut] | None = Field(None, description="A trait's impls in the crate")
-    implements: list[ImplementationOut] | None = Field(None, description="The traits a type implements")
 
 
 class ImplementationsOut(BaseModel):
