@@ -132,7 +132,7 @@ def flush_text_index_pending_lists() -> int:
 
     New rows go to a GIN index's unsorted pending list (fast inserts), and every search that uses the
     index reads all of it: after an ingest, up to 4 MB a search until autovacuum merges it, which on a
-    big table can take hours (1M chunks: 347 pending pages made a path lookup ~3.5 ms instead of 0.15).
+    big table can take hours, and slows every path lookup meanwhile.
     Runs after the staged vectors move, which rewrites the chunk rows and so their GIN entries too.
     """
     with connection.cursor() as cursor:

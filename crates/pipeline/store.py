@@ -55,7 +55,7 @@ def create_building_release(
 
     The crate takes the resolved spelling of its name; a non-empty description or repository replaces its
     own (the ingest sets them at activation). One round trip instead of three ORM queries (look up the
-    crate, save it, create the release): ~1 ms of a small crate's fixed cost.
+    crate, save it, create the release), on a small crate's fixed cost.
     """
     now = timezone.now()
     values = {
@@ -263,9 +263,8 @@ def activate_release(
     ``repository`` (from crates.io) replaces the crate's. ``pending``: its vectors are still being made
     (a first ingest, searchable by keyword and path meanwhile; ``finish_embedding`` ends that).
 
-    Two round trips in one transaction (each statement used to be an ORM round trip of its own, ~1 ms
-    apiece on this path's fixed cost): lock the crate, then supersede the previous active release, count and
-    activate this one; update the crate.
+    Two round trips in one transaction, since this is on every ingest's fixed cost: lock the crate, then
+    supersede the previous active release, count and activate this one; update the crate.
     """
     releases, crates = CrateRelease._meta.db_table, Crate._meta.db_table
     now = timezone.now()
