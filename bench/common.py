@@ -16,7 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 SHARED = Path(os.environ.get("FERRODEX_SHARED", ROOT.parent / "shared"))
-REPLICA_ROOT = SHARED / "docsrs-replica"
+# REPLICA_ROOT: another replica to serve, e.g. the extended one bench/replica/build.py writes.
+REPLICA_ROOT = Path(os.environ.get("REPLICA_ROOT") or SHARED / "docsrs-replica")
 REPLICA_TOOL = SHARED / "tools" / "docsrs_replica.py"
 
 
@@ -93,7 +94,8 @@ def replica_server(*extra: str, root: Path | None = None, port: int | None = Non
     """Run ../shared/tools/docsrs_replica.py (on ``root``, a copy of the replica, if given); yield its base URL."""
     if not REPLICA_TOOL.exists():
         raise SystemExit(f"{REPLICA_TOOL} not found: the benchmarks need the docs.rs replica in ../shared")
-    port = port or free_port()
+    # REPLICA_PORT: a port of the caller's own range on a shared machine.
+    port = port or int(os.environ.get("REPLICA_PORT") or 0) or free_port()
     proc = subprocess.Popen(
         [sys.executable, str(REPLICA_TOOL), "--root", str(root or REPLICA_ROOT), "--port", str(port), *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -81,8 +81,15 @@ def search_latency() -> str:
         + "\n\n" + table(["chunks", "HNSW build s", "GIN build s", "chunk table MiB", "HNSW MiB"], builds))
 
 
+def type_search() -> str:
+    data = load("type_search")
+    rows = [[name, c["queries"], c["top1"], c["top3"], c["mrr@10"], c["mean_ms"]]
+            for name, c in data["configs"].items()]
+    return machine(data) + "\n\n" + table(["signals", "queries", "top-1", "top-3", "MRR@10", "mean ms"], rows)
+
+
 SECTIONS = {"ingest": ingest, "jobs": jobs, "api": api, "search_quality": search_quality,
-            "search_latency": search_latency}
+            "search_latency": search_latency, "type_search": type_search}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or SECTIONS:

@@ -174,6 +174,35 @@ def load(conn, *, start_crate: int, crates: int, model_name: str) -> dict:
     return {"chunks_loaded": chunks, "load_seconds": round(time.perf_counter() - started, 1)}
 
 
+def backfill_types(conn) -> dict:
+    """Type signatures (type search's table) of the synthetic methods and functions, read from their declarations
+    as for an HTML-only release; those that have none yet (also a corpus loaded before type search existed)."""
+    from psycopg.types.json import Jsonb
+
+    from crates.typesig import signature_from_declaration, terms
+
+    started = time.perf_counter()
+    rows = conn.execute(
+        "SELECT id, release_id, signature, parent_path FROM crates_document d WHERE kind IN ('method', 'function')"
+        " AND NOT EXISTS (SELECT 1 FROM crates_typesignature t WHERE t.document_id = d.id)"
+    ).fetchall()
+    if not rows:
+        return {}
+    written = 0
+    with conn.cursor().copy(
+        "COPY crates_typesignature (document_id, release_id, terms, signature) FROM STDIN WITH (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["int8", "int8", "text[]", "jsonb"])
+        for doc_id, release_id, declaration, parent in rows:
+            sig = signature_from_declaration(declaration, self_node=[parent.rsplit("::", 1)[-1], []])
+            if sig:
+                copy.write_row([doc_id, release_id, terms(sig), Jsonb(sig)])
+                written += 1
+    conn.execute("ANALYZE crates_typesignature")
+    conn.commit()
+    return {"type_signatures_loaded": written, "type_signatures_seconds": round(time.perf_counter() - started, 1)}
+
+
 def drop_indexes(conn) -> None:
     for name in INDEXES:
         conn.execute(f"DROP INDEX IF EXISTS {name}")
@@ -214,17 +243,25 @@ def sizes(conn) -> dict:
 
 
 def make_queries(conn, count: int) -> list[dict]:
-    """A mix like agents send: identifiers/paths, short keyword queries and natural sentences."""
+    """A mix like agents send: identifiers/paths, short keyword queries, natural sentences and (every fifth)
+    type queries in rustdoc syntax (``Type -> Other``, ``-> Other``) built from stored signatures."""
     rng = random.Random(SEED)
     words = Words(random.Random(SEED))
     rows = conn.execute(
-        "SELECT d.path, c.name FROM crates_document d JOIN crates_craterelease r ON r.id = d.release_id"
+        "SELECT d.path, c.name, d.signature FROM crates_document d JOIN crates_craterelease r ON r.id = d.release_id"
         " JOIN crates_crate c ON c.id = r.crate_id ORDER BY d.id DESC LIMIT 5000"
     ).fetchall()
     crates = sorted({r[1] for r in rows})
+    typed = [r[2] for r in rows if r[2].startswith("pub fn ")]
     queries = []
     for i in range(count):
-        path, _crate = rng.choice(rows)
+        path, _crate, _signature = rng.choice(rows)
+        if i % 5 == 4 and typed:
+            # "pub fn name(&self, arg: Input) -> Output": both sides, or the output alone
+            inputs, output = rng.choice(typed).split(": ", 1)[1].split(") -> ")
+            text = f"{inputs} -> {output}" if i % 10 == 4 else f"-> {output}"
+            queries.append({"query": text, "crate": rng.choice(crates)})
+            continue
         mode = i % 4
         if mode == 0:
             text = "::".join(path.split("::")[-2:])
@@ -325,7 +362,8 @@ def main() -> None:
     conn = psycopg.connect(url)
     register_vector(conn)
     if args.reset:
-        conn.execute("TRUNCATE crates_chunk, crates_document, crates_craterelease, crates_crate CASCADE")
+        conn.execute("TRUNCATE crates_chunk, crates_typesignature, crates_traitimpl, crates_document,"
+                     " crates_craterelease, crates_crate CASCADE")
         conn.commit()
     report: dict = {"targets_p95_ms": {str(k): v for k, v in TARGETS_P95_MS.items()},
                     "minilm_query_embedding_ms": minilm_query_ms(), "sizes": {}}  # fmt: skip
@@ -357,6 +395,7 @@ def main() -> None:
         from crates.services import flush_text_index_pending_lists
 
         entry["gin_pending_pages_merged"] = flush_text_index_pending_lists()
+        entry.update(backfill_types(conn))
         entry.update(sizes(conn))
         entry["chunks"] = conn.execute("SELECT count(*) FROM crates_chunk").fetchone()[0]
         queries = make_queries(conn, args.queries)

@@ -206,9 +206,8 @@ def database_url(pgdata: Path, dbname: str = "postgres") -> str:
     return f"{base}/{quote(dbname)}" + (f"?{query}" if query else "")
 
 
-# pgserver's initdb leaves PostgreSQL's defaults, sized for a tiny machine: 128 MB of shared
-# buffers put every HNSW page of a 100k-chunk corpus through a read() from the OS cache, and
-# 64 MB of maintenance memory makes an HNSW build spill (17 min instead of ~3 for 1M chunks).
+# pgserver's initdb leaves PostgreSQL's defaults, sized for a tiny machine: too few shared buffers to hold
+# the HNSW pages of a big corpus, and too little maintenance memory for an HNSW build not to spill.
 # The file is rewritten at every start; what needs a restart applies at the server's next start.
 TUNING_FILE = "ferrodex.conf"
 INCLUDE_LINE = f"include_if_exists = '{TUNING_FILE}'"

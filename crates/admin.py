@@ -23,9 +23,10 @@ from django.views.decorators.http import require_POST
 from crates import admin_forms, portal_selectors, selectors
 from crates.admin_common import PortalAdminMixin, ReadOnlyAdminMixin, job_admin_url
 from crates.apikeys import create_api_key, revoke_api_key
-from crates.errors import FerrodexError
+from crates.errors import CrateNotFound, FerrodexError
 from crates.models import ApiKey, Chunk, Crate, CrateRelease, Document, Project, ProjectPackage
 from crates.names import normalize_crate_name, semver_key
+from crates.selectors import search_notice
 from crates.services import restore_crate
 from crates.templatetags.portal import format_age, status_badge_html
 from jobs.models import CrateJob
@@ -239,7 +240,8 @@ class CrateAdmin(PortalAdminMixin, TitledChangeListMixin, admin.ModelAdmin):
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = admin_forms.AddCrateForm(request.POST or None)
+        # ?name= prefills the form: the search page links here for a crate its query names but nobody added.
+        form = admin_forms.AddCrateForm(request.POST or None, initial={"name": request.GET.get("name", "")[:100]})
         if request.method == "POST" and form.is_valid():
             try:
                 result = enqueue_ingest(
@@ -483,7 +485,7 @@ class DocumentAdmin(PortalAdminMixin, ReadOnlyAdminMixin, TitledChangeListMixin,
         if not self.has_view_permission(request):
             raise PermissionDenied
         form = admin_forms.SearchForm(admin_forms.search_form_data(request.GET) if request.GET else None)
-        hits, error, doc_ids = None, "", {}
+        hits, error, doc_ids, missing, item = None, "", {}, {"notice": "", "missing_crates": []}, None
         if form.is_bound and form.is_valid():
             data = form.cleaned_data
             try:
@@ -493,12 +495,16 @@ class DocumentAdmin(PortalAdminMixin, ReadOnlyAdminMixin, TitledChangeListMixin,
                     signals=tuple(data["signals"]) or admin_forms.SEARCH_SIGNALS,
                 )
                 doc_ids = portal_selectors.document_ids_for_hits(hits)
+                missing = search_notice(query=data["q"])
+                item = portal_selectors.item_for_query(query=data["q"], crate=data["crate"], version=data["version"])
             except FerrodexError as exc:
                 # The search validated the input: a bad version is shown at its field, as the API names it.
                 if exc.context.get("field") == "version":
                     form.add_error("version", str(exc))
                 else:
                     error = str(exc)
+                if isinstance(exc, CrateNotFound) and exc.context.get("crate") and not exc.context.get("deleted"):
+                    missing["missing_crates"] = [exc.context["crate"]]  # the page links to adding it
         results = [
             {"hit": hit, "doc_id": doc_ids.get((hit.crate.lower().replace("-", "_"), hit.version, hit.path, hit.kind))}
             for hit in hits or []
@@ -510,6 +516,9 @@ class DocumentAdmin(PortalAdminMixin, ReadOnlyAdminMixin, TitledChangeListMixin,
             results=results,
             searched=hits is not None,
             error=error,
+            notice=missing["notice"],
+            item=item,
+            missing_crates=missing["missing_crates"],
             signals=admin_forms.SEARCH_SIGNALS,
         )
         return TemplateResponse(request, "portal/search.html", context)

@@ -7,7 +7,7 @@ from django.http import QueryDict
 
 from crates.models import Crate, Document
 
-SEARCH_SIGNALS = ("vector", "keyword", "path")
+SEARCH_SIGNALS = ("vector", "keyword", "path", "type")
 
 
 class AddCrateForm(forms.Form):

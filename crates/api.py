@@ -9,20 +9,21 @@ from ninja import Field, Query, Router, Schema
 from pydantic import ConfigDict, WithJsonSchema
 
 from config.api_fields import ITEM_PATH_PATTERN, MAX_ITEM_PATH_LENGTH, QUERY_PATTERN, crate_name, kind_pattern, version
-from crates import selectors
+from crates import selectors, trait_graph
 from crates import services as crate_services
 from crates.api_common import ERRORS, READ_AUTH, WRITE_AUTH, BodyBool, PageParams, QueryBool, refuse_unknown_query
 from crates.fronts import (
     MAX_NAME_INPUT,
     MAX_QUERY_LENGTH,
     MAX_SEARCH_LIMIT,
+    check_item_path,
     crate_page,
     item_detail,
     kind_words,
     search_results,
 )
 from crates.names import CRATE_NAME_PATTERN, MAX_CRATE_NAME_LENGTH
-from crates.schemas import CrateDetailOut, CratePage, ItemOut, SearchOut
+from crates.schemas import CrateDetailOut, CratePage, ImplementationsOut, ItemOut, SearchOut
 from crates.search.scope import KINDS
 from jobs import services as job_services
 from jobs.api import JobAccepted, accepted
@@ -54,8 +55,11 @@ class RemoveParams(Schema):
 
 
 class SearchParams(Schema):
-    q: str = Field(..., min_length=1, max_length=MAX_QUERY_LENGTH, description="Words, an identifier or a path.",
-                   json_schema_extra={"pattern": QUERY_PATTERN})
+    q: str = Field(
+        ..., min_length=1, max_length=MAX_QUERY_LENGTH,
+        description="Words, an identifier, a path, or a type query: `&str -> Value`, `-> JoinHandle`, `type:Duration`.",
+        json_schema_extra={"pattern": QUERY_PATTERN},
+    )
     crate: str | None = crate_name(None)
     version: str | None = version()
     kind: str | None = Field(
@@ -151,7 +155,7 @@ def restore_crate(request: HttpRequest, name: CratePath):
     auth=READ_AUTH,
     response={200: SearchOut, **ERRORS},
     tags=["search"],
-    summary="Search the documentation (vector + keyword + path signals)",
+    summary="Search the documentation (vector + keyword + path signals; type queries: '&str -> Value')",
 )
 def search(request: HttpRequest, params: Query[SearchParams]):
     refuse_unknown_query(request, SearchParams)
@@ -159,6 +163,18 @@ def search(request: HttpRequest, params: Query[SearchParams]):
         query=params.q, crate=params.crate, version=params.version, kind=params.kind, limit=params.limit,
         project=params.project,
     )
+
+
+@router.get(
+    "/items/{crate}/{path:path}/implementations",
+    auth=READ_AUTH,
+    response={200: ImplementationsOut, **ERRORS},
+    tags=["search"],
+    summary="A trait's implementors in the crate, or the traits a type implements (with generics and bounds)",
+)
+def item_implementations(request: HttpRequest, crate: CratePath, path: ItemPath, params: Query[ItemParams]):
+    refuse_unknown_query(request, ItemParams)
+    return trait_graph.item_implementations(crate=crate, path=check_item_path(path), version=params.version)
 
 
 @router.get(

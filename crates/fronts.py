@@ -125,7 +125,7 @@ def search_results(
         project=project or None,
     )
     results = [as_dict(hit) for hit in hits]
-    return {"query": text, "count": len(results), "results": results}
+    return {"query": text, "count": len(results), "results": results, **selectors.search_notice(query=text)}
 
 
 def item_detail(*, crate: str, path: str, version: str | None, project: str | None = None) -> dict[str, Any]:

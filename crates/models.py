@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
@@ -247,6 +248,49 @@ class ProjectPackage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.version}"
+
+
+class TypeSignature(models.Model):
+    """A function's or method's types, for type search (crates.search.types; shapes in crates.typesig)."""
+
+    document = models.OneToOneField(Document, on_delete=models.CASCADE, primary_key=True, related_name="type_signature")
+    # Filtered, never selective alone: the GIN index on terms picks the candidates.
+    release = models.ForeignKey(CrateRelease, on_delete=models.CASCADE, related_name="+", db_index=False)
+    terms = ArrayField(models.TextField(), help_text="i:duration, o:sleep, o:#deserialize (crates.typesig.terms).")
+    signature = models.JSONField(help_text='{"i": [input nodes], "o": output node}')
+
+    class Meta:
+        indexes = [GinIndex(fields=["terms"], name="typesig_terms_gin")]
+
+    def __str__(self) -> str:
+        return f"types of {self.document_id}"
+
+
+class TraitImpl(models.Model):
+    """One `impl Trait for Type` of a release: the trait graph (implementors of a trait, traits of a type)."""
+
+    release = models.ForeignKey(CrateRelease, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # The document that lists it: the type's when the type is documented in the release, else the trait's.
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="impls")
+    trait_name = models.CharField(max_length=300)
+    trait_key = models.CharField(max_length=300, help_text="Lower-case last segment, the lookup key.")
+    trait_path = models.CharField(max_length=1000, blank=True, default="")
+    type_name = models.CharField(max_length=300)
+    type_key = models.CharField(max_length=300)
+    type_path = models.CharField(max_length=1000, blank=True, default="")
+    declaration = models.TextField(blank=True, default="", help_text="impl<'de> Deserialize<'de> for Value")
+    bounds = models.TextField(blank=True, default="", help_text="The impl's where clause.")
+    blanket = models.BooleanField(default=False)
+    negative = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["release", "trait_key"], name="traitimpl_release_trait_idx"),
+            models.Index(fields=["release", "type_key"], name="traitimpl_release_type_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.declaration or f"impl {self.trait_name} for {self.type_name}"
 
 
 class EmbeddingCache(models.Model):

@@ -8,6 +8,7 @@ services/selectors and render.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -15,8 +16,10 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from crates.errors import ItemNotFound
 from crates.models import Chunk, Crate, CrateRelease, Document
 from crates.names import normalize_crate_name
+from crates.selectors import get_item
 from jobs import selectors as job_selectors
 from jobs.models import CrateJob
 
@@ -52,6 +55,31 @@ def deletion_summary(*, crate: Crate) -> DeletionSummary:
             normalized_name=crate.normalized_name, status__in=CrateJob.ACTIVE_STATUSES
         ).count(),
     )
+
+
+_PATH_QUERY = re.compile(r"^[A-Za-z_][\w]*(?:::[A-Za-z_][\w]*)*(?:::)?$")
+
+
+def item_for_query(*, query: str, crate: str | None, version: str | None) -> dict | None:
+    """A path typed on the search page with a crate chosen, looked up as get_item does (the API's and MCP's
+    rule: an exact path, or the only candidate, saying how it matched; never another item in its place).
+
+    {"detail", "doc_id"} when found, {"candidates"} when the path is ambiguous, None otherwise.
+    """
+    text = query.strip().strip("`")
+    if not crate or not _PATH_QUERY.match(text):
+        return None
+    try:
+        detail = get_item(crate=crate, path=text, version=version or None)
+    except ItemNotFound as exc:
+        return {"candidates": exc.context.get("suggestions", [])} if exc.context.get("ambiguous") else None
+    doc_id = (
+        Document.objects.filter(
+            release__crate__normalized_name=normalize_crate_name(detail.crate), release__version=detail.version,
+            release__state=CrateRelease.State.ACTIVE, path=detail.path, kind=detail.kind,
+        ).values_list("id", flat=True).first()
+    )  # fmt: skip
+    return {"detail": detail, "doc_id": doc_id}
 
 
 def document_ids_for_hits(hits) -> dict[tuple[str, str, str, str], int]:

@@ -93,12 +93,33 @@ class SearchHitOut(ItemRefOut):
     semantic: str | None = Field(
         None, description="While the crate is still being embedded: how many of its chunks semantic ranking covers"
     )
+    twins: list[str] = Field(
+        default_factory=list, description="The same item documented in a sibling module (sync/unsync, bytes...)"
+    )
+    type_match: str = Field("", description="How a type query matched, e.g. 'Duration → Sleep'")
 
 
 class SearchOut(BaseModel):
     query: str
     count: int
     results: list[SearchHitOut]
+    missing_crates: list[str] = Field(
+        default_factory=list, description="Crates the query names that are not indexed: no result comes from them"
+    )
+    notice: str = Field("", description="How to add the missing crates; empty when none is missing")
+
+
+class ImplementationOut(OpenModel):
+    """One ``impl Trait for Type`` (crates.trait_graph)."""
+
+    trait: str
+    trait_path: str = ""
+    type: str
+    type_path: str = ""
+    declaration: str = ""
+    bounds: str = ""
+    blanket: bool = False
+    negative: bool = False
 
 
 class ItemChildOut(OpenModel):
@@ -117,6 +138,14 @@ class ItemOut(ItemRefOut):
     children: list[ItemChildOut] = []
     metadata: dict[str, Any] = {}
     gate: GateOut | None = Field(None, description="The feature/platform gate, None when the item has none")
+    matched: str = Field(
+        "exact",
+        description="How the path asked for found this item: exact, alias, suffix (the only item whose path "
+        "ends so) or case_insensitive (the only one, ignoring case). Never another item in its place.",
+    )
+    requested: str = Field("", description="The path as asked for, cleaned (generic arguments, `fn`... removed)")
+    implementors: list[ImplementationOut] | None = Field(None, description="A trait's impls in the crate")
+    implements: list[ImplementationOut] | None = Field(None, description="The traits a type implements")
 
 
 # --- projects (a Cargo.lock saved under a name) ------------------------------------------------------
@@ -179,3 +208,13 @@ class ProjectDetailOut(ProjectOut):
 
 class ProjectListOut(BaseModel):
     items: list[ProjectOut]
+
+
+class ImplementationsOut(BaseModel):
+    crate: str
+    version: str
+    item: str | None = None
+    trait: str | None = None
+    type: str | None = None
+    count: int
+    implementations: list[ImplementationOut]

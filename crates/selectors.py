@@ -14,6 +14,7 @@ from typing import Any
 from django.db.models import BooleanField, OuterRef, Q, Subquery
 from django.db.models.expressions import RawSQL
 
+from crates import trait_graph
 from crates.errors import InvalidInput, ItemNotFound
 from crates.gates import annotate_hits, features_summary, release_features
 from crates.gates import describe as describe_gate
@@ -21,6 +22,7 @@ from crates.models import Crate, CrateRelease, Document
 from crates.names import TOOLCHAIN_CRATES, normalize_crate_name, optional_version, semver_key, validate_crate_name
 from crates.projects import project_release, validate_project_name
 from crates.search.engine import SIGNALS, SearchHit, search
+from crates.search.hints import missing_crate_hint, missing_crates
 from crates.search.scope import ReleaseInfo, find_crate, release_for
 from crates.textsearch import clean_query
 
@@ -31,6 +33,8 @@ __all__ = [
     "get_crate",
     "get_item",
     "list_crates",
+    "search_docs",
+    "search_notice",
 ]
 
 MAX_PAGE_SIZE = 100
@@ -53,6 +57,11 @@ class ItemDetail:
     children: list[dict] = field(default_factory=list)
     metadata: dict = field(default_factory=dict)
     gate: dict | None = None  # feature/platform gate (crates.gates.describe)
+    # How the path asked for found this item (MATCH_*): anything but "exact" names another spelling.
+    matched: str = "exact"
+    requested: str = ""
+    implementors: list[dict] | None = None  # a trait's impls in the crate (crates.trait_graph)
+    implements: list[dict] | None = None  # a type's trait impls, with generics and bounds
 
 
 @dataclass(slots=True)
@@ -77,7 +86,7 @@ def search_docs(
     signals: tuple[str, ...] = SIGNALS,
     project: str | None = None,
 ) -> list[SearchHit]:
-    """Hybrid search (vector + keyword + path, fused by weighted RRF), one hit per item.
+    """Hybrid search (vector + keyword + path, and type for a type query, fused by weighted RRF), one hit per item.
 
     Only active releases of crates that are not soft-deleted; ``version=None`` means the
     newest active release of each crate. Any query text gives hits or ``[]``. An unknown
@@ -89,6 +98,13 @@ def search_docs(
     hits = search(query=query, crate=crate, version=version, kinds=kinds, limit=limit, signals=signals,
                   project=project)  # fmt: skip
     return annotate_hits(hits, project=project)
+
+
+def search_notice(*, query: str, crate: str | None = None) -> dict[str, Any]:
+    """What a search answer says beside its hits: the crates the query names that are not indexed
+    (``missing_crates``) and one sentence on how to add them (``notice``, "" when nothing is missing)."""
+    missing = missing_crates(query=clean_query(query), crate=crate)
+    return {"missing_crates": missing, "notice": missing_crate_hint(missing)}
 
 
 # --- items ----------------------------------------------------------------------------------
@@ -151,49 +167,75 @@ def _other_indexed_crate(head: str, *, release: ReleaseInfo) -> str | None:
     return Crate.objects.alive().filter(normalized_name=key[:64]).values_list("name", flat=True).first()
 
 
-def _resolve_document(*, release: ReleaseInfo, path: str) -> Document:
+# How get_item found an item, weakest last: only an exact path (or alias) may win over other candidates;
+# a suffix or a match ignoring case answers only when it has no rival (see _resolve_document).
+MATCH_EXACT, MATCH_ALIAS, MATCH_SUFFIX, MATCH_CASE = "exact", "alias", "suffix", "case_insensitive"
+
+
+def _names(doc: Document) -> list[str]:
+    return [doc.path, *_aliases(doc)]
+
+
+def _classify(docs: list[Document], *, path: str, library: str) -> dict[str, list[Document]]:
+    """The candidates by how they meet ``path``: its exact spelling (from the crate root too), an alias
+    spelled as typed, a tail with the typed case, or only ignoring case."""
+    relative = f"{library}::{path}"
+    lowered, suffix = path.lower(), f"::{path}"
+    found: dict[str, list[Document]] = {MATCH_EXACT: [], MATCH_ALIAS: [], MATCH_SUFFIX: [], MATCH_CASE: []}
+    for doc in docs:
+        aliases = _aliases(doc)
+        if doc.path in (path, relative):
+            found[MATCH_EXACT].append(doc)
+        elif path in aliases or relative in aliases:
+            found[MATCH_ALIAS].append(doc)
+        elif any(name.endswith(suffix) for name in _names(doc)):
+            found[MATCH_SUFFIX].append(doc)
+        elif any(name.lower() == lowered or name.lower().endswith(f"::{lowered}") for name in _names(doc)):
+            found[MATCH_CASE].append(doc)
+    return found
+
+
+def _ambiguous(*, release: ReleaseInfo, path: str, docs: list[Document], how: str) -> ItemNotFound:
+    candidates = sorted({d.path for d in docs}, key=lambda p: (p.count("::"), len(p), p))
+    shown = candidates[:10]
+    return ItemNotFound(
+        f"{path!r} matches {len(candidates)} items{how} in {release.crate_name} {release.version}; "
+        f"use the full path: {', '.join(shown)}" + (" …" if len(candidates) > len(shown) else ""),
+        crate=release.crate_name,
+        version=release.version,
+        path=path,
+        suggestions=shown,
+        ambiguous=True,
+    )
+
+
+def _resolve_document(*, release: ReleaseInfo, path: str) -> tuple[Document, str]:
+    """The document ``path`` names and how it matched (MATCH_*).
+
+    An exact path wins, case-sensitively (``clap::Parser`` over the module ``clap::parser``); then an alias
+    spelled as typed. A suffix with the typed case, and after it a match ignoring case, answer only when
+    they have a single candidate, else ItemNotFound lists them: ``Regex::captures`` in regex must not
+    answer ``regex::Captures``, the struct that path equals but for case.
+    """
     docs = Document.objects.filter(release_id=release.id)
-    lowered = path.lower()
-    exact = list(docs.filter(path=path))
-    tails: list[Document] | None = None
-    if not exact:
-        # Path written without the crate prefix ("sync::Mutex"), or through a re-export alias.
-        tail_sql = 'ferrodex_path_tails("crates_document"."path", "crates_document"."metadata") @> ARRAY[%s]::text[]'
-        tails = list(
-            docs.alias(tail_hit=RawSQL(tail_sql, [lowered], output_field=BooleanField())).filter(tail_hit=True)
-        )
-        # An alias spelled exactly as typed comes before a path equal but for case: `serde_json::Value` is the
-        # enum re-exported there, not the module `serde_json::value`.
-        exact = [d for d in tails if path in _aliases(d)] or list(docs.filter(path__iexact=path))
-    if not exact and tails is not None:
-        exact = [d for d in tails if lowered in {a.lower() for a in _aliases(d)}]
-        tail_matches = [d for d in tails if d not in exact]
-        if not exact and tail_matches:
-            by_path: dict[str, list[Document]] = {}
-            for doc in tail_matches:
-                by_path.setdefault(doc.path, []).append(doc)
-            # The tail match ignores case, so `Mutex` also meets `MutexGuard::mutex`; the one path whose
-            # tail has the case as typed is what the user means.
-            same_case = {p: found for p, found in by_path.items() if _tail_has_case(found, path)}
-            if len(by_path) == 1:
-                exact = next(iter(by_path.values()))
-            elif len(same_case) == 1:
-                exact = next(iter(same_case.values()))
-            else:
-                candidates = sorted(by_path, key=lambda p: (p.count("::"), len(p), p))
-                shown = candidates[:10]
-                raise ItemNotFound(
-                    f"{path!r} matches {len(candidates)} items in {release.crate_name} {release.version}; "
-                    f"use the full path: {', '.join(shown)}" + (" …" if len(candidates) > len(shown) else ""),
-                    crate=release.crate_name,
-                    version=release.version,
-                    path=path,
-                    suggestions=shown,
-                    ambiguous=True,
-                )
-    if not exact:
-        exact = _through_reexported_parent(release=release, path=path)
-    if not exact and (foreign := _foreign_reexport(release=release, path=path)):
+    # Every path, alias and segment-boundary tail ignoring case: the full path is a tail too.
+    tail_sql = 'ferrodex_path_tails("crates_document"."path", "crates_document"."metadata") @> ARRAY[%s]::text[]'
+    tails = list(
+        docs.alias(tail_hit=RawSQL(tail_sql, [path.lower()], output_field=BooleanField())).filter(tail_hit=True)
+    )
+    found = _classify(tails, path=path, library=release.crate_name.replace("-", "_"))
+    for how in (MATCH_EXACT, MATCH_ALIAS):
+        if found[how]:
+            return _preferred(found[how]), how
+    if parent := _through_reexported_parent(release=release, path=path, same_case=True):
+        return _preferred(parent), MATCH_ALIAS
+    for how, note in ((MATCH_SUFFIX, ""), (MATCH_CASE, " ignoring case")):
+        matches = found[how] or (_through_reexported_parent(release=release, path=path) if how == MATCH_CASE else [])
+        if len({d.path for d in matches}) == 1:
+            return _preferred(matches), how
+        if matches:
+            raise _ambiguous(release=release, path=path, docs=matches, how=note)
+    if foreign := _foreign_reexport(release=release, path=path):
         full, origin = foreign
         home = origin.split("::", 1)[0]
         if home in TOOLCHAIN_CRATES:
@@ -211,23 +253,26 @@ def _resolve_document(*, release: ReleaseInfo, path: str) -> Document:
             reexport_of=origin,
             suggestions=[],
         )
-    if not exact:
-        suggestions = _close_paths(release=release, path=path)
-        hint = (
-            f" Did you mean: {', '.join(suggestions)}?"
-            if suggestions
-            else " Search for it (search_rust_docs over MCP, GET /api/v1/search)."
-        )
-        if other := _other_indexed_crate(path.split("::", 1)[0], release=release):
-            hint = f" The path starts with {other!r}, another indexed crate: ask for it with crate {other!r}." + hint
-        raise ItemNotFound(
-            f"No item {path[:200]!r} in {release.crate_name} {release.version}.{hint}",
-            crate=release.crate_name,
-            version=release.version,
-            path=path[:200],
-            suggestions=suggestions,
-        )
-    return min(exact, key=lambda d: (_kind_rank(d.kind), d.pk))
+    suggestions = _close_paths(release=release, path=path)
+    hint = (
+        f" Did you mean: {', '.join(suggestions)}?"
+        if suggestions
+        else " Search for it (search_rust_docs over MCP, GET /api/v1/search)."
+    )
+    if other := _other_indexed_crate(path.split("::", 1)[0], release=release):
+        hint = f" The path starts with {other!r}, another indexed crate: ask for it with crate {other!r}." + hint
+    raise ItemNotFound(
+        f"No item {path[:200]!r} in {release.crate_name} {release.version}.{hint}",
+        crate=release.crate_name,
+        version=release.version,
+        path=path[:200],
+        suggestions=suggestions,
+    )
+
+
+def _preferred(docs: list[Document]) -> Document:
+    """Of the documents of one path (serde::Serialize: a trait and a derive macro), the one people mean."""
+    return min(docs, key=lambda d: (_kind_rank(d.kind), d.pk))
 
 
 def _foreign_reexport(*, release: ReleaseInfo, path: str) -> tuple[str, str] | None:
@@ -242,17 +287,11 @@ def _foreign_reexport(*, release: ReleaseInfo, path: str) -> tuple[str, str] | N
     return None
 
 
-def _tail_has_case(docs: list[Document], path: str) -> bool:
-    """Whether one of these documents' path or aliases ends with ``path`` exactly as typed (case included)."""
-    suffix = f"::{path}"
-    return any(full == path or full.endswith(suffix) for doc in docs for full in (doc.path, *_aliases(doc)))
-
-
-def _through_reexported_parent(*, release: ReleaseInfo, path: str) -> list[Document]:
+def _through_reexported_parent(*, release: ReleaseInfo, path: str, same_case: bool = False) -> list[Document]:
     """``serde_json::Map::with_capacity`` -> ``serde_json::map::Map::with_capacity``.
 
     Methods are stored under their type's canonical path only; when the typed parent is an
-    alias of a type, look the last segment up under that type.
+    alias of a type, look the last segment up under that type. ``same_case``: alias and name as typed.
     """
     parent, _, name = path.rpartition("::")
     if not parent or not name:
@@ -262,11 +301,12 @@ def _through_reexported_parent(*, release: ReleaseInfo, path: str) -> list[Docum
     parents = [
         d
         for d in docs.alias(hit=RawSQL(tail_sql, [parent.lower()], output_field=BooleanField())).filter(hit=True)
-        if parent.lower() in {a.lower() for a in _aliases(d)}
+        if (parent in _aliases(d) if same_case else parent.lower() in {a.lower() for a in _aliases(d)})
     ]
     if len({p.path for p in parents}) != 1:
         return []
-    return list(docs.filter(parent_path=parents[0].path, name__iexact=name))
+    children = docs.filter(parent_path=parents[0].path)
+    return list(children.filter(name=name) if same_case else children.filter(name__iexact=name))
 
 
 def _close_paths(*, release: ReleaseInfo, path: str) -> list[str]:
@@ -301,6 +341,8 @@ def _summary(docs: str) -> str:
 def get_item(*, crate: str, path: str, version: str | None = None, project: str | None = None) -> ItemDetail:
     """One item's whole document by exact path, alias or unique path suffix, with its children.
 
+    Never another item in the item's place: ``matched`` says how ``path`` was found (exact, alias,
+    suffix, case_insensitive) and ``requested`` what was asked after cleaning.
     Raises CrateNotFound / VersionNotFound, or ItemNotFound whose ``context["suggestions"]``
     lists close paths (or, for an ambiguous suffix, the candidates). ``project``: at the version its
     Cargo.lock locks (crates.projects.project_release).
@@ -317,7 +359,7 @@ def get_item(*, crate: str, path: str, version: str | None = None, project: str 
     if not cleaned:
         raise ItemNotFound("An item path is required, e.g. 'tokio::sync::Mutex'.", suggestions=[])
     cleaned = _with_library_name(cleaned, crate=release.crate_name)
-    doc = _resolve_document(release=release, path=cleaned)
+    doc, matched = _resolve_document(release=release, path=cleaned)
     children = (
         Document.objects.filter(release_id=release.id, parent_path=doc.path)
         .exclude(pk=doc.pk)
@@ -346,6 +388,9 @@ def get_item(*, crate: str, path: str, version: str | None = None, project: str 
             features_table=release_features(crate=release.crate_name, version=release.version),
             package=package,
         ),
+        matched=matched,
+        requested=cleaned,
+        **trait_graph.for_document(release_id=release.id, doc=doc),
     )
 
 

@@ -158,14 +158,31 @@ def _token_groups(query: str) -> list[list[str]]:
     return [list(group) for group in _cached_token_groups(query)]
 
 
+# A letter-digit identifier (base64, sha256, utf8, i64, IPv6): its letters and its number, whatever the case.
+_LETTERS_DIGITS_RE = re.compile(r"^([A-Za-z]+)(\d+)$")
+
+
+def _query_words(segment: str) -> list[str]:
+    """``_words`` for the query side, where ``IPv6`` is ipv + 6 (as ``ipv6``, ``Ipv6Addr`` are), not i + pv + 6."""
+    match = _LETTERS_DIGITS_RE.match(segment)
+    if match and "_" not in segment:
+        return [match.group(1).lower(), match.group(2)]
+    return [w for w in _words(segment) if w]
+
+
 @functools.lru_cache(maxsize=256)
 def _cached_token_groups(query: str) -> tuple[tuple[str, ...], ...]:
     groups: list[tuple[str, ...]] = []
     tokens = _WORD_RE.findall(clean_query(query))[:MAX_QUERY_WORDS]
     for token in tokens:
         for segment in token.split("::"):
-            words = [w for w in _words(segment) if w]
+            words = _query_words(segment)
             if not words:
+                continue
+            previous = groups[-1] if groups else ()
+            if words[0].isdigit() and len(words) == 1 and len(previous) == 1 and previous[0].isalpha():
+                # "SHA-256", "UTF-8", "base 64": one identifier written apart (sha256 | (sha & 256)).
+                groups[-1] = (previous[0] + words[0], previous[0], words[0])
                 continue
             alternatives = ["".join(words), *words] if len(words) > 1 else words
             groups.append(tuple(dict.fromkeys(alternatives)))

@@ -303,7 +303,7 @@ class _RowInsert:
 
     def statement(self, given_keys: frozenset) -> str:
         """The INSERT for rows given ``given_keys``, with every other constant default written as a literal: fewer
-        parameters for psycopg to adapt and send and for PostgreSQL to bind (40 -> 18 for an enqueue)."""
+        parameters for psycopg to adapt and send and for PostgreSQL to bind."""
         parts = self.sql.split("%s")
         if len(parts) != len(self.plan) + 1:  # pragma: no cover - the ORM's insert SQL has one %s per column
             raise RuntimeError(f"unexpected insert SQL for {self.fields[0].model.__name__}: {self.sql}")

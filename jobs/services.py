@@ -94,7 +94,7 @@ def enqueue_removal(
     if crate is None:
         raise CrateNotFound(f"No crate named {crate_name!r} has been added to Ferrodex.", name=crate_name)
     if requested_version != ALL_VERSIONS:
-        # Checked before the crate's ingests are cancelled: a mistyped version used to stop them for nothing.
+        # Checked before the crate's ingests are cancelled, so a mistyped version stops nothing.
         _require_stored_version(crate=crate, version=requested_version)
     cancelled = cancel_active_ingests(normalized_name=crate.normalized_name, reason=f"removal of {crate.name}")
     what = "every version" if requested_version == ALL_VERSIONS else requested_version

@@ -24,7 +24,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, StrictBool, ValidationError
 
 from config.health import model_readiness
-from crates import projects
+from crates import projects, trait_graph
 from crates import selectors as crate_selectors
 from crates import services as crate_services
 from crates.errors import FerrodexError, InvalidInput, database_unavailable
@@ -40,7 +40,7 @@ from crates.fronts import (
     search_results,
 )
 from crates.lockfiles import MAX_LOCKFILE_BYTES, MAX_MANIFEST_BYTES
-from crates.schemas import CrateDetailOut, CratePage, ItemOut, LockfileOut, OpenModel, SearchOut
+from crates.schemas import CrateDetailOut, CratePage, ImplementationsOut, ItemOut, LockfileOut, OpenModel, SearchOut
 from crates.search.scope import KINDS
 from jobs import selectors as job_selectors
 from jobs import services as job_services
@@ -54,6 +54,8 @@ ITEM_TEXT_DOCS_LIMIT = 6000
 INSTRUCTIONS = """\
 Ferrodex holds the documentation of Rust crates (from docs.rs) and searches it.
 Typical use: search_rust_docs to find items, then get_rust_item for the full docs of one path.
+search_rust_docs also takes rustdoc type queries: '&str -> Value', 'Duration -> Sleep', '-> JoinHandle'.
+list_rust_implementations shows who implements a trait, or what a type implements.
 If a crate is missing (list_rust_crates, or a "not found" error), add it with add_rust_crate: it returns
 a job id at once; poll check_rust_status(job_id) every few seconds until the status is "complete"
 (or "failed", with an error that says why), then search again.
@@ -361,7 +363,8 @@ def search_rust_docs(
         Field(
             min_length=1,
             max_length=MAX_QUERY_LENGTH,
-            description="What you need, in words, or an identifier/path such as 'Mutex::lock'",
+            description="What you need, in words, an identifier/path such as 'Mutex::lock', or a type query in "
+            "rustdoc syntax: '&str -> Value', 'Duration -> Sleep', '-> JoinHandle<T>', 'type:Duration'",
         ),
     ],
     crate: Annotated[str | None, Field(max_length=MAX_NAME_INPUT, description="Only this crate")] = None,
@@ -377,19 +380,27 @@ def search_rust_docs(
     limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_LIMIT)] = 10,
     project: OptProject = None,
 ) -> Annotated[CallToolResult, SearchOut]:
-    """Search the documentation of the indexed Rust crates by meaning, keywords and item paths. Returns
-    the best items with path, kind, signature, a snippet and the docs.rs URL. Use get_rust_item with a
+    """Search the documentation of the indexed Rust crates by meaning, keywords and item paths, or by type
+    as docs.rs does ('&str -> Value': functions taking a &str and giving a Value, also inside Result/Option;
+    '-> C', 'A ->', generics like 'Vec<T> -> usize'). Returns the best items with path, kind, signature, a
+    snippet, the docs.rs URL and, for a type query, how each matched ('Duration → Sleep'). Use get_rust_item with a
     result's crate and path for its full documentation. If the crate is not indexed, add_rust_crate it."""
     with tool_call("search_rust_docs"):
         model = SearchOut.model_validate(
             search_results(query=query, crate=crate, version=version, kind=kind, limit=limit, project=project)
         )
+        notice = [model.notice] if model.notice else []
         if not model.results:
-            return _result(model, f"No results for {model.query!r}. Is the crate indexed? See list_rust_crates.")
-        lines = [f"{model.count} result(s) for {model.query!r}:"]
+            text = f"No results for {model.query!r}. Is the crate indexed? See list_rust_crates."
+            return _result(model, "\n".join([*notice, text]))
+        lines = [*notice, f"{model.count} result(s) for {model.query!r}:"]
         for n, hit in enumerate(model.results, 1):
             pending = f" [semantic: {hit.semantic}]" if hit.semantic else ""
             lines.append(f"{n}. {hit.path} ({hit.kind}, {hit.crate} {hit.version}) {hit.url}{pending}")
+            if hit.twins:
+                lines.append(f"   same docs also at: {', '.join(hit.twins)}")
+            if hit.type_match:
+                lines.append(f"   type match: {hit.type_match}")
             if hit.signature:
                 lines.append(f"   {hit.signature.splitlines()[0][:200]}")
             if hit.snippet:
@@ -420,12 +431,60 @@ def get_rust_item(
         return _result(model, _item_text(model))
 
 
+def list_rust_implementations(
+    crate: Name,
+    trait: Annotated[
+        str | None,
+        Field(max_length=MAX_ITEM_PATH_LENGTH, description="A trait by path or name, e.g. 'Serialize'"),
+    ] = None,
+    type: Annotated[
+        str | None,
+        Field(max_length=MAX_ITEM_PATH_LENGTH, description="A type by path or name, e.g. 'serde_json::Value'"),
+    ] = None,
+    version: OptVersion = None,
+) -> Annotated[CallToolResult, ImplementationsOut]:
+    """The trait graph of a crate: with trait, the types implementing it (this crate's types, and other types
+    by name, e.g. Serialize for bool); with type, the traits it implements, each with the impl's generics and
+    bounds ('impl<T> From<T> for Value where T: Into<String>'); with both, whether and how that impl exists."""
+    with tool_call("list_rust_implementations"):
+        found = trait_graph.list_implementations(crate=crate, trait=trait, type=type, version=version)
+        model = ImplementationsOut.model_validate(found)
+        subject = " for ".join(x for x in (model.trait and f"trait {model.trait}", model.type and f"type {model.type}")
+                               if x)
+        lines = [f"{model.count} implementation(s) of {subject} in {model.crate} {model.version}:"]
+        lines += [f"- {i.declaration}" + (f" where {i.bounds}" if i.bounds else "")
+                  + (" (blanket)" if i.blanket else "") for i in model.implementations[:100]]
+        return _result(model, "\n".join(lines))
+
+
 # Traits the compiler implements for its own bookkeeping (derived PartialEq/Eq); no code names them.
 _COMPILER_MARKERS = frozenset({"StructuralPartialEq", "StructuralEq"})
 
 
+_MATCH_NOTES = {
+    "alias": "a public re-export (alias) of this item",
+    "suffix": "the only item whose path ends with it",
+    "case_insensitive": "the only item whose path matches it ignoring case",
+}
+
+
+def _implemented_trait(declaration: str) -> str:
+    """``impl<'de> Deserialize<'de> for Value`` -> ``Deserialize<'de>``."""
+    head = declaration.rsplit(" for ", 1)[0].removeprefix("impl")
+    if head.startswith("<"):
+        depth = 0
+        for index, char in enumerate(head):
+            depth += {"<": 1, ">": -1}.get(char, 0)
+            if depth == 0:
+                head = head[index + 1 :]
+                break
+    return head.strip()
+
+
 def _item_text(item: ItemOut) -> str:
     lines = [f"{item.kind} {item.path} ({item.crate} {item.version}) {item.url}"]
+    if item.matched != "exact" and item.requested and item.requested != item.path:
+        lines.append(f"(You asked for {item.requested!r}: {_MATCH_NOTES.get(item.matched, item.matched)}.)")
     if item.deprecated:
         lines.append(f"DEPRECATED{': ' + item.deprecation_note if item.deprecation_note else ''}")
     if item.gate is not None:
@@ -439,8 +498,15 @@ def _item_text(item: ItemOut) -> str:
         lines.append("")
     if aliases:  # the paths code imports it by ('use serde_json::Value'), as docs.rs's re-exports show
         lines.append(f"Also public as: {', '.join(aliases)}")
-    if impls:
+    if item.implements:
+        lines.append("Implements: " + ", ".join(dict.fromkeys(
+            _implemented_trait(i.declaration) or i.trait
+            for i in item.implements if not i.blanket and i.trait not in _COMPILER_MARKERS)))
+    elif impls:
         lines.append(f"Implements: {', '.join(impls)}")
+    if item.implementors:
+        lines.append(f"Implemented by ({len(item.implementors)}): "
+                     + ", ".join(dict.fromkeys(i.type for i in item.implementors[:60])))
     if item.docs:
         docs = item.docs
         if len(docs) > ITEM_TEXT_DOCS_LIMIT:
@@ -471,6 +537,7 @@ TOOLS = [
     (cancel_rust_job, ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)),
     (search_rust_docs, READ_ONLY),
     (get_rust_item, READ_ONLY),
+    (list_rust_implementations, READ_ONLY),
 ]
 
 

@@ -720,13 +720,35 @@ def test_search_page_runs_the_hybrid_search_on_ingested_docs(admin_client, setti
     # Docs ingested from a local file keep a docs.rs-relative page path, which is no link to docs.rs.
     assert not top.url.startswith("http") and "docs.rs ↗" not in html
     # A bare ?q= link keeps every signal ticked and the default limit.
-    assert response.context["form"]["signals"].value() == ["vector", "keyword", "path"]
+    assert response.context["form"]["signals"].value() == ["vector", "keyword", "path", "type"]
 
     only_functions = admin_client.get(url, {"q": "counter", "kinds": ["function"], "limit": "5"}).context["results"]
     assert only_functions and {r["hit"].kind for r in only_functions} == {"function"} and len(only_functions) <= 5
 
+    # A type query (rustdoc syntax) in the same box: the type signal, and how each hit matched.
+    typed = admin_client.get(url, {"q": "&Mutex<T> -> MutexGuard<T>", "crate": "ferro-fixture"})
+    assert typed.context["results"][0]["hit"].path == "ferro_fixture::sync::Mutex::lock"
+    assert "type match: <code>&amp;Mutex&lt;T&gt; → MutexGuard&lt;T&gt;</code>" in typed.content.decode()
+
     keyword_only = admin_client.get(url, {"q": "log level", "signals": ["keyword"]}).context["results"]
     assert keyword_only and all(r["hit"].signals == ["keyword"] for r in keyword_only)
+
+    # A path with a crate chosen is looked up as get_item does, saying how it matched (never another item).
+    folded = admin_client.get(url, {"q": "FERRO_FIXTURE::SYNC::MUTEX", "crate": "ferro-fixture"})
+    detail = folded.context["item"]["detail"]
+    assert (detail.path, detail.matched) == ("ferro_fixture::sync::Mutex", "case_insensitive")
+    assert "only case-insensitive match of <code>FERRO_FIXTURE::SYNC::MUTEX</code>" in folded.content.decode()
+    exact = admin_client.get(url, {"q": "ferro_fixture::sync::Mutex", "crate": "ferro-fixture"}).context["item"]
+    assert exact["detail"].matched == "exact" and exact["doc_id"]
+    assert admin_client.get(url, {"q": "parse a log level", "crate": "ferro-fixture"}).context["item"] is None
+
+    # A query naming a crate nobody added says so, and links to adding it.
+    missing = admin_client.get(url, {"q": "uuid v4 random"})
+    assert missing.context["missing_crates"] == ["uuid"] and "add_rust_crate" in missing.context["notice"]
+    html = missing.content.decode()
+    assert 'id="fx-missing-crate"' in html and _url("crates_crate_add") + "?name=uuid" in html
+    assert admin_client.get(_url("crates_crate_add"), {"name": "uuid"}).context["form"]["name"].value() == "uuid"
+    assert not admin_client.get(url, {"q": "parse a log level"}).context["notice"]  # 'log' the word, not the crate
 
     # A soft-deleted crate is out of search, and the page says so rather than showing nothing.
     Crate.objects.update(deleted_at=timezone.now())

@@ -456,6 +456,18 @@ def test_search_filters(client, ingested):
     error_of(client.get("/search", query_params={"q": "counter", "crate": "ferro_fixture", "version": "9.9.9"}), 404)
 
 
+def test_search_says_when_the_query_or_the_filter_names_a_crate_that_is_not_indexed(client, ingested):
+    body = client.get("/search", query_params={"q": "uuid v4 random"}).json()
+    assert body["missing_crates"] == ["uuid"]
+    assert "not indexed" in body["notice"] and "add_rust_crate" in body["notice"]
+    assert 'POST /api/v1/crates {"name": "uuid"}' in body["notice"]
+    plain = client.get("/search", query_params={"q": "counter with capacity"}).json()
+    assert plain["missing_crates"] == [] and plain["notice"] == ""
+    error = error_of(client.get("/search", query_params={"q": "v4", "crate": "uuid"}), 404, "crate_not_found")
+    assert "not indexed" in error["message"] and "POST /api/v1/crates" in error["message"]
+    assert "add_rust_crate" in error["message"]
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
@@ -509,6 +521,15 @@ def test_get_item_by_path_with_children(client, ingested):
     assert client.get("/items/ferro-fixture/ferro_fixture::Counter", query_params={"version": "0.3.1"}).json()[
         "kind"
     ] == "struct"
+
+
+def test_get_item_says_how_it_matched(client, ingested):
+    exact = client.get("/items/ferro_fixture/ferro_fixture::sync::Mutex").json()
+    assert (exact["matched"], exact["requested"]) == ("exact", "ferro_fixture::sync::Mutex")
+    suffix = client.get("/items/ferro_fixture/sync::Mutex::lock").json()
+    assert suffix["path"] == "ferro_fixture::sync::Mutex::lock" and suffix["matched"] in ("exact", "suffix")
+    folded = client.get("/items/ferro_fixture/FERRO_FIXTURE::SYNC::MUTEX").json()
+    assert (folded["path"], folded["matched"]) == ("ferro_fixture::sync::Mutex", "case_insensitive")
 
 
 def test_unknown_item_is_404_with_suggestions(client, ingested):

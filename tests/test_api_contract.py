@@ -89,6 +89,8 @@ CASES = [
     ("/api/v1/jobs", "get", "crate", NAMES, lambda c, v: c.get("/api/v1/jobs?" + urlencode({"crate": v}))),
     ("/api/v1/items/{crate}/{path}", "get", "path", PATHS,
      lambda c, v: c.get(f"/api/v1/items/serde/{quote(v)}")),
+    ("/api/v1/items/{crate}/{path}/implementations", "get", "path", PATHS,
+     lambda c, v: c.get(f"/api/v1/items/serde/{quote(v)}/implementations")),
     ("/api/v1/items/{crate}/{path}", "get", "version", VERSIONS,
      lambda c, v: c.get(f"/api/v1/items/serde/serde::X?{urlencode({'version': v})}")),
     ("/api/v1/crates/{name}", "delete", "version", VERSIONS,

@@ -29,6 +29,7 @@ TOOLS = {
     "cancel_rust_job",
     "search_rust_docs",
     "get_rust_item",
+    "list_rust_implementations",
 }
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -195,6 +196,22 @@ def test_item_text_says_how_many_children_it_leaves_out():
                    url="https://docs.rs/big/1.0.0/big/Module/index.html")  # fmt: skip
     text = _item_text(long)
     assert "[… 9,000 more characters" in text and "https://docs.rs/big/1.0.0/big/Module/index.html" in text
+
+
+def test_search_and_get_item_say_what_is_missing_or_substituted(ingested):
+    result = call("search_rust_docs", {"query": "uuid v4 random"})
+    assert result.structured_content["missing_crates"] == ["uuid"]
+    text = text_of(result)
+    assert text.startswith("The query names 'uuid', not indexed here") and "add_rust_crate" in text
+    assert "missing_crates" not in text_of(call("search_rust_docs", {"query": "counter"}))
+    assert "not indexed" not in text_of(call("search_rust_docs", {"query": "counter"}))
+    message = failed(call("search_rust_docs", {"query": "v4", "crate": "uuid"}))
+    assert "not indexed" in message and "add_rust_crate" in message
+    item = call("get_rust_item", {"crate": "ferro_fixture", "path": "FERRO_FIXTURE::SYNC::MUTEX"})
+    assert item.structured_content["matched"] == "case_insensitive"
+    assert "You asked for 'FERRO_FIXTURE::SYNC::MUTEX'" in text_of(item)
+    exact = call("get_rust_item", {"crate": "ferro_fixture", "path": "ferro_fixture::sync::Mutex"})
+    assert exact.structured_content["matched"] == "exact" and "You asked for" not in text_of(exact)
 
 
 def test_list_names_every_searchable_version(ingested):

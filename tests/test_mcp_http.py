@@ -82,7 +82,7 @@ def test_streamable_http_transport_serves_the_tools_to_a_client_with_an_api_key(
     _key, raw = create_api_key(name="agent")
     with runmcp_http(tmp_path) as (port, log_path):
         tools, added, bad = agent_session(port, {"Authorization": f"Bearer {raw}"})
-    assert "restore_rust_crate" in {tool.name for tool in tools.tools} and len(tools.tools) == 9
+    assert "restore_rust_crate" in {tool.name for tool in tools.tools} and len(tools.tools) == 10
     assert added.structured_content["job"]["status"] == "queued"
     assert bad.is_error and "Invalid crate name" in bad.content[0].text
     # Bound to the loopback interface only.
@@ -116,7 +116,7 @@ def test_http_requests_without_a_valid_key_are_refused_like_the_json_api(tmp_pat
 def test_no_auth_serves_without_keys_on_localhost_only(tmp_path):
     with runmcp_http(tmp_path, "--no-auth") as (port, log_path):
         tools, added, _bad = agent_session(port)
-    assert len(tools.tools) == 9 and added.structured_content["job"]["status"] == "queued"
+    assert len(tools.tools) == 10 and added.structured_content["job"]["status"] == "queued"
     assert "without API keys" in log_path.read_text()
     refused = subprocess.run(
         [sys.executable, "manage.py", "runmcp", "--transport", "http", "--host", "0.0.0.0", "--no-auth"],

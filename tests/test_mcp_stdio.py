@@ -73,7 +73,7 @@ def test_stdout_carries_only_protocol_and_logs_go_to_stderr():
             proc.kill()
     assert rest == b""
     assert "restore_rust_crate" in {tool["name"] for tool in responses[2]["result"]["tools"]}
-    assert len(responses[2]["result"]["tools"]) == 9
+    assert len(responses[2]["result"]["tools"]) == 10
     assert responses[3]["result"]["isError"] is True
     assert "Invalid crate name" in responses[3]["result"]["content"][0]["text"]
     job = responses[4]["result"]["structuredContent"]["job"]

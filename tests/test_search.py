@@ -190,8 +190,24 @@ def test_snippets_show_link_text_not_intra_doc_link_syntax():
 
     text = "tokio::sync::Mutex::lock\nLocks this mutex; returns a [`MutexGuard`] (see [`try_lock`](Self::try_lock))."
     assert _snippet(text, path="tokio::sync::Mutex::lock", signature="") == (
-        "Locks this mutex; returns a `MutexGuard` (see `try_lock`)."
+        "Locks this mutex; returns a MutexGuard (see try_lock)."
     )
+
+
+def test_snippets_read_as_text_not_markdown():
+    from crates.search.engine import _snippet
+
+    module = (
+        "once_cell\n```rust\nuse once_cell::sync::OnceCell;\nstatic CELL: OnceCell<String> = OnceCell::new();\n```\n\n"
+        "# Overview\n\n**once_cell** provides two new cell-like types, `unsync::OnceCell` and `sync::OnceCell`.\n\n"
+        "- a `Lazy` value\n- a *thread-safe* cell\n\n> Note: <b>no</b> `unsafe`."
+    )
+    assert _snippet(module, path="once_cell", signature="") == (
+        "once_cell provides two new cell-like types, unsync::OnceCell and sync::OnceCell. a Lazy value. "
+        "a thread-safe cell. Note: no unsafe."
+    )
+    only_code = "x::demo\n# Examples\n```\nlet cell = OnceCell::new();\nassert!(cell.get().is_none());\n```"
+    assert _snippet(only_code, path="x::demo", signature="") == "Example: let cell = OnceCell::new();"
 
 
 def test_one_item_with_many_chunks_appears_once():

@@ -129,6 +129,74 @@ def test_an_alias_spelled_as_typed_wins_over_a_path_equal_but_for_case():
     assert get_item(crate="jsonish", path="JSONISH::VALUE::VALUE").path == "jsonish::value::Value"
 
 
+@pytest.fixture()
+def regexish():
+    # The shapes of regex and clap that made get_item answer with another item (issue 18).
+    store_release(crate="regex", version="1.0.0", items=[
+        item("regex::Regex", "struct", "pub struct Regex", "A compiled regular expression."),
+        item("regex::Regex::captures", "method", "pub fn captures<'h>(&self, haystack: &'h str) -> Option<Captures>",
+             "Returns the capture groups of the leftmost-first match."),
+        item("regex::Captures", "struct", "pub struct Captures<'h>", "The capture groups of one match."),
+        item("regex::Regex::is_match", "method", "pub fn is_match(&self, haystack: &str) -> bool", "Matches?"),
+        item("regex::bytes::Regex::is_match", "method", "pub fn is_match(&self, haystack: &[u8]) -> bool", "Same."),
+    ])  # fmt: skip
+    store_release(crate="clap", version="4.0.0", items=[
+        item("clap::Parser", "trait", "pub trait Parser", "Parse command-line arguments into Self."),
+        item("clap::parser", "module", "", "Command line argument parser."),
+        item("clap::builder::TypedValueParser::Parser", "assoc_type", "type Parser", "An associated parser."),
+        item("clap::error::Error", "struct", "pub struct Error", "Command line argument parser error.",
+             metadata={"aliases": ["clap::Error"]}),
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("crate", "path", "expected", "matched"),
+    [
+        ("regex", "regex::Regex::captures", "regex::Regex::captures", "exact"),
+        ("regex", "Regex::captures", "regex::Regex::captures", "exact"),  # from the crate root, as typed
+        ("regex", "regex::Captures", "regex::Captures", "exact"),
+        ("regex", "Captures", "regex::Captures", "exact"),
+        ("regex", "captures", "regex::Regex::captures", "suffix"),  # regex::Captures only ignoring case
+        ("clap", "Parser", "clap::Parser", "exact"),  # not "matches 3 items"
+        ("clap", "clap::Parser", "clap::Parser", "exact"),
+        ("clap", "clap::parser", "clap::parser", "exact"),
+        ("clap", "clap::Error", "clap::error::Error", "alias"),
+        ("clap", "error::Error", "clap::error::Error", "exact"),
+        ("clap", "CLAP::ERROR::ERROR", "clap::error::Error", "case_insensitive"),  # the only one, ignoring case
+        ("clap", "clap::error", "clap::error::Error", "case_insensitive"),  # its alias clap::Error, the only one
+    ],
+)
+def test_get_item_says_how_it_matched_and_never_substitutes(regexish, crate, path, expected, matched):
+    detail = get_item(crate=crate, path=path)
+    assert (detail.path, detail.matched) == (expected, matched)
+    assert detail.requested
+
+
+def test_a_case_insensitive_match_never_wins_over_another_candidate(regexish):
+    # `Regex::captures` meets regex::Captures ignoring case; typed `regex::captures` meets both ignoring case.
+    with pytest.raises(ItemNotFound) as info:
+        get_item(crate="regex", path="regex::captures")
+    assert info.value.context["ambiguous"] is True
+    assert set(info.value.context["suggestions"]) == {"regex::Captures", "regex::Regex::captures"}
+    assert "ignoring case" in str(info.value)
+    with pytest.raises(ItemNotFound) as info:  # two exact-case suffixes: the user's choice
+        get_item(crate="regex", path="is_match")
+    assert info.value.context["suggestions"] == ["regex::Regex::is_match", "regex::bytes::Regex::is_match"]
+    assert get_item(crate="regex", path="Regex::is_match").path == "regex::Regex::is_match"  # from the root
+    assert get_item(crate="regex", path="bytes::Regex::is_match").path == "regex::bytes::Regex::is_match"
+    with pytest.raises(ItemNotFound) as info:  # clap::Parser and clap::parser ignoring case, and the assoc type
+        get_item(crate="clap", path="PARSER")
+    assert len(info.value.context["suggestions"]) == 3
+
+
+def test_alias_and_suffix_matches_are_named_in_the_existing_corpus():
+    assert get_item(crate="tokio", path="tokio::Mutex").matched == "alias"
+    assert get_item(crate="tokio", path="tokio::sync::Mutex").matched == "exact"
+    assert get_item(crate="tokio", path="Mutex::lock").matched == "suffix"
+    assert get_item(crate="tokio", path="TOKIO::SYNC::MUTEX").matched == "case_insensitive"
+    assert get_item(crate="serde_json", path="serde_json::Map::with_capacity").matched == "alias"
+
+
 def test_a_path_may_start_with_the_crate_name_spelled_with_a_dash():
     store_release(crate="qa-tiny", version="0.3.1", items=[
         item("qa_tiny::Widget", "struct", "pub struct Widget", "A widget."),

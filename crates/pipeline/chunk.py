@@ -225,8 +225,8 @@ def _truncate_to(text: str, limit: int, count: CountTokens) -> str:
 
 def _body_markdown(item: ParsedItem) -> str:
     # Chunks from rustdoc JSON keep the author's intra-doc links as written (``[`Sender`]``,
-    # ``[`lock`](Self::lock)``: paths, no URLs). Measured on bench/queries, reducing them to their text cost
-    # fused Recall@5 0.908 -> 0.895 (one query out of the top 5). HTML docs carry URLs: chunks get the text.
+    # ``[`lock`](Self::lock)``: paths, no URLs), which search quality measured better than their text alone
+    # (bench/README.md). HTML docs carry URLs: chunks get the text.
     docs = item.chunk_docs if item.chunk_docs is not None else link_text_only(item.docs)
     docs = docs.replace("\r\n", "\n").replace("\r", "\n").strip()
     doc_aliases = item.metadata.get("doc_aliases")

@@ -101,7 +101,7 @@ def _build_embedder(name: str) -> Embedder:
 
 
 # The vector column's dimension by database: it changes only by migrating a fresh database, so it is read
-# once per process (a catalog round trip that was ~2% of a small crate's ingest).
+# once per process.
 _column_dimensions: dict[str, int] = {}
 
 
@@ -213,7 +213,7 @@ def store_in_cache(*, model: str, vectors: dict[str, list[float]]) -> None:
     WAL flush.
 
     One INSERT ... SELECT FROM unnest() per INSERT_BATCH rows, vectors bound as one binary vector[]:
-    a statement per row cost the server a parse, a plan and a round trip each (3x slower).
+    a statement per row would cost the server a parse, a plan and a round trip each.
     Rows go in content-hash order, so two workers caching overlapping texts lock them in the same
     order and cannot deadlock.
     """

@@ -215,8 +215,8 @@ class HttpClient:
 # -- transport -----------------------------------------------------------------------------------------------
 # A kept-alive connection is in Linux's "interactive" mode once we send a request, so the ACK of the response's
 # first segment is delayed up to 40 ms. A server that writes headers and body in two sends without TCP_NODELAY
-# (Python's http.server, the docs.rs replica) holds the body back until that ACK (Nagle): every request but a
-# connection's first took 45 ms instead of 3. Asking for quick ACKs after each request is sent removes the
+# (Python's http.server, the docs.rs replica) holds the body back until that ACK (Nagle), on every request but a
+# connection's first (bench/http_quickack.py). Asking for quick ACKs after each request is sent removes the
 # stall; the flag is not sticky, hence per response. No-op where TCP_QUICKACK does not exist.
 _TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
@@ -248,7 +248,7 @@ class _Session(requests.Session):
     """A requests session that reads the proxy and CA bundle environment once per host per client.
 
     requests looks both up on every request (``get_environ_proxies`` parses the proxy variables and
-    checks ``no_proxy``): ~0.6 ms a request, a tenth of what a small crate's ingest does beside the model.
+    checks ``no_proxy``), a noticeable share of what a small crate's ingest does beside the model.
     What a client saw at its first request to a host holds for the rest of that client (one ingest).
     """
 

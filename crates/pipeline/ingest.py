@@ -289,7 +289,7 @@ class _Description:
     """The crates.io description and repository of the crate being ingested, asked for on a thread of its own.
 
     Display metadata from another host than docs.rs, needed only when the release is activated: its
-    latency (~0.1 s to crates.io) hides behind the download, parsing, the model and storing. Inside a
+    latency hides behind the download, parsing, the model and storing. Inside a
     caller's transaction it is asked for at once instead: a connection of its own would wait on the
     rate-limit row that transaction holds. ``metadata()`` never raises ({} on failure).
     """

@@ -25,9 +25,9 @@ from crates.models import HostRateLimit
 
 logger = logging.getLogger(__name__)
 
-# Requests reach the server some milliseconds after their slot, by an amount that varies with load (20+ ms
-# on a busy 2-core machine). Spacing slots 10 % wider than 1/rps leaves 100 ms of slack in every one-second
-# window whatever the rps, so "at most rps requests in any 1 s window" holds despite that jitter.
+# Requests reach the server some milliseconds after their slot, by an amount that varies with load. Spacing
+# slots 10 % wider than 1/rps leaves slack in every one-second window whatever the rps, so "at most rps
+# requests in any 1 s window" holds despite that jitter.
 SPACING_MARGIN = 1.10
 
 

@@ -19,7 +19,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from crates.models import Chunk, Crate, CrateRelease, Document
+from crates import typesig
+from crates.models import Chunk, Crate, CrateRelease, Document, TraitImpl, TypeSignature
 from crates.names import normalize_crate_name, semver_key
 from crates.pipeline import pgcopy
 from crates.pipeline.types import ChunkData, ParsedCrate, ParsedItem, ResolvedRelease
@@ -54,7 +55,7 @@ def create_building_release(
 
     The crate takes the resolved spelling of its name; a non-empty description or repository replaces its
     own (the ingest sets them at activation). One round trip instead of three ORM queries (look up the
-    crate, save it, create the release): ~1 ms of a small crate's fixed cost.
+    crate, save it, create the release), on a small crate's fixed cost.
     """
     now = timezone.now()
     values = {
@@ -153,7 +154,8 @@ def _prepare_batch(*, cursor, release: CrateRelease, batch: Sequence[StoredItem]
         "SET LOCAL synchronous_commit = off; "
         f'WITH stale AS (SELECT id FROM "{documents}" WHERE release_id = %(release)s'
         " AND (path, kind) IN (SELECT * FROM unnest(%(paths)s::text[], %(kinds)s::text[]))),"
-        f' gone AS (DELETE FROM "{chunks}" WHERE document_id IN (SELECT id FROM stale))'
+        f' gone AS (DELETE FROM "{chunks}" WHERE document_id IN (SELECT id FROM stale)),'
+        f' {_TYPE_ROWS_GONE}'
         f' DELETE FROM "{documents}" WHERE id IN (SELECT id FROM stale); {allocate}',
         {
             "release": release.pk,
@@ -201,7 +203,48 @@ def _copy_batch(
         raw, table=Chunk._meta.db_table, columns=[c for c, _t in _CHUNK_COLUMNS],
         types=[vector_oid if t == "vector" else t for _c, t in _CHUNK_COLUMNS], rows=chunk_rows,
     )
+    _copy_types(raw=raw, doc_ids=doc_ids, release=release, batch=batch)
     return len(doc_ids), len(chunk_rows)
+
+
+def store_types(*, release: CrateRelease, documents: Sequence[tuple[int, ParsedItem]]) -> None:
+    """Type signatures and trait impls of documents stored before type search existed (their ids), in one
+    transaction (crates.services.backfill_type_signatures)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        raw, _oid = pgcopy.binary_cursor(cursor.cursor)
+        with raw:
+            _copy_types(raw=raw, doc_ids=[doc_id for doc_id, _ in documents], release=release,
+                        batch=[StoredItem(item, [], []) for _, item in documents])
+
+
+# The type-search and trait-graph rows of a batch's stale documents go with them (see _prepare_batch).
+_TYPE_ROWS_GONE = (
+    f'gone_types AS (DELETE FROM "{TypeSignature._meta.db_table}" WHERE document_id IN (SELECT id FROM stale)),'
+    f' gone_impls AS (DELETE FROM "{TraitImpl._meta.db_table}" WHERE document_id IN (SELECT id FROM stale))'
+)
+
+
+def _copy_types(*, raw, doc_ids: list[int], release: CrateRelease, batch: Sequence[StoredItem]) -> None:
+    """COPY the batch's type signatures and trait impls (crates.typesig, crates.pipeline.parse_json.types)."""
+    signatures = [
+        (doc_id, release.pk, typesig.terms(s.item.type_sig), Jsonb(s.item.type_sig))
+        for doc_id, s in zip(doc_ids, batch, strict=True) if s.item.type_sig
+    ]
+    if signatures:
+        pgcopy.copy_rows(raw, table=TypeSignature._meta.db_table, columns=["document_id", "release_id", "terms",
+                         "signature"], types=["int8", "int8", "text[]", "jsonb"], rows=signatures)
+    impls = [
+        (release.pk, doc_id, i["trait"][:300], i["trait"].lower()[:300], i["trait_path"][:1000], i["type"][:300],
+         i["type"].lower()[:300], i["type_path"][:1000], i["declaration"], i["bounds"], i["blanket"], i["negative"])
+        for doc_id, s in zip(doc_ids, batch, strict=True) for i in s.item.impls
+    ]
+    if impls:
+        pgcopy.copy_rows(raw, table=TraitImpl._meta.db_table, columns=_IMPL_COLUMNS, types=_IMPL_TYPES, rows=impls)
+
+
+_IMPL_COLUMNS = ["release_id", "document_id", "trait_name", "trait_key", "trait_path", "type_name", "type_key",
+                 "type_path", "declaration", "bounds", "blanket", "negative"]
+_IMPL_TYPES = ["int8", "int8", *["text"] * 8, "bool", "bool"]
 
 
 def _document_row(*, doc_id: int, release: CrateRelease, package: str, local: bool, item: ParsedItem) -> tuple:
@@ -220,9 +263,8 @@ def activate_release(
     ``repository`` (from crates.io) replaces the crate's. ``pending``: its vectors are still being made
     (a first ingest, searchable by keyword and path meanwhile; ``finish_embedding`` ends that).
 
-    Two round trips in one transaction (each statement used to be an ORM round trip of its own, ~1 ms
-    apiece on this path's fixed cost): lock the crate, then supersede the previous active release, count and
-    activate this one; update the crate.
+    Two round trips in one transaction, since this is on every ingest's fixed cost: lock the crate, then
+    supersede the previous active release, count and activate this one; update the crate.
     """
     releases, crates = CrateRelease._meta.db_table, Crate._meta.db_table
     now = timezone.now()

@@ -29,6 +29,10 @@ class ParsedItem:
     # The docs as chunks see them when they differ from ``docs``: rustdoc JSON's markdown as the author wrote it,
     # before its intra-doc links became URLs (see crates.pipeline.chunk._body_markdown).
     chunk_docs: str | None = None
+    # Type search and the trait graph (crates.typesig): a function's or method's {"i": inputs, "o": output}, and
+    # the trait impls this document owns (its type's, or its trait's for types documented elsewhere).
+    type_sig: dict | None = None
+    impls: list[dict] = field(default_factory=list)
 
     def content_hash(self) -> str:
         payload = json.dumps(

@@ -16,9 +16,15 @@ from psycopg import errors as psycopg_errors
 
 from crates.errors import InvalidInput
 from crates.names import optional_version, validate_crate_name
-from crates.pipeline.doclinks import link_text_only
 from crates.search.embedding import embed_query
-from crates.search.query import ParsedQuery, parse_query
+from crates.search.query import (
+    ParsedQuery,
+    name_words,
+    parse_query,
+    query_stems,
+    stem,
+    verb_intent,
+)
 from crates.search.scope import STAMP_SQL, Scope, forget_catalog, id_array, search_scope
 from crates.search.signals import (
     DocRow,
@@ -32,17 +38,23 @@ from crates.search.signals import (
     stems_statement,
     vector_statement,
 )
+from crates.search.snippets import SNIPPET_CHARS
+from crates.search.snippets import snippet as readable_snippet
+from crates.search.twins import group_twins
+from crates.search.types import parse_type_query, type_ranking, type_statements
+from crates.textsearch import clean_query
 
 logger = logging.getLogger(__name__)
 
-SIGNALS = ("vector", "keyword", "path")
+SIGNALS = ("vector", "keyword", "path", "type")
 MAX_LIMIT = 100
 # Weighted reciprocal rank fusion. k was tuned on bench/queries (bench/search_quality.py):
 # a small k lets a signal's first hits count -- the classic k=60 scored MRR@10 0.72 against
 # 0.81 at k=5 on that set. Vector and keyword weigh the same; path weights come per match
 # tier (signals.path_weight).
 RRF_K = 5
-SIGNAL_WEIGHTS = {"vector": 1.0, "keyword": 1.0, "path": 1.0}
+# A type match is exact evidence: it outweighs the text signals, which see the query's type names as words.
+SIGNAL_WEIGHTS = {"vector": 1.0, "keyword": 1.0, "path": 1.0, "type": 3.0}
 # Kind damping of the vector and keyword contributions: module pages are overviews that
 # mention everything, and associated types, fields and variants have one-line docs that
 # repeat their parent's words; when one ties with a function, type or method, the latter is
@@ -51,7 +63,19 @@ KIND_DAMPING = {"module": 0.6, "assoc_type": 0.6, "assoc_const": 0.6, "field": 0
 # Each further item with the same parent counts this much less, so one type's twenty
 # `write_*` methods do not push every other answer off the page.
 SIBLING_DAMPING = 0.8
-SNIPPET_CHARS = 320
+# An item named for the operation a query asks for (parse, insert, open...) against one named for its
+# inverse (format, remove, close): tuned on the tuning half of bench/queries (bench/search_quality.py --split).
+VERB_WANTED_BOOST = 1.0
+VERB_INVERSE_DAMPING = 0.5
+# How much an item gains when the query says every word of its name (a share of them: a share of this).
+NAME_WORD_BOOST = 0.3
+# A variant (timeout_at) against its base item (timeout) among the hits; the parent type or the crate the
+# query names.
+VARIANT_DAMPING = 0.6
+PARENT_NAMED_BOOST = 1.2
+CRATE_NAMED_BOOST = 1.2
+# Hits looked at past the limit, to fill the places of twins folded into better hits.
+TWIN_LOOKAHEAD = 5
 
 
 @dataclass(slots=True)
@@ -68,6 +92,9 @@ class SearchHit:
     gate: dict | None = None  # the feature/platform gate (crates.gates), filled by the selector
     # "312/807 chunks": the crate is still being embedded, so vector ranking covers only that share of it.
     semantic: str | None = None
+    # Paths of parallel twins folded into this hit: the same name and docs in a sibling module.
+    twins: list[str] = field(default_factory=list)
+    type_match: str = ""  # how a type query matched: "Duration → Sleep"
 
 
 @dataclass(slots=True)
@@ -76,6 +103,7 @@ class _Fused:
     score: float = 0.0
     signals: list[str] = field(default_factory=list)
     chunk_id: int | None = None
+    type_match: str = ""
 
 
 def fuse(
@@ -89,8 +117,8 @@ def fuse(
     info = info or {}
     # Keyword chunks contain the query words, so they make the best snippet; then vector.
     no_info = ("", "")
-    for name in ("keyword", "vector", "path"):
-        weight, damped = SIGNAL_WEIGHTS[name], name != "path"
+    for name in ("keyword", "vector", "path", "type"):
+        weight, damped = SIGNAL_WEIGHTS[name], name not in ("path", "type")
         for rank, ranked in enumerate(rankings.get(name, ()), start=1):
             document_id = ranked.document_id
             entry = fused.get(document_id)
@@ -99,6 +127,7 @@ def fuse(
             damping = KIND_DAMPING.get(info.get(document_id, no_info)[0], 1.0) if damped else 1.0
             entry.score += damping * weight * ranked.weight / (k + rank)
             entry.signals.append(name)
+            entry.type_match = entry.type_match or (ranked.detail if name == "type" else "")
             if entry.chunk_id is None:
                 entry.chunk_id = ranked.chunk_id
     ordered = sorted(fused.values(), key=lambda f: (-f.score, f.document_id))
@@ -109,6 +138,75 @@ def fuse(
             entry.score *= SIBLING_DAMPING ** seen.get(parent, 0)
             seen[parent] = seen.get(parent, 0) + 1
     return sorted(ordered, key=lambda f: (-f.score, f.document_id))
+
+
+def weigh_names(
+    fused: list[_Fused],
+    *,
+    documents: dict[int, DocRow],
+    text: str,
+    crates: dict[int, str] | None = None,
+) -> list[_Fused]:
+    """Re-weigh the fused hits by what the query says of their names.
+
+    - the operation: items named for it count more, those named for its inverse (to_string for "parse ...") less;
+    - the name's words: an item gains by the share of them the query says ("debug level": log::debug);
+    - a variant (timeout_at, memrchr2, get_index_mut) counts less than its base item among the hits
+      (timeout, memrchr, get_index) unless the query says what the variant adds;
+    - the parent type the query names ("of an IndexMap": IndexMap's methods) and the crate whose name's
+      words it says ("JSON": serde_json; ``crates``: crate name by release id) count more.
+    """
+    intent = verb_intent(text)
+    words = query_stems(text)
+    lowered = {w.lower() for w in re.findall(r"[A-Za-z0-9_]+", text)}
+    known: dict[str, bool] = {}
+
+    def said(word: str) -> bool:
+        found = known.get(word)
+        if found is None:
+            found = known[word] = stem(word) in words or (len(word) >= 4 and any(q.startswith(word) for q in words))
+        return found
+
+    siblings: dict[tuple[int, str], set[str]] = {}
+    for entry in fused:
+        doc = documents.get(entry.document_id)
+        if doc is not None:
+            siblings.setdefault((doc.release_id, doc.parent_path), set()).add(doc.path.rsplit("::", 1)[-1])
+    crate_said: dict[int, bool] = {}
+    for entry in fused:
+        doc = documents.get(entry.document_id)
+        if doc is None:
+            continue
+        name = doc.path.rsplit("::", 1)[-1]
+        named = name_words(doc.path)
+        if intent:
+            if named & intent.wanted:
+                entry.score *= VERB_WANTED_BOOST
+            elif named & intent.inverse:
+                entry.score *= VERB_INVERSE_DAMPING
+        if named and words:
+            entry.score *= 1 + NAME_WORD_BOOST * sum(1 for w in named if said(w)) / len(named)
+        base = _base_name(name, siblings.get((doc.release_id, doc.parent_path), set()))
+        if base and not any(said(w) for w in name_words(name[len(base) :].strip("_")) if not w.isdigit()):
+            entry.score *= VARIANT_DAMPING
+        parent = doc.parent_path.rsplit("::", 1)[-1]
+        if parent[:1].isupper() and parent.lower() in lowered:
+            entry.score *= PARENT_NAMED_BOOST
+        if crates and doc.release_id not in crate_said:
+            crate = crates.get(doc.release_id, "").lower()
+            crate_said[doc.release_id] = any(len(w) >= 3 and said(w) for w in re.split(r"[_-]", crate))
+        if crate_said.get(doc.release_id):
+            entry.score *= CRATE_NAMED_BOOST
+    return sorted(fused, key=lambda f: (-f.score, f.document_id))
+
+
+def _base_name(name: str, names: set[str]) -> str:
+    """The longest other name among ``names`` that ``name`` extends by a ``_word`` or a number."""
+    found = ""
+    for other in names:
+        if len(found) < len(other) < len(name) and name.startswith(other) and name[len(other)] in "_0123456789":
+            found = other
+    return found
 
 
 def _clean_limit(limit: object) -> int:
@@ -312,25 +410,28 @@ def _rank(
 
 def rankings_for(*, query: str, scope: Scope, depth: int, signals: tuple[str, ...]) -> dict[str, list[Ranked]]:
     """Every wanted signal's ranking, from one round trip (two when a path probe needs its fallback)."""
-    parsed = parse_query(query)
-    if parsed.empty or not scope.releases:
+    typed = parse_type_query(clean_query(query)) if "type" in signals else None
+    parsed = parse_query(typed.words if typed is not None else query)
+    if typed is not None and typed.arrow:  # `-> LevelFilter` asks for what returns one, not for the type
+        signals = tuple(s for s in signals if s != "path")
+    if (parsed.empty and typed is None) or not scope.releases:
         if scope.stamp is not None:
             run_statements({}, stamp=scope.stamp)  # an empty cached catalog may be stale
         return {}
-    statements = _statements(parsed=parsed, scope=scope, depth=depth, signals=signals)
+    statements = _statements(parsed=parsed, scope=scope, depth=depth, signals=signals) if not parsed.empty else {}
+    if typed is not None:
+        statements.update(type_statements(scope=scope, query=typed))
     if not statements:
         return {}
     rows = run_statements(statements, stamp=scope.stamp)
-    return _rank(parsed=parsed, scope=scope, statements=statements, rows=rows, depth=depth)
+    rankings = _rank(parsed=parsed, scope=scope, statements=statements, rows=rows, depth=depth)
+    if "type" in rows:
+        rankings["type"] = type_ranking(query=typed, rows=rows["type"], impl_rows=rows["type_impls"], depth=depth)
+    return rankings
 
 
 def _snippet(text: str, *, path: str, signature: str) -> str:
-    """The chunk text without the header lines that repeat the path and signature."""
-    lines = link_text_only(text).splitlines()  # a chunk from rustdoc JSON keeps intra-doc link syntax
-    while lines and (not lines[0].strip() or path in lines[0] or (signature and lines[0].strip() in signature)):
-        lines.pop(0)
-    body = " ".join(" ".join(lines).split()) or " ".join(text.split())
-    return body if len(body) <= SNIPPET_CHARS else body[: SNIPPET_CHARS - 1].rstrip() + "…"
+    return readable_snippet(text, path=path, signature=signature, limit=SNIPPET_CHARS)
 
 
 def _snippet_texts(fused: list[_Fused]) -> dict[int, str]:
@@ -357,14 +458,29 @@ def _no_ranking(rows: list[tuple]) -> list[Ranked]:
     raise TypeError("snippet rows are not a ranking")
 
 
-def _hits(fused: list[_Fused], scope: Scope, documents: dict[int, DocRow]) -> list[SearchHit]:
+def _hits(fused: list[_Fused], scope: Scope, documents: dict[int, DocRow], *, limit: int) -> list[SearchHit]:
+    """The first ``limit`` hits, each parallel twin folded into the better-ranked one (crates.search.twins)."""
     releases = scope.by_id()
     texts = _snippet_texts(fused)
+    fused = [entry for entry in fused if entry.document_id in documents]  # else removed since the ranking
+    snippets = {
+        entry.document_id: _snippet(
+            texts.get(entry.document_id) or "",
+            path=documents[entry.document_id].path,
+            signature=documents[entry.document_id].signature,
+        )
+        for entry in fused
+    }
+
+    def key(document_id: int) -> tuple[int, str, str]:
+        doc = documents[document_id]
+        return doc.release_id, doc.kind, doc.path
+
+    kept, twins = group_twins([f.document_id for f in fused], key=key, text=snippets.__getitem__)
+    by_id = {entry.document_id: entry for entry in fused}
     hits = []
-    for entry in fused:
-        doc = documents.get(entry.document_id)
-        if doc is None:  # removed between the ranking and now
-            continue
+    for document_id in kept[:limit]:
+        entry, doc = by_id[document_id], documents[document_id]
         release = releases[doc.release_id]
         hits.append(
             SearchHit(
@@ -373,11 +489,13 @@ def _hits(fused: list[_Fused], scope: Scope, documents: dict[int, DocRow]) -> li
                 path=doc.path,
                 kind=doc.kind,
                 signature=doc.signature,
-                snippet=_snippet(texts.get(entry.document_id) or "", path=doc.path, signature=doc.signature),
+                snippet=snippets[document_id],
                 url=doc.url,
                 score=round(entry.score, 6),
                 signals=sorted(set(entry.signals), key=SIGNALS.index),
                 semantic=release.semantic_note,
+                twins=twins.get(document_id, []),
+                type_match=entry.type_match,
             )
         )
     return hits
@@ -408,5 +526,10 @@ def search(
         rankings = rankings_for(query=text, scope=replace(scope, stamp=None), depth=depth, signals=wanted)
     documents = {r.document_id: r.doc for ranking in rankings.values() for r in ranking if r.doc is not None}
     info = {pk: (doc.kind, doc.parent_path) for pk, doc in documents.items()}
-    fused = fuse(rankings, info=info)[:limit]
-    return _hits(fused, scope, documents)
+    crates = {r.id: r.crate_name for r in scope.releases}
+    fused = fuse(rankings, info=info)
+    # Only the head can reach the page: the name weights multiply a score by at most ~2.
+    fused = weigh_names(fused[:depth], documents=documents, text=clean_query(text), crates=crates)
+    # A few more than asked: a twin folded into a better hit leaves its place to the next answer.
+    fused = fused[: limit + min(limit, TWIN_LOOKAHEAD)]
+    return _hits(fused, scope, documents, limit=limit)

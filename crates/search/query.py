@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -45,12 +46,99 @@ class PathProbe:
         )
 
 
+# Operations that come in inverse pairs: asking for one side must not rank its inverse first ("parse a
+# JSON string" wants serde_json::from_str, not to_string). A side lists the words a question uses for it
+# and the words of item names that do it; "from"/"to" count in names only, a question uses them as words.
+_INFLECTIONS = ("", "s", "d", "r", "ed", "er", "es", "ing", "ion", "ation", "ers", "ors", "or")
+
+
+def _side(*stems: str) -> frozenset[str]:
+    words = {stem + ending for stem in stems for ending in _INFLECTIONS}
+    words |= {stem[:-1] + ending for stem in stems if stem.endswith("e") for ending in ("ing", "ion", "ation")}
+    return frozenset(words)
+
+
+VERB_SIDES: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
+    (_side("parse", "deserialize", "decode", "unmarshal", "read", "load"), _side("format", "serialize", "encode",
+     "marshal", "write", "dump", "stringify")),
+    (_side("insert", "push", "append"), _side("remove", "delete", "pop")),
+    (_side("open", "connect", "lock", "acquire"), _side("close", "disconnect", "shutdown", "unlock", "release")),
+    (_side("compress", "deflate"), _side("decompress", "inflate")),
+    (_side("encrypt", "seal"), _side("decrypt", "unseal")),
+    (_side("send"), _side("recv", "receive")),
+)  # fmt: skip
+# Name words that mark a side without being a question's verb: serde_json::from_str / to_string, serde::de / ser.
+_NAME_ONLY = ({"from", "de"}, {"to", "ser"})
+
+
+@dataclass(frozen=True, slots=True)
+class VerbIntent:
+    """The sides of VERB_SIDES a query asks for: ``wanted`` and ``inverse`` are name words."""
+
+    wanted: frozenset[str] = frozenset()
+    inverse: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.inverse)
+
+
+def verb_intent(text: str) -> VerbIntent:
+    words = {w.lower() for w in re.findall(r"[A-Za-z]+", text)}
+    wanted: set[str] = set()
+    inverse: set[str] = set()
+    for index, (first, second) in enumerate(VERB_SIDES):
+        asks_first, asks_second = bool(words & first), bool(words & second)
+        if asks_first == asks_second:  # neither, or both ("encode and decode")
+            continue
+        near, far = (first, second) if asks_first else (second, first)
+        wanted |= near
+        inverse |= far
+        if index == 0:
+            names = _NAME_ONLY if asks_first else _NAME_ONLY[::-1]
+            wanted |= names[0]
+            inverse |= names[1]
+    return VerbIntent(frozenset(wanted), frozenset(inverse))
+
+
+@functools.lru_cache(maxsize=65536)
+def name_words(path: str) -> frozenset[str]:
+    """The words of an item's name: ``from_str`` -> from, str; ``ZlibDecoder`` -> zlib, decoder."""
+    name = path.rsplit("::", 1)[-1]
+    return frozenset(w.lower() for part in name.split("_") for w in _NAME_WORD_RE.findall(part))
+
+
+_STEM_ENDINGS = ("ing", "ies", "es", "ed", "s")
+
+
+def stem(word: str) -> str:
+    """A crude English stem for matching query words to name words (inserts/inserting -> insert)."""
+    for ending in _STEM_ENDINGS:
+        if word.endswith(ending) and len(word) - len(ending) >= 3:
+            return word[: -len(ending)] + ("y" if ending == "ies" else "")
+    return word
+
+
+def query_stems(text: str) -> frozenset[str]:
+    """Stems of the query's words and of the parts of its identifiers (``get_u32`` -> get, u32)."""
+    words = {w.lower() for token in re.findall(r"[A-Za-z0-9_]+", text) for w in _split_name(token)}
+    return frozenset(stem(w) for w in words if len(w) > 1)
+
+
+# Name words: CamelCase and snake_case parts, a number kept with its letters (get_u32 -> get, u32).
+_NAME_WORD_RE = re.compile(r"[A-Z]+(?![a-z])\d*|[A-Z]?[a-z]+\d*|\d+")
+
+
+def _split_name(name: str) -> list[str]:
+    return [w for part in name.split("_") for w in _NAME_WORD_RE.findall(part)] + [name]
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedQuery:
     text: str
     tsquery: str  # any word
     tsquery_all: str  # every word
     probes: tuple[PathProbe, ...]
+    verbs: VerbIntent = VerbIntent()
 
     @property
     def embed_text(self) -> str:
@@ -112,4 +200,5 @@ def parse_query(query: object) -> ParsedQuery:
         tsquery=tsquery_for(text),
         tsquery_all=tsquery_all_for(text),
         probes=path_probes(text) if text else (),
+        verbs=verb_intent(text),
     )

@@ -18,10 +18,9 @@ from crates.search.query import PathProbe
 from crates.search.scope import Scope, id_array
 from crates.textsearch import query_word_groups, tsquery_all_for, tsquery_for, tsquery_pairs_for
 
-# HNSW candidate list size: higher finds more true neighbours at some latency cost (at 1M chunks, 100 cost
-# ~30 ms a query on 2 cores, 40 about half). It equals the vector ranking's depth for the default limit of
-# 10 (engine.search): a longer list than the ranking keeps was ~1/3 of the scan's CPU (100k: ~3.1 -> ~2.2 ms
-# backend at 30) and left the fused figures on bench/queries as they were (Recall@5 0.908, MRR@10 0.809).
+# HNSW candidate list size: higher finds more true neighbours at some latency cost. It equals the vector
+# ranking's depth for the default limit of 10 (engine.search): a longer list than the ranking keeps costs scan
+# CPU without changing the fused results (bench/README.md).
 EF_SEARCH = 30
 # Stop an iterative (filtered) scan after this many tuples; pgvector's default is 20000.
 MAX_SCAN_TUPLES = 40000
@@ -37,7 +36,7 @@ KEYWORD_CANDIDATES = 500
 KEYWORD_ANY_CANDIDATES = 150
 COMMON_WORD_MATCHES = 5000
 # Past this many releases the release filter never is the selective condition of a signal, and
-# the planner costing index paths for a long ANY(array) took ~0.2 ms a statement: "+ 0" keeps it
+# the planner costing index paths for a long ANY(array) is wasted work: "+ 0" keeps it
 # a plain filter (a hashed one: the array is a constant).
 FILTER_ONLY_RELEASES = 8
 # Substring matching on names scans documents; only do it on small scopes.
@@ -177,8 +176,8 @@ def vector_statement(*, scope: Scope, vector: list[float], depth: int, release_i
     exact = in_scope <= EXACT_SCAN_MAX_CHUNKS
     sql = _nearest_sql(exact=exact, kind_filter=kind_filter, releases=len(release_ids))
     # The HNSW plan is the same for any vector and release list: the index scan in distance order, the
-    # filter, the partial index of staged chunks. PostgreSQL costs the generic plan ~3x the custom one (it
-    # cannot see the LIMIT) and so would plan every search (~0.5 ms); both run alike (EXPLAIN ANALYZE, 100k).
+    # filter, the partial index of staged chunks. PostgreSQL costs the generic plan above the custom one (it
+    # cannot see the LIMIT) and so would plan every search, though both run alike.
     plan = "generic" if not exact and not kind_filter else ""
     if depth > EF_SEARCH:
         # A limit over 10: a bigger candidate list for this statement only. The statements of a
@@ -401,7 +400,7 @@ def path_statement(*, scope: Scope, probe: PathProbe, depth: int) -> Statement:
                 select + where + " AND lower(d.name) LIKE %(contains)s ORDER BY length(d.name), d.path LIMIT %(depth)s"
             )
     # Each part keeps its own limit. The order of rows does not matter: path_ranking sorts them by match tier.
-    # Always a custom plan: a generic one, blind to the release array and the pattern, took 65 ms instead of 0.7.
+    # Always a custom plan: a generic one is blind to the release array and the pattern, and far slower.
     return Statement(sql=" UNION ALL ".join(f"({q})" for q in queries), params=params, rank=_unranked, plan="custom")
 
 

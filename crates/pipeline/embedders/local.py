@@ -133,8 +133,8 @@ class LocalEmbedder:
         return self._model
 
     def _load_model(self) -> Any:
-        # Idle OpenMP threads sleep instead of spinning: on a machine whose cores other work keeps busy, spinning
-        # threads slowed a one-text query from 8 ms to 466 ms (1.4 s at worst) and a 32-text batch 2x.
+        # Idle OpenMP threads sleep instead of spinning: spinning threads starve each other, and the query,
+        # on a machine whose cores other work keeps busy.
         # Read once, when torch loads its OpenMP runtime: a no-op if torch is already loaded in this process.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import torch

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from crates.errors import CorruptArtifact, InvalidInput
 from crates.pipeline.html_cfg import apply_portability
+from crates.pipeline.html_types import annotate_declaration_types
 from crates.pipeline.parse_html.layouts import PAGE_KINDS, PageRef, ParsedPage, parse_page
 from crates.pipeline.types import ParsedCrate, ParsedItem
 
@@ -89,6 +90,7 @@ def parse_html_pages(
             seen.add(key)
             items.append(item)
     apply_portability(items)  # "Available on crate feature X only." -> metadata["cfg"]
+    annotate_declaration_types(items)
     parsed = ParsedCrate(
         crate_name=crate,
         version=version or _sidebar_version(root_page),

@@ -189,6 +189,7 @@ def _parse_page(data: bytes, page: PageRef) -> ParsedPage:
     item = reader.item()
     if page.kind in _TYPES_WITH_IMPLS:
         item.metadata["trait_impls"] = trait_impl_names(data, stop, end)
+        item.impls = [{"header": header} for header in trait_impl_headers(data, stop, end)]  # see html_types
     reexports = module_reexports(data, start, end, page) if page.kind == "module" else []
     return ParsedPage(page, [item, *reader.members()], _source_link(data, start, stop, page), reexports)
 
@@ -479,17 +480,24 @@ def _complete_struct_variants(items: list[ParsedItem]) -> None:
 
 def trait_impl_names(data: bytes, start: int, end: int) -> list[str]:
     """Sorted names of the traits implemented in the page's "Trait Implementations" section."""
+    names = set()
+    for header in trait_impl_headers(data, start, end):
+        name = impl_trait_name(header)
+        if name and name not in AUTO_TRAITS:
+            names.add(name)
+    return sorted(names)
+
+
+def trait_impl_headers(data: bytes, start: int, end: int) -> list[str]:
+    """The impl headers of the "Trait Implementations" section, as text: ``impl<T> Debug for Mutex<T> where ...``."""
     section = _TRAIT_IMPLS_START.search(data, start, end)
     if section is None:
         return []
     stop = _TRAIT_IMPLS_END.search(data, section.end(), end)
-    names = set()
-    for match in _IMPL_HEADER.finditer(data, section.end(), stop.start() if stop else end):
-        header = html.unescape(_TAGS.sub("", match.group(1).decode("utf-8", "replace")))
-        name = impl_trait_name(one_line(header))
-        if name and name not in AUTO_TRAITS:
-            names.add(name)
-    return sorted(names)
+    return [
+        one_line(html.unescape(_TAGS.sub("", match.group(1).decode("utf-8", "replace"))))
+        for match in _IMPL_HEADER.finditer(data, section.end(), stop.start() if stop else end)
+    ]
 
 
 def impl_trait_name(header: str) -> str:

@@ -38,6 +38,7 @@ from crates.pipeline.parse_json.foreign import foreign_inlined_items, note_forei
 from crates.pipeline.parse_json.links import LinkTargets
 from crates.pipeline.parse_json.load import SUPPORTED_FORMAT_VERSIONS, check_format_version, load
 from crates.pipeline.parse_json.paths import PublicPaths
+from crates.pipeline.parse_json.types import annotate_types
 from crates.pipeline.parse_json.validate import MIN_UNDERSTOOD_SHARE, validation_problems
 from crates.pipeline.types import ParsedCrate, ParseReport
 
@@ -116,6 +117,7 @@ def _parse(data: bytes | dict, *, version: str, docs_root: str, started: float) 
         external = doc.get("external_crates") if isinstance(doc.get("external_crates"), dict) else {}
         LinkTargets(index=index, paths=paths, external_crates=external, items=items, docs_root=docs_root).apply()
         apply_cfg(items, index=index, paths=paths, foreign=walker.foreign_inlined, locations=locations)  # -> "cfg"
+        annotate_types(index, paths, items)
     foreign_globs = []
     for module_id, source in walker.foreign_globs:
         module_paths = sorted(locations.get(module_id, {}), key=lambda p: (len(p), p))

@@ -49,7 +49,7 @@ def load(data: bytes | bytearray | memoryview | str | dict) -> dict:
 
 
 def decode(raw: bytes | str) -> Any:
-    """orjson, 3-4x faster than the stdlib on multi-megabyte rustdoc output; anything it refuses (NaN, integers
+    """orjson, much faster than the stdlib on multi-megabyte rustdoc output; anything it refuses (NaN, integers
     beyond 64 bits, nesting deeper than 1024) goes to the stdlib, so what loads and which errors are raised
     stay exactly the stdlib's."""
     try:
