@@ -16,9 +16,11 @@ from crates.models import CrateRelease, ProjectPackage
 from crates.names import normalize_crate_name
 
 
-def _toml_line(*, crate: str, version: str, features: list[str]) -> str:
+def _toml_line(*, crate: str, version: str, features: list[str], default_features: bool = True) -> str:
     listed = ", ".join(f'"{f}"' for f in features)
-    return f'{crate} = {{ version = "{version}", features = [{listed}] }}'
+    # The line replaces the project's own: dropping its `default-features = false` would turn them back on.
+    defaults = "" if default_features else "default-features = false, "
+    return f'{crate} = {{ version = "{version}", {defaults}features = [{listed}] }}'
 
 
 def describe(
@@ -54,7 +56,8 @@ def describe(
         "badge": _badge(features=features, platforms=platforms),
     }
     if wanted:
-        line = _toml_line(crate=crate, version=version, features=list(dict.fromkeys([*asked, *wanted])))
+        line = _toml_line(crate=crate, version=version, features=list(dict.fromkeys([*asked, *wanted])),
+                          default_features=package is None or package.default_features)
         info["cargo_toml"] = line
         info["text"] += f" Needs feature{'s' if len(wanted) > 1 else ''} {', '.join(wanted)}: add to Cargo.toml " \
                         f"[dependencies]: {line}"

@@ -141,8 +141,9 @@ def test_project_marks_items_needing_a_feature_it_does_not_enable(gated_crate):
     projects.add_from_lockfile(lockfile=lock, manifest=manifest, project="app", requested_by="api")
     hits = {h.path: h for h in search_docs(query="read file path", crate="gated_fixture", project="app", limit=20)}
     assert hits["gated_fixture::read_file"].gate["needs_features"] == ["fs"]  # marked, not hidden
+    # the project turns default features off: the line to paste keeps them off (else it enables `std` too)
     assert hits["gated_fixture::read_file"].gate["cargo_toml"] == (
-        'gated-fixture = { version = "0.2.0", features = ["net", "fs"] }'
+        'gated-fixture = { version = "0.2.0", default-features = false, features = ["net", "fs"] }'
     )
     stream = get_item(crate="gated_fixture", path="gated_fixture::net::TcpStream", project="app")
     assert stream.gate["needs_features"] == []  # the project enables net
