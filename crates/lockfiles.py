@@ -89,6 +89,11 @@ def _toml(text: str, *, what: str) -> dict:
         raise LockfileError(f"The {what} is empty.", field=what_field(what))
     try:
         return tomllib.loads(text)
+    except RecursionError:  # tomllib recurses per nesting level; cargo never writes more than a few
+        raise LockfileError(
+            f"The {what} is nested too deeply (arrays or tables inside each other) to be a Cargo file.",
+            field=what_field(what),
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         where = _TOML_POSITION.search(str(exc))
         line = int(where.group(1)) if where else None

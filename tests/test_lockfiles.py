@@ -102,6 +102,17 @@ def test_size_and_package_limits():
         parse_lockfile(many)
 
 
+@pytest.mark.parametrize("nested", ["x = " + "[" * 50_000 + "]" * 50_000, "x = " + "{a=" * 5_000 + "1" + "}" * 5_000])
+def test_deeply_nested_toml_is_a_lockfile_error_not_a_crash(nested):
+    """100 KB of brackets is far under the size limit; tomllib recurses on each level (a 500 in the API)."""
+    with pytest.raises(LockfileError, match="nested too deeply"):
+        parse_lockfile(nested)
+    lock = 'version = 3\n[[package]]\nname = "app"\nversion = "0.1.0"\n'
+    with pytest.raises(LockfileError, match="nested too deeply") as caught:
+        find_direct(parse_lockfile(lock), manifest=nested)
+    assert caught.value.context["field"] == "manifest"
+
+
 # --- the service, with the database ---------------------------------------------------------------
 
 
