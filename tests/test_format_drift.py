@@ -385,3 +385,12 @@ def test_reexports_of_an_unknown_shape_are_counted_and_fail_validation() -> None
     parsed = parse_rustdoc_json(use_target_renamed(doc))
     assert parsed.report.skipped.get("re-export of unknown shape", 0) == reexports
     assert validation_problems(parsed)
+
+
+def test_a_facade_whose_own_items_are_all_hidden_passes_validation() -> None:
+    """thiserror 1.0.38 as docs.rs serves it: its only public items of its own sit behind `#[doc(hidden)] pub mod
+    __private`; the JSON is read as it is (the derive comes from the HTML bundle), not thrown away as failed."""
+    parsed = parse_rustdoc_json(_raw("thiserror-1.0.38.json.zst"))
+    assert [item.path for item in parsed.items] == ["thiserror"]
+    assert parsed.foreign_globs == [("thiserror", "thiserror_impl")]
+    assert validation_problems(parsed) == []
