@@ -85,6 +85,15 @@ def test_attribute_shapes(attr, expected):
     assert (str(cfg) if cfg else None) == expected
 
 
+def test_a_dependency_feature_turns_on_its_optional_dependency():
+    """`"std" = ["serde/std"]` turns on the optional dependency serde, so its implicit feature `serde` (which the
+    sparse index does not list) is on: items behind `feature = "serde"` are not "needs feature serde". A weak
+    `serde?/std` does not turn it on."""
+    table = {"std": ["serde/std"], "alloc": ["serde?/alloc"], "default": ["std"]}
+    assert "serde" in cfgexpr.enabled_features(table, asked=[], default=True)
+    assert "serde" not in cfgexpr.enabled_features(table, asked=["alloc"], default=False)
+
+
 def test_words_and_needed_features():
     tree = cfgexpr.parse('all(feature = "net", feature = "fs", unix)')
     assert cfgexpr.words(tree) == "crate feature `net` and crate feature `fs` and Unix"
