@@ -65,6 +65,21 @@ def test_manifest_gives_direct_dependencies_with_kinds_and_features():
     assert ("serde", "0.9.15") not in lock.direct and ("ferro_fixture", "0.3.1") not in lock.direct
 
 
+def test_default_features_stay_on_when_any_declaration_keeps_them():
+    """cargo unifies a dependency's declarations: features add up, and the defaults are on unless every
+    declaration turns them off (a unix-only table asking for `fs` with defaults keeps `std` on)."""
+    manifest = read("app.toml").replace(
+        "[dev-dependencies]",
+        '[target.\'cfg(unix)\'.dependencies]\ngated-fixture = { version = "0.2", features = ["fs"] }\n\n'
+        "[dev-dependencies]",
+    )
+    gated = find_direct(parse_lockfile(read("v3.lock")), manifest=manifest).direct[("gated_fixture", "0.2.0")]
+    assert gated.features == ["net", "fs"] and gated.default_features is True
+    reversed_order = manifest.replace('features = ["fs"] }', 'default-features = false, features = ["fs"] }')
+    gated = find_direct(parse_lockfile(read("v3.lock")), manifest=reversed_order).direct[("gated_fixture", "0.2.0")]
+    assert gated.default_features is False
+
+
 def test_workspace_manifest_and_its_members():
     lock = find_direct(parse_lockfile(read("workspace/Cargo.lock")), manifest=read("workspace/Cargo.toml"))
     # app depends on gated-fixture (declared in [workspace.dependencies] with fs), util on ferro-fixture
