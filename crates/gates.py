@@ -60,12 +60,20 @@ def describe(
                           default_features=package is None or package.default_features)
         info["cargo_toml"] = line
         info["text"] += f" Needs feature{'s' if len(wanted) > 1 else ''} {', '.join(wanted)}: add to Cargo.toml " \
-                        f"[dependencies]: {line}"
+                        f"{_table(package)}: {line}"
     if needs == [] and features:
         info["text"] += " The project enables what it needs."
     if platforms:
         info["text"] += f" Platform: {', '.join(platforms)}."
     return info
+
+
+def _table(package: ProjectPackage | None) -> str:
+    """Where the project declares the dependency: a dev- or build-only one is not added to [dependencies]."""
+    kinds = set(package.dependency_kinds or []) if package is not None else set()
+    if kinds == {"dev"}:
+        return "[dev-dependencies]"
+    return "[build-dependencies]" if kinds == {"build"} else "[dependencies]"
 
 
 def _badge(*, features: list[str], platforms: list[str]) -> str:

@@ -94,6 +94,21 @@ def test_a_dependency_feature_turns_on_its_optional_dependency():
     assert "serde" not in cfgexpr.enabled_features(table, asked=["alloc"], default=False)
 
 
+def test_the_line_to_add_names_the_table_the_project_declares_it_in():
+    """A dev-only dependency's missing feature goes to [dev-dependencies]: pasted under [dependencies] it would
+    make the crate a dependency of the library itself."""
+    from crates.gates import describe
+    from crates.models import ProjectPackage
+
+    for kinds, table in ((["dev"], "[dev-dependencies]"), (["build"], "[build-dependencies]"),
+                         (["normal", "dev"], "[dependencies]"), ([], "[dependencies]")):  # fmt: skip
+        package = ProjectPackage(name="gated-fixture", version="0.2.0", dependency_kinds=kinds, features=[],
+                                 default_features=True)  # fmt: skip
+        gate = describe(cfg='feature = "fs"', crate="gated-fixture", version="0.2.0",
+                        features_table=GATED_FIXTURE_FEATURES, package=package)  # fmt: skip
+        assert f"add to Cargo.toml {table}: gated-fixture = " in gate["text"], (kinds, gate["text"])
+
+
 def test_words_and_needed_features():
     tree = cfgexpr.parse('all(feature = "net", feature = "fs", unix)')
     assert cfgexpr.words(tree) == "crate feature `net` and crate feature `fs` and Unix"
