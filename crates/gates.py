@@ -42,6 +42,9 @@ def describe(
     asked: list[str] = []
     if package is not None:
         asked = list(package.features or [])
+    # An empty table is a release stored before features were read from the index: what the asked features
+    # turn on is unknown then, so nothing is claimed missing.
+    if package is not None and table:
         enabled = cfgexpr.enabled_features(table, asked=asked, default=package.default_features)
         needs = cfgexpr.missing_features(tree, features=enabled)
     wanted = needs if needs is not None else cfgexpr.missing_features(tree, features=set())

@@ -109,6 +109,22 @@ def test_the_line_to_add_names_the_table_the_project_declares_it_in():
         assert f"add to Cargo.toml {table}: gated-fixture = " in gate["text"], (kinds, gate["text"])
 
 
+def test_unknown_crate_features_claim_no_missing_feature():
+    """A release stored before features were read from the index has an empty table: what `default` or `full`
+    turns on is unknown, so nothing is claimed missing for the project (`full` enables `net`: it was 'needs net')."""
+    from crates.gates import describe
+    from crates.models import ProjectPackage
+
+    package = ProjectPackage(name="gated-fixture", version="0.2.0", dependency_kinds=["normal"], features=["full"],
+                             default_features=True)  # fmt: skip
+    unknown = describe(cfg='feature = "net"', crate="gated-fixture", version="0.2.0", features_table={},
+                       package=package)  # fmt: skip
+    assert unknown["needs_features"] is None  # stated as the item's need, as without a project
+    known = describe(cfg='feature = "net"', crate="gated-fixture", version="0.2.0",
+                     features_table=GATED_FIXTURE_FEATURES, package=package)  # fmt: skip
+    assert known["needs_features"] == []
+
+
 def test_words_and_needed_features():
     tree = cfgexpr.parse('all(feature = "net", feature = "fs", unix)')
     assert cfgexpr.words(tree) == "crate feature `net` and crate feature `fs` and Unix"
