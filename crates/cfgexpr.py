@@ -243,7 +243,6 @@ def enabled_features(table: dict, *, asked: list[str], default: bool) -> set[str
         for entry in table.get(feature) or []:
             if not isinstance(entry, str) or entry.startswith("dep:") or "?/" in entry:
                 continue
-            head = entry.split("/", 1)[0]
-            if head in table or "/" not in entry:
-                todo.append(head)
+            # "dep/feat" turns on the dependency itself: an optional one's implicit feature, unlisted in the index
+            todo.append(entry.split("/", 1)[0])
     return on

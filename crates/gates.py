@@ -16,9 +16,11 @@ from crates.models import CrateRelease, ProjectPackage
 from crates.names import normalize_crate_name
 
 
-def _toml_line(*, crate: str, version: str, features: list[str]) -> str:
+def _toml_line(*, crate: str, version: str, features: list[str], default_features: bool = True) -> str:
     listed = ", ".join(f'"{f}"' for f in features)
-    return f'{crate} = {{ version = "{version}", features = [{listed}] }}'
+    # The line replaces the project's own: dropping its `default-features = false` would turn them back on.
+    defaults = "" if default_features else "default-features = false, "
+    return f'{crate} = {{ version = "{version}", {defaults}features = [{listed}] }}'
 
 
 def describe(
@@ -40,6 +42,9 @@ def describe(
     asked: list[str] = []
     if package is not None:
         asked = list(package.features or [])
+    # An empty table is a release stored before features were read from the index: what the asked features
+    # turn on is unknown then, so nothing is claimed missing.
+    if package is not None and table:
         enabled = cfgexpr.enabled_features(table, asked=asked, default=package.default_features)
         needs = cfgexpr.missing_features(tree, features=enabled)
     wanted = needs if needs is not None else cfgexpr.missing_features(tree, features=set())
@@ -54,15 +59,24 @@ def describe(
         "badge": _badge(features=features, platforms=platforms),
     }
     if wanted:
-        line = _toml_line(crate=crate, version=version, features=list(dict.fromkeys([*asked, *wanted])))
+        line = _toml_line(crate=crate, version=version, features=list(dict.fromkeys([*asked, *wanted])),
+                          default_features=package is None or package.default_features)
         info["cargo_toml"] = line
         info["text"] += f" Needs feature{'s' if len(wanted) > 1 else ''} {', '.join(wanted)}: add to Cargo.toml " \
-                        f"[dependencies]: {line}"
+                        f"{_table(package)}: {line}"
     if needs == [] and features:
         info["text"] += " The project enables what it needs."
     if platforms:
         info["text"] += f" Platform: {', '.join(platforms)}."
     return info
+
+
+def _table(package: ProjectPackage | None) -> str:
+    """Where the project declares the dependency: a dev- or build-only one is not added to [dependencies]."""
+    kinds = set(package.dependency_kinds or []) if package is not None else set()
+    if kinds == {"dev"}:
+        return "[dev-dependencies]"
+    return "[build-dependencies]" if kinds == {"build"} else "[dependencies]"
 
 
 def _badge(*, features: list[str], platforms: list[str]) -> str:

@@ -89,6 +89,11 @@ def _toml(text: str, *, what: str) -> dict:
         raise LockfileError(f"The {what} is empty.", field=what_field(what))
     try:
         return tomllib.loads(text)
+    except RecursionError:  # tomllib recurses per nesting level; cargo never writes more than a few
+        raise LockfileError(
+            f"The {what} is nested too deeply (arrays or tables inside each other) to be a Cargo file.",
+            field=what_field(what),
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         where = _TOML_POSITION.search(str(exc))
         line = int(where.group(1)) if where else None
@@ -197,6 +202,7 @@ def _manifest_dependencies(manifest: dict) -> tuple[dict[str, DirectDependency],
     declared: dict[str, DirectDependency] = {}
     workspace = manifest.get("workspace") if isinstance(manifest.get("workspace"), dict) else None
     inherited = (workspace or {}).get("dependencies") or {}
+    declarations: dict[str, int] = {}
 
     def add(table: object, kind: str) -> None:
         if not isinstance(table, dict):
@@ -208,14 +214,17 @@ def _manifest_dependencies(manifest: dict) -> tuple[dict[str, DirectDependency],
             package = spec.get("package", key) if isinstance(spec, dict) else key
             if not isinstance(package, str):
                 continue
-            entry = declared.setdefault(normalize_crate_name(package), DirectDependency())
+            entry_key = normalize_crate_name(package)
+            entry = declared.setdefault(entry_key, DirectDependency())
             if kind not in entry.kinds:
                 entry.kinds.append(kind)
+            keeps = not (isinstance(spec, dict) and spec.get("default-features", spec.get("default_features")) is False)
+            # cargo unifies the declarations: the defaults are off only when every one of them turns them off
+            entry.default_features = keeps or (declarations.get(entry_key, 0) > 0 and entry.default_features)
+            declarations[entry_key] = declarations.get(entry_key, 0) + 1
             if isinstance(spec, dict):
                 features = spec.get("features") or []
                 entry.features += [f for f in features if isinstance(f, str) and f not in entry.features]
-                if spec.get("default-features", spec.get("default_features", True)) is False:
-                    entry.default_features = False
 
     for table, kind in {**DEPENDENCY_TABLES, **_ALT_TABLES}.items():
         add(manifest.get(table), kind)

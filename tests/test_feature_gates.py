@@ -85,6 +85,46 @@ def test_attribute_shapes(attr, expected):
     assert (str(cfg) if cfg else None) == expected
 
 
+def test_a_dependency_feature_turns_on_its_optional_dependency():
+    """`"std" = ["serde/std"]` turns on the optional dependency serde, so its implicit feature `serde` (which the
+    sparse index does not list) is on: items behind `feature = "serde"` are not "needs feature serde". A weak
+    `serde?/std` does not turn it on."""
+    table = {"std": ["serde/std"], "alloc": ["serde?/alloc"], "default": ["std"]}
+    assert "serde" in cfgexpr.enabled_features(table, asked=[], default=True)
+    assert "serde" not in cfgexpr.enabled_features(table, asked=["alloc"], default=False)
+
+
+def test_the_line_to_add_names_the_table_the_project_declares_it_in():
+    """A dev-only dependency's missing feature goes to [dev-dependencies]: pasted under [dependencies] it would
+    make the crate a dependency of the library itself."""
+    from crates.gates import describe
+    from crates.models import ProjectPackage
+
+    for kinds, table in ((["dev"], "[dev-dependencies]"), (["build"], "[build-dependencies]"),
+                         (["normal", "dev"], "[dependencies]"), ([], "[dependencies]")):  # fmt: skip
+        package = ProjectPackage(name="gated-fixture", version="0.2.0", dependency_kinds=kinds, features=[],
+                                 default_features=True)  # fmt: skip
+        gate = describe(cfg='feature = "fs"', crate="gated-fixture", version="0.2.0",
+                        features_table=GATED_FIXTURE_FEATURES, package=package)  # fmt: skip
+        assert f"add to Cargo.toml {table}: gated-fixture = " in gate["text"], (kinds, gate["text"])
+
+
+def test_unknown_crate_features_claim_no_missing_feature():
+    """A release stored before features were read from the index has an empty table: what `default` or `full`
+    turns on is unknown, so nothing is claimed missing for the project (`full` enables `net`: it was 'needs net')."""
+    from crates.gates import describe
+    from crates.models import ProjectPackage
+
+    package = ProjectPackage(name="gated-fixture", version="0.2.0", dependency_kinds=["normal"], features=["full"],
+                             default_features=True)  # fmt: skip
+    unknown = describe(cfg='feature = "net"', crate="gated-fixture", version="0.2.0", features_table={},
+                       package=package)  # fmt: skip
+    assert unknown["needs_features"] is None  # stated as the item's need, as without a project
+    known = describe(cfg='feature = "net"', crate="gated-fixture", version="0.2.0",
+                     features_table=GATED_FIXTURE_FEATURES, package=package)  # fmt: skip
+    assert known["needs_features"] == []
+
+
 def test_words_and_needed_features():
     tree = cfgexpr.parse('all(feature = "net", feature = "fs", unix)')
     assert cfgexpr.words(tree) == "crate feature `net` and crate feature `fs` and Unix"
@@ -141,8 +181,9 @@ def test_project_marks_items_needing_a_feature_it_does_not_enable(gated_crate):
     projects.add_from_lockfile(lockfile=lock, manifest=manifest, project="app", requested_by="api")
     hits = {h.path: h for h in search_docs(query="read file path", crate="gated_fixture", project="app", limit=20)}
     assert hits["gated_fixture::read_file"].gate["needs_features"] == ["fs"]  # marked, not hidden
+    # the project turns default features off: the line to paste keeps them off (else it enables `std` too)
     assert hits["gated_fixture::read_file"].gate["cargo_toml"] == (
-        'gated-fixture = { version = "0.2.0", features = ["net", "fs"] }'
+        'gated-fixture = { version = "0.2.0", default-features = false, features = ["net", "fs"] }'
     )
     stream = get_item(crate="gated_fixture", path="gated_fixture::net::TcpStream", project="app")
     assert stream.gate["needs_features"] == []  # the project enables net

@@ -363,3 +363,34 @@ def test_a_foreign_glob_is_noted_for_the_html_bundle_unless_no_inline() -> None:
     use = next(item for item in doc["index"].values() if "use" in item["inner"])
     use["attrs"].append({"other": "#[doc(no_inline)]"})
     assert parse_rustdoc_json(doc).foreign_globs == []
+
+
+def use_target_renamed(doc: dict) -> dict:
+    """A `use` item's target moved under another key: the items the crate re-exports can no longer be found."""
+    doc["format_version"] = DRIFTED_FORMAT
+    for item in doc["index"].values():
+        use = (item.get("inner") or {}).get("use")
+        if use is not None:
+            use["target"] = use.pop("id")
+    return doc
+
+
+def test_reexports_of_an_unknown_shape_are_counted_and_fail_validation() -> None:
+    """Most of a facade crate's API is re-exported: losing every `pub use` silently would keep a crate that
+    lost its items (tokio 1.24.2 kept 164 of 941 documents and passed validation)."""
+    doc = _doc("ferro_fixture.json.zst")
+    reexports = sum(1 for item in doc["index"].values()
+                    if "use" in (item.get("inner") or {}) and item.get("visibility") == "public")  # fmt: skip
+    assert reexports >= 2, "the fixture re-exports items"
+    parsed = parse_rustdoc_json(use_target_renamed(doc))
+    assert parsed.report.skipped.get("re-export of unknown shape", 0) == reexports
+    assert validation_problems(parsed)
+
+
+def test_a_facade_whose_own_items_are_all_hidden_passes_validation() -> None:
+    """thiserror 1.0.38 as docs.rs serves it: its only public items of its own sit behind `#[doc(hidden)] pub mod
+    __private`; the JSON is read as it is (the derive comes from the HTML bundle), not thrown away as failed."""
+    parsed = parse_rustdoc_json(_raw("thiserror-1.0.38.json.zst"))
+    assert [item.path for item in parsed.items] == ["thiserror"]
+    assert parsed.foreign_globs == [("thiserror", "thiserror_impl")]
+    assert validation_problems(parsed) == []

@@ -147,6 +147,27 @@ def test_a_local_json_file_of_a_newer_format_is_read(tmp_path):
     assert "  rustdoc JSON v63: 1 item of unknown kind `attribute_macro_v2` skipped" in out.getvalue()
 
 
+def test_a_local_json_file_says_what_it_could_not_give(tmp_path):
+    """A facade's local JSON has no HTML bundle for its glob re-exports: the release says they are missing, as
+    the docs.rs route says when docs.rs has no bundle, instead of silently storing the root module alone."""
+    path = tmp_path / "ferro_facade.json"
+    path.write_bytes(_raw_fixture("ferro_facade.json.zst"))
+    out = io.StringIO()
+    call_command("ingest_crate", "ferro-facade", "--json-file", str(path), stdout=out, stderr=io.StringIO())
+    release = CrateRelease.objects.get(state="active", crate__normalized_name="ferro_facade")
+    assert release.source_notes == [
+        "rustdoc JSON v57: items re-exported by glob from `ferro_facade_derive` missing: a local JSON file has no "
+        "HTML bundle (ingest the `cargo doc` output with --doc-dir for them)"
+    ]
+    assert "missing: a local JSON file has no HTML bundle" in out.getvalue()
+
+
+def _raw_fixture(name: str) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdDecompressor().decompressobj().decompress((FIXTURES / "rustdoc" / name).read_bytes())
+
+
 def test_provenance_shows_in_the_api_and_the_admin(fake_docsrs, admin_client):
     _publish(fake_docsrs, json_bytes=zstd(_unreadable()))
     result = run_ingest(name="ferro-fixture", progress=NullProgress())

@@ -65,6 +65,21 @@ def test_manifest_gives_direct_dependencies_with_kinds_and_features():
     assert ("serde", "0.9.15") not in lock.direct and ("ferro_fixture", "0.3.1") not in lock.direct
 
 
+def test_default_features_stay_on_when_any_declaration_keeps_them():
+    """cargo unifies a dependency's declarations: features add up, and the defaults are on unless every
+    declaration turns them off (a unix-only table asking for `fs` with defaults keeps `std` on)."""
+    manifest = read("app.toml").replace(
+        "[dev-dependencies]",
+        '[target.\'cfg(unix)\'.dependencies]\ngated-fixture = { version = "0.2", features = ["fs"] }\n\n'
+        "[dev-dependencies]",
+    )
+    gated = find_direct(parse_lockfile(read("v3.lock")), manifest=manifest).direct[("gated_fixture", "0.2.0")]
+    assert gated.features == ["net", "fs"] and gated.default_features is True
+    reversed_order = manifest.replace('features = ["fs"] }', 'default-features = false, features = ["fs"] }')
+    gated = find_direct(parse_lockfile(read("v3.lock")), manifest=reversed_order).direct[("gated_fixture", "0.2.0")]
+    assert gated.default_features is False
+
+
 def test_workspace_manifest_and_its_members():
     lock = find_direct(parse_lockfile(read("workspace/Cargo.lock")), manifest=read("workspace/Cargo.toml"))
     # app depends on gated-fixture (declared in [workspace.dependencies] with fs), util on ferro-fixture
@@ -100,6 +115,17 @@ def test_size_and_package_limits():
     )
     with pytest.raises(LockfileError, match="2,001 packages; the most Ferrodex takes at once is 2,000"):
         parse_lockfile(many)
+
+
+@pytest.mark.parametrize("nested", ["x = " + "[" * 50_000 + "]" * 50_000, "x = " + "{a=" * 5_000 + "1" + "}" * 5_000])
+def test_deeply_nested_toml_is_a_lockfile_error_not_a_crash(nested):
+    """100 KB of brackets is far under the size limit; tomllib recurses on each level (a 500 in the API)."""
+    with pytest.raises(LockfileError, match="nested too deeply"):
+        parse_lockfile(nested)
+    lock = 'version = 3\n[[package]]\nname = "app"\nversion = "0.1.0"\n'
+    with pytest.raises(LockfileError, match="nested too deeply") as caught:
+        find_direct(parse_lockfile(lock), manifest=nested)
+    assert caught.value.context["field"] == "manifest"
 
 
 # --- the service, with the database ---------------------------------------------------------------

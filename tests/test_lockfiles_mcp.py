@@ -107,8 +107,9 @@ def test_lockfile_to_project_scoped_docs_over_stdio(fake_docsrs, tmp_path):
     assert "NEEDS FEATURE fs" in out["search"].content[0].text
     item = out["item"].structured_content
     assert item["version"] == "0.2.0" and item["gate"]["needs_features"] == ["fs"]
-    assert item["gate"]["cargo_toml"] == 'gated-fixture = { version = "0.2.0", features = ["net", "fs"] }'
-    assert 'gated-fixture = { version = "0.2.0", features = ["net", "fs"] }' in out["item"].content[0].text
+    line = 'gated-fixture = { version = "0.2.0", default-features = false, features = ["net", "fs"] }'
+    assert item["gate"]["cargo_toml"] == line
+    assert line in out["item"].content[0].text
     assert "features: fs, full, net, std (default: std)" in out["listing"].content[0].text
 
 

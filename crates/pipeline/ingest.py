@@ -29,7 +29,7 @@ from crates.pipeline.parse_html import parse_html_pages, read_doc_dir
 from crates.pipeline.parse_json import parse_rustdoc_json
 from crates.pipeline.release import IngestResult, build_release
 from crates.pipeline.resolve import VERSIONS_IN_MESSAGES, describe_release, resolve_release
-from crates.pipeline.source import parse_artifact
+from crates.pipeline.source import note_local_json, parse_artifact
 from crates.pipeline.types import Artifact, ParsedCrate, Progress, ResolvedRelease
 
 logger = logging.getLogger(__name__)
@@ -138,6 +138,7 @@ def _local_source(
             decode_json_body(raw, max_bytes=settings.MAX_DECOMPRESSED_BYTES, url=str(json_file)),
             version=requested or "",
         )
+        note_local_json(parsed)
     else:
         pages = read_doc_dir(Path(doc_dir), crate_name=name.replace("-", "_") if name else None)
         parsed = parse_html_pages(pages, version=requested or "")

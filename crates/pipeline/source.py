@@ -99,6 +99,16 @@ def _add_glob_reexports(
     )
 
 
+def note_local_json(parsed: ParsedCrate) -> None:
+    """A local JSON file (``ingest_crate --json-file``) has no HTML bundle beside it: say what that leaves out."""
+    if parsed.foreign_globs:
+        sources = ", ".join(f"`{source}`" for _, source in parsed.foreign_globs)
+        parsed.report.notes.append(
+            f"items re-exported by glob from {sources} missing: a local JSON file has no HTML bundle "
+            "(ingest the `cargo doc` output with --doc-dir for them)"
+        )
+
+
 def glob_items(parsed: ParsedCrate, html_items: list[ParsedItem]) -> list[ParsedItem]:
     """The HTML documents the JSON lacks that sit in a module with a foreign glob re-export (and their
     members), marked as coming from the HTML bundle."""

@@ -33,7 +33,7 @@ from crates.errors import CorruptArtifact, FerrodexError
 from crates.pipeline import rustdoc_render as render
 from crates.pipeline.parse_json.build import DocumentBuilder
 from crates.pipeline.parse_json.cfg import apply_cfg
-from crates.pipeline.parse_json.common import is_local, is_public
+from crates.pipeline.parse_json.common import USE_TAGS, inner, is_local, is_public
 from crates.pipeline.parse_json.foreign import foreign_inlined_items, note_foreign_reexports
 from crates.pipeline.parse_json.links import LinkTargets
 from crates.pipeline.parse_json.load import SUPPORTED_FORMAT_VERSIONS, check_format_version, load
@@ -80,6 +80,31 @@ def _declared_public(index: dict, root_id: str) -> int:
     )
 
 
+def _root_offers_own_items(index: dict, root: dict) -> bool:
+    """Whether the root module lists a visible item of this crate, itself or re-exported. thiserror's lists only
+    `pub use thiserror_impl::*`: its public traits in private modules are meant to have no path at all. An
+    unreadable listing counts as offering items, so a restructured file still fails validation."""
+    kind, value = inner(root)
+    children = value.get("items") if kind == "module" and isinstance(value, dict) else None
+    if not isinstance(children, list):
+        return True
+    for child_id in children:
+        child = index.get(str(child_id))
+        if not isinstance(child, dict):
+            return True
+        if not is_public(child) or render.is_doc_hidden(child):
+            continue
+        child_kind, use = inner(child)
+        if child_kind not in USE_TAGS:
+            return True
+        if not isinstance(use, dict) or "id" not in use:
+            return True
+        target = index.get(str(use["id"])) if use["id"] is not None else None
+        if isinstance(target, dict) and is_local(target):
+            return True
+    return False
+
+
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     was_enabled = gc.isenabled()
@@ -106,7 +131,7 @@ def _parse(data: bytes | dict, *, version: str, docs_root: str, started: float) 
     paths = doc.get("paths") if isinstance(doc.get("paths"), dict) else {}
     crate_name = root["name"]
 
-    report = ParseReport(declared_public=_declared_public(index, root_id))
+    report = ParseReport(declared_public=_declared_public(index, root_id) if _root_offers_own_items(index, root) else 0)
     with render.collecting(report.skipped):
         walker = PublicPaths(index, root_id, crate_name, report)
         locations = walker.walk()

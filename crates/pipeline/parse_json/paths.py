@@ -169,6 +169,9 @@ class PublicPaths:
     def _add_reexport(self, module_id: str, use_id: str, use_item: dict, use: dict, names: list, globs: list) -> None:
         if not is_public(use_item) or use.get("name") == "_":  # `pub use Trait as _` brings in no name
             return
+        if "id" not in use:  # `id: null` is a primitive; no key at all is a shape this parser does not know
+            self.report.item_skipped("re-export of unknown shape")
+            return
         target_id = use.get("id")
         target = self.get(target_id)
         # Re-exports of other crates' items (and of primitives, id None) are documented by those crates.
