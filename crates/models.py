@@ -70,8 +70,10 @@ class CrateRelease(models.Model):
     format_version = models.PositiveIntegerField(null=True, blank=True, help_text="rustdoc JSON format.")
     generator = models.CharField(max_length=200, blank=True, default="", help_text="rustdoc that made it.")
     target = models.CharField(max_length=100, blank=True, default="")
+    # A database default too: releases are also inserted in raw SQL (the store, bulk loaders).
     source_notes = models.JSONField(
-        default=list, blank=True, help_text="What the parser skipped and whether the release fell back to HTML."
+        default=list, blank=True, db_default=[],
+        help_text="What the parser skipped and whether the release fell back to HTML.",
     )
     state = models.CharField(max_length=16, choices=State.choices, default=State.BUILDING, db_index=True)
     item_count = models.PositiveIntegerField(default=0)
