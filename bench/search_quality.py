@@ -89,6 +89,20 @@ class _Quiet:
         pass
 
 
+def prepare_corpus(base: str | None, *, ingest: bool) -> list[dict]:
+    """Point Django at the replica (when one is served), migrate the bench database and ingest what is missing."""
+    if base:
+        os.environ.update(replica_env(base))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    return ingest_missing(replica_crates()) if ingest else []
+
+
 def ingest_missing(crates: list[dict]) -> list[dict]:
     """Ingest each replica crate unless its release is already active with the local model."""
     from crates.models import CrateRelease
@@ -251,16 +265,7 @@ def main() -> None:
 
         bench.common.REPLICA_ROOT = EXTENDED_REPLICA
     with replica_server() if not args.no_ingest else contextlib.nullcontext(None) as base:
-        if base:
-            os.environ.update(replica_env(base))
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0, interactive=False)
-        corpus = ingest_missing(replica_crates()) if not args.no_ingest else []
+        corpus = prepare_corpus(base, ingest=not args.no_ingest)
     if args.ingest_only:
         print(json.dumps(corpus, indent=2))
         return

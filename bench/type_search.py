@@ -26,8 +26,6 @@ from bench.common import (
     ROOT,
     bench_database_url,
     print_table,
-    replica_crates,
-    replica_env,
     replica_server,
     write_results,
 )
@@ -90,18 +88,9 @@ def main() -> None:
     else:
         server = replica_server()
     with server as base:
-        if base:
-            os.environ.update(replica_env(base))
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-        import django
+        from bench.search_quality import prepare_corpus
 
-        django.setup()
-        from django.core.management import call_command
-
-        from bench.search_quality import ingest_missing
-
-        call_command("migrate", verbosity=0, interactive=False)
-        corpus = ingest_missing(replica_crates()) if not args.no_ingest else []
+        corpus = prepare_corpus(base, ingest=not args.no_ingest)
     queries = [json.loads(line) for line in QUERIES.read_text().splitlines() if line.strip()]
     report = evaluate(queries, show_misses=args.show_misses)
     print_table([{"signals": k, **v} for k, v in report["configs"].items()],
