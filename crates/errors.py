@@ -145,6 +145,7 @@ class DatabaseUnavailable(FerrodexError):
 # SQLSTATEs of a server that is not taking work: connection exceptions (class 08), shutting down or
 # restarting (57P01-57P03), too many connections (53300). A connection that never opened has none.
 _UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+_UNDEFINED_TABLE = "42P01"
 
 
 def database_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
@@ -153,8 +154,15 @@ def database_unavailable(exc: BaseException) -> DatabaseUnavailable | None:
     Django's ``OperationalError``/``InterfaceError`` also wrap errors of one statement (a deadlock, a
     cancelled query): those are not an outage and stay what they are.
     """
-    from django.db import InterfaceError, OperationalError
+    from django.db import InterfaceError, OperationalError, ProgrammingError
 
+    if isinstance(exc, ProgrammingError) and getattr(exc.__cause__, "sqlstate", None) == _UNDEFINED_TABLE:
+        # The server answers but holds no Ferrodex tables: a client started before the first migrate.
+        return DatabaseUnavailable(
+            f"The database has no Ferrodex tables yet ({' '.join(str(exc).split())[:120]}): run "
+            "'manage.py migrate' (scripts/up does it), then try again.",
+            retry_after_s=DatabaseUnavailable.retry_after_seconds,
+        )
     if not isinstance(exc, OperationalError | InterfaceError):
         return None
     sqlstate = getattr(exc.__cause__, "sqlstate", None)

@@ -99,3 +99,35 @@ def test_mcp_http_key_check_is_a_503_during_an_outage(outage):
     assert "database is unreachable" in refused.value.message
     outage.end()
     assert check_key(key) == "outage-http"
+
+
+@pytest.fixture
+def unmigrated(monkeypatch):
+    """The default connection points at an empty database (no migrate run yet) until the test ends."""
+    name = f"{connection.settings_dict['NAME']}_unmigrated"
+    with connection.cursor() as cursor:  # FORCE: the tool threads' connections may still be open
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    real = connection.settings_dict["NAME"]
+    for conn in connections.all():
+        conn.close()
+    monkeypatch.setitem(connection.settings_dict, "NAME", name)
+    yield
+    for conn in connections.all():
+        conn.close()
+    connection.settings_dict["NAME"] = real
+    with connection.cursor() as cursor:  # FORCE: the tool threads' connections may still be open
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_an_unmigrated_database_is_named_with_the_command_to_run(unmigrated):
+    async def calls() -> list:
+        async with Client(build_server()) as client:
+            return [await client.call_tool("check_rust_status", {}), await client.call_tool("list_rust_crates", {})]
+
+    for result in anyio.run(calls):
+        assert result.is_error is True
+        assert "no Ferrodex tables" in result.content[0].text and "manage.py migrate" in result.content[0].text
+    response = TestClient(api).get("/jobs")
+    assert response.status_code == 503 and "manage.py migrate" in response.json()["error"]["message"]
+
