@@ -98,7 +98,8 @@ def test_failed_ingest_leaves_previous_release_active_and_untouched(monkeypatch)
     assert Document.objects.filter(release=release).count() == docs_before
 
 
-def test_transient_failure_keeps_building_release_and_resume_skips_committed_batches(monkeypatch, settings):
+def _ingest_failing_at_store(monkeypatch, settings, *, failing_call: int) -> dict:
+    """An ingest in batches of 5 whose ``failing_call``-th batch store fails transiently; its last checkpoint."""
     settings.INGEST_WRITERS = 1
     saved: list[dict] = []
     real_store_batch = store.store_batch
@@ -106,7 +107,7 @@ def test_transient_failure_keeps_building_release_and_resume_skips_committed_bat
 
     def flaky(**kwargs):
         calls["n"] += 1
-        if calls["n"] == 4:
+        if calls["n"] == failing_call:
             raise UpstreamUnavailable("database went away")
         return real_store_batch(**kwargs)
 
@@ -114,7 +115,13 @@ def test_transient_failure_keeps_building_release_and_resume_skips_committed_bat
     monkeypatch.setattr(release_mod, "batch_size_for", lambda total: 5)
     with pytest.raises(UpstreamUnavailable):
         _ingest(save_checkpoint=saved.append)
-    checkpoint = saved[-1]
+    monkeypatch.setattr(store, "store_batch", real_store_batch)
+    return saved[-1]
+
+
+def test_transient_failure_keeps_building_release_and_resume_skips_committed_batches(monkeypatch, settings):
+    checkpoint = _ingest_failing_at_store(monkeypatch, settings, failing_call=4)
+    real_store_batch = store.store_batch
     building = CrateRelease.objects.get(pk=checkpoint["release_id"])
     assert building.state == "building"
     assert Document.objects.filter(release=building).count() == 15
@@ -126,7 +133,7 @@ def test_transient_failure_keeps_building_release_and_resume_skips_committed_bat
         return real_store_batch(**kwargs)
 
     monkeypatch.setattr(store, "store_batch", counting)
-    result = _ingest(checkpoint=checkpoint, save_checkpoint=saved.append)
+    result = _ingest(checkpoint=checkpoint, save_checkpoint=lambda _: None)
     assert result.release_id == building.pk
     assert result.items_skipped_by_checkpoint == 15
     assert result.items_processed + 15 == checkpoint["items_total"]
@@ -650,23 +657,7 @@ class _OtherModel:
 
 
 def _interrupted_hash_ingest(monkeypatch, settings) -> dict:
-    settings.INGEST_WRITERS = 1
-    saved: list[dict] = []
-    real_store_batch = store.store_batch
-    calls = {"n": 0}
-
-    def flaky(**kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise UpstreamUnavailable("database went away")
-        return real_store_batch(**kwargs)
-
-    monkeypatch.setattr(store, "store_batch", flaky)
-    monkeypatch.setattr(release_mod, "batch_size_for", lambda total: 5)
-    with pytest.raises(UpstreamUnavailable):
-        _ingest(save_checkpoint=saved.append)
-    monkeypatch.setattr(store, "store_batch", real_store_batch)
-    return saved[-1]
+    return _ingest_failing_at_store(monkeypatch, settings, failing_call=3)
 
 
 def test_a_resumed_job_embeds_with_the_model_its_release_records_not_the_workers(monkeypatch, settings):
