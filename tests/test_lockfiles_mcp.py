@@ -13,7 +13,7 @@ from mcp import Client, StdioServerParameters, stdio_client
 from jobs.models import CrateJob
 from tests.fakes import GATED_FIXTURE_FEATURES, gated_fixture_json, zstd
 from tests.jobs_helpers import BASE_DIR, QCluster
-from tests.test_mcp_stdio import server_env
+from tests.test_mcp_stdio import run_with_logs, server_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -82,14 +82,7 @@ def test_lockfile_to_project_scoped_docs_over_stdio(fake_docsrs, tmp_path):
                 out["listing"] = await client.call_tool("list_rust_crates", {})
         return out
 
-    try:
-        out = anyio.run(flow)
-    except BaseException:
-        print((tmp_path / "runmcp.stderr").read_text()[-5000:], file=sys.stderr)
-        print(worker.log()[-5000:], file=sys.stderr)
-        raise
-    finally:
-        worker.stop()
+    out = run_with_logs(flow, stderr_file=tmp_path / "runmcp.stderr", worker=worker)
 
     assert out["bad"].is_error is True
     assert "package 'gated-fixture' '0.2' at line 3" in out["bad"].content[0].text

@@ -31,6 +31,18 @@ def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     }
 
 
+def run_with_logs(flow, *, stderr_file, worker):
+    """Run an async client flow; on failure print the server's stderr and the worker's log. Stops the worker."""
+    try:
+        return anyio.run(flow)
+    except BaseException:
+        print(stderr_file.read_text()[-5000:], file=sys.stderr)
+        print(worker.log()[-5000:], file=sys.stderr)
+        raise
+    finally:
+        worker.stop()
+
+
 def rpc(id_: int | None, method: str, params: dict | None = None) -> str:
     message = {"jsonrpc": "2.0", "method": method}
     if id_ is not None:
@@ -121,14 +133,7 @@ def test_full_flow_over_stdio_with_a_real_worker(fake_docsrs, tmp_path):
                 out["listing"] = await client.call_tool("list_rust_crates", {})
         return out
 
-    try:
-        out = anyio.run(flow)
-    except BaseException:
-        print((tmp_path / "runmcp.stderr").read_text()[-5000:], file=sys.stderr)
-        print(worker.log()[-5000:], file=sys.stderr)
-        raise
-    finally:
-        worker.stop()
+    out = run_with_logs(flow, stderr_file=tmp_path / "runmcp.stderr", worker=worker)
 
     assert set(out["tools"]) >= {"add_rust_crate", "check_rust_status", "search_rust_docs", "get_rust_item"}
     assert all(t.output_schema for t in out["tools"].values())
