@@ -38,6 +38,7 @@ from bench.common import (
     replica_crates,
     replica_env,
     replica_server,
+    run_command,
     write_results,
 )
 
@@ -48,27 +49,19 @@ WORDS_B = ["a string", "json value", "bytes", "error", "mutex", "task", "number"
 WORDS_C = ["", "safely", "asynchronously", "with options", "into a type", "from a reader"]
 
 
-def _run(cmd: list[str], env: dict[str, str]) -> str:
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.stderr.write(out.stderr[-3000:])
-        raise SystemExit(f"failed: {' '.join(cmd)}")
-    return out.stdout
-
-
 def prepare(env: dict[str, str], crates: list[str]) -> list[str]:
     """Migrate the bench database and ingest what the search requests will hit; return crate names."""
     py = sys.executable
-    _run([py, "manage.py", "migrate", "-v0"], env)
+    run_command([py, "manage.py", "migrate", "-v0"], env)
     if crates and REPLICA_ROOT.exists():
         with replica_server() as base:
             ingest_env = {**env, **replica_env(base)}
             for name in crates:
                 print(f"  ingesting {name} from the docs.rs replica", file=sys.stderr)
-                _run([py, "manage.py", "ingest_crate", name], ingest_env)
+                run_command([py, "manage.py", "ingest_crate", name], ingest_env)
         return crates
     print("  ingesting ferro_fixture from tests/fixtures", file=sys.stderr)
-    _run([py, "manage.py", "ingest_crate", "ferro_fixture", "--json-file", str(FIXTURE_JSON)], env)
+    run_command([py, "manage.py", "ingest_crate", "ferro_fixture", "--json-file", str(FIXTURE_JSON)], env)
     return ["ferro_fixture"]
 
 
@@ -255,7 +248,7 @@ def main() -> None:
     crates = wanted or ["ferro_fixture"]
     if not args.skip_ingest:
         crates = prepare(env, wanted)
-    key = _run([sys.executable, "manage.py", "create_api_key", "bench", "-q"], env).strip()
+    key = run_command([sys.executable, "manage.py", "create_api_key", "bench", "-q"], env).strip()
 
     port = free_port()
     run_id = f"{int(time.time())}"

@@ -113,6 +113,15 @@ def replica_server(*extra: str, root: Path | None = None, port: int | None = Non
         proc.wait(timeout=10)
 
 
+def run_command(cmd: list[str], env: dict[str, str]) -> str:
+    """Run a command from the checkout; on failure print its stderr's tail and stop the benchmark."""
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr[-3000:])
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return out.stdout
+
+
 def replica_env(base: str) -> dict[str, str]:
     return {
         "DOCSRS_BASE_URL": base,

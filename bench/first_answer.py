@@ -40,6 +40,7 @@ from bench.common import (
     replica_crates,
     replica_env,
     replica_server,
+    run_command,
     write_results,
 )
 
@@ -47,17 +48,9 @@ TARGETS = {"first_answer_s": 5.0, "first_answer_share": 0.25, "mcp_first_search_
 POLL_S = 0.05
 
 
-def _run(cmd: list[str], env: dict[str, str]) -> str:
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.stderr.write(out.stderr[-3000:])
-        raise SystemExit(f"failed: {' '.join(cmd)}")
-    return out.stdout
-
-
 def _fresh_database(env: dict[str, str]) -> None:
     """Migrated, with no crate, job or cached embedding: every ingest is a first one and runs the model."""
-    _run([sys.executable, "manage.py", "migrate", "-v0"], env)
+    run_command([sys.executable, "manage.py", "migrate", "-v0"], env)
     import psycopg
 
     with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
@@ -230,7 +223,7 @@ def main() -> None:
            "EMBEDDING_PROVIDER": "local", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
     env.pop("RATE_LIMIT_RPS", None)
     _fresh_database(env)
-    key = _run([sys.executable, "manage.py", "create_api_key", "bench-first-answer", "-q"], env).strip()
+    key = run_command([sys.executable, "manage.py", "create_api_key", "bench-first-answer", "-q"], env).strip()
     logs = ROOT / "var" / "bench-first-answer"
     logs.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
